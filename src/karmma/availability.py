@@ -1,0 +1,76 @@
+"""The availability mask and modality dropout.
+
+``availability`` is a boolean tensor ``[B, M]``: ``availability[b, j]`` is True
+when sample ``b`` has modality ``model.modalities[j]``. It travels with every
+batch; every sample must have at least one modality.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def check_availability(availability: torch.Tensor, modalities: Sequence[str]) -> None:
+    """Raise ``ValueError`` unless ``availability`` is a valid ``[B, M]`` bool mask."""
+    if not isinstance(availability, torch.Tensor):
+        raise ValueError(f"availability must be a torch.Tensor, got {type(availability).__name__}")
+    if availability.dtype != torch.bool:
+        raise ValueError(f"availability must be a bool tensor, got dtype {availability.dtype}")
+    if availability.dim() != 2 or availability.shape[1] != len(modalities):
+        raise ValueError(
+            f"availability must have shape [B, {len(modalities)}] for modalities "
+            f"{'/'.join(modalities)}, got {list(availability.shape)}"
+        )
+    if availability.device.type == "meta":
+        return  # shape-only tracing (FLOP counting): values are unknown
+    empty = (~availability.any(dim=1)).nonzero().flatten()
+    if len(empty):
+        raise ValueError(
+            f"availability has no modality for sample(s) {empty.tolist()[:10]}: "
+            "every sample needs at least one present modality"
+        )
+
+
+def availability_for_subset(
+    present: Sequence[str], modalities: Sequence[str], batch: int = 1
+) -> torch.Tensor:
+    """A ``[batch, M]`` mask with exactly the modalities in ``present`` available."""
+    unknown = [k for k in present if k not in modalities]
+    if unknown:
+        raise ValueError(f"unknown modalities {unknown}; the model has {list(modalities)}")
+    row = torch.tensor([k in present for k in modalities], dtype=torch.bool)
+    return row.expand(batch, -1).clone()
+
+
+def modality_dropout(
+    availability: torch.Tensor, p: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Drop each present modality of each sample independently with probability ``p``.
+
+    A modality the sample never had stays missing, and if every present
+    modality of a sample would be dropped, one of them (chosen uniformly) is
+    kept, so no sample is ever emptied.
+
+    Args:
+        availability: ``[B, M]`` bool mask of the modalities each sample has.
+        p: drop probability in ``[0, 1]``.
+    Returns:
+        ``[B, M]`` bool mask, a subset of ``availability`` with no empty row.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"modality dropout probability must be in [0, 1], got {p}")
+    if p == 0.0:
+        return availability.clone()
+    rand = torch.rand(availability.shape, generator=generator, device="cpu").to(availability.device)
+    kept = availability & (rand >= p)
+    emptied = ~kept.any(dim=1) & availability.any(dim=1)
+    if emptied.any():
+        # Keep one present modality at random: the present one with the highest score.
+        scores = torch.rand(availability.shape, generator=generator, device="cpu").to(availability.device)
+        scores = scores.masked_fill(~availability, -1.0)
+        keep_one = torch.zeros_like(availability)
+        keep_one.scatter_(1, scores.argmax(dim=1, keepdim=True), True)
+        kept = torch.where(emptied[:, None], keep_one, kept)
+    return kept

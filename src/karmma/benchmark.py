@@ -1,0 +1,175 @@
+"""Resource measurements: FLOPs, parameters, peak memory and latency of a forward pass.
+
+FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`
+(2 FLOPs per multiply-add; convolutions, matmuls and attention). FLOPs and
+peak memory are traced on the ``meta`` device (shapes only, no compute), so
+even the paper-size teacher is measured in seconds; latency is measured for
+real on the chosen device.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop
+
+from karmma.availability import availability_for_subset
+from karmma.modalities import all_subsets, subset_name
+from karmma.models.karmma import KARMMA
+
+aten = torch.ops.aten
+
+# On CPU, scaled_dot_product_attention runs a fused kernel that torch's FLOP
+# counter does not know (it would count attention as 0 FLOPs); it has the
+# same cost as the other fused attention kernels.
+_EXTRA_FLOP_FORMULAS = {aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flop}
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of calling ``fn()`` (2 per multiply-add), attention included."""
+    with FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+class PeakMemory(TorchDispatchMode):
+    """Peak bytes of live tensor storage while active.
+
+    Storages of ``existing`` tensors (parameters, inputs) count from the
+    start; every storage created by an operation counts until it is freed.
+    Works on any device, ``meta`` included.
+    """
+
+    def __init__(self, existing: Sequence[torch.Tensor] = ()):
+        super().__init__()
+        self._live: dict[int, tuple[StorageWeakRef, int]] = {}
+        self.current = 0
+        self._track(existing)
+        self.peak = self.current
+
+    def _track(self, tensors) -> None:
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                ref = StorageWeakRef(storage)
+                if ref.cdata not in self._live:
+                    self._live[ref.cdata] = (ref, storage.nbytes())
+                    self.current += storage.nbytes()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for key, (ref, nbytes) in list(self._live.items()):
+            if ref.expired():
+                self.current -= nbytes
+                del self._live[key]
+        self._track(tree_leaves(out))
+        self.peak = max(self.peak, self.current)
+        return out
+
+
+def measure_latency(fn: Callable[[], object], repeats: int, warmup: int, device: torch.device) -> float:
+    """Median wall time of ``fn()`` in milliseconds."""
+    times = []
+    for i in range(warmup + repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def active_parameters(model: KARMMA, present: Sequence[str]) -> list[torch.Tensor]:
+    """Parameters a forward pass with modalities ``present`` uses (absent extractors excluded)."""
+    skipped = {id(p) for k in model.modalities if k not in present for p in model.extractors[k].parameters()}
+    return [p for p in model.parameters() if id(p) not in skipped]
+
+
+@dataclass
+class BenchmarkSettings:
+    repeats: int
+    warmup: int
+    device: str = "cpu"
+
+
+def benchmark_model(
+    build: Callable[[], KARMMA],
+    settings: BenchmarkSettings,
+    subsets: Sequence[Sequence[str]] | None = None,
+    label: str = "model",
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> dict:
+    """Measure ``build()``'s model at batch 1 on every subset of its modalities.
+
+    Returns ``{"subsets": {"V+F": {"gflops", "params_m", "peak_mem_mb", "latency_ms"}}}``.
+    """
+    device = torch.device(settings.device)
+    with torch.device("meta"):
+        meta_model = build().eval()
+    model = build().eval().to(device)
+    subsets = subsets or all_subsets(model.modalities)
+    results = {}
+    for present in subsets:
+        name = subset_name(present, model.modalities)
+        availability = availability_for_subset(present, model.modalities)
+        meta_inputs = {k: v.to("meta") for k, v in model.example_inputs(1).items() if k in present}
+        with torch.no_grad():
+            flops = count_flops(lambda: meta_model(meta_inputs, availability))
+            existing = active_parameters(meta_model, present) + list(meta_model.buffers()) + list(meta_inputs.values())
+            with PeakMemory(existing=existing) as memory:
+                meta_model(meta_inputs, availability)
+        inputs = {k: v.to(device) for k, v in model.example_inputs(1).items() if k in present}
+        with torch.inference_mode():
+            latency = measure_latency(lambda: model(inputs, availability), settings.repeats, settings.warmup, device)
+        results[name] = {
+            "gflops": round(flops / 1e9, 3),
+            "params_m": round(sum(p.numel() for p in active_parameters(model, present)) / 1e6, 3),
+            "peak_mem_mb": round(memory.peak / 2**20, 1),
+            "latency_ms": round(latency, 2),
+        }
+        r = results[name]
+        log(
+            f"{label:8s} {name:8s} {r['gflops']:9.3f} GFLOPs {r['params_m']:8.2f} M params "
+            f"{r['peak_mem_mb']:9.1f} MB peak {r['latency_ms']:10.1f} ms (median of {settings.repeats})"
+        )
+    return {"subsets": results}
+
+
+def plot_benchmark(results: dict, path: str) -> None:
+    """Teacher and student bars per subset (GFLOPs and peak memory), like the paper's resource figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = results["models"]
+    subsets = list(next(iter(models.values()))["subsets"])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    metrics = [("gflops", "GFLOPs"), ("peak_mem_mb", "peak memory (MB)"), ("latency_ms", "latency (ms)")]
+    width = 0.8 / len(models)
+    for ax, (metric, title) in zip(axes, metrics):
+        for i, (name, model) in enumerate(models.items()):
+            values = [model["subsets"].get(s, {}).get(metric, 0.0) for s in subsets]
+            positions = [x + (i - (len(models) - 1) / 2) * width for x in range(len(subsets))]
+            bars = ax.bar(positions, values, width, label=name)
+            ax.bar_label(bars, fmt="%.3g", fontsize=7, rotation=90, padding=2)
+        ax.set_xticks(range(len(subsets)), subsets, rotation=30)
+        ax.set_title(title)
+        ax.margins(y=0.2)
+    axes[0].legend()
+    fig.suptitle(f"KARMMA resources per modality subset (preset {results['preset']}, batch 1, {results['device']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

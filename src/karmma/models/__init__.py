@@ -1,0 +1,1 @@
+"""Feature extractors and the KARMMA fusion model."""

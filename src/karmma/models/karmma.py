@@ -1,0 +1,225 @@
+"""The KARMMA model: per-modality extractors, token embedding with learned
+missing-modality tokens, transformer fusion, and a multi-head MLP.
+
+One class serves the teacher (frozen extractors), the student (trainable
+extractors, learned tokens) and the Baseline (``missing_strategy="mask"``: a
+missing modality contributes nothing). See ``KARMMA.md`` for the method.
+
+Shapes: ``inputs[key]`` is ``[B, *spec.input_shape]``; ``availability`` is a
+``[B, M]`` bool mask over ``model.modalities``; extractors give tokens
+``[B, N_m, C_m]``; fusion runs over ``[B, 1 + sum_m N_m, width]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from karmma.availability import check_availability
+from karmma.modalities import ModalitySpec
+from karmma.models.transformer import TransformerBlock
+
+MissingStrategy = Literal["learned", "mask"]
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Width and depth of the embedding, fusion block and heads."""
+
+    width: int = 512
+    depth: int = 2
+    num_heads: int = 8
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1
+
+
+@dataclass
+class KARMMAOutput:
+    """What a forward pass returns.
+
+    Attributes:
+        logits: final prediction per head, ``[B, classes]``: the average of the
+            CLS prediction and the prediction of each available modality.
+        cls_logits: the CLS token's prediction per head.
+        modality_logits: per modality key, the pooled-token prediction per head.
+        modality_features: per modality key, its fused tokens average-pooled,
+            ``[B, width]`` (meaningful only where the modality is available).
+        availability: the ``[B, M]`` mask the prediction was made with.
+    """
+
+    logits: dict[str, torch.Tensor]
+    cls_logits: dict[str, torch.Tensor]
+    modality_logits: dict[str, dict[str, torch.Tensor]]
+    modality_features: dict[str, torch.Tensor]
+    availability: torch.Tensor
+
+
+class MultiHeadMLP(nn.Module):
+    """A shared hidden layer and one linear classifier per head: ``[..., width] -> {head: [..., classes]}``."""
+
+    def __init__(self, width: int, heads: Mapping[str, int], dropout: float = 0.0):
+        super().__init__()
+        if not heads:
+            raise ValueError("at least one classification head is needed, e.g. {'verb': 97, 'noun': 300}")
+        self.hidden = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Dropout(dropout))
+        self.classifiers = nn.ModuleDict({name: nn.Linear(width, n) for name, n in heads.items()})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden = self.hidden(x)
+        return {name: classifier(hidden) for name, classifier in self.classifiers.items()}
+
+
+class KARMMA(nn.Module):
+    """Multimodal fusion model over any subset of its modalities.
+
+    Args:
+        modalities: one spec per modality, in the order of the availability columns.
+        heads: classes per head, e.g. ``{"verb": 97, "noun": 300}``.
+        fusion: width/depth of embedding, fusion block and heads.
+        missing_strategy: ``"learned"`` (KARMMA: a missing modality's tokens are
+            the learned modality + position tokens) or ``"mask"`` (Baseline: a
+            missing modality's tokens are left out of attention and of the
+            prediction average, so it contributes nothing).
+        freeze_extractors: the teacher's extractors are frozen (no gradients,
+            always in eval mode) so their tokens can be cached.
+    """
+
+    def __init__(
+        self,
+        modalities: Sequence[ModalitySpec],
+        heads: Mapping[str, int],
+        fusion: FusionConfig = FusionConfig(),
+        missing_strategy: MissingStrategy = "learned",
+        freeze_extractors: bool = False,
+    ):
+        super().__init__()
+        if missing_strategy not in ("learned", "mask"):
+            raise ValueError(f"missing_strategy must be 'learned' or 'mask', got {missing_strategy!r}")
+        keys = [spec.key for spec in modalities]
+        if not keys or len(set(keys)) != len(keys):
+            raise ValueError(f"modalities must be a non-empty list of distinct keys, got {keys}")
+        self.modalities = keys
+        self.specs = {spec.key: spec for spec in modalities}
+        self.heads = dict(heads)
+        self.fusion_config = fusion
+        self.missing_strategy = missing_strategy
+        self.freeze_extractors = freeze_extractors
+        width = fusion.width
+
+        self.extractors = nn.ModuleDict({spec.key: spec.build_extractor() for spec in modalities})
+        self.embed = nn.ModuleDict({spec.key: nn.Linear(spec.token_dim, width) for spec in modalities})
+        # t̆^m (one per modality) and ṫ_i^m (one per token position), KARMMA.md Stage 2.3
+        self.modality_tokens = nn.ParameterDict({k: nn.Parameter(torch.zeros(width)) for k in keys})
+        self.position_tokens = nn.ParameterDict(
+            {spec.key: nn.Parameter(torch.zeros(spec.num_tokens, width)) for spec in modalities}
+        )
+        self.cls_token = nn.Parameter(torch.zeros(width))
+        self.blocks = nn.ModuleList(
+            TransformerBlock(width, fusion.num_heads, fusion.mlp_ratio, fusion.dropout) for _ in range(fusion.depth)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.head = MultiHeadMLP(width, heads, fusion.dropout)
+        for p in [self.cls_token, *self.modality_tokens.values(), *self.position_tokens.values()]:
+            nn.init.trunc_normal_(p, std=0.02)
+        if freeze_extractors:
+            self.extractors.requires_grad_(False)
+            self.extractors.eval()
+
+    def train(self, mode: bool = True) -> "KARMMA":
+        super().train(mode)
+        if self.freeze_extractors:
+            self.extractors.eval()  # frozen: batch-norm statistics and dropout stay fixed
+        return self
+
+    def extract(self, inputs: Mapping[str, torch.Tensor], availability: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run each extractor on the samples that have its modality.
+
+        Returns tokens ``[B, N_m, C_m]`` per modality present in at least one
+        sample; rows of samples without it are zeros. A modality missing from
+        the whole batch is not computed and has no entry.
+        """
+        check_availability(availability, self.modalities)
+        batch = availability.shape[0]
+        tokens = {}
+        for j, key in enumerate(self.modalities):
+            present = availability[:, j]
+            count = batch if present.device.type == "meta" else int(present.sum())
+            if count == 0:
+                continue
+            if key not in inputs:
+                raise ValueError(f"modality {key} is marked available for {count} sample(s) but has no input tensor")
+            x = inputs[key]
+            expected = (batch, *self.specs[key].input_shape)
+            if tuple(x.shape) != expected:
+                raise ValueError(f"input for modality {key} must have shape {list(expected)}, got {list(x.shape)}")
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_extractors):
+                if count == batch:
+                    tokens[key] = self.extractors[key](x)
+                else:
+                    index = present.nonzero().flatten().to(x.device)
+                    computed = self.extractors[key](x.index_select(0, index))
+                    tokens[key] = computed.new_zeros(batch, *computed.shape[1:]).index_copy(0, index, computed)
+        return tokens
+
+    def fuse(self, tokens: Mapping[str, torch.Tensor], availability: torch.Tensor) -> KARMMAOutput:
+        """Embed, fuse and classify extractor tokens (e.g. read from a feature cache).
+
+        Args:
+            tokens: ``[B, N_m, C_m]`` per modality; a modality may be absent
+                when no sample of the batch has it.
+            availability: ``[B, M]`` bool mask.
+        """
+        check_availability(availability, self.modalities)
+        device = self.cls_token.device
+        present_mask = availability.to(device)
+        batch = availability.shape[0]
+        sequence = [self.cls_token.expand(batch, 1, -1)]
+        attend = [torch.ones(batch, 1, dtype=torch.bool, device=device)]
+        spans = {}  # key -> (start, end, availability column)
+        start = 1
+        for j, key in enumerate(self.modalities):
+            present = present_mask[:, j]
+            if key not in tokens and self.missing_strategy == "mask":
+                continue  # nobody in the batch has it: it contributes nothing and costs nothing
+            embedded = (self.modality_tokens[key] + self.position_tokens[key]).expand(batch, -1, -1)
+            if key in tokens:
+                projected = self.embed[key](tokens[key].to(device))
+                embedded = embedded + projected * present[:, None, None].to(projected.dtype)
+            sequence.append(embedded)
+            attend.append(present[:, None].expand(-1, embedded.shape[1]))
+            spans[key] = (start, start + embedded.shape[1], j)
+            start += embedded.shape[1]
+        x = torch.cat(sequence, dim=1)
+        key_mask = torch.cat(attend, dim=1) if self.missing_strategy == "mask" else None
+        for block in self.blocks:
+            x = block(x, key_mask)
+        x = self.norm(x)
+
+        modality_features = {key: x[:, s:e].mean(dim=1) for key, (s, e, _) in spans.items()}
+        pooled = torch.stack([x[:, 0], *modality_features.values()], dim=1)  # [B, 1 + M', width]
+        predictions = self.head(pooled)  # head -> [B, 1 + M', classes]
+        # Average the CLS prediction with the predictions of the available modalities only.
+        weights = torch.cat(
+            [torch.ones(batch, 1, device=device), *(present_mask[:, [j]].float() for _, _, j in spans.values())], dim=1
+        )
+        weights = weights / weights.sum(dim=1, keepdim=True)
+        logits = {name: (p * weights[..., None]).sum(dim=1) for name, p in predictions.items()}
+        return KARMMAOutput(
+            logits=logits,
+            cls_logits={name: p[:, 0] for name, p in predictions.items()},
+            modality_logits={
+                key: {name: p[:, i + 1] for name, p in predictions.items()} for i, key in enumerate(spans)
+            },
+            modality_features=modality_features,
+            availability=availability,
+        )
+
+    def forward(self, inputs: Mapping[str, torch.Tensor], availability: torch.Tensor) -> KARMMAOutput:
+        return self.fuse(self.extract(inputs, availability), availability)
+
+    def example_inputs(self, batch: int = 1) -> dict[str, torch.Tensor]:
+        """Random valid inputs for every modality: ``{key: [batch, *input_shape]}``."""
+        return {key: spec.example_input(batch) for key, spec in self.specs.items()}

@@ -1,0 +1,103 @@
+"""Video Swin Transformer token extractor (RGB, flow, spectrogram clips).
+
+Wraps torchvision's :class:`~torchvision.models.video.SwinTransformer3d`. The
+last feature map ``[B, T/2, H/32, W/32, C]`` is average-pooled over space,
+giving one token per temporal position: ``[B, T/2, C]`` (16 tokens of 768
+channels for Swin3D-T on 32 frames). Short sequences keep the fusion block
+cheap (see KARMMA.md, "Architecture sizes").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.models.video import Swin3D_B_Weights, Swin3D_T_Weights, SwinTransformer3d
+from torchvision.models.video.swin_transformer import PatchEmbed3d
+
+from karmma.models.weights import load_pretrained
+
+
+@dataclass(frozen=True)
+class VideoSwinConfig:
+    """Architecture of a Swin3D extractor. Defaults are Swin3D-T."""
+
+    embed_dim: int = 96
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    patch_size: tuple[int, int, int] = (2, 4, 4)
+    window_size: tuple[int, int, int] = (8, 7, 7)
+    stochastic_depth_prob: float = 0.1
+    #: local checkpoint path or torchvision weights name (``"KINETICS400_V1"``)
+    weights: str | None = None
+
+    @property
+    def token_dim(self) -> int:
+        return self.embed_dim * 2 ** (len(self.depths) - 1)
+
+    def num_tokens(self, input_shape: tuple[int, ...]) -> int:
+        frames = input_shape[0]
+        return -(-frames // self.patch_size[0])  # ceil: the patch embedding pads time
+
+    def build(self, input_shape: tuple[int, ...]) -> "VideoSwinTokens":
+        return VideoSwinTokens(self, in_channels=input_shape[1])
+
+    def example_input(self, input_shape: tuple[int, ...], batch: int) -> torch.Tensor:
+        return torch.randn(batch, *input_shape)
+
+
+def swin3d_t_config(weights: str | None = None) -> VideoSwinConfig:
+    """Swin3D-T (28 M parameters, 175 GFLOPs at 32 x 224 x 224)."""
+    return VideoSwinConfig(weights=weights)
+
+
+def swin3d_b_config(weights: str | None = None) -> VideoSwinConfig:
+    """Swin3D-B (88 M parameters, 563 GFLOPs at 32 x 224 x 224)."""
+    return VideoSwinConfig(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), weights=weights)
+
+
+# Pretrained-weights names resolve through the enum of the matching torchvision model.
+_WEIGHTS_ENUMS = {(96, (2, 2, 6, 2)): Swin3D_T_Weights, (128, (2, 2, 18, 2)): Swin3D_B_Weights}
+
+
+class VideoSwinTokens(nn.Module):
+    """Swin3D over a clip ``[B, T, C, H, W]`` -> tokens ``[B, ceil(T/2), token_dim]``."""
+
+    def __init__(self, config: VideoSwinConfig, in_channels: int = 3):
+        super().__init__()
+        self.config = config
+        self.in_channels = in_channels
+        self.swin = SwinTransformer3d(
+            patch_size=list(config.patch_size),
+            embed_dim=config.embed_dim,
+            depths=list(config.depths),
+            num_heads=list(config.num_heads),
+            window_size=list(config.window_size),
+            stochastic_depth_prob=config.stochastic_depth_prob,
+            num_classes=1,
+        )
+        if in_channels != 3:
+            self.swin.patch_embed = PatchEmbed3d(
+                patch_size=list(config.patch_size),
+                in_channels=in_channels,
+                embed_dim=config.embed_dim,
+                norm_layer=nn.LayerNorm,
+            )
+        # Classification head and global pool are unused: tokens come from the feature map.
+        self.swin.head = nn.Identity()
+        self.swin.avgpool = nn.Identity()
+        if config.weights is not None:
+            weights_enum = _WEIGHTS_ENUMS.get((config.embed_dim, tuple(config.depths)), Swin3D_T_Weights)
+            load_pretrained(
+                self.swin, config.weights, weights_enum,
+                first_layer="patch_embed.proj.weight", drop_prefixes=("head.",),
+            )
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        x = clip.transpose(1, 2)  # [B, C, T, H, W], torchvision's layout
+        x = self.swin.patch_embed(x)  # [B, T', H', W', C0]
+        x = self.swin.pos_drop(x)
+        x = self.swin.features(x)  # [B, T', H'', W'', C]
+        x = self.swin.norm(x)
+        return x.mean(dim=(2, 3))  # [B, T', C]

@@ -1,0 +1,102 @@
+"""Pretrained weights from local files only: never the network.
+
+``weights`` in an extractor config is either a path to a local checkpoint
+(``.pth``/``.pt`` saved tensors, or ``.safetensors``) or the name of a
+torchvision weights enum member (e.g. ``"KINETICS400_V1"``), which is looked up
+in the torchvision/torch hub cache (``$TORCH_HOME/hub/checkpoints``) and never
+downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torchvision.models import WeightsEnum
+
+
+class MissingWeightsError(FileNotFoundError):
+    """Pretrained weights were asked for but are not on disk."""
+
+
+def torchvision_cache_path(weights: WeightsEnum) -> Path:
+    """Where ``torchvision`` would have cached ``weights`` after a download."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+
+
+def resolve_weights_file(weights: str, weights_enum: type[WeightsEnum]) -> Path:
+    """Turn a ``weights`` setting into an existing local file, or raise.
+
+    Args:
+        weights: a local file path or a member name of ``weights_enum``.
+        weights_enum: the torchvision enum whose members name cached files.
+    """
+    if weights in weights_enum.__members__:
+        path = torchvision_cache_path(weights_enum[weights])
+        if not path.is_file():
+            raise MissingWeightsError(
+                f"pretrained weights {weights_enum.__name__}.{weights} not found at {path}. "
+                f"karmma never downloads: copy {os.path.basename(path)} there "
+                "(or set TORCH_HOME), or pass a local checkpoint path instead."
+            )
+        return path
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise MissingWeightsError(
+            f"pretrained weights file not found: {path} (expected a local .pth/.pt/.safetensors "
+            f"file or one of {', '.join(weights_enum.__members__)})"
+        )
+    return path
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Load tensors safely: safetensors, or ``torch.load(weights_only=True)``."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
+    return state
+
+
+def adapt_input_channels(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Fit a pretrained RGB first-layer filter ``[out, 3, ...]`` to ``in_channels``.
+
+    The RGB filters are averaged and the average is repeated over the new
+    channels (the cross-modality initialisation of TSN for flow).
+    """
+    if weight.shape[1] == in_channels:
+        return weight
+    return weight.mean(dim=1, keepdim=True).repeat_interleave(in_channels, dim=1)
+
+
+def load_pretrained(
+    module: torch.nn.Module,
+    weights: str,
+    weights_enum: type[WeightsEnum],
+    first_layer: str,
+    drop_prefixes: tuple[str, ...],
+) -> None:
+    """Load ``weights`` into ``module``, adapting ``first_layer`` to its input channels.
+
+    Keys starting with one of ``drop_prefixes`` (the classification head) are
+    ignored; any other missing or unexpected key is an error.
+    """
+    path = resolve_weights_file(weights, weights_enum)
+    state = {k: v for k, v in load_state_dict(path).items() if not k.startswith(drop_prefixes)}
+    target = module.state_dict()
+    if first_layer in state and first_layer in target:
+        state[first_layer] = adapt_input_channels(state[first_layer], target[first_layer].shape[1])
+    expected = {k for k in target if not k.startswith(drop_prefixes)}
+    missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"pretrained weights {path} do not match the extractor architecture: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    module.load_state_dict(state, strict=False)
