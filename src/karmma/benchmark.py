@@ -20,7 +20,7 @@ from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from karmma.availability import availability_for_subset
 from karmma.modalities import all_subsets, subset_name
@@ -31,7 +31,11 @@ aten = torch.ops.aten
 # On CPU, scaled_dot_product_attention runs a fused kernel that torch's FLOP
 # counter does not know (it would count attention as 0 FLOPs); it has the
 # same cost as the other fused attention kernels.
-_EXTRA_FLOP_FORMULAS = {aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flop}
+def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_EXTRA_FLOP_FORMULAS = {aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop}
 
 
 def count_flops(fn: Callable[[], object]) -> int:
