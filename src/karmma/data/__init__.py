@@ -1,0 +1,1 @@
+"""Datasets, media readers, clip sampling, preparation from raw video, SynthKitchen."""

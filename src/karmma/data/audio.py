@@ -1,0 +1,114 @@
+"""Log-mel spectrogram frontend (EPIC-KITCHENS audio convention).
+
+Default: 24 kHz mono, n_fft 2048, 10 ms window (240 samples), 5 ms hop
+(120 samples), 128 mel bins, ``log(mel + 1e-6)``; about 2 s of audio give a
+``128 x 400`` spectrogram. The mel filterbank is librosa's default (Slaney
+mel scale and area normalisation), written in torch so no extra dependency is
+needed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class LogMelConfig:
+    sample_rate: int = 24000
+    n_fft: int = 2048
+    window_ms: float = 10.0
+    hop_ms: float = 5.0
+    n_mels: int = 128
+    frames: int = 400
+    eps: float = 1e-6
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def win_length(self) -> int:
+        return int(round(self.sample_rate * self.window_ms / 1000))
+
+    @property
+    def seconds(self) -> float:
+        """Audio length that gives exactly ``frames`` spectrogram frames."""
+        return self.frames * self.hop_length / self.sample_rate
+
+
+def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    # Slaney: linear below 1 kHz, logarithmic above
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return torch.where(hz >= min_log_hz, min_log_mel + torch.log(hz.clamp(min=1e-10) / min_log_hz) / logstep, hz / f_sp)
+
+
+def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return torch.where(mel >= min_log_mel, min_log_hz * torch.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
+    """``[n_mels, n_fft // 2 + 1]`` triangular filters (librosa ``filters.mel`` defaults)."""
+    fft_hz = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    mel_points = torch.linspace(_hz_to_mel(torch.tensor(0.0, dtype=torch.float64)).item(),
+                                _hz_to_mel(torch.tensor(sample_rate / 2, dtype=torch.float64)).item(),
+                                n_mels + 2, dtype=torch.float64)
+    hz_points = _mel_to_hz(mel_points)
+    widths = hz_points[1:] - hz_points[:-1]
+    ramps = hz_points[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    filters = torch.clamp(torch.minimum(lower, upper), min=0.0)
+    filters *= (2.0 / (hz_points[2:] - hz_points[:-2]))[:, None]  # Slaney area normalisation
+    return filters.float()
+
+
+def log_mel(waveform: torch.Tensor, config: LogMelConfig = LogMelConfig()) -> torch.Tensor:
+    """Mono samples ``[N]`` -> log-mel spectrogram ``[n_mels, frames]``.
+
+    The result is cropped or zero-padded (in the power domain) to
+    ``config.frames`` frames.
+    """
+    window = torch.hann_window(config.win_length, dtype=waveform.dtype, device=waveform.device)
+    spectrum = torch.stft(
+        waveform, n_fft=config.n_fft, hop_length=config.hop_length, win_length=config.win_length,
+        window=window, center=True, return_complex=True,
+    )
+    power = spectrum.abs() ** 2  # [n_fft // 2 + 1, frames]
+    mel = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels).to(power) @ power
+    frames = mel.shape[1]
+    mel = mel[:, : config.frames] if frames >= config.frames else F.pad(mel, (0, config.frames - frames))
+    return torch.log(mel + config.eps)
+
+
+def log_mel_images(
+    waveform: torch.Tensor, centres: list[float], size: int, window_seconds: float, config: LogMelConfig = LogMelConfig()
+) -> torch.Tensor:
+    """One ``size x size`` log-mel image per sampled frame: ``[T, 1, size, size]``.
+
+    ``waveform`` starts at time 0 of the clip window, ``centres`` are the
+    frames' times (seconds) in the same reference. Each image is the log-mel
+    spectrogram of ``window_seconds`` around its centre, resized (the
+    teacher's audio input in the paper preset, as in earlier EPIC audio work).
+    """
+    length = int(round(window_seconds * config.sample_rate))
+    frames = max(1, length // config.hop_length)
+    image_config = LogMelConfig(config.sample_rate, config.n_fft, config.window_ms, config.hop_ms, config.n_mels, frames, config.eps)
+    images = []
+    for centre in centres:
+        first = int(round(centre * config.sample_rate)) - length // 2
+        piece = waveform.new_zeros(length)
+        lo, hi = max(first, 0), min(first + length, len(waveform))
+        if hi > lo:
+            piece[lo - first : hi - first] = waveform[lo:hi]
+        images.append(log_mel(piece, image_config))
+    stacked = torch.stack(images)[:, None]  # [T, 1, n_mels, frames]
+    return F.interpolate(stacked, size=(size, size), mode="bilinear", align_corners=False)

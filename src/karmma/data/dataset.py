@@ -1,0 +1,270 @@
+"""One dataset class for every source of clips (EPIC, SSv2, manifests, SynthKitchen).
+
+A :class:`ClipSample` says where each modality of one labelled clip lives; a
+:class:`ClipDataset` samples frames, loads media and applies transforms,
+producing exactly the input shapes the model's modality specs ask for:
+
+* ``V``: ``[T, 3, S, S]`` ImageNet-normalised RGB,
+* ``F``: ``[T, 2, S, S]`` flow divided by the quantisation bound,
+* ``A``: ``[1, n_mels, frames]`` log-mel around the segment centre (student),
+  or ``[T, 1, S', S']`` one log-mel image per sampled frame (paper teacher),
+* ``D``: ``[T, K, 6]`` normalised boxes.
+
+A modality whose files are absent is *missing*; one whose files cannot be
+read is *unreadable* (logged with its path). Either way the sample goes on
+without it and its availability bit is False; the counts are in
+:class:`DataReport`. With ``missing="error"``, absent files stop the dataset
+at construction instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from karmma.data.audio import LogMelConfig, log_mel, log_mel_images
+from karmma.data.media import MediaError
+from karmma.data.sampling import audio_centre, segment_frame_numbers
+from karmma.data.transforms import crop_resize, eval_crop_params, normalise_flow, normalise_rgb, random_crop_params
+
+log = logging.getLogger("karmma.data")
+
+PRESENT, MISSING, UNREADABLE = 0, 1, 2
+STATUS_NAMES = {PRESENT: "present", MISSING: "missing", UNREADABLE: "unreadable"}
+
+
+@dataclass(frozen=True)
+class ClipSample:
+    """One clip: labels, frame range, times, and a source per modality it may have."""
+
+    id: str
+    labels: dict[str, int]
+    start_frame: int
+    stop_frame: int
+    start_time: float
+    stop_time: float
+    fps: float
+    sources: dict[str, Any] = field(default_factory=dict)
+    group: str = ""  # video or participant, for splits and reports
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """How clips are sampled and what the evaluation views are."""
+
+    num_clips: int = 1  # temporal views at evaluation
+    num_crops: int = 1  # spatial views at evaluation (1 centre or 3 left/centre/right)
+    crop_scale: tuple[float, float] = (0.4, 1.0)
+    flip: bool = True
+    audio: LogMelConfig = LogMelConfig()
+    audio_image_seconds: float = 1.28  # window of each teacher log-mel image
+    box_slots: int | None = None  # taken from the D input shape when None
+
+
+class DataReport:
+    """Counts per modality of present / missing / unreadable, plus skipped samples."""
+
+    def __init__(self, modalities: Sequence[str]):
+        self.modalities = list(modalities)
+        self.counts = {k: Counter() for k in self.modalities}
+        self.skipped = 0
+
+    def add(self, status: torch.Tensor) -> None:
+        """Add a ``[B, M]`` (or ``[M]``) status tensor of codes PRESENT/MISSING/UNREADABLE."""
+        for row in status.reshape(-1, len(self.modalities)).tolist():
+            for key, code in zip(self.modalities, row):
+                self.counts[key][STATUS_NAMES[code]] += 1
+
+    def as_dict(self) -> dict:
+        return {
+            "modalities": {k: {name: self.counts[k][name] for name in STATUS_NAMES.values()} for k in self.modalities},
+            "skipped_no_modality": self.skipped,
+        }
+
+    def __str__(self) -> str:
+        lines = [f"{'modality':8s} {'present':>9s} {'missing':>9s} {'unreadable':>10s}"]
+        for key in self.modalities:
+            c = self.counts[key]
+            lines.append(f"{key:8s} {c['present']:9d} {c['missing']:9d} {c['unreadable']:10d}")
+        if self.skipped:
+            lines.append(f"{self.skipped} sample(s) skipped: no modality available")
+        return "\n".join(lines)
+
+
+class ClipDataset(Dataset):
+    """Clips with any subset of modalities.
+
+    Args:
+        samples: the clips.
+        input_shapes: ``{key: shape}`` of the model's modalities (its
+            ``ModalitySpec.input_shape``), in the order of the availability columns.
+        train: random temporal/spatial sampling and flips; otherwise the
+            ``num_clips x num_crops`` evaluation views, one dataset item each.
+        missing: ``"skip"`` (absent files mark the modality missing) or
+            ``"error"`` (absent files are an error naming them).
+        seed: base seed of the sampling RNG (combined with the epoch, the item and the worker seed).
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[ClipSample],
+        input_shapes: Mapping[str, tuple[int, ...]],
+        train: bool,
+        config: ClipConfig = ClipConfig(),
+        missing: Literal["skip", "error"] = "skip",
+    ):
+        if missing not in ("skip", "error"):
+            raise ValueError(f"missing must be 'skip' or 'error', got {missing!r}")
+        self.modalities = list(input_shapes)
+        self.input_shapes = dict(input_shapes)
+        self.train = train
+        self.config = config
+        self.views = 1 if train else config.num_clips * config.num_crops
+        self.report = DataReport(self.modalities)
+        kept, absent = [], []
+        for sample in samples:
+            status = torch.tensor([self._index_status(sample, k) for k in self.modalities], dtype=torch.int8)
+            absent += [(sample.id, k) for k, code in zip(self.modalities, status.tolist()) if code == MISSING and k in sample.sources]
+            self.report.add(status)
+            if (status == PRESENT).any():
+                kept.append(sample)
+            else:
+                self.report.skipped += 1
+                log.warning("sample %s has none of the modalities %s: skipped", sample.id, "/".join(self.modalities))
+        if missing == "error" and absent:
+            shown = ", ".join(f"{sid}:{k}" for sid, k in absent[:5])
+            raise FileNotFoundError(f"{len(absent)} modality file set(s) are absent (e.g. {shown}); use missing='skip' to train without them")
+        self.samples = kept
+
+    def _index_status(self, sample: ClipSample, key: str) -> int:
+        source = sample.sources.get(key)
+        if source is None:
+            return MISSING
+        exists = source.exists() if key == "A" else source.exists(sample.start_frame, max(sample.stop_frame, sample.start_frame))
+        return PRESENT if exists else MISSING
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.views
+
+    def __getitem__(self, index: int) -> dict:
+        sample_index, view = divmod(index, self.views)
+        sample = self.samples[sample_index]
+        rng = random.Random(torch.randint(0, 2**62, ()).item()) if self.train else random.Random(index)
+        clip_view, crop_view = divmod(view, self.config.num_crops)
+        frames = next((s[0] for k, s in self.input_shapes.items() if k in ("V", "F", "D")), 8)
+        numbers = segment_frame_numbers(
+            sample.start_frame, sample.stop_frame, frames, self.train, rng, clip_view, self.config.num_clips
+        )
+        crop = None  # shared by V and F: chosen from the first visual modality's aspect ratio
+        inputs, status = {}, []
+        for key in self.modalities:
+            source = sample.sources.get(key)
+            if source is None or self._index_status(sample, key) == MISSING:
+                status.append(MISSING)
+                continue
+            try:
+                tensor, crop = self._load(key, sample, source, numbers, crop, rng, crop_view)
+            except MediaError as error:
+                log.warning("unreadable %s of sample %s: %s", key, sample.id, error)
+                status.append(UNREADABLE)
+                continue
+            if not torch.isfinite(tensor).all():
+                log.warning("non-finite %s of sample %s: treated as unreadable", key, sample.id)
+                status.append(UNREADABLE)
+                continue
+            inputs[key] = tensor
+            status.append(PRESENT)
+        status_tensor = torch.tensor(status, dtype=torch.int8)
+        return {
+            "id": sample.id,
+            "view": view,
+            "inputs": inputs,
+            "availability": status_tensor == PRESENT,
+            "status": status_tensor,
+            "labels": dict(sample.labels),
+        }
+
+    def _load(self, key, sample, source, numbers, crop, rng, crop_view):
+        shape = self.input_shapes[key]
+        if key in ("V", "F"):
+            frames = source.load(numbers).float()
+            if crop is None:
+                aspect = frames.shape[-1] / frames.shape[-2]
+                crop = (
+                    random_crop_params(aspect, rng, self.config.crop_scale, self.config.flip)
+                    if self.train
+                    else eval_crop_params(aspect, crop_view, self.config.num_crops)
+                )
+            out = crop_resize(frames, crop, shape[-1], flow=key == "F")
+            return (normalise_rgb(out) if key == "V" else normalise_flow(out)), crop
+        if key == "A":
+            return self._load_audio(sample, source, numbers, shape, rng), crop
+        if key == "D":
+            boxes = source.load(numbers, self.config.box_slots or shape[1])
+            return (boxes if crop is None else crop_boxes(boxes, crop)), crop
+        raise ValueError(f"no loader for modality {key!r}")
+
+    def _load_audio(self, sample, source, numbers, shape, rng) -> torch.Tensor:
+        config = self.config.audio
+        if len(shape) == 3:  # [1, n_mels, frames]: one spectrogram around the segment
+            mel_config = LogMelConfig(config.sample_rate, config.n_fft, config.window_ms, config.hop_ms, shape[1], shape[2], config.eps)
+            centre = audio_centre(sample.start_time, sample.stop_time, self.train, rng)
+            start = centre - mel_config.seconds / 2
+            waveform = source.load(start, mel_config.seconds, config.sample_rate)
+            return log_mel(waveform, mel_config)[None]
+        # [T, 1, S, S]: one log-mel image per sampled frame
+        times = [sample.start_time + (n - sample.start_frame) / sample.fps for n in numbers]
+        window = self.config.audio_image_seconds
+        start = min(times) - window / 2
+        waveform = source.load(start, max(times) - min(times) + window, config.sample_rate)
+        mel_config = LogMelConfig(config.sample_rate, config.n_fft, config.window_ms, config.hop_ms, shape[2], config.frames, config.eps)
+        return log_mel_images(waveform, [t - start for t in times], shape[-1], window, mel_config)
+
+
+def crop_boxes(boxes: torch.Tensor, crop) -> torch.Tensor:
+    """Apply the visual crop and flip to normalised boxes ``[T, K, 6]``."""
+    out = boxes.clone()
+    out[..., [0, 2]] = ((boxes[..., [0, 2]] - crop.left) / crop.width).clamp(0, 1)
+    out[..., [1, 3]] = ((boxes[..., [1, 3]] - crop.top) / crop.height).clamp(0, 1)
+    if crop.flip:
+        out[..., [0, 2]] = 1.0 - out[..., [2, 0]]
+    out[..., :5] *= (boxes[..., 4:5] > 0)  # empty slots stay all-zero
+    return out
+
+
+def collate_clips(items: list[dict]) -> dict:
+    """Stack dataset items into a batch.
+
+    ``inputs[key]`` is ``[B, ...]`` with zeros for samples without the modality
+    (never read by the model); a modality no sample has is left out.
+    Items with no available modality (all unreadable) are dropped and their
+    ids listed in ``dropped``.
+    """
+    kept = [item for item in items if item["availability"].any()]
+    dropped = [item["id"] for item in items if not item["availability"].any()]
+    batch_size = len(kept)
+    keys = list(dict.fromkeys(k for item in kept for k in item["inputs"]))
+    inputs = {}
+    for key in keys:
+        example = next(item["inputs"][key] for item in kept if key in item["inputs"])
+        stacked = example.new_zeros(batch_size, *example.shape)
+        for i, item in enumerate(kept):
+            if key in item["inputs"]:
+                stacked[i] = item["inputs"][key]
+        inputs[key] = stacked
+    heads = list(kept[0]["labels"]) if kept else []
+    return {
+        "ids": [item["id"] for item in kept],
+        "views": torch.tensor([item["view"] for item in kept], dtype=torch.long),
+        "inputs": inputs,
+        "availability": torch.stack([item["availability"] for item in kept]) if kept else torch.zeros(0, 0, dtype=torch.bool),
+        "status": torch.stack([item["status"] for item in items]) if items else torch.zeros(0, 0, dtype=torch.int8),
+        "labels": {h: torch.tensor([item["labels"][h] for item in kept], dtype=torch.long) for h in heads},
+        "dropped": dropped,
+    }

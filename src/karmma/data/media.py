@@ -1,0 +1,203 @@
+"""Media readers: JPEG frames, flow JPEG pairs, videos and audio.
+
+Every reader either returns a complete, finite tensor or raises
+:class:`MediaError` naming the file: a corrupt or truncated JPEG, a video
+with too few frames, an audio file with no audio track. Datasets turn a
+``MediaError`` into "modality unreadable" for that sample (counted and
+logged), never into a garbage tensor.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+#: EPIC/TSN flow JPEGs map [-bound, bound] pixels linearly to [0, 255].
+FLOW_BOUND = 20.0
+
+
+class MediaError(RuntimeError):
+    """A media file is missing, corrupt or truncated; the message names it."""
+
+
+def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
+    """One image as ``[H, W, C]`` (RGB) or ``[H, W]`` (L) uint8; truncated files raise."""
+    try:
+        with Image.open(path) as image:
+            image.load()  # PIL refuses truncated data here (LOAD_TRUNCATED_IMAGES is off)
+            return np.asarray(image.convert(mode))
+    except FileNotFoundError:
+        raise MediaError(f"{path}: file not found") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise MediaError(f"{path}: unreadable image ({error})") from None
+
+
+def _stack(images: list[np.ndarray], paths: Sequence[str | Path]) -> np.ndarray:
+    shapes = {img.shape for img in images}
+    if len(shapes) > 1:
+        raise MediaError(f"{paths[0]}..{paths[-1]}: frames of different sizes {sorted(shapes)}")
+    return np.stack(images)
+
+
+def read_rgb_frames(paths: Sequence[str | Path]) -> torch.Tensor:
+    """JPEG frames -> ``[T, 3, H, W]`` uint8."""
+    frames = _stack([read_image(p, "RGB") for p in paths], paths)
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+
+
+def decode_flow(u: np.ndarray | torch.Tensor, v: np.ndarray | torch.Tensor, bound: float = FLOW_BOUND) -> torch.Tensor:
+    """Quantised flow images (uint8) -> flow in pixels ``[..., 2, H, W]``."""
+    flow = torch.stack([torch.as_tensor(u), torch.as_tensor(v)], dim=-3).float()
+    return flow / 255.0 * (2 * bound) - bound
+
+
+def encode_flow(flow: np.ndarray, bound: float = FLOW_BOUND) -> tuple[np.ndarray, np.ndarray]:
+    """Flow ``[H, W, 2]`` in pixels -> (u, v) uint8 images, clipped to ``[-bound, bound]``."""
+    quantised = np.round((np.clip(flow, -bound, bound) + bound) / (2 * bound) * 255.0).astype(np.uint8)
+    return quantised[..., 0], quantised[..., 1]
+
+
+def read_flow_frames(u_paths: Sequence[str | Path], v_paths: Sequence[str | Path], bound: float = FLOW_BOUND) -> torch.Tensor:
+    """Pairs of grayscale flow JPEGs -> ``[T, 2, H, W]`` flow in pixels."""
+    u = _stack([read_image(p, "L") for p in u_paths], u_paths)
+    v = _stack([read_image(p, "L") for p in v_paths], v_paths)
+    if u.shape != v.shape:
+        raise MediaError(f"{u_paths[0]}: u and v flow frames differ in size ({u.shape} vs {v.shape})")
+    return decode_flow(u, v, bound)
+
+
+def read_video_frames(path: str | Path, frame_numbers: Sequence[int]) -> torch.Tensor:
+    """Decode the given 1-based frame numbers of a video -> ``[T, 3, H, W]`` uint8."""
+    import av
+
+    wanted = sorted(set(frame_numbers))
+    found: dict[int, np.ndarray] = {}
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path}: no video stream")
+            for number, frame in enumerate(container.decode(video=0), start=1):
+                if number in wanted:
+                    found[number] = frame.to_ndarray(format="rgb24")
+                if number >= wanted[-1]:
+                    break
+    except FileNotFoundError:
+        raise MediaError(f"{path}: file not found") from None
+    except av.FFmpegError as error:
+        raise MediaError(f"{path}: undecodable video ({error})") from None
+    if len(found) < len(wanted):
+        raise MediaError(f"{path}: video ends before frame {wanted[-1]} (decoded {len(found)} of {len(wanted)} frames)")
+    frames = _stack([found[n] for n in frame_numbers], [path])
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+
+
+def video_frame_count(path: str | Path) -> tuple[int, float, tuple[int, int]]:
+    """``(frames, fps, (width, height))`` of a video, counting frames by decoding."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            count = sum(1 for _ in container.decode(video=0))
+            return count, fps, (stream.codec_context.width, stream.codec_context.height)
+    except (IndexError, av.FFmpegError, FileNotFoundError) as error:
+        raise MediaError(f"{path}: unreadable video ({error})") from None
+
+
+def _crop_or_pad(samples: np.ndarray, offset: int, length: int) -> np.ndarray:
+    """Samples ``[offset, offset + length)`` of a signal, zero-padded outside it."""
+    out = np.zeros(length, dtype=np.float32)
+    lo, hi = max(offset, 0), min(offset + length, len(samples))
+    if hi > lo:
+        out[lo - offset : hi - offset] = samples[lo:hi]
+    return out
+
+
+def read_wav(path: str | Path, start: float, duration: float, sample_rate: int) -> np.ndarray:
+    """Mono float32 samples of a PCM WAV in ``[start, start + duration)`` seconds, zero-padded."""
+    try:
+        with wave.open(str(path), "rb") as f:
+            if f.getframerate() != sample_rate:
+                raise MediaError(f"{path}: sample rate {f.getframerate()} Hz, expected {sample_rate} Hz")
+            width, channels, total = f.getsampwidth(), f.getnchannels(), f.getnframes()
+            if width not in (2, 4):
+                raise MediaError(f"{path}: unsupported {8 * width}-bit PCM (16 or 32-bit expected)")
+            first = int(round(start * sample_rate))
+            length = int(round(duration * sample_rate))
+            lo, hi = min(max(first, 0), total), min(max(first + length, 0), total)
+            f.setpos(lo)
+            raw = f.readframes(hi - lo)
+    except FileNotFoundError:
+        raise MediaError(f"{path}: file not found") from None
+    except (wave.Error, EOFError) as error:
+        raise MediaError(f"{path}: unreadable WAV ({error})") from None
+    dtype = np.int16 if width == 2 else np.int32
+    data = np.frombuffer(raw, dtype=dtype)
+    if len(data) != (hi - lo) * channels:
+        raise MediaError(f"{path}: truncated WAV (header promises {total} frames)")
+    data = data.reshape(-1, channels).mean(axis=1) / float(np.iinfo(dtype).max)
+    return _crop_or_pad(data.astype(np.float32), first - lo, length)
+
+
+def read_hdf5_audio(path: str | Path, dataset: str, start: float, duration: float, sample_rate: int) -> np.ndarray:
+    """Samples from an HDF5 file holding one 1-D dataset per video (float samples at ``sample_rate``)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if dataset not in f:
+                raise MediaError(f"{path}: no audio dataset {dataset!r}")
+            samples = f[dataset]
+            rate = samples.attrs.get("sample_rate", sample_rate)
+            if int(rate) != sample_rate:
+                raise MediaError(f"{path}[{dataset}]: sample rate {rate} Hz, expected {sample_rate} Hz")
+            first = int(round(start * sample_rate))
+            length = int(round(duration * sample_rate))
+            lo, hi = min(max(first, 0), len(samples)), min(max(first + length, 0), len(samples))
+            data = np.asarray(samples[lo:hi], dtype=np.float32)
+    except FileNotFoundError:
+        raise MediaError(f"{path}: file not found") from None
+    except OSError as error:
+        raise MediaError(f"{path}: unreadable HDF5 ({error})") from None
+    return _crop_or_pad(data, first - lo, length)
+
+
+def decode_audio_track(path: str | Path, sample_rate: int) -> np.ndarray:
+    """The whole audio track of a media file as mono float32 at ``sample_rate``."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError(f"{path}: no audio track")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            chunks = []
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except FileNotFoundError:
+        raise MediaError(f"{path}: file not found") from None
+    except av.FFmpegError as error:
+        raise MediaError(f"{path}: undecodable audio ({error})") from None
+    if not chunks:
+        raise MediaError(f"{path}: the audio track is empty")
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def read_audio(path: str | Path, start: float, duration: float, sample_rate: int, dataset: str | None = None) -> np.ndarray:
+    """Mono samples in ``[start, start + duration)`` from a WAV, an HDF5 dataset or a video's track."""
+    path = Path(path)
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        return read_hdf5_audio(path, dataset or path.stem, start, duration, sample_rate)
+    if path.suffix.lower() == ".wav":
+        return read_wav(path, start, duration, sample_rate)
+    samples = decode_audio_track(path, sample_rate)
+    return _crop_or_pad(samples, int(round(start * sample_rate)), int(round(duration * sample_rate)))
