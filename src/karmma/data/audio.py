@@ -80,7 +80,7 @@ def log_mel(waveform: torch.Tensor, config: LogMelConfig = LogMelConfig()) -> to
     window = torch.hann_window(config.win_length, dtype=waveform.dtype, device=waveform.device)
     spectrum = torch.stft(
         waveform, n_fft=config.n_fft, hop_length=config.hop_length, win_length=config.win_length,
-        window=window, center=True, return_complex=True,
+        window=window, center=True, pad_mode="constant", return_complex=True,
     )
     power = spectrum.abs() ** 2  # [n_fft // 2 + 1, frames]
     mel = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels).to(power) @ power

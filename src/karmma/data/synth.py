@@ -231,13 +231,18 @@ def _make_video(job: tuple) -> tuple[str, str, list[Action], float, bool]:
     return participant, video_id, actions, len(frames) / size.fps, has_audio
 
 
-def synthesize(out: str | Path, seed: int = 0, size: str = "quick", workers: int = 2, progress: bool = True) -> dict:
-    """Write SynthKitchen recordings and EPIC-format annotations under ``out``; returns a summary."""
+def synthesize(
+    out: str | Path, seed: int = 0, size: str | SynthSize = "quick", workers: int = 2, progress: bool = True
+) -> dict:
+    """Write SynthKitchen recordings and EPIC-format annotations under ``out``; returns a summary.
+
+    ``size`` is a name from :data:`SIZES` or a :class:`SynthSize` (tests use tiny ones).
+    """
     from tqdm import tqdm
 
-    if size not in SIZES:
+    if isinstance(size, str) and size not in SIZES:
         raise ValueError(f"unknown SynthKitchen size {size!r}; choose one of {', '.join(SIZES)}")
-    spec = SIZES[size]
+    spec = SIZES[size] if isinstance(size, str) else size
     out = Path(out)
     jobs = [(str(out), seed, i, p, v, spec) for i, (p, v) in enumerate(video_ids(spec))]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:

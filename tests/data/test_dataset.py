@@ -1,0 +1,122 @@
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from karmma.data.annotations import read_epic_segments
+from karmma.data.dataset import MISSING, PRESENT, UNREADABLE, ClipConfig, ClipDataset, DataReport, collate_clips
+from karmma.data.epic import EpicLayout, epic_samples, read_video_info
+
+SHAPES = {"V": (4, 3, 32, 32), "F": (4, 2, 32, 32), "A": (1, 64, 100)}
+
+
+def _dataset(root: Path, train=True, shapes=SHAPES, **kwargs) -> ClipDataset:
+    segments = []
+    for split in ("train", "validation"):
+        segments += read_epic_segments(root / "annotations" / f"EPIC_100_{split}.csv", {"verb": 5, "noun": 6})
+    samples = epic_samples(segments, EpicLayout(root), read_video_info(root / "annotations" / "EPIC_100_video_info.csv"))
+    return ClipDataset(samples, shapes, train=train, **kwargs)
+
+
+def _all_batches(dataset, workers=2):
+    report = DataReport(dataset.modalities)
+    batches = []
+    for batch in DataLoader(dataset, batch_size=4, num_workers=workers, collate_fn=collate_clips):
+        report.add(batch["status"])
+        batches.append(batch)
+    return batches, report
+
+
+def test_batches_with_all_modalities(synth_prepared):
+    dataset = _dataset(synth_prepared)
+    assert len(dataset) == 12
+    batches, report = _all_batches(dataset)
+    batch = batches[0]
+    assert batch["inputs"]["V"].shape == (4, *SHAPES["V"])
+    assert batch["inputs"]["F"].shape == (4, *SHAPES["F"])
+    assert batch["inputs"]["A"].shape == (4, *SHAPES["A"])
+    assert batch["labels"]["verb"].dtype == torch.long and batch["availability"].shape == (4, 3)
+    for batch in batches:
+        for key, tensor in batch["inputs"].items():
+            assert torch.isfinite(tensor).all()
+    # every sample has V and F; A is there for exactly the videos with an audio track
+    with_audio = {p.stem for p in synth_prepared.rglob("audio/*.wav")}
+    counts = report.as_dict()["modalities"]
+    assert counts["V"]["present"] == counts["F"]["present"] == 12
+    expected_audio = sum(1 for s in dataset.samples if s.group in with_audio)
+    assert counts["A"]["present"] == expected_audio
+
+
+def test_deleted_flow_makes_exactly_those_samples_lose_flow(prepared_copy, caplog):
+    import shutil
+
+    flow_dir = next(prepared_copy.rglob("flow_frames/P01_01"))
+    shutil.rmtree(flow_dir)
+    dataset = _dataset(prepared_copy)
+    counts = dataset.report.as_dict()["modalities"]
+    lost = [s.id for s in dataset.samples if s.group == "P01_01"]
+    assert counts["F"] == {"present": 12 - len(lost), "missing": len(lost), "unreadable": 0}
+    batches, _ = _all_batches(dataset)
+    for batch in batches:
+        for sample_id, available in zip(batch["ids"], batch["availability"][:, 1].tolist()):
+            assert available == (sample_id not in lost)
+    with pytest.raises(FileNotFoundError, match="P01_01_0:F"):
+        _dataset(prepared_copy, missing="error")
+
+
+def test_corrupt_jpeg_is_unreadable_and_logged(prepared_copy, caplog):
+    dataset = _dataset(prepared_copy, train=False)
+    victim = dataset.samples[0]
+    frames = sorted((prepared_copy / "P01" / "rgb_frames" / victim.group).glob("*.jpg"))
+    for frame in frames:  # truncate every frame of the video: any sampled one is broken
+        data = frame.read_bytes()
+        frame.write_bytes(data[: len(data) // 2])
+    caplog.set_level(logging.WARNING, logger="karmma.data")
+    batches, report = _all_batches(dataset, workers=0)
+    broken = {s.id for s in dataset.samples if s.group == victim.group}
+    counts = report.as_dict()["modalities"]["V"]
+    assert counts == {"present": 12 - len(broken), "missing": 0, "unreadable": len(broken)}
+    assert any("unreadable V" in r.message and victim.group in r.message for r in caplog.records)
+    for batch in batches:
+        for sample_id, status in zip(batch["ids"], batch["status"][:, 0].tolist()):
+            assert status == (UNREADABLE if sample_id in broken else PRESENT)
+
+
+def test_corrupt_media_never_crashes_workers(prepared_copy):
+    wav = next(prepared_copy.rglob("audio/*.wav"))
+    wav.write_bytes(wav.read_bytes()[:1000])  # truncated WAV
+    for jpg in list((prepared_copy).rglob("flow_frames/*/u/*.jpg"))[::3]:
+        jpg.write_bytes(b"not a jpeg")
+    batches, report = _all_batches(_dataset(prepared_copy), workers=2)
+    counts = report.as_dict()["modalities"]
+    assert counts["A"]["unreadable"] >= 1 and counts["F"]["unreadable"] >= 1
+    assert sum(len(b["ids"]) for b in batches) == 12
+
+
+def test_sample_without_any_modality_is_skipped_and_counted(prepared_copy):
+    import shutil
+
+    for kind in ("rgb_frames", "flow_frames"):
+        shutil.rmtree(next(prepared_copy.rglob(f"{kind}/P02_01")))
+    for wav in prepared_copy.rglob("audio/P02_01.wav"):
+        wav.unlink()
+    dataset = _dataset(prepared_copy)
+    assert dataset.report.skipped == 3 and len(dataset) == 9
+
+
+def test_evaluation_views_are_deterministic(synth_prepared):
+    config = ClipConfig(num_clips=2, num_crops=3)
+    dataset = _dataset(synth_prepared, train=False, config=config)
+    assert len(dataset) == 12 * 6
+    a, b = dataset[7], dataset[7]
+    assert a["view"] == 1 and torch.equal(a["inputs"]["V"], b["inputs"]["V"])
+    assert not torch.equal(dataset[6]["inputs"]["V"], dataset[7]["inputs"]["V"])  # other crop
+
+
+def test_teacher_audio_images(synth_prepared):
+    shapes = {"V": (4, 3, 32, 32), "A": (4, 1, 32, 32)}
+    dataset = _dataset(synth_prepared, train=False, shapes=shapes)
+    item = next(dataset[i] for i in range(len(dataset)) if dataset[i]["availability"][1])
+    assert item["inputs"]["A"].shape == (4, 1, 32, 32) and torch.isfinite(item["inputs"]["A"]).all()

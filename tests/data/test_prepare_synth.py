@@ -1,0 +1,56 @@
+import json
+import shutil
+
+from karmma.data.prepare import PrepareSettings, prepare
+from karmma.data.synth import SynthSize, synthesize
+
+TINY = SynthSize(participants=1, validation_participants=0, videos_per_participant=2, actions_per_video=2)
+
+
+def test_synth_is_seeded(tmp_path):
+    synthesize(tmp_path / "a", seed=5, size=TINY, progress=False)
+    synthesize(tmp_path / "b", seed=5, size=TINY, progress=False)
+    synthesize(tmp_path / "c", seed=6, size=TINY, progress=False)
+    csv = "annotations/EPIC_100_train.csv"
+    assert (tmp_path / "a" / csv).read_text() == (tmp_path / "b" / csv).read_text()
+    assert (tmp_path / "a" / csv).read_text() != (tmp_path / "c" / csv).read_text()
+
+
+def test_prepare_layout_flow_rule_and_resume(tmp_path):
+    synthesize(tmp_path / "raw", seed=1, size=TINY, progress=False)
+    settings = PrepareSettings(flow="dis", short_side=48)
+    first = prepare(tmp_path / "raw", tmp_path / "out", settings, workers=1, progress=False)
+    assert first["prepared"] == 2 and first["dominant_step"] in first["step_seconds"]
+    out = tmp_path / "out"
+    rgb_2018 = len(list((out / "P01" / "rgb_frames" / "P01_01").glob("*.jpg")))
+    flow_2018 = len(list((out / "P01" / "flow_frames" / "P01_01" / "u").glob("*.jpg")))
+    rgb_2020 = len(list((out / "P01" / "rgb_frames" / "P01_102").glob("*.jpg")))
+    flow_2020 = len(list((out / "P01" / "flow_frames" / "P01_102" / "u").glob("*.jpg")))
+    assert flow_2018 == (rgb_2018 - 1) // 2  # half-rate flow for 2018-style ids
+    assert flow_2020 == rgb_2020 - 1
+    # a re-run skips finished videos
+    again = prepare(tmp_path / "raw", out, settings, workers=1, progress=False)
+    assert again["skipped"] == 2 and again["prepared"] == 0
+    # a half-written video (no marker, leftover partial folder) is redone
+    (out / ".prepared" / "P01_01.json").unlink()
+    shutil.rmtree(out / "P01" / "flow_frames" / "P01_01")
+    (out / "P01" / "rgb_frames" / "P01_01.partial").mkdir()
+    third = prepare(tmp_path / "raw", out, settings, workers=1, progress=False)
+    assert third["prepared"] == 1 and third["skipped"] == 1
+    assert not (out / "P01" / "rgb_frames" / "P01_01.partial").exists()
+    assert len(list((out / "P01" / "flow_frames" / "P01_01" / "u").glob("*.jpg"))) == flow_2018
+
+
+def test_prepare_with_fps_rewrites_frame_numbers(tmp_path):
+    synthesize(tmp_path / "raw", seed=2, size=TINY, progress=False)
+    prepare(tmp_path / "raw", tmp_path / "out", PrepareSettings(flow="dis", short_side=32, fps=12), workers=1, progress=False)
+    from karmma.data.annotations import read_epic_segments
+    from karmma.data.epic import read_video_info
+
+    segments = read_epic_segments(tmp_path / "out" / "annotations" / "EPIC_100_train.csv")
+    info = read_video_info(tmp_path / "out" / "annotations" / "EPIC_100_video_info.csv")
+    for s in segments:
+        assert info[s.video_id][1] == 12
+        assert s.start_frame == int(s.start_time * 12) + 1
+        frames = len(list((tmp_path / "out" / "P01" / "rgb_frames" / s.video_id).glob("*.jpg")))
+        assert s.stop_frame <= frames + 1
