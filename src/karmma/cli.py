@@ -58,6 +58,57 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    import time
+
+    from karmma.data.synth import synthesize
+
+    start = time.perf_counter()
+    summary = synthesize(args.out, seed=args.seed, size=args.size, workers=args.workers)
+    print(
+        f"SynthKitchen ({args.size}, seed {args.seed}): {summary['videos']} recordings "
+        f"({summary['without_audio']} without audio), {summary['segments']} action segments in "
+        f"{time.perf_counter() - start:.1f} s -> {args.out}\n"
+        f"next: karmma prepare {args.out} PREPARED --flow dis --short-side 64",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from karmma.data.prepare import PrepareSettings, prepare
+
+    settings = PrepareSettings(flow=args.flow, fps=args.fps, short_side=args.short_side)
+    summary = prepare(args.src, args.out, settings, workers=args.workers)
+    steps = summary["step_seconds"]
+    total = sum(steps.values()) or 1.0
+    print(
+        f"prepared {summary['prepared']} video(s), skipped {summary['skipped']} already done, "
+        f"{len(summary['failed'])} failed; {summary['without_audio']} without an audio track\n"
+        f"{summary['frames']} RGB frames and {summary['flow_frames']} flow frames in {summary['wall_seconds']} s "
+        f"({summary['frames_per_second']} frames/s with {args.workers} worker(s))\n"
+        "worker time per step: " + ", ".join(f"{k} {v:.1f} s ({100 * v / total:.0f} %)" for k, v in steps.items())
+        + (f"; dominant: {summary['dominant_step']}" if summary["dominant_step"] else ""),
+        file=sys.stderr,
+    )
+    for video, error in summary["failed"].items():
+        print(f"  failed {video}: {error}", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    return 1 if summary["failed"] else 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from karmma.data.inspect import format_inspection, inspect_dataset, load_dataset_config
+
+    result = inspect_dataset(load_dataset_config(args.dataset), deep=args.deep, workers=args.workers)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_inspection(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="karmma", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -76,10 +127,39 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu", help="torch device for latency, e.g. cpu or cuda")
     bench.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     bench.set_defaults(run=_benchmark)
+
+    synth = commands.add_parser("synth", help="generate SynthKitchen recordings (MP4 + EPIC-format annotations)")
+    synth.add_argument("out", help="output folder")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--size", choices=["quick", "default"], default="quick")
+    synth.add_argument("--workers", type=int, default=2)
+    synth.set_defaults(run=_synth)
+
+    prep = commands.add_parser("prepare", help="raw videos -> RGB frames, optical flow and 24 kHz audio (EPIC layout)")
+    prep.add_argument("src", help="folder with the videos (searched recursively) and annotation files")
+    prep.add_argument("out", help="output folder (EPIC layout)")
+    prep.add_argument("--flow", choices=["tvl1", "dis"], default="tvl1", help="TV-L1 (official, slow) or DIS (fast)")
+    prep.add_argument("--fps", type=float, help="frame rate of the extracted frames (default: the video's)")
+    prep.add_argument("--short-side", type=int, default=256, help="resize frames to this short side (default 256)")
+    prep.add_argument("--workers", type=int, default=2)
+    prep.add_argument("--json", help="also write the summary as JSON")
+    prep.set_defaults(run=_prepare)
+
+    data = commands.add_parser("data", help="dataset tools")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    inspect = data_commands.add_parser("inspect", help="size, classes, availability per modality and problems of a dataset")
+    inspect.add_argument("dataset", help="a prepared folder or a YAML config")
+    inspect.add_argument("--deep", action="store_true", help="decode every clip (finds unreadable files)")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--workers", type=int, default=2)
+    inspect.set_defaults(run=_inspect)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -38,11 +38,14 @@ def flow_index(video_id: str, rgb_frame: int) -> int:
 
 
 def read_video_info(path: str | Path) -> dict[str, tuple[float, float, tuple[int, int]]]:
-    """``EPIC_100_video_info.csv`` -> ``{video_id: (duration, fps, (width, height))}``."""
+    """``EPIC_100_video_info.csv`` (or the ``video_info.csv`` written by ``karmma prepare``)
+    -> ``{video_id: (duration, fps, (width, height))}``, where the size is that of the
+    source video (``source_resolution`` when present)."""
     info = {}
     with Path(path).open(newline="") as f:
         for row in csv.DictReader(f):
-            width, height = (int(v) for v in row["resolution"].split("x"))
+            resolution = row.get("source_resolution") or row["resolution"]
+            width, height = (int(v) for v in resolution.split("x"))
             info[row["video_id"]] = (float(row["duration"]), float(row["fps"]), (width, height))
     return info
 

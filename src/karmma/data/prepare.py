@@ -84,8 +84,10 @@ def _flow_calculator(method: str):
     raise ValueError(f"unknown flow method {method!r}; choose tvl1 or dis")
 
 
-def _decode_frames(path: Path, fps: float | None, short_side: int) -> tuple[list[np.ndarray], float]:
-    """Decoded RGB frames resized to ``short_side``, resampled to ``fps`` (None: every frame)."""
+def _decode_frames(path: Path, fps: float | None, short_side: int) -> tuple[list[np.ndarray], float, tuple[int, int]]:
+    """Decoded RGB frames resized to ``short_side``, resampled to ``fps`` (None: every frame).
+
+    Returns the frames, their rate and the source ``(width, height)``."""
     import av
     import cv2
 
@@ -112,7 +114,7 @@ def _decode_frames(path: Path, fps: float | None, short_side: int) -> tuple[list
         raise MediaError(f"{path}: undecodable video ({error})") from None
     if not frames:
         raise MediaError(f"{path}: no frames decoded")
-    return frames, rate
+    return frames, rate, (w, h)
 
 
 def _write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
@@ -157,7 +159,7 @@ def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
     timings = {"decode": 0.0, "rgb": 0.0, "flow": 0.0, "audio": 0.0}
     try:
         start = time.perf_counter()
-        frames, rate = _decode_frames(video, settings.fps, settings.short_side)
+        frames, rate, source_size = _decode_frames(video, settings.fps, settings.short_side)
         timings["decode"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -200,7 +202,8 @@ def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
         h, w = frames[0].shape[:2]
         summary = {
             "video": video_id, "frames": len(frames), "flow_frames": max(len(grey) - 1, 0), "fps": rate,
-            "width": w, "height": h, "audio_seconds": audio_seconds, "duration": len(frames) / rate,
+            "width": w, "height": h, "source_width": source_size[0], "source_height": source_size[1],
+            "audio_seconds": audio_seconds, "duration": len(frames) / rate,
             "timings": timings,
         }
         marker.parent.mkdir(parents=True, exist_ok=True)
@@ -251,6 +254,17 @@ def copy_annotations(src: Path, out: Path, settings: PrepareSettings, summaries:
     return copied
 
 
+def write_video_info(path: Path, summaries: list[dict]) -> None:
+    """``video_id,duration,fps,resolution,source_resolution`` of every prepared video."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["video_id", "duration", "fps", "resolution", "source_resolution"])
+        for s in sorted(summaries, key=lambda s: s["video"]):
+            if "frames" in s:
+                writer.writerow([s["video"], f"{s['duration']:.3f}", s["fps"], f"{s['width']}x{s['height']}",
+                                 f"{s['source_width']}x{s['source_height']}"])
+
+
 def prepare(src: str | Path, out: str | Path, settings: PrepareSettings = PrepareSettings(), workers: int = 2, progress: bool = True) -> dict:
     """Prepare every video under ``src`` into ``out``; returns a summary."""
     from tqdm import tqdm
@@ -276,6 +290,7 @@ def prepare(src: str | Path, out: str | Path, settings: PrepareSettings = Prepar
         else:
             full.append(s)
     copied = copy_annotations(src, out, settings, full)
+    write_video_info(out / "video_info.csv", full)
     done = [s for s in summaries if "frames" in s]
     timings = {step: sum(s["timings"][step] for s in done) for step in ("decode", "rgb", "flow", "audio")}
     frames = sum(s["frames"] for s in done)
