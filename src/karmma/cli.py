@@ -61,10 +61,11 @@ def _benchmark(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     import time
 
-    from karmma.data.synth import synthesize
+    from karmma.data.synth import synthesize, synthesize_ssv2
 
     start = time.perf_counter()
-    summary = synthesize(args.out, seed=args.seed, size=args.size, workers=args.workers)
+    generate = synthesize_ssv2 if args.layout == "ssv2" else synthesize
+    summary = generate(args.out, seed=args.seed, size=args.size, workers=args.workers)
     print(
         f"SynthKitchen ({args.size}, seed {args.seed}): {summary['videos']} recordings "
         f"({summary['without_audio']} without audio), {summary['segments']} action segments in "
@@ -132,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("out", help="output folder")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", choices=["quick", "default"], default="quick")
+    synth.add_argument("--layout", choices=["epic", "ssv2"], default="epic",
+                       help="EPIC-KITCHENS (V, F, A) or Something-Something v2 with Something-Else boxes (V, F, D)")
     synth.add_argument("--workers", type=int, default=2)
     synth.set_defaults(run=_synth)
 

@@ -97,6 +97,7 @@ def _decode_frames(path: Path, fps: float | None, short_side: int) -> tuple[list
             if not container.streams.video:
                 raise MediaError(f"{path}: no video stream")
             stream = container.streams.video[0]
+            stream.thread_count = 1  # parallelism comes from the worker processes
             native = float(stream.average_rate or stream.guessed_rate or 30)
             rate = fps or native
             next_time = 0.0

@@ -56,7 +56,8 @@ class FlowSource:
         return self.directory / "u" / name, self.directory / "v" / name
 
     def exists(self, first: int, last: int) -> bool:
-        return all(p.is_file() for n in (first, last) for p in self.paths(n))
+        # a video has one flow frame fewer than RGB frames (per stride): the last may be absent
+        return all(p.is_file() for n in (first, max(first, last - self.stride)) for p in self.paths(n))
 
     def load(self, numbers: list[int]) -> torch.Tensor:
         # The last flow frames of a video may be missing (one fewer flow than RGB frame):

@@ -122,8 +122,14 @@ def _blob(canvas: np.ndarray, cx: float, cy: float, rx: float, ry: float, colour
     canvas[y0:y1, x0:x1][inside] = shade[inside]
 
 
-def render_video(rng: np.random.Generator, actions: list[Action], duration: float, size: SynthSize) -> np.ndarray:
-    """Frames ``[N, H, W, 3]`` uint8 of one recording."""
+def render_video(
+    rng: np.random.Generator, actions: list[Action], duration: float, size: SynthSize, boxes: list | None = None
+) -> np.ndarray:
+    """Frames ``[N, H, W, 3]`` uint8 of one recording.
+
+    When ``boxes`` is a list, one entry per frame is appended: the visible
+    ``(x1, y1, x2, y2, kind)`` boxes in frame pixels, kind ``"hand"`` or ``"object"``.
+    """
     margin = 8
     H, W = size.height + 2 * margin, size.width + 2 * margin
     # static background: smooth colour field plus clutter rectangles
@@ -144,6 +150,7 @@ def render_video(rng: np.random.Generator, actions: list[Action], duration: floa
     for i in range(frames_count):
         t = i / size.fps
         canvas = background.copy()
+        frame_boxes = []
         distractor = np.clip(distractor + rng.normal(0, 0.7, 2), 0, [W, H])
         _blob(canvas, distractor[0], distractor[1], 6, 4, distractor_colour, stripes=False)
         for action, (x, y, tint) in zip(actions, placements):
@@ -151,9 +158,20 @@ def render_video(rng: np.random.Generator, actions: list[Action], duration: floa
                 progress = (t - action.start) / (action.stop - action.start)
                 dx, dy = trajectory(action.verb, progress, scale)
                 colour = np.clip(COLOURS[NOUN_COLOUR_PITCH[NOUNS[action.noun]][0]] + tint, 0, 255)
-                _blob(canvas, x + dx, y + dy, 0.11 * scale, 0.09 * scale, colour, stripes=True)
-                _blob(canvas, x + dx + 0.08 * scale, y + dy + 0.1 * scale, 0.07 * scale, 0.05 * scale, skin, stripes=False)
+                parts = [
+                    (x + dx, y + dy, 0.11 * scale, 0.09 * scale, colour, True, "object"),
+                    (x + dx + 0.08 * scale, y + dy + 0.1 * scale, 0.07 * scale, 0.05 * scale, skin, False, "hand"),
+                ]
+                for cx, cy, rx, ry, shade, stripes, kind in parts:
+                    _blob(canvas, cx, cy, rx, ry, shade, stripes)
+                    frame_boxes.append((cx - rx, cy - ry, cx + rx, cy + ry, kind))
         oy, ox = (margin + shake[i]).round().astype(int)
+        if boxes is not None:  # into the coordinates of the shaken, cropped view
+            boxes.append([
+                (max(x1 - ox, 0), max(y1 - oy, 0), min(x2 - ox, size.width), min(y2 - oy, size.height), kind)
+                for x1, y1, x2, y2, kind in frame_boxes
+                if x2 - ox > 0 and y2 - oy > 0 and x1 - ox < size.width and y1 - oy < size.height
+            ])
         view = canvas[oy : oy + size.height, ox : ox + size.width]
         view = view * rng.uniform(0.95, 1.05) + rng.normal(0, 6, view.shape)
         frames[i] = np.clip(view, 0, 255).astype(np.uint8)
@@ -184,15 +202,21 @@ def render_audio(rng: np.random.Generator, actions: list[Action], duration: floa
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray | None) -> None:
-    """H.264 video (+ AAC mono 24 kHz audio when given), written atomically."""
+    """H.264 video (+ AAC mono 24 kHz audio when given), written atomically.
+
+    A ``.webm`` path gets VP8 video instead (as Something-Something v2), no audio.
+    """
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    with av.open(str(tmp), "w", format="mp4") as container:
-        video = container.add_stream("libx264", rate=fps)
+    webm = path.suffix == ".webm"
+    with av.open(str(tmp), "w", format="webm" if webm else "mp4") as container:
+        video = container.add_stream("libvpx" if webm else "libx264", rate=fps)
         video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        video.options = {"preset": "veryfast", "crf": "18"}
+        video.thread_count = 1  # tiny frames: threads cost more than they save, and workers run in parallel
+        video.options = {"crf": "10", "b:v": "1M", "deadline": "realtime", "cpu-used": "8"} if webm else {"preset": "veryfast", "crf": "18"}
+        audio = None if webm else audio
         sound = None
         if audio is not None:
             sound = container.add_stream("aac", rate=SAMPLE_RATE)
@@ -288,3 +312,61 @@ def write_annotations(folder: Path, results: list, size: SynthSize, validation: 
         writer.writerow(["video_id", "duration", "fps", "resolution"])
         for _, video_id, _, duration, _ in results:
             writer.writerow([video_id, f"{duration:.3f}", size.fps, f"{size.width}x{size.height}"])
+
+
+# --- Something-Something v2 layout -----------------------------------------
+
+SSV2_TEMPLATES = ["Lifting [something] up", "Putting [something] down", "Pushing [something] from left to right",
+                  "Pulling [something] from right to left", "Shaking [something]"]
+
+
+def _make_ssv2_clip(job: tuple) -> dict:
+    out, seed, index, size = job
+    rng = np.random.default_rng([seed, 10_000 + index])
+    action = Action(int(rng.integers(len(VERBS))), int(rng.integers(len(NOUNS))), 0.2, 0.2 + rng.uniform(1.6, 2.4))
+    duration = action.stop + 0.2
+    boxes: list = []
+    frames = render_video(rng, [action], duration, size, boxes)
+    video_id = str(100_001 + index)
+    write_mp4(Path(out) / "videos" / f"{video_id}.webm", frames, size.fps, None)
+    noun = NOUNS[action.noun]
+    annotation = []
+    for number, frame_boxes in enumerate(boxes, start=1):
+        labels = [
+            {"box2d": {"x1": x1, "y1": y1, "x2": x2, "y2": y2}, "category": "hand" if kind == "hand" else noun,
+             "standard_category": "hand" if kind == "hand" else "0000", "gt_annotation": f"object {kind}"}
+            for x1, y1, x2, y2, kind in frame_boxes
+        ]
+        annotation.append({"name": f"{video_id}/{number:04d}.jpg", "labels": labels, "gt_placeholders": [noun],
+                           "nr_instances": len(labels)})
+    template = SSV2_TEMPLATES[action.verb]
+    entry = {"id": video_id, "label": template.replace("[something]", noun).lower(), "template": template, "placeholders": [noun]}
+    return {"entry": entry, "boxes": {video_id: annotation}}
+
+
+def synthesize_ssv2(out: str | Path, seed: int = 0, size: str | SynthSize = "quick", workers: int = 2, progress: bool = True) -> dict:
+    """SynthKitchen in the Something-Something v2 layout: one ``.webm`` clip per action,
+    the SSv2 label/split JSON files and Something-Else-format per-frame boxes (D)."""
+    import json
+
+    from tqdm import tqdm
+
+    spec = SIZES[size] if isinstance(size, str) else size
+    clips = spec.participants * spec.videos_per_participant * spec.actions_per_video
+    validation_from = clips - clips * spec.validation_participants // spec.participants
+    out = Path(out)
+    jobs = [(str(out), seed, i, spec) for i in range(clips)]
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = list(tqdm(pool.map(_make_ssv2_clip, jobs), total=clips, desc="synth", unit="clip", disable=not progress))
+    annotations = out / "annotations"
+    annotations.mkdir(parents=True, exist_ok=True)
+    labels = {t.replace("[", "").replace("]", ""): str(i) for i, t in enumerate(SSV2_TEMPLATES)}
+    (annotations / "something-something-v2-labels.json").write_text(json.dumps(labels, indent=1))
+    splits = {"train": [r["entry"] for r in results[:validation_from]], "validation": [r["entry"] for r in results[validation_from:]]}
+    for split, entries in splits.items():
+        (annotations / f"something-something-v2-{split}.json").write_text(json.dumps(entries))
+    boxes = {}
+    for r in results:
+        boxes.update(r["boxes"])
+    (annotations / "something_else_boxes.json").write_text(json.dumps(boxes))
+    return {"videos": clips, "segments": clips, "without_audio": clips, "validation_clips": clips - validation_from}

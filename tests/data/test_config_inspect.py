@@ -1,0 +1,117 @@
+import json
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from karmma.cli import main
+from karmma.data.annotations import AnnotationError
+from karmma.data.config import DatasetConfig, dataset_heads, detect_dataset, load_split
+from karmma.data.dataset import ClipDataset, collate_clips
+from karmma.data.inspect import inspect_dataset, load_dataset_config
+from karmma.data.manifest import read_manifest
+
+
+def test_detect_and_load_epic(synth_prepared):
+    config = detect_dataset(synth_prepared)
+    assert config.format == "epic" and dataset_heads(config) == {"verb": 5, "noun": 6}
+    train, validation = load_split(config, "train"), load_split(config, "validation")
+    assert len(train) == 6 and len(validation) == 6
+    with pytest.raises(FileNotFoundError, match="test split"):
+        load_split(config, "test")
+
+
+def test_epic_star_uses_official_validation_as_test(synth_prepared):
+    config = DatasetConfig(format="epic_star", root=str(synth_prepared), validation_fraction=0.5)
+    train, validation, test = (load_split(config, s) for s in ("train", "validation", "test"))
+    assert len(train) + len(validation) == 6 and len(validation) == 3
+    assert {s.id for s in test} == {s.id for s in load_split(detect_dataset(synth_prepared), "validation")}
+
+
+def test_inspect_reports_sizes_and_availability(synth_prepared, capsys):
+    result = inspect_dataset(detect_dataset(synth_prepared), deep=True, workers=0)
+    train = result["splits"]["train"]
+    assert train["clips"] == 6 and train["availability"]["modalities"]["V"]["present"] == 6
+    assert main(["data", "inspect", str(synth_prepared), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["heads"] == {"verb": 5, "noun": 6}
+    assert main(["data", "inspect", str(synth_prepared)]) == 0
+    assert "[validation] 6 clips" in capsys.readouterr().out
+
+
+def test_inspect_from_yaml_and_unknown_key(synth_prepared, tmp_path):
+    path = tmp_path / "data.yaml"
+    path.write_text(yaml.safe_dump({"data": {"format": "epic", "root": str(synth_prepared)}}))
+    assert load_dataset_config(path).format == "epic"
+    path.write_text(yaml.safe_dump({"data": {"format": "epic", "rooot": "x"}}))
+    with pytest.raises(ValueError, match="unknown data key"):
+        load_dataset_config(path)
+    with pytest.raises(ValueError, match="data.format"):
+        DatasetConfig(format="kinetics")
+
+
+def test_inspect_missing_dataset_is_a_clear_error(tmp_path, capsys):
+    assert main(["data", "inspect", str(tmp_path)]) == 2
+    assert "does not look like a prepared dataset" in capsys.readouterr().err
+
+
+def _manifest(synth_prepared, tmp_path, rows):
+    root = tmp_path / "robot"
+    shutil.copytree(synth_prepared / "P01" / "rgb_frames" / "P01_102", root / "frames" / "c1")
+    shutil.copytree(synth_prepared / "P01" / "flow_frames" / "P01_102", root / "flow" / "c1")
+    (root / "boxes").mkdir()
+    (root / "boxes" / "c1.json").write_text(json.dumps({"width": 85, "height": 64, "frames": {str(n): [[1, 2, 30, 40, 0]] for n in range(1, 40)}}))
+    (root / "train.csv").write_text("clip_id,grasp,V,F,A,D,start,stop,fps\n" + rows)
+    return root
+
+
+def test_manifest_with_any_subset_per_clip(synth_prepared, tmp_path):
+    rows = "c1,2,frames/c1,flow/c1,,boxes/c1.json,0.0,1.0,24\nc2,0,,flow/c1,,,,,24\nc3,1,frames/c1,,audio/none.wav,,0.5,1.5,24\n"
+    root = _manifest(synth_prepared, tmp_path, rows)
+    samples, heads = read_manifest(root / "train.csv")
+    assert heads == ["grasp"] and [s.labels["grasp"] for s in samples] == [2, 0, 1]
+    assert set(samples[0].sources) == {"V", "F", "D"} and set(samples[1].sources) == {"F"}
+    shapes = {"V": (4, 3, 32, 32), "F": (4, 2, 32, 32), "A": (1, 64, 100), "D": (4, 4, 6)}
+    dataset = ClipDataset(samples, shapes, train=True)
+    counts = dataset.report.as_dict()["modalities"]
+    assert counts["A"] == {"present": 0, "missing": 3, "unreadable": 0}  # the WAV does not exist
+    batch = collate_clips([dataset[i] for i in range(3)])
+    assert batch["availability"].tolist() == [[True, True, False, True], [False, True, False, False], [True, False, False, False]]
+    assert torch.isfinite(batch["inputs"]["D"]).all() and batch["inputs"]["D"][0, :, 0, 4].max() == 1.0
+    config = detect_dataset(root)
+    assert config.format == "manifest" and dataset_heads(config) == {"grasp": 3}
+
+
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        ("c1,x,frames/c1,,,,,,24\n", r"train.csv:2: label grasp='x' is not an integer"),
+        ("c1,1,frames/c1,,,,,,24\nc1,1,frames/c1,,,,,,24\n", r"train.csv:3: duplicated clip_id 'c1' \(first on line 2\)"),
+        ("c1,1,frames/c1,,,,2.0,1.0,24\n", r"train.csv:2: stop 1.0 is before start 2.0"),
+    ],
+)
+def test_bad_manifest_rows(synth_prepared, tmp_path, rows, message):
+    root = _manifest(synth_prepared, tmp_path, rows)
+    with pytest.raises(AnnotationError, match=message):
+        read_manifest(root / "train.csv")
+
+
+def test_ssv2_layout_with_boxes(tmp_path):
+    from karmma.data.prepare import PrepareSettings, prepare
+    from karmma.data.synth import SynthSize, synthesize_ssv2
+
+    size = SynthSize(participants=2, validation_participants=1, videos_per_participant=1, actions_per_video=2)
+    synthesize_ssv2(tmp_path / "raw", seed=0, size=size, progress=False)
+    prepare(tmp_path / "raw", tmp_path / "out", PrepareSettings(flow="dis", short_side=48), workers=1, progress=False)
+    config = detect_dataset(tmp_path / "out")
+    assert config.format == "ssv2" and config.boxes == ["something_else_boxes.json"]
+    assert dataset_heads(config) == {"action": 5}
+    samples = load_split(config, "train")
+    assert len(samples) == 2 and set(samples[0].sources) == {"V", "F", "D"}
+    dataset = ClipDataset(samples, {"V": (4, 3, 32, 32), "F": (4, 2, 32, 32), "D": (4, 4, 6)}, train=False)
+    item = dataset[0]
+    assert item["availability"].all()
+    boxes = item["inputs"]["D"]
+    assert (boxes[..., 4] > 0).any() and boxes[..., :4].min() >= 0 and boxes[..., :4].max() <= 1
+    assert set(boxes[..., 5][boxes[..., 4] > 0].tolist()) <= {0.0, 1.0}  # hand and the object
