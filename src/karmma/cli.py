@@ -110,6 +110,46 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_benchmark(args: argparse.Namespace) -> int:
+    import torch
+
+    from karmma.benchmark import loader_throughput, train_step_throughput
+    from karmma.data.config import dataset_heads, load_split
+    from karmma.data.dataset import ClipDataset, collate_clips
+    from karmma.data.inspect import load_dataset_config
+    from karmma.presets import build_student, get_preset
+
+    config = load_dataset_config(args.dataset)
+    preset = get_preset(args.preset)
+    modalities = [k for k in config.modalities if k in preset.student]
+    shapes = {k: preset.student[k].input_shape for k in modalities}
+    dataset = ClipDataset(load_split(config, "train"), shapes, train=True)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers, collate_fn=collate_clips,
+        persistent_workers=False, drop_last=True,
+    )
+    batches = min(args.batches, len(dataset) // args.batch_size - 1)
+    loading = loader_throughput(loader, batches)
+    torch.manual_seed(0)
+    model = build_student(preset, dataset_heads(config), modalities)
+    training = train_step_throughput(model, args.batch_size, steps=args.steps)
+    result = {
+        "dataset": config.root, "preset": preset.name, "modalities": modalities, "input_shapes": shapes,
+        "workers": args.workers, "batch_size": args.batch_size, "loader_clips_per_s": round(loading, 1),
+        "train_clips_per_s": round(training, 1), "threads": torch.get_num_threads(),
+        "input_bound": loading < training,
+    }
+    print(
+        f"data loading: {loading:.1f} clips/s ({args.workers} workers, batch {args.batch_size}, {batches} batches); "
+        f"{preset.name} student training step: {training:.1f} clips/s ({args.steps} steps, {torch.get_num_threads()} threads) -> "
+        + ("training would be INPUT-BOUND" if loading < training else "loading keeps up with training"),
+        file=sys.stderr,
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="karmma", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument("--workers", type=int, default=2)
     inspect.set_defaults(run=_inspect)
+    dbench = data_commands.add_parser("benchmark", help="clips/s of data loading vs the student's training step")
+    dbench.add_argument("dataset", help="a prepared folder or a YAML config")
+    dbench.add_argument("--preset", choices=["paper", "tiny"], default="tiny")
+    dbench.add_argument("--workers", type=int, default=2)
+    dbench.add_argument("--batch-size", type=int, default=16)
+    dbench.add_argument("--batches", type=int, default=10, help="measured loader batches (after one warm-up batch)")
+    dbench.add_argument("--steps", type=int, default=10, help="measured training steps (after two warm-up steps)")
+    dbench.add_argument("--json", help="also write the result as JSON")
+    dbench.set_defaults(run=_data_benchmark)
     return parser
 
 

@@ -115,3 +115,12 @@ def test_ssv2_layout_with_boxes(tmp_path):
     boxes = item["inputs"]["D"]
     assert (boxes[..., 4] > 0).any() and boxes[..., :4].min() >= 0 and boxes[..., :4].max() <= 1
     assert set(boxes[..., 5][boxes[..., 4] > 0].tolist()) <= {0.0, 1.0}  # hand and the object
+
+
+def test_data_benchmark_command(synth_prepared, tmp_path):
+    out = tmp_path / "bench.json"
+    code = main(["data", "benchmark", str(synth_prepared), "--batch-size", "2", "--batches", "2", "--steps", "1", "--workers", "0", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["loader_clips_per_s"] > 0 and result["train_clips_per_s"] > 0
+    assert result["input_shapes"]["V"] == [8, 3, 64, 64] and result["modalities"] == ["V", "F", "A"]
