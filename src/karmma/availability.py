@@ -45,7 +45,7 @@ def availability_for_subset(
 
 
 def modality_dropout(
-    availability: torch.Tensor, p: float, generator: torch.Generator | None = None
+    availability: torch.Tensor, p: float, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Drop each present modality of each sample independently with probability ``p``.
 
@@ -56,6 +56,9 @@ def modality_dropout(
     Args:
         availability: ``[B, M]`` bool mask of the modalities each sample has.
         p: drop probability in ``[0, 1]``.
+        noise: optional ``[B, 2, M]`` uniform numbers (the drop draws and the
+            keep-one scores) so a sample's dropout depends only on its own
+            seed, not on the batch it lands in (exact resume, DDP).
     Returns:
         ``[B, M]`` bool mask, a subset of ``availability`` with no empty row.
     """
@@ -63,12 +66,17 @@ def modality_dropout(
         raise ValueError(f"modality dropout probability must be in [0, 1], got {p}")
     if p == 0.0:
         return availability.clone()
-    rand = torch.rand(availability.shape, generator=generator, device="cpu").to(availability.device)
+    if noise is not None:
+        rand, scores = noise[:, 0].to(availability.device), noise[:, 1].to(availability.device)
+    else:
+        rand = torch.rand(availability.shape, generator=generator, device="cpu").to(availability.device)
+        scores = None
     kept = availability & (rand >= p)
     emptied = ~kept.any(dim=1) & availability.any(dim=1)
     if emptied.any():
         # Keep one present modality at random: the present one with the highest score.
-        scores = torch.rand(availability.shape, generator=generator, device="cpu").to(availability.device)
+        if scores is None:
+            scores = torch.rand(availability.shape, generator=generator, device="cpu").to(availability.device)
         scores = scores.masked_fill(~availability, -1.0)
         keep_one = torch.zeros_like(availability)
         keep_one.scatter_(1, scores.argmax(dim=1, keepdim=True), True)

@@ -150,6 +150,42 @@ def _data_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from karmma.configuration import load_config
+    from karmma.training.config import TrainConfig
+    from karmma.training.run import train
+
+    config = load_config(TrainConfig, args.config, args.overrides)
+    result = train(config)
+    metrics = ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in sorted(result["metrics"].items()) if k.endswith("top1"))
+    print(f"{config.stage}: {metrics}\nrun folder: {result['run']}", file=sys.stderr)
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    import torch
+
+    from karmma.configuration import load_config
+    from karmma.data.config import dataset_heads
+    from karmma.training.cache import distributed_rank, extract_features
+    from karmma.training.config import TrainConfig
+    from karmma.training.module import build_stage_model
+
+    config = load_config(TrainConfig, args.config, args.overrides)
+    if config.stage != "teacher":
+        raise ValueError(f"karmma extract caches the teacher's frozen extractors: the config's stage is {config.stage!r}, not 'teacher'")
+    if not config.cache.path:
+        raise ValueError("set cache.path (the cache folder) in the config or as an override")
+    rank, world = (args.rank, args.world_size) if args.world_size else distributed_rank()
+    model = build_stage_model(config, dataset_heads(config.data))
+    if torch.cuda.is_available():
+        model = model.cuda(rank % torch.cuda.device_count())
+    summary = extract_features(config, model, rank, world, batch_size=args.batch_size)
+    for split, info in summary.items():
+        print(f"{split}: wrote {info['written']} of {info['rows']} rows -> {info['file']}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="karmma", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -188,6 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--json", help="also write the summary as JSON")
     prep.set_defaults(run=_prepare)
 
+    train = commands.add_parser("train", help="train a stage: unimodal, teacher, student, baseline or baseline_delta")
+    train.add_argument("config", help="YAML config (see configs/)")
+    train.add_argument("overrides", nargs="*", help="key.subkey=value overrides, e.g. optim.lr=3e-4 data.root=/data")
+    train.set_defaults(run=_train)
+
+    extract = commands.add_parser("extract", help="cache the teacher's frozen extractor tokens (HDF5, sharded, resumable)")
+    extract.add_argument("config", help="the teacher's YAML config (with cache.path)")
+    extract.add_argument("overrides", nargs="*")
+    extract.add_argument("--rank", type=int, default=0, help="this shard (default: from torchrun/SLURM)")
+    extract.add_argument("--world-size", type=int, default=0, help="number of shards")
+    extract.add_argument("--batch-size", type=int, default=8)
+    extract.set_defaults(run=_extract)
+
     data = commands.add_parser("data", help="dataset tools")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     inspect = data_commands.add_parser("inspect", help="size, classes, availability per modality and problems of a dataset")
@@ -212,10 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lightning.pytorch").propagate = False  # Lightning prints through its own handler
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError) as error:  # ConfigError, CheckpointError, AnnotationError are ValueErrors
         print(f"karmma {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -10,6 +10,9 @@ producing exactly the input shapes the model's modality specs ask for:
   or ``[T, 1, S', S']`` one log-mel image per sampled frame (paper teacher),
 * ``D``: ``[T, K, 6]`` normalised boxes.
 
+A key ``"A:teacher"`` asks for a second form of modality ``A`` (another
+shape), for a live teacher whose inputs differ from the student's.
+
 A modality whose files are absent is *missing*; one whose files cannot be
 read is *unreadable* (logged with its path). Either way the sample goes on
 without it and its availability bit is False; the counts are in
@@ -143,19 +146,26 @@ class ClipDataset(Dataset):
         self.samples = kept
 
     def _index_status(self, sample: ClipSample, key: str) -> int:
-        source = sample.sources.get(key)
+        source = sample.sources.get(modality_of(key))
         if source is None:
             return MISSING
-        exists = source.exists() if key == "A" else source.exists(sample.start_frame, max(sample.stop_frame, sample.start_frame))
+        exists = source.exists() if modality_of(key) == "A" else source.exists(sample.start_frame, max(sample.stop_frame, sample.start_frame))
         return PRESENT if exists else MISSING
 
     def __len__(self) -> int:
         return len(self.samples) * self.views
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """``key`` is an index, or ``(index, seed)`` from a seeded sampler: then every random
+        choice of the item (frames, crop, flip, modality-dropout noise) follows from the seed."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
         sample_index, view = divmod(index, self.views)
         sample = self.samples[sample_index]
-        rng = random.Random(torch.randint(0, 2**62, ()).item()) if self.train else random.Random(index)
+        if seed is not None:
+            rng = random.Random(seed)
+        else:
+            rng = random.Random(torch.randint(0, 2**62, ()).item()) if self.train else random.Random(index)
+        noise = torch.tensor([[rng.random() for _ in self.modalities] for _ in range(2)])
         clip_view, crop_view = divmod(view, self.config.num_crops)
         frames = next((s[0] for k, s in self.input_shapes.items() if k in ("V", "F", "D")), 8)
         numbers = segment_frame_numbers(
@@ -164,7 +174,7 @@ class ClipDataset(Dataset):
         crop = None  # shared by V and F: chosen from the first visual modality's aspect ratio
         inputs, status = {}, []
         for key in self.modalities:
-            source = sample.sources.get(key)
+            source = sample.sources.get(modality_of(key))
             if source is None or self._index_status(sample, key) == MISSING:
                 status.append(MISSING)
                 continue
@@ -188,10 +198,13 @@ class ClipDataset(Dataset):
             "availability": status_tensor == PRESENT,
             "status": status_tensor,
             "labels": dict(sample.labels),
+            "index": sample_index,
+            "noise": noise,  # [2, M] uniform numbers for modality dropout (drop draw, keep-one choice)
         }
 
     def _load(self, key, sample, source, numbers, crop, rng, crop_view):
         shape = self.input_shapes[key]
+        key = modality_of(key)
         if key in ("V", "F"):
             frames = source.load(numbers).float()
             if crop is None:
@@ -225,6 +238,11 @@ class ClipDataset(Dataset):
         waveform = source.load(start, max(times) - min(times) + window, config.sample_rate)
         mel_config = LogMelConfig(config.sample_rate, config.n_fft, config.window_ms, config.hop_ms, shape[2], config.frames, config.eps)
         return log_mel_images(waveform, [t - start for t in times], shape[-1], window, mel_config)
+
+
+def modality_of(key: str) -> str:
+    """``"A:teacher"`` (a second form of a modality, e.g. the teacher's audio images) -> ``"A"``."""
+    return key.split(":", 1)[0]
 
 
 def crop_boxes(boxes: torch.Tensor, crop) -> torch.Tensor:
@@ -266,5 +284,7 @@ def collate_clips(items: list[dict]) -> dict:
         "availability": torch.stack([item["availability"] for item in kept]) if kept else torch.zeros(0, 0, dtype=torch.bool),
         "status": torch.stack([item["status"] for item in items]) if items else torch.zeros(0, 0, dtype=torch.int8),
         "labels": {h: torch.tensor([item["labels"][h] for item in kept], dtype=torch.long) for h in heads},
+        "indices": torch.tensor([item["index"] for item in kept], dtype=torch.long),
+        "noise": torch.stack([item["noise"] for item in kept]) if kept else torch.zeros(0, 2, 0),
         "dropped": dropped,
     }

@@ -133,16 +133,18 @@ def render_video(
     margin = 8
     H, W = size.height + 2 * margin, size.width + 2 * margin
     # static background: smooth colour field plus clutter rectangles
-    coarse = rng.uniform(60, 190, size=(4, 5, 3)).astype(np.float32)
+    # muted kitchen tones (grey/brown with little saturation), so coloured objects stand out
+    tone = rng.uniform(70, 170, size=(4, 5, 1)) + rng.uniform(-15, 15, size=(4, 5, 3))
+    coarse = tone.astype(np.float32)
     background = np.kron(coarse, np.ones((H // 4 + 1, W // 5 + 1, 1), dtype=np.float32))[:H, :W]
     for _ in range(6):
         y, x = rng.integers(0, H - 10), rng.integers(0, W - 10)
-        background[y : y + rng.integers(5, 20), x : x + rng.integers(5, 25)] = rng.uniform(50, 220, 3)
+        background[y : y + rng.integers(5, 20), x : x + rng.integers(5, 25)] = rng.uniform(50, 200) + rng.uniform(-20, 20, 3)
     frames_count = int(duration * size.fps)
     shake = np.cumsum(rng.normal(0, 0.8, size=(frames_count, 2)), axis=0)
     shake = np.clip(shake - shake.mean(0), -margin + 1, margin - 1)
     distractor = np.array([rng.uniform(0, W), rng.uniform(0, H)])
-    distractor_colour = np.array([190, 190, 60], dtype=np.float32)
+    distractor_colour = np.array([170, 160, 120], dtype=np.float32)
     skin = np.array([225, 180, 150], dtype=np.float32)
     scale = min(size.width, size.height)
     placements = [(rng.uniform(0.35, 0.65) * W, rng.uniform(0.4, 0.6) * H, rng.uniform(-12, 12)) for _ in actions]
@@ -159,8 +161,8 @@ def render_video(
                 dx, dy = trajectory(action.verb, progress, scale)
                 colour = np.clip(COLOURS[NOUN_COLOUR_PITCH[NOUNS[action.noun]][0]] + tint, 0, 255)
                 parts = [
-                    (x + dx, y + dy, 0.11 * scale, 0.09 * scale, colour, True, "object"),
-                    (x + dx + 0.08 * scale, y + dy + 0.1 * scale, 0.07 * scale, 0.05 * scale, skin, False, "hand"),
+                    (x + dx, y + dy, 0.16 * scale, 0.13 * scale, colour, True, "object"),
+                    (x + dx + 0.12 * scale, y + dy + 0.13 * scale, 0.08 * scale, 0.06 * scale, skin, False, "hand"),
                 ]
                 for cx, cy, rx, ry, shade, stripes, kind in parts:
                     _blob(canvas, cx, cy, rx, ry, shade, stripes)

@@ -1,0 +1,1 @@
+"""Training stages (unimodal, teacher, student, baseline, baseline_delta) on Lightning."""

@@ -1,0 +1,208 @@
+"""The teacher feature cache: frozen extractor tokens computed once, on disk.
+
+``karmma extract CONFIG`` runs the teacher's frozen extractors over every clip
+and writes, per split, HDF5 shards ``<cache.path>/<split>.rank<r>-of-<w>.h5``:
+
+* ``tokens/<key>``: ``[rows, N_m, C_m]`` float16, chunked one row at a time;
+* ``availability``: ``[rows, M]``; ``labels/<head>``: ``[rows]``; ``index``: sample index;
+* ``done``: which rows are written (a re-run skips them: extraction resumes).
+
+A row is one (clip, view). Training clips get ``cache.train_views`` augmented
+views (random crop/flip/frames, each from its own seed), validation clips the
+centred view. **Trade-off:** a frozen extractor sees only these views, so
+caching trades augmentation diversity for speed; ``train_views: 0`` caches
+only the centred view (fastest, least augmentation), while live extractors
+(no ``cache.path``) see a fresh augmentation every epoch at full cost.
+Shards split rows by rank (``--rank/--world-size`` or the torchrun
+environment), so extraction spreads over processes or GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from karmma.data.config import load_split
+from karmma.data.dataset import ClipDataset, collate_clips
+from karmma.training.config import TrainConfig
+from karmma.training.data import item_seed
+
+VIEW_EPOCH = 1_000_000  # item seeds of cached view v use "epoch" VIEW_EPOCH + v
+
+
+def view_seed(seed: int, index: int, view: int) -> int:
+    return item_seed(seed, VIEW_EPOCH + view, index)
+
+
+def shard_paths(folder: str | Path, split: str) -> list[Path]:
+    paths = sorted(Path(folder).glob(f"{split}.rank*-of-*.h5"))
+    if not paths:
+        raise FileNotFoundError(f"no feature cache for the {split} split in {folder}: run `karmma extract` first")
+    return paths
+
+
+class _Rows(Dataset):
+    """(clip, view) rows of one shard, loaded with their view seed."""
+
+    def __init__(self, clips: ClipDataset, rows: list[int], views: int, seed: int, train: bool):
+        self.clips, self.rows, self.views, self.seed, self.train = clips, rows, views, seed, train
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.rows[i]
+        index, view = divmod(row, self.views)
+        # training rows: view v of the clip is drawn from its own seed; evaluation rows are
+        # the dataset's own (clip, view) items
+        item = self.clips[(index, view_seed(self.seed, index, view))] if self.train else self.clips[row]
+        item["row"] = row
+        return item
+
+
+def extract_features(config: TrainConfig, model, rank: int = 0, world_size: int = 1, batch_size: int = 8, progress: bool = True) -> dict:
+    """Write this rank's shard of the cache for the train and validation splits."""
+    from tqdm import tqdm
+
+    folder = Path(config.cache.path)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    shapes = {k: model.specs[k].input_shape for k in model.modalities}
+    summary = {}
+    for split in ("train", "validation"):
+        train = split == "train"
+        clips = ClipDataset(load_split(config.data, split), shapes, train=train, config=config.clip, missing=config.data.missing)
+        views = max(1, config.cache.train_views) if train else clips.views
+        total = len(clips.samples) * views
+        path = folder / f"{split}.rank{rank}-of-{world_size}.h5"
+        with h5py.File(path, "a") as f:
+            _init_shard(f, model, clips, total, views, train)
+            done = f["done"][...]
+            rows = [r for r in range(rank, total, world_size) if not done[r]]
+            loader = DataLoader(
+                _Rows(clips, rows, views, config.trainer.seed, train and config.cache.train_views > 0),
+                batch_size=batch_size, num_workers=config.trainer.workers, collate_fn=_collate_rows,
+            )
+            for batch in tqdm(loader, desc=f"extract {split}", unit="batch", disable=not progress):
+                _write_batch(f, model, batch)
+            summary[split] = {"rows": total // world_size, "written": len(rows), "file": str(path)}
+    return summary
+
+
+def _collate_rows(items: list[dict]) -> dict:
+    batch = collate_clips(items)
+    batch["rows"] = torch.tensor([item["row"] for item in items if item["availability"].any()], dtype=torch.long)
+    return batch
+
+
+def _init_shard(f: h5py.File, model, clips: ClipDataset, total: int, views: int, train: bool) -> None:
+    if "done" in f:
+        if f.attrs["rows"] != total or list(f.attrs["modalities"]) != model.modalities:
+            raise ValueError(f"{f.filename}: the cache was written for another dataset or model; delete it to rebuild")
+        return
+    f.attrs["rows"], f.attrs["views"], f.attrs["train"] = total, views, train
+    f.attrs["modalities"] = model.modalities
+    f.attrs["heads"] = list(model.heads)
+    for key, spec in model.specs.items():
+        f.create_dataset(f"tokens/{key}", shape=(total, spec.num_tokens, spec.token_dim), dtype="float16",
+                         chunks=(1, spec.num_tokens, spec.token_dim))
+    f.create_dataset("availability", shape=(total, len(model.modalities)), dtype=bool)
+    for head in model.heads:
+        f.create_dataset(f"labels/{head}", shape=(total,), dtype="int64")
+    f.create_dataset("index", data=np.repeat(np.arange(len(clips.samples)), views))
+    f.create_dataset("done", shape=(total,), dtype=bool)
+
+
+@torch.no_grad()
+def _write_batch(f: h5py.File, model, batch: dict) -> None:
+    rows = batch["rows"].numpy()
+    if len(rows) == 0:
+        return
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in batch["inputs"].items() if k in model.modalities}
+    tokens = model.extract(inputs, batch["availability"])
+    order = np.argsort(rows)  # h5py fancy indexing wants increasing rows
+    sorted_rows = rows[order]
+    for key in model.modalities:
+        if key in tokens:
+            f[f"tokens/{key}"][sorted_rows] = tokens[key].float().cpu().numpy()[order].astype(np.float16)
+    f["availability"][sorted_rows] = batch["availability"].numpy()[order]
+    for head, labels in batch["labels"].items():
+        f[f"labels/{head}"][sorted_rows] = labels.numpy()[order]
+    done = f["done"]
+    done[sorted_rows] = True
+    f.flush()
+
+
+class CachedFeatures(Dataset):
+    """Reads the cache: item ``(index, seed)`` -> one cached view of clip ``index`` (chosen by the seed)."""
+
+    def __init__(self, folder: str | Path, split: str, modalities: list[str]):
+        self.paths = shard_paths(folder, split)
+        self.modalities = modalities
+        with h5py.File(self.paths[0], "r") as f:
+            self.rows, self.views = int(f.attrs["rows"]), int(f.attrs["views"])
+            if list(f.attrs["modalities"]) != modalities:
+                raise ValueError(f"{self.paths[0]}: cached modalities {list(f.attrs['modalities'])}, the model has {modalities}")
+            self.heads = list(f.attrs["heads"])
+        self.world_size = len(self.paths)
+        done = np.zeros(self.rows, dtype=bool)
+        for path in self.paths:
+            with h5py.File(path, "r") as f:
+                done |= f["done"][...]
+        # rows of clips whose media was unreadable everywhere were never written
+        self.samples = sorted({r // self.views for r in np.flatnonzero(done)})
+        self._files: dict[int, h5py.File] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _file(self, shard: int) -> h5py.File:
+        if shard not in self._files or self._files[shard].id.valid is False:  # one handle per worker process
+            self._files[shard] = h5py.File(self.paths[shard], "r")
+        return self._files[shard]
+
+    def __getitem__(self, key) -> dict:
+        position, seed = key if isinstance(key, tuple) else (key, None)
+        index = self.samples[position]
+        view = 0 if seed is None or self.views == 1 else seed % self.views
+        row = index * self.views + view
+        f = self._file(row % self.world_size)
+        tokens = {k: torch.from_numpy(f[f"tokens/{k}"][row].astype(np.float32)) for k in self.modalities}
+        availability = torch.from_numpy(f["availability"][row])
+        rng = np.random.default_rng(seed if seed is not None else row)
+        return {
+            "id": str(index), "view": view, "index": index, "tokens": tokens, "availability": availability,
+            "labels": {h: int(f[f"labels/{h}"][row]) for h in self.heads},
+            "noise": torch.from_numpy(rng.random((2, len(self.modalities))).astype(np.float32)),
+        }
+
+    def __getstate__(self):  # h5py handles do not cross process boundaries
+        state = self.__dict__.copy()
+        state["_files"] = {}
+        return state
+
+
+def collate_features(items: list[dict]) -> dict:
+    keys = items[0]["tokens"].keys()
+    return {
+        "ids": [item["id"] for item in items],
+        "tokens": {k: torch.stack([item["tokens"][k] for item in items]) for k in keys},
+        "inputs": {},
+        "availability": torch.stack([item["availability"] for item in items]),
+        "labels": {h: torch.tensor([item["labels"][h] for item in items]) for h in items[0]["labels"]},
+        "indices": torch.tensor([item["index"] for item in items]),
+        "noise": torch.stack([item["noise"] for item in items]),
+    }
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) from the torchrun / SLURM environment, (0, 1) otherwise."""
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+    world = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
+    return rank, world

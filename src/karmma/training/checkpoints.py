@@ -1,0 +1,63 @@
+"""Safe checkpoints: written atomically, read without unpickling arbitrary objects."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable, truncated, or of the wrong kind; the message names it."""
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
+    """``torch.load(weights_only=True)`` with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises RuntimeError/UnpicklingError/EOFError/zipfile errors
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({type(error).__name__}: {str(error)[:200]})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not a karmma training checkpoint (no state_dict)")
+    return checkpoint
+
+
+def checkpoint_config(checkpoint: dict, path: str | Path) -> dict:
+    try:
+        return checkpoint["hyper_parameters"]["config"]
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{path}: not a karmma training checkpoint (no config)") from None
+
+
+def expect_checkpoint(path: str | Path, stage: str, preset: str) -> tuple[dict, dict]:
+    """Read a checkpoint and check it comes from ``stage`` with ``preset``; returns (checkpoint, config)."""
+    checkpoint = read_checkpoint(path)
+    config = checkpoint_config(checkpoint, path)
+    if config.get("stage") != stage:
+        raise CheckpointError(f"{path}: a {config.get('stage')!r} checkpoint, but a {stage!r} checkpoint is needed here")
+    if config.get("preset") != preset:
+        raise CheckpointError(f"{path}: trained with preset {config.get('preset')!r}, this run uses {preset!r}")
+    return checkpoint, config
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Write to a temporary file then rename, so a crash never leaves a corrupt checkpoint;
+    load with ``weights_only=True``."""
+
+    def save_checkpoint(self, checkpoint: dict, path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(checkpoint, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return read_checkpoint(path, map_location or "cpu")

@@ -1,0 +1,84 @@
+"""The training configuration: one typed dataclass tree, loaded from YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from karmma.data.config import DatasetConfig
+from karmma.data.dataset import ClipConfig
+
+STAGES = ("unimodal", "teacher", "student", "baseline", "baseline_delta")
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"  # cosine | linear (decay to 0 after warm-up)
+    grad_clip: float = 1.0
+
+    def __post_init__(self):
+        if self.schedule not in ("cosine", "linear"):
+            raise ValueError(f"optim.schedule must be cosine or linear, got {self.schedule!r}")
+
+
+@dataclass
+class LossConfig:
+    modality_dropout: float = 0.5  # p per present modality (teacher, student, baseline_delta)
+    info_nce_weight: float = 0.1  # teacher
+    info_nce_temperature: float = 0.07
+    distill_weight: float = 1.0  # student
+    temperature: float = 4.0  # distillation
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class CacheConfig:
+    """Teacher feature cache (``karmma extract``): frozen extractor tokens on disk."""
+
+    path: str = ""  # folder with the HDF5 shards; empty = live extractors
+    train_views: int = 4  # augmented views cached per training clip (0: only the centred view)
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"  # e.g. ddp
+    precision: str = "auto"  # auto: bf16-mixed on GPU, 32 on CPU
+    workers: int = 2
+    seed: int = 0
+    runs: str = "runs"  # parent folder of run folders
+    name: str = ""  # run folder name (default: <stage>)
+    val_every: int = 1
+    progress: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "student"
+    preset: str = "tiny"
+    modalities: list[str] = field(default_factory=list)  # default: the dataset's
+    data: DatasetConfig = field(default_factory=DatasetConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    unimodal_modality: str = ""  # unimodal: which modality
+    extractors: dict[str, str] = field(default_factory=dict)  # teacher: key -> unimodal checkpoint for its extractor
+    teacher: str = ""  # student: teacher checkpoint
+    teacher_logits: str = "live"  # student: live | cache (read from cache.path)
+    pretrained: dict[str, str] = field(default_factory=dict)  # key -> extractor weights (local file / torchvision name)
+    fusion_dropout: float | None = None  # None: the preset's
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.teacher_logits not in ("live", "cache"):
+            raise ValueError(f"teacher_logits must be live or cache, got {self.teacher_logits!r}")

@@ -1,0 +1,213 @@
+"""The Lightning module that trains every stage.
+
+| stage | model | inputs | loss |
+|---|---|---|---|
+| ``unimodal`` | one teacher extractor + fusion + heads, all trained | one modality | CE |
+| ``teacher`` | frozen extractors (from unimodal checkpoints or pretrained weights) | all, dropout p | CE + w * InfoNCE |
+| ``student`` | student, learned tokens; a frozen teacher | dropped-out inputs (teacher: all the sample has) | CE + w * KD |
+| ``baseline`` | student architecture, missing modalities masked | all | CE |
+| ``baseline_delta`` | student architecture, learned tokens | dropout p | CE |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import lightning as L
+import torch
+
+from karmma.availability import modality_dropout
+from karmma.configuration import from_dict
+from karmma.data.config import dataset_heads
+from karmma.losses import distillation_kl, info_nce, multihead_cross_entropy
+from karmma.models.karmma import KARMMA
+from karmma.presets import Preset, build_baseline, build_student, build_teacher, get_preset
+from karmma.training.checkpoints import CheckpointError, expect_checkpoint
+from karmma.training.config import TrainConfig
+from karmma.training.data import item_seed
+
+
+def stage_modalities(config: TrainConfig, preset: Preset) -> list[str]:
+    if config.stage == "unimodal":
+        if not config.unimodal_modality:
+            raise ValueError("the unimodal stage needs unimodal_modality (e.g. V)")
+        return [config.unimodal_modality]
+    modalities = list(config.modalities) or [k for k in config.data.modalities if k in preset.student]
+    unknown = [k for k in modalities if k not in preset.student]
+    if unknown:
+        raise ValueError(f"modalities {unknown} are not in preset {preset.name!r}")
+    return modalities
+
+
+def _with_weights(preset: Preset, pretrained: dict[str, str]) -> Preset:
+    """The preset with pretrained weights set on the named teacher extractors."""
+    teacher = dict(preset.teacher)
+    for key, weights in pretrained.items():
+        spec = teacher[key]
+        teacher[key] = dataclasses.replace(spec, extractor=dataclasses.replace(spec.extractor, weights=weights))
+    return dataclasses.replace(preset, teacher=teacher)
+
+
+def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool = False) -> KARMMA:
+    """The stage's model. ``restore=True`` builds it to load a checkpoint into (no extractor loading)."""
+    preset = _with_weights(get_preset(config.preset), config.pretrained)
+    if config.fusion_dropout is not None:
+        preset = dataclasses.replace(
+            preset,
+            teacher_fusion=dataclasses.replace(preset.teacher_fusion, dropout=config.fusion_dropout),
+            student_fusion=dataclasses.replace(preset.student_fusion, dropout=config.fusion_dropout),
+        )
+    modalities = stage_modalities(config, preset)
+    if config.stage == "unimodal":
+        key = modalities[0]
+        return KARMMA([preset.teacher[key]], heads, preset.student_fusion, "learned", freeze_extractors=False)
+    if config.stage == "teacher":
+        model = build_teacher(preset, heads, modalities)
+        if restore:
+            return model
+        for key, path in config.extractors.items():
+            load_unimodal_extractor(model, key, path, config.preset)
+        missing = [k for k in modalities if k not in config.extractors and k not in config.pretrained]
+        if missing and not config.cache.path:
+            raise ValueError(
+                f"the teacher's extractors must be pre-trained: give extractors.{missing[0]}=<unimodal checkpoint> "
+                f"or pretrained.{missing[0]}=<weights> for {missing}"
+            )
+        return model
+    if config.stage == "baseline":
+        return build_baseline(preset, heads, modalities)
+    return build_student(preset, heads, modalities)  # student, baseline_delta
+
+
+def load_unimodal_extractor(model: KARMMA, key: str, path: str, preset: str) -> None:
+    checkpoint, source = expect_checkpoint(path, "unimodal", preset)
+    if source.get("unimodal_modality") != key:
+        raise CheckpointError(f"{path}: a unimodal checkpoint of {source.get('unimodal_modality')!r}, not of {key!r}")
+    prefix = f"model.extractors.{key}."
+    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    model.extractors[key].load_state_dict(state)
+
+
+def load_teacher(path: str, config: TrainConfig, heads: dict[str, int]) -> KARMMA:
+    checkpoint, teacher_config = expect_checkpoint(path, "teacher", config.preset)
+    teacher_train = from_dict(TrainConfig, teacher_config, str(path))
+    teacher = build_stage_model(dataclasses.replace(teacher_train, pretrained={}), heads, restore=True)
+    state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    try:
+        teacher.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: teacher does not match this run's heads/modalities ({str(error)[:200]})") from None
+    return teacher.eval().requires_grad_(False)
+
+
+def topk_correct(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    k = min(k, logits.shape[1])
+    return (logits.topk(k, dim=1).indices == target[:, None]).any(dim=1)
+
+
+class KarmmaModule(L.LightningModule):
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.config = from_dict(TrainConfig, config)
+        self.heads = dataset_heads(self.config.data)
+        self.model = build_stage_model(self.config, self.heads)
+        self.modalities = self.model.modalities
+        teacher = None
+        if self.config.stage == "student" and self.config.teacher_logits == "live":
+            if not self.config.teacher:
+                raise ValueError("the student stage needs teacher=<teacher checkpoint>")
+            teacher = load_teacher(self.config.teacher, self.config, self.heads)
+        # Kept outside the module tree: not in checkpoints, not in DDP, never trained.
+        self.__dict__["teacher"] = teacher
+
+    # -- optimisation ---------------------------------------------------------
+    def configure_optimizers(self):
+        optim = self.config.optim
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(total - 1, int(round(optim.warmup_epochs * total / max(1, self.trainer.max_epochs))))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * progress)) if optim.schedule == "cosine" else max(0.0, 1 - progress)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_fit_start(self) -> None:
+        if self.teacher is not None:
+            self.teacher.to(self.device)
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Layer dropout / stochastic depth draw from the global RNG: reseed per step so
+        # a resumed run makes the same draws as an uninterrupted one.
+        torch.manual_seed(item_seed(self.config.trainer.seed, self.current_epoch, batch_idx * 1000 + self.global_rank))
+
+    # -- steps ------------------------------------------------------------------
+    def _columns(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Availability and dropout noise of the model's modalities: the dataset lists them
+        first, then any extra ``key:teacher`` inputs (see ``run.input_shapes``)."""
+        m = len(self.modalities)
+        return batch["availability"][:, :m], batch["noise"][:, :, :m]
+
+    def training_step(self, batch, batch_idx: int):
+        availability, noise = self._columns(batch)
+        loss_config = self.config.loss
+        stage = self.config.stage
+        logs = {}
+        dropped = availability
+        if stage in ("teacher", "student", "baseline_delta"):
+            dropped = modality_dropout(availability, loss_config.modality_dropout, noise=noise)
+        inputs = {k: v for k, v in batch["inputs"].items() if k in self.modalities}
+        if "tokens" in batch:  # teacher from the feature cache
+            out = self.model.fuse(batch["tokens"], dropped)
+        else:
+            out = self.model(inputs, dropped)
+        ce = multihead_cross_entropy(out.logits, batch["labels"], loss_config.label_smoothing)
+        loss = ce
+        logs["train/ce"] = ce
+        if stage == "teacher" and loss_config.info_nce_weight > 0:
+            nce = info_nce(out.modality_features, dropped, self.modalities, loss_config.info_nce_temperature)
+            loss = loss + loss_config.info_nce_weight * nce
+            logs["train/info_nce"] = nce
+        if stage == "student":
+            if "teacher_logits" in batch:
+                teacher_logits = batch["teacher_logits"]
+            else:
+                teacher_inputs = {k: batch["inputs"].get(f"{k}:teacher", v) for k, v in inputs.items()}
+                with torch.no_grad():
+                    teacher_logits = self.teacher(teacher_inputs, availability).logits
+            kd = distillation_kl(out.logits, teacher_logits, loss_config.temperature)
+            loss = loss + loss_config.distill_weight * kd
+            logs["train/kd"] = kd
+        logs["train/loss"] = loss
+        batch_size = availability.shape[0]
+        # sync_dist: the logged step loss is the global batch's mean under DDP
+        self.log_dict(logs, on_step=True, on_epoch=True, prog_bar=False, batch_size=batch_size, sync_dist=True)
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int):
+        availability, _ = self._columns(batch)
+        if "tokens" in batch:
+            out = self.model.fuse(batch["tokens"], availability)
+        else:
+            inputs = {k: v for k, v in batch["inputs"].items() if k in self.modalities}
+            out = self.model(inputs, availability)
+        batch_size = availability.shape[0]
+        all_correct = torch.ones(batch_size, dtype=torch.bool, device=availability.device)
+        metrics = {"val/ce": multihead_cross_entropy(out.logits, batch["labels"])}
+        for head, logits in out.logits.items():
+            correct = topk_correct(logits, batch["labels"][head], 1)
+            all_correct &= correct
+            metrics[f"val/{head}_top1"] = correct.float().mean() * 100
+        # EPIC action = (verb, noun): the product of the softmaxes is maximised by the two argmaxes,
+        # so action top-1 is "every head right".
+        metrics["val/action_top1"] = all_correct.float().mean() * 100
+        self.log_dict(metrics, on_epoch=True, prog_bar=True, batch_size=batch_size, sync_dist=True)

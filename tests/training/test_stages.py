@@ -1,0 +1,77 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from karmma.training.checkpoints import CheckpointError, read_checkpoint
+from karmma.training.run import train
+
+
+def test_every_stage_writes_a_complete_run_folder(trained_runs, synth_prepared, make_config):
+    runs, results = trained_runs
+    for name in ("unimodal_V", "teacher", "student"):
+        folder = runs / name
+        for item in ("config.yaml", "git.txt", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "csv/metrics.csv",
+                     "metrics.json", "curves.png", "result.json"):
+            assert (folder / item).exists(), f"{name}: {item}"
+        history = json.loads((folder / "metrics.json").read_text())
+        assert [h["epoch"] for h in history] == [0, 1]
+        assert "val/action_top1" in history[-1] and "train/loss" in history[-1]
+    for stage in ("baseline", "baseline_delta"):
+        result = train(make_config(stage, synth_prepared, runs))
+        assert 0 <= result["metrics"]["val/action_top1"] <= 100
+
+
+def test_checkpoints_load_without_unpickling(trained_runs):
+    _, results = trained_runs
+    checkpoint = torch.load(results["student"]["best"], weights_only=True)
+    assert checkpoint["hyper_parameters"]["config"]["stage"] == "student"
+    # the frozen teacher is not part of the student's checkpoint
+    assert all(k.startswith("model.") for k in checkpoint["state_dict"])
+
+
+def test_teacher_extractors_come_from_unimodal_runs(trained_runs):
+    _, results = trained_runs
+    teacher = read_checkpoint(results["teacher"]["best"])["state_dict"]
+    unimodal = read_checkpoint(results["unimodal_F"]["best"])["state_dict"]
+    key = next(k for k in unimodal if k.startswith("model.extractors.F."))
+    assert torch.equal(teacher[key], unimodal[key])
+
+
+def test_corrupt_and_truncated_checkpoints(trained_runs, tmp_path, synth_prepared, make_config):
+    _, results = trained_runs
+    data = open(results["teacher"]["best"], "rb").read()
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    for path in (truncated, garbage):
+        with pytest.raises(CheckpointError, match=path.name):
+            read_checkpoint(path)
+        with pytest.raises(CheckpointError, match=path.name):
+            train(make_config("student", synth_prepared, tmp_path / "runs", f"teacher={path}"))
+
+
+def test_wrong_stage_and_preset(trained_runs, synth_prepared, tmp_path, make_config):
+    _, results = trained_runs
+    with pytest.raises(CheckpointError, match="a 'unimodal' checkpoint, but a 'teacher' checkpoint is needed"):
+        train(make_config("student", synth_prepared, tmp_path, f"teacher={results['unimodal_V']['best']}"))
+    with pytest.raises(CheckpointError, match="unimodal checkpoint of 'V', not of 'F'"):
+        train(make_config("teacher", synth_prepared, tmp_path, f"extractors={{F: {results['unimodal_V']['best']}}}"))
+    with pytest.raises(CheckpointError, match="trained with preset 'tiny', this run uses 'paper'"):
+        train(make_config("student", synth_prepared, tmp_path, "preset=paper", f"teacher={results['teacher']['best']}"))
+
+
+def test_resuming_into_another_stage_is_refused(trained_runs, synth_prepared, make_config):
+    runs, _ = trained_runs
+    with pytest.raises(CheckpointError, match="holds a stage='student' run"):
+        train(make_config("baseline", synth_prepared, runs, "trainer.name=student"))
+
+
+def test_unknown_config_key_on_the_command_line(synth_prepared, tmp_path, capsys):
+    from karmma.cli import main
+
+    assert main(["train", "configs/synthkitchen/student.yaml", "optim.learning_rate=1"]) == 2
+    assert "unknown key(s) ['learning_rate']" in capsys.readouterr().err
