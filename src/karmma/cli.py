@@ -183,6 +183,13 @@ def _extract(args: argparse.Namespace) -> int:
     summary = extract_features(config, model, rank, world, batch_size=args.batch_size)
     for split, info in summary.items():
         print(f"{split}: wrote {info['written']} of {info['rows']} rows -> {info['file']}", file=sys.stderr)
+    if args.logits:
+        from karmma.training.cache import write_teacher_logits
+        from karmma.training.module import load_teacher
+
+        teacher = load_teacher(args.logits, config, dataset_heads(config.data))
+        rows = write_teacher_logits(config.cache.path, teacher)
+        print(f"teacher logits of {args.logits} written for {rows} cached rows", file=sys.stderr)
     return 0
 
 
@@ -235,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--rank", type=int, default=0, help="this shard (default: from torchrun/SLURM)")
     extract.add_argument("--world-size", type=int, default=0, help="number of shards")
     extract.add_argument("--batch-size", type=int, default=8)
+    extract.add_argument("--logits", metavar="TEACHER_CKPT", help="also cache this trained teacher's logits (for students with teacher_logits=cache)")
     extract.set_defaults(run=_extract)
 
     data = commands.add_parser("data", help="dataset tools")

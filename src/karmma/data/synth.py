@@ -18,7 +18,7 @@ The generative model (what each modality can know):
   shake (fast horizontal oscillation). Motion is visible in optical flow and,
   less directly, in RGB across frames; the sound's loudness follows the
   object's speed, a weak verb cue in audio.
-* **Nuisances.** Camera shake (a smoothed random walk of a few pixels), a
+* **Nuisances.** Camera shake (a random walk of a few pixels), a
   static cluttered background, a skin-coloured "hand" that grips and partly
   occludes the object, a drifting distractor blob, pixel noise and
   brightness flicker; audio has background hum, noise and random clicks.
@@ -96,7 +96,7 @@ def plan_actions(rng: np.random.Generator, size: SynthSize) -> tuple[list[Action
 def trajectory(verb: int, progress: float, scale: float) -> tuple[float, float]:
     """Object offset (dx, dy) in pixels at ``progress`` in [0, 1] of the action."""
     ease = 0.5 - 0.5 * math.cos(math.pi * progress)
-    travel = 0.35 * scale
+    travel = 0.5 * scale
     if verb == 0:
         return 0.0, -travel * ease
     if verb == 1:
@@ -141,7 +141,7 @@ def render_video(
         y, x = rng.integers(0, H - 10), rng.integers(0, W - 10)
         background[y : y + rng.integers(5, 20), x : x + rng.integers(5, 25)] = rng.uniform(50, 200) + rng.uniform(-20, 20, 3)
     frames_count = int(duration * size.fps)
-    shake = np.cumsum(rng.normal(0, 0.8, size=(frames_count, 2)), axis=0)
+    shake = np.cumsum(rng.normal(0, 0.4, size=(frames_count, 2)), axis=0)
     shake = np.clip(shake - shake.mean(0), -margin + 1, margin - 1)
     distractor = np.array([rng.uniform(0, W), rng.uniform(0, H)])
     distractor_colour = np.array([170, 160, 120], dtype=np.float32)
@@ -153,7 +153,7 @@ def render_video(
         t = i / size.fps
         canvas = background.copy()
         frame_boxes = []
-        distractor = np.clip(distractor + rng.normal(0, 0.7, 2), 0, [W, H])
+        distractor = np.clip(distractor + rng.normal(0, 0.5, 2), 0, [W, H])
         _blob(canvas, distractor[0], distractor[1], 6, 4, distractor_colour, stripes=False)
         for action, (x, y, tint) in zip(actions, placements):
             if action.start <= t <= action.stop:

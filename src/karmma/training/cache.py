@@ -81,7 +81,7 @@ def extract_features(config: TrainConfig, model, rank: int = 0, world_size: int 
         total = len(clips.samples) * views
         path = folder / f"{split}.rank{rank}-of-{world_size}.h5"
         with h5py.File(path, "a") as f:
-            _init_shard(f, model, clips, total, views, train)
+            _init_shard(f, model, clips, total, views, train, config.trainer.seed)
             done = f["done"][...]
             rows = [r for r in range(rank, total, world_size) if not done[r]]
             loader = DataLoader(
@@ -100,12 +100,12 @@ def _collate_rows(items: list[dict]) -> dict:
     return batch
 
 
-def _init_shard(f: h5py.File, model, clips: ClipDataset, total: int, views: int, train: bool) -> None:
+def _init_shard(f: h5py.File, model, clips: ClipDataset, total: int, views: int, train: bool, seed: int) -> None:
     if "done" in f:
         if f.attrs["rows"] != total or list(f.attrs["modalities"]) != model.modalities:
             raise ValueError(f"{f.filename}: the cache was written for another dataset or model; delete it to rebuild")
         return
-    f.attrs["rows"], f.attrs["views"], f.attrs["train"] = total, views, train
+    f.attrs["rows"], f.attrs["views"], f.attrs["train"], f.attrs["seed"] = total, views, train, seed
     f.attrs["modalities"] = model.modalities
     f.attrs["heads"] = list(model.heads)
     for key, spec in model.specs.items():
@@ -187,6 +187,12 @@ class CachedFeatures(Dataset):
         state["_files"] = {}
         return state
 
+    def close(self) -> None:
+        """Close the open shard handles (HDF5 refuses to reopen a file for writing while they exist)."""
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+
 
 def collate_features(items: list[dict]) -> dict:
     keys = items[0]["tokens"].keys()
@@ -206,3 +212,86 @@ def distributed_rank() -> tuple[int, int]:
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
     world = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
     return rank, world
+
+
+@torch.no_grad()
+def write_teacher_logits(folder: str | Path, teacher, batch_size: int = 256) -> int:
+    """Add ``logits/<head>`` to every cache shard: the trained teacher's fusion over the
+    cached tokens with each clip's real availability (cheap: no extractor runs)."""
+    teacher = teacher.eval()
+    device = next(teacher.parameters()).device
+    written = 0
+    for split in ("train", "validation"):
+        for path in shard_paths(folder, split):
+            with h5py.File(path, "a") as f:
+                rows = np.flatnonzero(f["done"][...])
+                for head, classes in teacher.heads.items():
+                    if f"logits/{head}" in f:
+                        del f[f"logits/{head}"]
+                    f.create_dataset(f"logits/{head}", shape=(f.attrs["rows"], classes), dtype="float32")
+                for start in range(0, len(rows), batch_size):
+                    chunk = rows[start : start + batch_size]
+                    tokens = {k: torch.from_numpy(f[f"tokens/{k}"][chunk].astype(np.float32)).to(device) for k in teacher.modalities}
+                    availability = torch.from_numpy(f["availability"][chunk])
+                    logits = teacher.fuse(tokens, availability).logits
+                    for head, value in logits.items():
+                        f[f"logits/{head}"][chunk] = value.float().cpu().numpy()
+                written += len(rows)
+    return written
+
+
+class CachedTeacherViews(Dataset):
+    """Student training clips paired with the teacher logits cached for the same view.
+
+    Item ``(index, seed)``: the seed picks one of the clip's cached views; the
+    clip is loaded with that view's seed, so the student sees exactly the
+    frames, crop and flip the teacher saw; modality-dropout noise still comes
+    from the per-epoch seed.
+    """
+
+    def __init__(self, clips: ClipDataset, folder: str | Path, split: str = "train"):
+        self.clips = clips
+        self.paths = shard_paths(folder, split)
+        with h5py.File(self.paths[0], "r") as f:
+            self.views, self.seed, rows = int(f.attrs["views"]), int(f.attrs["seed"]), int(f.attrs["rows"])
+            if "logits" not in f:
+                raise FileNotFoundError(f"{self.paths[0]}: no teacher logits; run `karmma extract ... --logits TEACHER_CKPT`")
+            self.heads = list(f["logits"].keys())
+        if rows != len(clips.samples) * self.views:
+            raise ValueError(f"{self.paths[0]}: cached for {rows // self.views} clips, the dataset has {len(clips.samples)}")
+        self._files: dict[int, h5py.File] = {}
+
+    def __len__(self) -> int:
+        return len(self.clips.samples)
+
+    def __getitem__(self, key) -> dict:
+        index, seed = key if isinstance(key, tuple) else (key, 0)
+        view = seed % self.views
+        row = index * self.views + view
+        item = self.clips[(index, view_seed(self.seed, index, view))]
+        shard = row % len(self.paths)
+        if shard not in self._files:
+            self._files[shard] = h5py.File(self.paths[shard], "r")
+        f = self._files[shard]
+        item["teacher_logits"] = {h: torch.from_numpy(f[f"logits/{h}"][row]) for h in self.heads}
+        rng = np.random.default_rng(seed)
+        item["noise"] = torch.from_numpy(rng.random(item["noise"].shape).astype(np.float32))
+        return item
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_files"] = {}
+        return state
+
+    def close(self) -> None:
+        """Close the open shard handles (HDF5 refuses to reopen a file for writing while they exist)."""
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+
+
+def collate_with_teacher_logits(items: list[dict]) -> dict:
+    kept = [item for item in items if item["availability"].any()]
+    batch = collate_clips(items)
+    batch["teacher_logits"] = {h: torch.stack([item["teacher_logits"][h] for item in kept]) for h in kept[0]["teacher_logits"]} if kept else {}
+    return batch

@@ -24,7 +24,7 @@ from karmma.configuration import save_config, to_dict
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.presets import get_preset
-from karmma.training.cache import CachedFeatures, collate_features
+from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
 from karmma.training.checkpoints import CheckpointError, SafeCheckpointIO, checkpoint_config, read_checkpoint
 from karmma.training.config import TrainConfig
 from karmma.training.data import make_loader
@@ -116,16 +116,27 @@ def train(config: TrainConfig) -> dict:
     resume = last if last.is_file() else None
     if resume:
         check_resumable(resume, config)
+        print(f"resuming from {resume}")
     module = KarmmaModule(to_dict(config))
     folder.mkdir(parents=True, exist_ok=True)
     save_config(config, folder / "config.yaml")
     (folder / "git.txt").write_text(_git_commit() + "\n")
 
     collate = collate_clips
-    if config.stage == "teacher" and config.cache.path:
+    val_collate = collate_clips
+    if config.stage == "student" and config.teacher_logits == "cache":
+        if not config.cache.path:
+            raise ValueError("teacher_logits=cache needs cache.path (written by karmma extract --logits)")
+        shapes = input_shapes(module)
+        clips = ClipDataset(load_split(config.data, "train"), shapes, train=True, config=config.clip, missing=config.data.missing)
+        train_set = CachedTeacherViews(clips, config.cache.path)
+        val_set = ClipDataset(load_split(config.data, "validation"), shapes, train=False, config=config.clip, missing=config.data.missing)
+        collate = collate_with_teacher_logits
+        print(f"train: {len(train_set)} clips with cached teacher logits ({config.cache.path}), validation: {len(val_set)} clips")
+    elif config.stage == "teacher" and config.cache.path:
         train_set = CachedFeatures(config.cache.path, "train", module.modalities)
         val_set = CachedFeatures(config.cache.path, "validation", module.modalities)
-        collate = collate_features
+        collate = val_collate = collate_features
         print(f"train: {len(train_set)} clips, validation: {len(val_set)} clips (teacher feature cache {config.cache.path})")
     else:
         shapes = input_shapes(module)
@@ -136,11 +147,16 @@ def train(config: TrainConfig) -> dict:
     precision = config.trainer.precision
     if precision == "auto":
         precision = "bf16-mixed" if torch.cuda.is_available() and config.trainer.accelerator != "cpu" else "32-true"
+    strategy = config.trainer.strategy
+    if strategy == "ddp":
+        # A modality absent from a rank's whole batch leaves its extractor unused in that
+        # step (it is never computed): DDP must not wait for those gradients.
+        strategy = "ddp_find_unused_parameters_true"
     trainer = L.Trainer(
         accelerator=config.trainer.accelerator,
         devices=config.trainer.devices,
         num_nodes=config.trainer.num_nodes,
-        strategy=config.trainer.strategy,
+        strategy=strategy,
         precision=precision,
         max_epochs=config.optim.epochs,
         gradient_clip_val=config.optim.grad_clip or None,
@@ -162,8 +178,13 @@ def train(config: TrainConfig) -> dict:
     rank, world = trainer.global_rank, trainer.world_size
     batch = config.optim.batch_size
     train_loader = make_loader(train_set, batch, config.trainer.seed, True, config.trainer.workers, rank, world, collate)
-    val_loader = make_loader(val_set, batch, config.trainer.seed, False, config.trainer.workers, rank, world, collate)
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
+    val_loader = make_loader(val_set, batch, config.trainer.seed, False, config.trainer.workers, rank, world, val_collate)
+    try:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
+    finally:
+        for dataset in (train_set, val_set):
+            if hasattr(dataset, "close"):
+                dataset.close()
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     result = {"run": str(folder), "best": str(checkpoints / "best.ckpt"), "last": str(last), "metrics": metrics}
     if trainer.is_global_zero:

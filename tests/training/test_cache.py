@@ -1,0 +1,70 @@
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from karmma.data.config import dataset_heads, load_split
+from karmma.data.dataset import ClipDataset
+from karmma.training.cache import CachedFeatures, extract_features, write_teacher_logits
+from karmma.training.module import build_stage_model, load_teacher
+from karmma.training.run import train
+
+
+@pytest.fixture(scope="module")
+def cache(trained_runs, synth_prepared, make_config, tmp_path_factory):
+    _, results = trained_runs
+    folder = tmp_path_factory.mktemp("cache")
+    extractors = [f"extractors.{k}={results[f'unimodal_{k}']['best']}" for k in ("V", "F", "A")]
+    config = make_config("teacher", synth_prepared, folder / "runs", *extractors, f"cache.path={folder}", "cache.train_views=2")
+    model = build_stage_model(config, dataset_heads(config.data))
+    # two shards, as two processes would write them
+    for rank in range(2):
+        extract_features(config, model, rank=rank, world_size=2, batch_size=4, progress=False)
+    return folder, config, model
+
+
+def test_cache_holds_the_extractor_tokens(cache):
+    folder, config, model = cache
+    features = CachedFeatures(folder, "validation", model.modalities)
+    assert len(features) == 6 and features.views == 1
+    clips = ClipDataset(load_split(config.data, "validation"), {k: model.specs[k].input_shape for k in model.modalities}, train=False)
+    item = clips[3]
+    live = model.extract({k: v[None] for k, v in item["inputs"].items()}, item["availability"][None])
+    cached = features[3]
+    assert torch.equal(cached["availability"], item["availability"])
+    for key, tokens in live.items():
+        assert torch.allclose(cached["tokens"][key], tokens[0], atol=2e-2, rtol=1e-2)  # float16 storage
+    train = CachedFeatures(folder, "train", model.modalities)
+    assert train.views == 2 and len(train) == 6
+    features.close()
+
+
+def test_extraction_resumes(cache):
+    folder, config, model = cache
+    summary = extract_features(config, model, rank=0, world_size=2, progress=False)
+    assert summary["train"]["written"] == 0 and summary["validation"]["written"] == 0
+    path = folder / "train.rank1-of-2.h5"
+    with h5py.File(path, "a") as f:
+        f["done"][1] = False  # as if killed before that row was flushed
+    summary = extract_features(config, model, rank=1, world_size=2, progress=False)
+    assert summary["train"]["written"] == 1
+
+
+def test_teacher_trains_from_the_cache(cache, make_config, synth_prepared, tmp_path):
+    folder, _, _ = cache
+    result = train(make_config("teacher", synth_prepared, tmp_path, f"cache.path={folder}", "extractors={}"))
+    assert 0 <= result["metrics"]["val/action_top1"] <= 100
+
+
+def test_student_with_cached_teacher_logits(cache, trained_runs, make_config, synth_prepared, tmp_path):
+    folder, config, _ = cache
+    _, results = trained_runs
+    teacher = load_teacher(results["teacher"]["best"], config, dataset_heads(config.data))
+    assert write_teacher_logits(folder, teacher) == 6 * 2 + 6
+    with h5py.File(folder / "validation.rank0-of-2.h5", "r") as f:
+        row = int(np.flatnonzero(f["done"][...])[0])
+        tokens = {k: torch.from_numpy(f[f"tokens/{k}"][row : row + 1].astype(np.float32)) for k in teacher.modalities}
+        expected = teacher.fuse(tokens, torch.from_numpy(f["availability"][row : row + 1])).logits["verb"]
+        assert torch.allclose(torch.from_numpy(f["logits/verb"][row]), expected[0], atol=1e-5)
+    result = train(make_config("student", synth_prepared, tmp_path, "teacher_logits=cache", f"cache.path={folder}"))
+    assert 0 <= result["metrics"]["val/action_top1"] <= 100
