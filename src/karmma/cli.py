@@ -193,6 +193,27 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark_training(args: argparse.Namespace) -> int:
+    from karmma.configuration import load_config
+    from karmma.training.bench import benchmark_cache, benchmark_distillation
+    from karmma.training.config import TrainConfig
+
+    config = load_config(TrainConfig, args.config, args.overrides)
+    result = benchmark_cache(config) if args.what == "cache" else benchmark_distillation(config)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _export_student(args: argparse.Namespace) -> int:
+    from karmma.training.export import export_student
+
+    path = export_student(args.checkpoint, args.out)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MB)", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="karmma", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -244,6 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--batch-size", type=int, default=8)
     extract.add_argument("--logits", metavar="TEACHER_CKPT", help="also cache this trained teacher's logits (for students with teacher_logits=cache)")
     extract.set_defaults(run=_extract)
+
+    btrain = commands.add_parser("benchmark-training", help="teacher cache speed-up, or distillation step cost")
+    btrain.add_argument("what", choices=["cache", "distill"])
+    btrain.add_argument("config", help="teacher config with cache.path (cache) or student config with teacher_logits=cache (distill)")
+    btrain.add_argument("overrides", nargs="*")
+    btrain.add_argument("--json", help="also write the result as JSON")
+    btrain.set_defaults(run=_benchmark_training)
+
+    export = commands.add_parser("export-student", help="a trained student alone, as safetensors with its config")
+    export.add_argument("checkpoint", help="a student / baseline / baseline_delta checkpoint")
+    export.add_argument("out", help="output .safetensors file")
+    export.set_defaults(run=_export_student)
 
     data = commands.add_parser("data", help="dataset tools")
     data_commands = data.add_subparsers(dest="data_command", required=True)

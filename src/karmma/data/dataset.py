@@ -68,6 +68,9 @@ class ClipConfig:
     audio: LogMelConfig = LogMelConfig()
     audio_image_seconds: float = 1.28  # window of each teacher log-mel image
     box_slots: int | None = None  # taken from the D input shape when None
+    #: flow (pixels) is divided by this; 9.04 matches TSN's (x / 255 - 0.5) / 0.226 on
+    #: flow JPEGs quantised over [-20, 20] px. Slow motion (SynthKitchen) wants less.
+    flow_scale: float = 9.04
 
 
 class DataReport:
@@ -215,7 +218,7 @@ class ClipDataset(Dataset):
                     else eval_crop_params(aspect, crop_view, self.config.num_crops)
                 )
             out = crop_resize(frames, crop, shape[-1], flow=key == "F")
-            return (normalise_rgb(out) if key == "V" else normalise_flow(out)), crop
+            return (normalise_rgb(out) if key == "V" else normalise_flow(out, self.config.flow_scale)), crop
         if key == "A":
             return self._load_audio(sample, source, numbers, shape, rng), crop
         if key == "D":

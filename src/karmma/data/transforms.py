@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from karmma.data.media import FLOW_BOUND
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,6 +76,6 @@ def normalise_rgb(frames: torch.Tensor) -> torch.Tensor:
     return (frames.float() / 255.0 - mean) / std
 
 
-def normalise_flow(flow: torch.Tensor) -> torch.Tensor:
-    """Flow in pixels -> roughly ``[-1, 1]``."""
-    return flow / FLOW_BOUND
+def normalise_flow(flow: torch.Tensor, scale: float = 9.04) -> torch.Tensor:
+    """Flow in pixels divided by ``scale`` (default: TSN's normalisation of quantised flow)."""
+    return flow / scale

@@ -1,0 +1,101 @@
+"""``karmma benchmark-training``: the two training-speed claims, each measured in one run.
+
+* ``cache``: one teacher epoch (forward, loss, backward, AdamW) with live frozen
+  extractors reading media, against one epoch from the feature cache.
+* ``distill``: a student step with cached teacher logits against a Baseline
+  step on the same in-memory batches (so data loading is excluded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+
+import torch
+from torch.utils.data import DataLoader
+
+from karmma.configuration import to_dict
+from karmma.data.config import load_split
+from karmma.data.dataset import ClipDataset
+from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
+from karmma.training.config import TrainConfig
+from karmma.training.data import make_loader
+from karmma.training.module import KarmmaModule
+from karmma.training.run import input_shapes
+
+
+def _epoch_seconds(module: KarmmaModule, loader: DataLoader) -> tuple[float, int]:
+    optimizer = torch.optim.AdamW([p for p in module.model.parameters() if p.requires_grad], lr=1e-4)
+    module.train()
+    steps = 0
+    start = time.perf_counter()
+    for batch in loader:
+        loss = _loss(module, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        steps += 1
+    return time.perf_counter() - start, steps
+
+
+def _loss(module: KarmmaModule, batch) -> torch.Tensor:
+    module.log = module.log_dict = lambda *a, **k: None  # outside a Trainer: no logging
+    return module.training_step(batch, 0)
+
+
+def benchmark_cache(config: TrainConfig) -> dict:
+    """Teacher epoch from live extractors vs from the cache, same config and data."""
+    if config.stage != "teacher" or not config.cache.path:
+        raise ValueError("the cache benchmark needs the teacher config with cache.path (after karmma extract)")
+    live_config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, path=""))
+    live = KarmmaModule(to_dict(live_config))
+    clips = ClipDataset(load_split(config.data, "train"), input_shapes(live), train=True, config=config.clip)
+    live_loader = make_loader(clips, config.optim.batch_size, config.trainer.seed, True, config.trainer.workers)
+    cached = KarmmaModule(to_dict(config))
+    features = CachedFeatures(config.cache.path, "train", cached.modalities)
+    cached_loader = make_loader(features, config.optim.batch_size, config.trainer.seed, True, config.trainer.workers, collate=collate_features)
+    live_seconds, steps = _epoch_seconds(live, live_loader)
+    cached_seconds, cached_steps = _epoch_seconds(cached, cached_loader)
+    features.close()
+    return {
+        "what": "one teacher epoch (train split)", "clips": len(clips), "batch_size": config.optim.batch_size,
+        "workers": config.trainer.workers, "steps": steps, "live_seconds": round(live_seconds, 3),
+        "cached_seconds": round(cached_seconds, 3), "speedup": round(live_seconds / cached_seconds, 1),
+    }
+
+
+def benchmark_distillation(config: TrainConfig, batches: int = 8, repeats: int = 3) -> dict:
+    """Median step time: student with cached teacher logits vs Baseline, same batches in memory."""
+    if config.stage != "student" or config.teacher_logits != "cache" or not config.cache.path:
+        raise ValueError("the distillation benchmark needs the student config with teacher_logits=cache and cache.path")
+    student = KarmmaModule(to_dict(config))
+    baseline = KarmmaModule(to_dict(dataclasses.replace(config, stage="baseline")))
+    student_no_dropout = KarmmaModule(to_dict(dataclasses.replace(config, loss=dataclasses.replace(config.loss, modality_dropout=0.0))))
+    clips = ClipDataset(load_split(config.data, "train"), input_shapes(student), train=True, config=config.clip)
+    views = CachedTeacherViews(clips, config.cache.path)
+    loader = make_loader(views, config.optim.batch_size, config.trainer.seed, True, 0, collate=collate_with_teacher_logits)
+    memory = [batch for _, batch in zip(range(batches), loader)]
+    views.close()
+    timings = {}
+    for name, module in (("baseline", baseline), ("student", student), ("student_no_dropout", student_no_dropout)):
+        optimizer = torch.optim.AdamW(module.model.parameters(), lr=1e-4)
+        module.train()
+        times = []
+        for _ in range(repeats):
+            for batch in memory:
+                start = time.perf_counter()
+                loss = _loss(module, batch)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                times.append(time.perf_counter() - start)
+        timings[name] = statistics.median(times[len(memory):] or times)  # first pass is warm-up
+    return {
+        "what": "median training step on the same in-memory batches", "batch_size": config.optim.batch_size,
+        "steps_timed": batches * (repeats - 1),
+        "baseline_ms": round(1000 * timings["baseline"], 2), "student_cached_logits_ms": round(1000 * timings["student"], 2),
+        "student_no_dropout_ms": round(1000 * timings["student_no_dropout"], 2),
+        "ratio": round(timings["student"] / timings["baseline"], 3),
+        "ratio_no_dropout": round(timings["student_no_dropout"] / timings["baseline"], 3),
+    }

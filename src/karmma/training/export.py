@@ -1,0 +1,51 @@
+"""Export a trained student alone: a small safetensors file with its config in the metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from karmma.configuration import from_dict
+from karmma.data.config import dataset_heads
+from karmma.models.karmma import KARMMA
+from karmma.training.checkpoints import CheckpointError, checkpoint_config, read_checkpoint
+from karmma.training.config import TrainConfig
+from karmma.training.module import build_stage_model
+
+STUDENT_STAGES = ("student", "baseline", "baseline_delta")
+
+
+def export_student(checkpoint_path: str | Path, out: str | Path) -> Path:
+    checkpoint = read_checkpoint(checkpoint_path)
+    config = checkpoint_config(checkpoint, checkpoint_path)
+    if config.get("stage") not in STUDENT_STAGES:
+        raise CheckpointError(f"{checkpoint_path}: a {config.get('stage')!r} checkpoint; export takes one of {', '.join(STUDENT_STAGES)}")
+    heads = dataset_heads(from_dict(TrainConfig, config).data)
+    state = {k[len("model."):]: v.contiguous() for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"karmma": "student", "config": json.dumps(config), "heads": json.dumps(heads)}
+    save_file(state, str(out), metadata=metadata)
+    return out
+
+
+def load_student(path: str | Path) -> tuple[KARMMA, dict]:
+    """A model exported by :func:`export_student` and its training config (no pickle involved)."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+    if metadata.get("karmma") != "student":
+        raise CheckpointError(f"{path}: not a karmma student export")
+    config = json.loads(metadata["config"])
+    heads = json.loads(metadata["heads"])
+    model = build_stage_model(from_dict(TrainConfig, config), heads, restore=True)
+    model.load_state_dict(state)
+    return model.eval(), config
