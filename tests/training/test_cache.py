@@ -27,7 +27,7 @@ def test_cache_holds_the_extractor_tokens(cache):
     folder, config, model = cache
     features = CachedFeatures(folder, "validation", model.modalities)
     assert len(features) == 6 and features.views == 1
-    clips = ClipDataset(load_split(config.data, "validation"), {k: model.specs[k].input_shape for k in model.modalities}, train=False)
+    clips = ClipDataset(load_split(config.data, "validation"), {k: model.specs[k].input_shape for k in model.modalities}, train=False, config=config.clip)
     item = clips[3]
     live = model.extract({k: v[None] for k, v in item["inputs"].items()}, item["availability"][None])
     cached = features[3]

@@ -139,7 +139,30 @@ def _write_batch(f: h5py.File, model, batch: dict) -> None:
     f.flush()
 
 
-class CachedFeatures(Dataset):
+class _ShardReader(Dataset):
+    """Opens cache shards lazily, one read handle per shard and process."""
+
+    paths: list[Path]
+    _files: dict[int, h5py.File]
+
+    def _file(self, shard: int) -> h5py.File:
+        if shard not in self._files:
+            self._files[shard] = h5py.File(self.paths[shard], "r")
+        return self._files[shard]
+
+    def __getstate__(self):  # h5py handles do not cross process boundaries
+        state = self.__dict__.copy()
+        state["_files"] = {}
+        return state
+
+    def close(self) -> None:
+        """Close the open shard handles (HDF5 refuses to reopen a file for writing while they exist)."""
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+
+
+class CachedFeatures(_ShardReader):
     """Reads the cache: item ``(index, seed)`` -> one cached view of clip ``index`` (chosen by the seed)."""
 
     def __init__(self, folder: str | Path, split: str, modalities: list[str]):
@@ -162,11 +185,6 @@ class CachedFeatures(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _file(self, shard: int) -> h5py.File:
-        if shard not in self._files or self._files[shard].id.valid is False:  # one handle per worker process
-            self._files[shard] = h5py.File(self.paths[shard], "r")
-        return self._files[shard]
-
     def __getitem__(self, key) -> dict:
         position, seed = key if isinstance(key, tuple) else (key, None)
         index = self.samples[position]
@@ -182,16 +200,6 @@ class CachedFeatures(Dataset):
             "noise": torch.from_numpy(rng.random((2, len(self.modalities))).astype(np.float32)),
         }
 
-    def __getstate__(self):  # h5py handles do not cross process boundaries
-        state = self.__dict__.copy()
-        state["_files"] = {}
-        return state
-
-    def close(self) -> None:
-        """Close the open shard handles (HDF5 refuses to reopen a file for writing while they exist)."""
-        for f in self._files.values():
-            f.close()
-        self._files = {}
 
 
 def collate_features(items: list[dict]) -> dict:
@@ -240,7 +248,7 @@ def write_teacher_logits(folder: str | Path, teacher, batch_size: int = 256) -> 
     return written
 
 
-class CachedTeacherViews(Dataset):
+class CachedTeacherViews(_ShardReader):
     """Student training clips paired with the teacher logits cached for the same view.
 
     Item ``(index, seed)``: the seed picks one of the clip's cached views; the
@@ -269,25 +277,12 @@ class CachedTeacherViews(Dataset):
         view = seed % self.views
         row = index * self.views + view
         item = self.clips[(index, view_seed(self.seed, index, view))]
-        shard = row % len(self.paths)
-        if shard not in self._files:
-            self._files[shard] = h5py.File(self.paths[shard], "r")
-        f = self._files[shard]
+        f = self._file(row % len(self.paths))
         item["teacher_logits"] = {h: torch.from_numpy(f[f"logits/{h}"][row]) for h in self.heads}
         rng = np.random.default_rng(seed)
         item["noise"] = torch.from_numpy(rng.random(item["noise"].shape).astype(np.float32))
         return item
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_files"] = {}
-        return state
-
-    def close(self) -> None:
-        """Close the open shard handles (HDF5 refuses to reopen a file for writing while they exist)."""
-        for f in self._files.values():
-            f.close()
-        self._files = {}
 
 
 def collate_with_teacher_logits(items: list[dict]) -> dict:
