@@ -199,7 +199,7 @@ def _benchmark_training(args: argparse.Namespace) -> int:
     from karmma.training.config import TrainConfig
 
     config = load_config(TrainConfig, args.config, args.overrides)
-    result = benchmark_cache(config) if args.what == "cache" else benchmark_distillation(config)
+    result = benchmark_cache(config, args.cache_workers) if args.what == "cache" else benchmark_distillation(config)
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -271,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     btrain.add_argument("config", help="teacher config with cache.path (cache) or student config with teacher_logits=cache (distill)")
     btrain.add_argument("overrides", nargs="*")
     btrain.add_argument("--json", help="also write the result as JSON")
+    btrain.add_argument("--cache-workers", type=int, default=0, help="loader workers reading the cache (cache benchmark)")
     btrain.set_defaults(run=_benchmark_training)
 
     export = commands.add_parser("export-student", help="a trained student alone, as safetensors with its config")

@@ -44,8 +44,13 @@ def _loss(module: KarmmaModule, batch) -> torch.Tensor:
     return module.training_step(batch, 0)
 
 
-def benchmark_cache(config: TrainConfig) -> dict:
-    """Teacher epoch from live extractors vs from the cache, same config and data."""
+def benchmark_cache(config: TrainConfig, cache_workers: int = 0) -> dict:
+    """Teacher epoch from live extractors vs from the cache, same config and data.
+
+    Each side runs with its best loader setting: live media decoding with
+    ``trainer.workers`` processes, the cache read in-process by default
+    (``cache_workers``; starting worker processes costs more than reading HDF5).
+    """
     if config.stage != "teacher" or not config.cache.path:
         raise ValueError("the cache benchmark needs the teacher config with cache.path (after karmma extract)")
     live_config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, path=""))
@@ -54,13 +59,13 @@ def benchmark_cache(config: TrainConfig) -> dict:
     live_loader = make_loader(clips, config.optim.batch_size, config.trainer.seed, True, config.trainer.workers)
     cached = KarmmaModule(to_dict(config))
     features = CachedFeatures(config.cache.path, "train", cached.modalities)
-    cached_loader = make_loader(features, config.optim.batch_size, config.trainer.seed, True, config.trainer.workers, collate=collate_features)
+    cached_loader = make_loader(features, config.optim.batch_size, config.trainer.seed, True, cache_workers, collate=collate_features)
     live_seconds, steps = _epoch_seconds(live, live_loader)
     cached_seconds, cached_steps = _epoch_seconds(cached, cached_loader)
     features.close()
     return {
         "what": "one teacher epoch (train split)", "clips": len(clips), "batch_size": config.optim.batch_size,
-        "workers": config.trainer.workers, "steps": steps, "live_seconds": round(live_seconds, 3),
+        "live_workers": config.trainer.workers, "cache_workers": cache_workers, "steps": steps, "live_seconds": round(live_seconds, 3),
         "cached_seconds": round(cached_seconds, 3), "speedup": round(live_seconds / cached_seconds, 1),
     }
 

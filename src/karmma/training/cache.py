@@ -185,21 +185,41 @@ class CachedFeatures(_ShardReader):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key) -> dict:
+    def _locate(self, key) -> tuple[int, int, int, int | None]:
         position, seed = key if isinstance(key, tuple) else (key, None)
         index = self.samples[position]
         view = 0 if seed is None or self.views == 1 else seed % self.views
-        row = index * self.views + view
-        f = self._file(row % self.world_size)
-        tokens = {k: torch.from_numpy(f[f"tokens/{k}"][row].astype(np.float32)) for k in self.modalities}
-        availability = torch.from_numpy(f["availability"][row])
-        rng = np.random.default_rng(seed if seed is not None else row)
-        return {
-            "id": str(index), "view": view, "index": index, "tokens": tokens, "availability": availability,
-            "labels": {h: int(f[f"labels/{h}"][row]) for h in self.heads},
-            "noise": torch.from_numpy(rng.random((2, len(self.modalities))).astype(np.float32)),
-        }
+        return index, view, index * self.views + view, seed
 
+    def __getitem__(self, key) -> dict:
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list) -> list[dict]:
+        """A whole batch with one read per HDF5 dataset and shard (the DataLoader calls this)."""
+        located = [self._locate(key) for key in keys]
+        rows_by_shard: dict[int, list[int]] = {}
+        for _, _, row, _ in located:
+            rows_by_shard.setdefault(row % self.world_size, []).append(row)
+        values: dict[int, dict] = {}
+        for shard, rows in rows_by_shard.items():
+            f, unique = self._file(shard), sorted(set(rows))
+            read = {f"tokens/{k}": f[f"tokens/{k}"][unique].astype(np.float32) for k in self.modalities}
+            read["availability"] = f["availability"][unique]
+            read.update({f"labels/{h}": f[f"labels/{h}"][unique] for h in self.heads})
+            for i, row in enumerate(unique):
+                values[row] = {name: array[i] for name, array in read.items()}
+        items = []
+        for index, view, row, seed in located:
+            value = values[row]
+            rng = np.random.default_rng(seed if seed is not None else row)
+            items.append({
+                "id": str(index), "view": view, "index": index,
+                "tokens": {k: torch.from_numpy(value[f"tokens/{k}"]) for k in self.modalities},
+                "availability": torch.from_numpy(np.asarray(value["availability"])),
+                "labels": {h: int(value[f"labels/{h}"]) for h in self.heads},
+                "noise": torch.from_numpy(rng.random((2, len(self.modalities))).astype(np.float32)),
+            })
+        return items
 
 
 def collate_features(items: list[dict]) -> dict:
