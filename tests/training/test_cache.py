@@ -68,3 +68,15 @@ def test_student_with_cached_teacher_logits(cache, trained_runs, make_config, sy
         assert torch.allclose(torch.from_numpy(f["logits/verb"][row]), expected[0], atol=1e-5)
     result = train(make_config("student", synth_prepared, tmp_path, "teacher_logits=cache", f"cache.path={folder}"))
     assert 0 <= result["metrics"]["val/action_top1"] <= 100
+
+
+def test_training_benchmarks_run(cache, make_config, synth_prepared, tmp_path):
+    """Runs after the logits test (file order): both benchmarks on the tiny cache."""
+    from karmma.training.bench import benchmark_cache, benchmark_distillation
+
+    folder, config, _ = cache
+    result = benchmark_cache(config)
+    assert result["live_seconds"] > 0 and result["cached_seconds"] > 0 and result["steps"] == 2
+    student = make_config("student", synth_prepared, tmp_path, "teacher_logits=cache", f"cache.path={folder}")
+    result = benchmark_distillation(student, batches=2, repeats=2)
+    assert result["steps_timed"] == 2 and result["ratio"] > 0 and result["ratio_no_dropout"] > 0

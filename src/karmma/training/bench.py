@@ -26,7 +26,7 @@ from karmma.training.run import input_shapes
 
 
 def _epoch_seconds(module: KarmmaModule, loader: DataLoader) -> tuple[float, int]:
-    optimizer = torch.optim.AdamW([p for p in module.model.parameters() if p.requires_grad], lr=1e-4)
+    optimizer = torch.optim.AdamW([p for p in module.model.parameters() if p.requires_grad], lr=1e-4, foreach=True)  # as in training
     module.train()
     steps = 0
     start = time.perf_counter()
@@ -70,7 +70,7 @@ def benchmark_cache(config: TrainConfig, cache_workers: int = 0) -> dict:
     }
 
 
-def benchmark_distillation(config: TrainConfig, batches: int = 8, repeats: int = 3) -> dict:
+def benchmark_distillation(config: TrainConfig, batches: int = 8, repeats: int = 5) -> dict:
     """Median step time: student with cached teacher logits vs Baseline, same batches in memory."""
     if config.stage != "student" or config.teacher_logits != "cache" or not config.cache.path:
         raise ValueError("the distillation benchmark needs the student config with teacher_logits=cache and cache.path")
@@ -82,20 +82,21 @@ def benchmark_distillation(config: TrainConfig, batches: int = 8, repeats: int =
     loader = make_loader(views, config.optim.batch_size, config.trainer.seed, True, 0, collate=collate_with_teacher_logits)
     memory = [batch for _, batch in zip(range(batches), loader)]
     views.close()
-    timings = {}
-    for name, module in (("baseline", baseline), ("student", student), ("student_no_dropout", student_no_dropout)):
-        optimizer = torch.optim.AdamW(module.model.parameters(), lr=1e-4)
-        module.train()
-        times = []
-        for _ in range(repeats):
-            for batch in memory:
+    models = {"baseline": baseline, "student": student, "student_no_dropout": student_no_dropout}
+    optimizers = {name: torch.optim.AdamW(m.model.parameters(), lr=1e-4, foreach=True) for name, m in models.items()}  # as in training
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for repeat in range(repeats):
+        for batch in memory:
+            for name, module in models.items():  # interleaved, so load changes hit all three alike
+                module.train()
                 start = time.perf_counter()
                 loss = _loss(module, batch)
-                optimizer.zero_grad()
+                optimizers[name].zero_grad()
                 loss.backward()
-                optimizer.step()
-                times.append(time.perf_counter() - start)
-        timings[name] = statistics.median(times[len(memory):] or times)  # first pass is warm-up
+                optimizers[name].step()
+                if repeat > 0:  # the first pass is warm-up
+                    times[name].append(time.perf_counter() - start)
+    timings = {name: statistics.median(values) for name, values in times.items()}
     return {
         "what": "median training step on the same in-memory batches", "batch_size": config.optim.batch_size,
         "steps_timed": batches * (repeats - 1),

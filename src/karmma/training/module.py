@@ -127,7 +127,8 @@ class KarmmaModule(L.LightningModule):
     def configure_optimizers(self):
         optim = self.config.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        # foreach: one fused update over all tensors, also on CPU (several times faster for many small tensors)
+        optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, foreach=True)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(total - 1, int(round(optim.warmup_epochs * total / max(1, self.trainer.max_epochs))))
 
