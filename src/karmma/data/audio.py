@@ -9,6 +9,7 @@ needed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -101,7 +102,7 @@ def log_mel_images(
     """
     length = int(round(window_seconds * config.sample_rate))
     frames = max(1, length // config.hop_length)
-    image_config = LogMelConfig(config.sample_rate, config.n_fft, config.window_ms, config.hop_ms, config.n_mels, frames, config.eps)
+    image_config = dataclasses.replace(config, frames=frames)
     images = []
     for centre in centres:
         first = int(round(centre * config.sample_rate)) - length // 2

@@ -22,6 +22,7 @@ at construction instead.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections import Counter
@@ -229,7 +230,7 @@ class ClipDataset(Dataset):
     def _load_audio(self, sample, source, numbers, shape, rng) -> torch.Tensor:
         config = self.config.audio
         if len(shape) == 3:  # [1, n_mels, frames]: one spectrogram around the segment
-            mel_config = LogMelConfig(config.sample_rate, config.n_fft, config.window_ms, config.hop_ms, shape[1], shape[2], config.eps)
+            mel_config = dataclasses.replace(config, n_mels=shape[1], frames=shape[2])
             centre = audio_centre(sample.start_time, sample.stop_time, self.train, rng)
             start = centre - mel_config.seconds / 2
             waveform = source.load(start, mel_config.seconds, config.sample_rate)
@@ -239,7 +240,7 @@ class ClipDataset(Dataset):
         window = self.config.audio_image_seconds
         start = min(times) - window / 2
         waveform = source.load(start, max(times) - min(times) + window, config.sample_rate)
-        mel_config = LogMelConfig(config.sample_rate, config.n_fft, config.window_ms, config.hop_ms, shape[2], config.frames, config.eps)
+        mel_config = dataclasses.replace(config, n_mels=shape[2])
         return log_mel_images(waveform, [t - start for t in times], shape[-1], window, mel_config)
 
 
