@@ -151,6 +151,27 @@ def benchmark_model(
     return {"subsets": results}
 
 
+def benchmark_preset(preset, heads: dict[str, int], modalities: Sequence[str], models: Sequence[str], settings: BenchmarkSettings) -> dict:
+    """``benchmark_model`` for the teacher and/or student of a preset; the layout of ``karmma benchmark --json``."""
+    from karmma.presets import build_student, build_teacher
+
+    results = {
+        "preset": preset.name,
+        "device": settings.device,
+        "modalities": list(modalities),
+        "heads": dict(heads),
+        "latency_repeats": settings.repeats,
+        "latency_warmup": settings.warmup,
+        "threads": torch.get_num_threads(),
+        "models": {},
+    }
+    builders = {"teacher": build_teacher, "student": build_student}
+    for name in models:
+        torch.manual_seed(0)
+        results["models"][name] = benchmark_model(lambda: builders[name](preset, heads, modalities), settings, label=name)
+    return results
+
+
 def plot_benchmark(results: dict, path: str) -> None:
     """Teacher and student bars per subset (GFLOPs and peak memory), like the paper's resource figure."""
     import matplotlib

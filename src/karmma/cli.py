@@ -13,8 +13,8 @@ from karmma.modalities import parse_subset
 def _benchmark(args: argparse.Namespace) -> int:
     import torch
 
-    from karmma.benchmark import BenchmarkSettings, benchmark_model, plot_benchmark
-    from karmma.presets import EPIC_HEADS, SSV2_HEADS, build_student, build_teacher, get_preset
+    from karmma.benchmark import BenchmarkSettings, benchmark_preset, plot_benchmark
+    from karmma.presets import EPIC_HEADS, SSV2_HEADS, get_preset
 
     preset = get_preset(args.preset)
     modalities = parse_subset(args.modalities) if args.modalities else list(preset.default_modalities)
@@ -33,22 +33,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         f"{torch.get_num_threads()} CPU threads",
         file=sys.stderr,
     )
-    results = {
-        "preset": preset.name,
-        "device": args.device,
-        "modalities": modalities,
-        "heads": heads,
-        "latency_repeats": settings.repeats,
-        "latency_warmup": settings.warmup,
-        "threads": torch.get_num_threads(),
-        "models": {},
-    }
-    builders = {"teacher": build_teacher, "student": build_student}
-    for name in args.models:
-        torch.manual_seed(0)
-        results["models"][name] = benchmark_model(
-            lambda: builders[name](preset, heads, modalities), settings, label=name
-        )
+    results = benchmark_preset(preset, heads, modalities, args.models, settings)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.json}", file=sys.stderr)
@@ -214,6 +199,60 @@ def _export_student(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation, unique_names
+
+    probabilities = tuple(float(p) for p in args.p.split(",")) if args.p else EvaluationSettings.probabilities
+    settings = EvaluationSettings(
+        split=args.split, probabilities=probabilities, seeds=args.seeds, batch_size=args.batch_size,
+        workers=args.workers, num_clips=args.clips, num_crops=args.crops,
+    )
+    names = args.names.split(",") if args.names else [""] * len(args.models)
+    if len(names) != len(args.models):
+        raise ValueError(f"--names gives {len(names)} names for {len(args.models)} models")
+    loaded = [load_for_evaluation(m, n, args.set) for m, n in zip(args.models, names)]
+    results = {"models": {}, "settings": {"split": args.split, "probabilities": list(probabilities), "seeds": args.seeds}}
+    for name, evaluated in zip(unique_names([m.name for m in loaded]), loaded):
+        evaluated.name = name
+        results["models"][name] = evaluate_model(evaluated, settings)
+        full = results["models"][name]["subsets"][max(results["models"][name]["subsets"], key=len)]
+        print(f"{name}: action top-1 {full['action_top1']:.2f} on the full set", file=sys.stderr)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from karmma.evaluation.report import write_report
+
+    path = write_report(args.folder)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from karmma.demo import run_demo
+
+    report = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+    print(f"done: {report}\nresults: {report.parent / 'results.json'}, student: {report.parent / 'student.safetensors'}", file=sys.stderr)
+    return 0
+
+
+def _dropout_study(args: argparse.Namespace) -> int:
+    from karmma.configuration import load_config
+    from karmma.evaluation.dropout_study import plot_dropout_study, run_dropout_study, study_table
+    from karmma.training.config import TrainConfig
+
+    config = load_config(TrainConfig, args.config, args.overrides)
+    rates = [float(r) for r in args.rates.split(",")]
+    study = run_dropout_study(config, rates, args.out)
+    plot_dropout_study(study, Path(args.out) / "dropout_study.png")
+    print(study_table(study), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="karmma", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -278,6 +317,39 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("checkpoint", help="a student / baseline / baseline_delta checkpoint")
     export.add_argument("out", help="output .safetensors file")
     export.set_defaults(run=_export_student)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy on every modality subset and along the missing-modality sweep")
+    evaluate.add_argument("models", nargs="+", help="run folders, .ckpt checkpoints or exported student .safetensors")
+    evaluate.add_argument("--out", required=True, help="results JSON")
+    evaluate.add_argument("--names", default="", help="comma-separated model names (default: each model's stage)")
+    evaluate.add_argument("--split", default="validation", choices=("train", "validation", "test"))
+    evaluate.add_argument("--p", default="", help="sweep drop probabilities (default 0.0,0.1,...,0.9)")
+    evaluate.add_argument("--seeds", type=int, default=3, help="sweep seeds (mean and spread reported)")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--workers", type=int, default=2)
+    evaluate.add_argument("--clips", type=int, default=None, help="temporal views (default: the training config's)")
+    evaluate.add_argument("--crops", type=int, default=None, help="spatial views: 1 or 3 (default: the training config's)")
+    evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="override the stored training config, e.g. --set data.root=/new/place")
+    evaluate.set_defaults(run=_evaluate)
+
+    report = commands.add_parser("report", help="Markdown report + figures from a folder with results.json (and benchmark.json, runs/)")
+    report.add_argument("folder")
+    report.set_defaults(run=_report)
+
+    demo = commands.add_parser("demo", help="the whole method on embedded SynthKitchen data: synth, train all stages, evaluate, report")
+    demo.add_argument("--out", default="karmma-demo", help="output folder (re-running reuses finished stages)")
+    demo.add_argument("--quick", action="store_true", help="a smaller, shorter run (about 3 minutes on 2 CPU cores)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-progress", action="store_true", help="one line per stage instead of a progress bar")
+    demo.set_defaults(run=_demo)
+
+    study = commands.add_parser("dropout-study", help="train the teacher at several modality-dropout rates; accuracy per subset")
+    study.add_argument("config", help="a teacher config (best with cache.path: only the fusion trains)")
+    study.add_argument("overrides", nargs="*", help="key.subkey=value")
+    study.add_argument("--rates", default="0,0.25,0.5,0.75")
+    study.add_argument("--out", required=True, help="folder for dropout_study.json and .png")
+    study.set_defaults(run=_dropout_study)
 
     data = commands.add_parser("data", help="dataset tools")
     data_commands = data.add_subparsers(dest="data_command", required=True)

@@ -1,0 +1,1 @@
+"""Evaluation on every modality subset, the dropout sweep, reports."""

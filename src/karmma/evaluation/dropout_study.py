@@ -1,0 +1,74 @@
+"""``karmma dropout-study``: the teacher's training modality-dropout rate (paper Fig. 5).
+
+Trains one teacher per rate (best from the feature cache: only the fusion
+block trains) and evaluates each on every modality subset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from karmma.modalities import parse_subset
+from karmma.training.config import TrainConfig
+
+
+def run_dropout_study(config: TrainConfig, rates: list[float], out: str | Path, seeds: int = 1) -> dict:
+    """Train ``config`` (a teacher config) at every rate; returns and writes ``out/dropout_study.json``."""
+    from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation
+    from karmma.training.run import train
+
+    if config.stage != "teacher":
+        raise ValueError(f"the dropout study trains teachers: the config's stage is {config.stage!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    study = {"stage": config.stage, "rates": {}}
+    for rate in rates:
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rates must be in [0, 1), got {rate}")
+        name = f"{config.trainer.name or 'teacher'}_dropout{rate:g}"
+        run = dataclasses.replace(
+            config,
+            loss=dataclasses.replace(config.loss, modality_dropout=rate),
+            trainer=dataclasses.replace(config.trainer, name=name),
+        )
+        result = train(run)
+        evaluated = evaluate_model(load_for_evaluation(result["run"], name),
+                                   EvaluationSettings(probabilities=(0.0,), seeds=1, progress=False))
+        study["rates"][f"{rate:g}"] = {"run": result["run"], "subsets": evaluated["subsets"]}
+    (out / "dropout_study.json").write_text(json.dumps(study, indent=1) + "\n")
+    return study
+
+
+def _subsets(study: dict) -> list[str]:
+    first = next(iter(study["rates"].values()))
+    return sorted(first["subsets"], key=lambda s: (-len(parse_subset(s)), s))
+
+
+def study_table(study: dict, metric: str = "action_top1") -> str:
+    subsets = _subsets(study)
+    lines = ["| training p | " + " | ".join(subsets) + " |", "|---" * (len(subsets) + 1) + "|"]
+    for rate, entry in study["rates"].items():
+        values = [entry["subsets"][s].get(metric) for s in subsets]
+        lines.append(f"| {rate} | " + " | ".join("–" if v is None else f"{v:.2f}" for v in values) + " |")
+    return "\n".join(lines)
+
+
+def plot_dropout_study(study: dict, path: str | Path, metric: str = "action_top1") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = [float(r) for r in study["rates"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for subset in _subsets(study):
+        values = [e["subsets"][subset].get(metric) for e in study["rates"].values()]
+        ax.plot(rates, [float("nan") if v is None else v for v in values], marker="o", label=subset)
+    ax.set(xlabel="teacher training modality-dropout p", ylabel="action top-1 (%)", title="teacher accuracy per test subset")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

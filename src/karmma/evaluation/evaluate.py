@@ -1,0 +1,251 @@
+"""``karmma evaluate``: accuracy on every modality subset and under random sensor dropouts.
+
+Each clip's extractors run once (with every modality the clip really has);
+the fusion block then runs once per condition: every non-empty subset of the
+model's modalities, and, for the dynamic sweep, each modality of each clip
+dropped with probability p (at least one kept) for several seeds. This equals
+running the whole model on the reduced inputs, because a missing modality's
+tokens are never read (learned tokens or an attention mask stand in), and it
+costs one extraction instead of dozens.
+
+Multi-view protocol: the softmax probabilities of a clip's
+``num_clips x num_crops`` views are averaged before scoring; in the sweep a
+dropped sensor is dropped in every view of the clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from karmma.availability import modality_dropout
+from karmma.configuration import apply_override, from_dict
+from karmma.data.config import dataset_heads, load_split
+from karmma.data.dataset import ClipDataset
+from karmma.evaluation.metrics import classification_metrics, tail_metrics
+from karmma.modalities import all_subsets, subset_name
+from karmma.models.karmma import KARMMA
+from karmma.training.checkpoints import CheckpointError, checkpoint_config, read_checkpoint
+from karmma.training.config import TrainConfig
+from karmma.training.data import item_seed, make_loader
+from karmma.training.module import build_stage_model
+
+SWEEP_PROBABILITIES = tuple(round(0.1 * i, 1) for i in range(10))
+EVALUABLE_STAGES = ("teacher", "student", "baseline", "baseline_delta", "unimodal")
+
+
+@dataclass
+class EvaluatedModel:
+    """A trained model ready for evaluation, with the training config it came from."""
+
+    name: str
+    model: KARMMA
+    config: TrainConfig
+    source: str
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder (its ``checkpoints/best.ckpt``), a ``.ckpt`` or an exported ``.safetensors``."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
+        raise CheckpointError(f"{path}: a folder without checkpoints/best.ckpt or last.ckpt (not a karmma run folder)")
+    if not path.is_file():
+        raise CheckpointError(f"model not found: {path}")
+    return path
+
+
+def load_for_evaluation(path: str | Path, name: str = "", overrides: list[str] = ()) -> EvaluatedModel:
+    """Load a run folder / checkpoint / student export. ``overrides`` (``data.root=...``)
+    change the stored training config, e.g. when the data moved."""
+    file = resolve_checkpoint(path)
+    if file.suffix == ".safetensors":
+        from karmma.training.export import load_student
+
+        model, raw = load_student(file)
+    else:
+        checkpoint = read_checkpoint(file)
+        raw = checkpoint_config(checkpoint, file)
+        if raw.get("stage") not in EVALUABLE_STAGES:
+            raise CheckpointError(f"{file}: unknown stage {raw.get('stage')!r}")
+        config = from_dict(TrainConfig, raw, str(file))
+        model = build_stage_model(dataclasses.replace(config, pretrained={}), dataset_heads(config.data), restore=True)
+        state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+        model.load_state_dict(state)
+    raw = dict(raw)
+    for override in overrides:
+        apply_override(raw, override)
+    config = from_dict(TrainConfig, raw, str(file))
+    return EvaluatedModel(name or config.stage, model.eval(), config, str(file))
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    split: str = "validation"
+    probabilities: tuple[float, ...] = SWEEP_PROBABILITIES
+    seeds: int = 3
+    batch_size: int = 32
+    workers: int = 2
+    num_clips: int | None = None  # None: the training config's clip.num_clips
+    num_crops: int | None = None
+    progress: bool = True
+
+
+class _ProbabilitySums:
+    """Running per-clip sums of view probabilities for one condition."""
+
+    def __init__(self, clips: int, heads: dict[str, int]):
+        self.sums = {h: torch.zeros(clips, n) for h, n in heads.items()}
+        self.views = torch.zeros(clips)
+
+    def add(self, clip_indices: torch.Tensor, logits: dict[str, torch.Tensor]) -> None:
+        for head, value in logits.items():
+            self.sums[head].index_add_(0, clip_indices, value.float().softmax(dim=1).cpu())
+        self.views.index_add_(0, clip_indices, torch.ones(len(clip_indices)))
+
+    def averaged(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(indices of clips seen in at least one view, their mean probabilities)."""
+        seen = (self.views > 0).nonzero().flatten()
+        return seen, {h: s[seen] / self.views[seen, None] for h, s in self.sums.items()}
+
+
+def _fuse_subset(model: KARMMA, tokens: dict, availability: torch.Tensor, clip_indices: torch.Tensor, sums: _ProbabilitySums) -> None:
+    """Fuse the rows that keep at least one modality and add their probabilities."""
+    rows = availability.any(dim=1)
+    if not rows.any():
+        return
+    index = rows.nonzero().flatten()
+    out = model.fuse({k: v[index] for k, v in tokens.items()}, availability[index])
+    sums.add(clip_indices[index.cpu()], out.logits)
+
+
+def _epic_extras(config: TrainConfig) -> tuple[set[int], set[int], set[str]] | None:
+    """Tail verbs/nouns and unseen participants, when the EPIC class files are beside the annotations."""
+    if config.data.format not in ("epic", "epic_star"):
+        return None
+    files = [config.data.path(n) for n in ("EPIC_100_tail_verbs.csv", "EPIC_100_tail_nouns.csv", "EPIC_100_unseen_participant_ids_validation.csv")]
+    if not all(f.is_file() for f in files):
+        return None
+
+    def column(path: Path) -> list[str]:
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        return [line.split(",")[0] for line in lines[1:] if line]
+
+    return {int(v) for v in column(files[0])}, {int(n) for n in column(files[1])}, set(column(files[2]))
+
+
+def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = EvaluationSettings()) -> dict:
+    """Metrics of one model on every subset of its modalities and along the dropout sweep.
+
+    Returns ``{"subsets": {"V+F": {metric: value, "samples": n}}, "sweep": {"0.3":
+    {metric: mean over seeds, metric_std: spread, "std": action_top1 spread}}, ...}``.
+    """
+    from tqdm import tqdm
+
+    model, config = evaluated.model, evaluated.config
+    clip = config.clip
+    if settings.num_clips or settings.num_crops:
+        clip = dataclasses.replace(clip, num_clips=settings.num_clips or clip.num_clips, num_crops=settings.num_crops or clip.num_crops)
+    heads = dataset_heads(config.data)
+    shapes = {k: model.specs[k].input_shape for k in model.modalities}
+    samples = load_split(config.data, settings.split)
+    dataset = ClipDataset(samples, shapes, train=False, config=clip, missing=config.data.missing)
+    if len(dataset) == 0:
+        raise ValueError(f"{evaluated.source}: the {settings.split} split has no clip with any of {model.modalities}")
+    clips = len(dataset.samples)
+    loader = make_loader(dataset, settings.batch_size, config.trainer.seed, False, settings.workers)
+    device = next(model.parameters()).device
+
+    subsets = {subset_name(s): torch.tensor([k in s for k in model.modalities]) for s in all_subsets(model.modalities)}
+    sweep_ps = [p for p in settings.probabilities if p > 0]
+    # One noise tensor per seed for all clips: the same draws for every p, so a sensor
+    # dropped at p is also dropped at every larger p (smooth curves), and every view agrees.
+    noise = [torch.rand(clips, 2, len(model.modalities), generator=torch.Generator().manual_seed(item_seed(s, 0, -7)))
+             for s in range(settings.seeds)]
+    subset_sums = {name: _ProbabilitySums(clips, heads) for name in subsets}
+    sweep_sums = {(p, s): _ProbabilitySums(clips, heads) for p in sweep_ps for s in range(settings.seeds)}
+    labels = {h: torch.zeros(clips, dtype=torch.long) for h in heads}
+    availability_counts = torch.zeros(len(model.modalities))
+
+    with torch.no_grad():
+        for batch in tqdm(loader, desc=f"evaluate {evaluated.name}", unit="batch", disable=not settings.progress, leave=False):
+            availability = batch["availability"][:, : len(model.modalities)]
+            clip_indices = batch["indices"]
+            for head in heads:
+                labels[head][clip_indices] = batch["labels"][head]
+            availability_counts += availability.float().sum(dim=0)
+            inputs = {k: v.to(device) for k, v in batch["inputs"].items() if k in model.modalities}
+            tokens = model.extract(inputs, availability.to(device))
+            for name, keep in subsets.items():
+                _fuse_subset(model, tokens, availability & keep, clip_indices, subset_sums[name])
+            for (p, seed), sums in sweep_sums.items():
+                dropped = modality_dropout(availability, p, noise=noise[seed][clip_indices])
+                _fuse_subset(model, tokens, dropped, clip_indices, sums)
+
+    def metrics_of(sums: _ProbabilitySums) -> tuple[dict[str, float], torch.Tensor, dict]:
+        seen, probs = sums.averaged()
+        clip_labels = {h: labels[h][seen] for h in heads}
+        result = classification_metrics(probs, clip_labels)
+        result["samples"] = int(len(seen))
+        return result, seen, probs
+
+    full_name = subset_name(model.modalities)
+    results: dict = {"stage": config.stage, "source": evaluated.source, "modalities": list(model.modalities),
+                     "split": settings.split, "clips": clips, "views": clip.num_clips * clip.num_crops,
+                     "availability": {k: int(c) for k, c in zip(model.modalities, availability_counts.tolist())},
+                     "subsets": {}, "sweep": {}}
+    for name, sums in subset_sums.items():
+        results["subsets"][name] = metrics_of(sums)[0]
+    full = results["subsets"][full_name]
+    results["sweep"]["0.0"] = {**{k: v for k, v in full.items() if k != "samples"}, "std": 0.0}
+    for p in sweep_ps:
+        per_seed = [metrics_of(sweep_sums[(p, s)])[0] for s in range(settings.seeds)]
+        entry = {}
+        for key in per_seed[0]:
+            if key == "samples":
+                continue
+            values = torch.tensor([m[key] for m in per_seed], dtype=torch.float64)
+            entry[key] = values.mean().item()
+            entry[f"{key}_std"] = values.std(unbiased=False).item()
+        entry["std"] = entry["action_top1_std"]
+        results["sweep"][f"{p:.1f}"] = entry
+
+    extras = _epic_extras(config)
+    if extras is not None and {"verb", "noun"} <= set(heads):
+        tail_verbs, tail_nouns, unseen = extras
+        _, seen, probs = metrics_of(subset_sums[full_name])
+        clip_labels = {h: labels[h][seen] for h in heads}
+        results["tail"] = tail_metrics(probs, clip_labels, tail_verbs, tail_nouns)
+        participants = [dataset.samples[i].group.split("_")[0] for i in seen.tolist()]
+        unseen_rows = torch.tensor([p in unseen for p in participants], dtype=torch.bool)
+        if unseen_rows.any():
+            results["unseen"] = {**classification_metrics({h: p[unseen_rows] for h, p in probs.items()},
+                                                          {h: v[unseen_rows] for h, v in clip_labels.items()}),
+                                 "samples": int(unseen_rows.sum())}
+    return _finite(results)
+
+
+def _finite(value):
+    """NaN (an empty split) -> None, so results.json is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """``[student, student]`` -> ``[student, student_2]``."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+

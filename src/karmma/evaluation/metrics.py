@@ -1,0 +1,94 @@
+"""Classification metrics from averaged class probabilities (all accuracies in percent).
+
+EPIC-KITCHENS convention: an action is a (verb, noun) pair scored by the
+product of the verb and noun softmax probabilities; its top-k is taken over
+all pairs. Single-head datasets (SSv2) report the head itself as the action.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+ECE_BINS = 15
+
+
+def topk_accuracy(probs: torch.Tensor, target: torch.Tensor, k: int) -> float:
+    """``probs [N, C]``, ``target [N]`` -> percent of rows whose target is in the top ``k``."""
+    if len(target) == 0:
+        return float("nan")
+    k = min(k, probs.shape[1])
+    hit = (probs.topk(k, dim=1).indices == target[:, None]).any(dim=1)
+    return hit.float().mean().item() * 100
+
+
+def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor, bins: int = ECE_BINS) -> float:
+    """Top-1 ECE in percent: the confidence-weighted gap between confidence and accuracy over ``bins`` equal bins."""
+    if len(target) == 0:
+        return float("nan")
+    confidence, prediction = probs.max(dim=1)
+    correct = (prediction == target).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    ece = torch.zeros(())
+    for low, high in zip(edges[:-1], edges[1:]):
+        in_bin = (confidence > low) & (confidence <= high)
+        if in_bin.any():
+            ece += in_bin.float().mean() * (confidence[in_bin].mean() - correct[in_bin].mean()).abs()
+    return ece.item() * 100
+
+
+def pair_topk(first: torch.Tensor, second: torch.Tensor, target_first: torch.Tensor, target_second: torch.Tensor,
+              ks: tuple[int, ...] = (1, 5), chunk: int = 256) -> dict[int, float]:
+    """Top-k of pairs scored by ``first[i, a] * second[i, b]`` (chunked: EPIC has 97 x 300 pairs)."""
+    if len(target_first) == 0:
+        return {k: float("nan") for k in ks}
+    hits = {k: 0 for k in ks}
+    width = second.shape[1]
+    for start in range(0, len(first), chunk):
+        scores = (first[start:start + chunk, :, None] * second[start:start + chunk, None, :]).flatten(1)
+        target = target_first[start:start + chunk] * width + target_second[start:start + chunk]
+        top = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
+        for k in ks:
+            hits[k] += (top[:, :k] == target[:, None]).any(dim=1).sum().item()
+    return {k: hits[k] / len(first) * 100 for k in ks}
+
+
+def classification_metrics(probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Per head ``{head}_top1/_top5/_ece``, plus ``action_top1/_top5``.
+
+    The action is verb x noun by the product of probabilities when both heads
+    exist, the head itself for a single head, and otherwise "every head right".
+    """
+    metrics: dict[str, float] = {}
+    for head, p in probs.items():
+        metrics[f"{head}_top1"] = topk_accuracy(p, labels[head], 1)
+        metrics[f"{head}_top5"] = topk_accuracy(p, labels[head], 5)
+        metrics[f"{head}_ece"] = expected_calibration_error(p, labels[head])
+    if "verb" in probs and "noun" in probs:
+        pairs = pair_topk(probs["verb"], probs["noun"], labels["verb"], labels["noun"])
+        metrics["action_top1"], metrics["action_top5"] = pairs[1], pairs[5]
+    elif len(probs) == 1:
+        head = next(iter(probs))
+        metrics["action_top1"], metrics["action_top5"] = metrics[f"{head}_top1"], metrics[f"{head}_top5"]
+    else:
+        right = torch.stack([p.argmax(dim=1) == labels[h] for h, p in probs.items()]).all(dim=0)
+        metrics["action_top1"] = right.float().mean().item() * 100 if len(right) else float("nan")
+    return metrics
+
+
+def tail_metrics(probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor],
+                 tail_verbs: set[int], tail_nouns: set[int]) -> dict[str, float]:
+    """EPIC tail classes: verb accuracy over tail-verb segments, noun over tail-noun
+    segments, action over segments whose verb or noun is a tail class."""
+    verb_tail = torch.tensor([v in tail_verbs for v in labels["verb"].tolist()], dtype=torch.bool)
+    noun_tail = torch.tensor([n in tail_nouns for n in labels["noun"].tolist()], dtype=torch.bool)
+    action_tail = verb_tail | noun_tail
+    pairs = pair_topk(probs["verb"][action_tail], probs["noun"][action_tail], labels["verb"][action_tail], labels["noun"][action_tail])
+    return {
+        "verb_top1": topk_accuracy(probs["verb"][verb_tail], labels["verb"][verb_tail], 1),
+        "noun_top1": topk_accuracy(probs["noun"][noun_tail], labels["noun"][noun_tail], 1),
+        "action_top1": pairs[1],
+        "action_top5": pairs[5],
+        "samples": int(action_tail.sum()),
+    }
