@@ -25,6 +25,8 @@ def check_availability(availability: torch.Tensor, modalities: Sequence[str]) ->
         )
     if availability.device.type == "meta":
         return  # shape-only tracing (FLOP counting): values are unknown
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return  # graph export: a value check would be frozen into the graph (runtimes check the mask themselves)
     empty = (~availability.any(dim=1)).nonzero().flatten()
     if len(empty):
         raise ValueError(

@@ -134,13 +134,23 @@ class KARMMA(nn.Module):
             self.extractors.eval()  # frozen: batch-norm statistics and dropout stay fixed
         return self
 
-    def extract(self, inputs: Mapping[str, torch.Tensor], availability: torch.Tensor) -> dict[str, torch.Tensor]:
+    def extract(
+        self, inputs: Mapping[str, torch.Tensor], availability: torch.Tensor, every_sample: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Run each extractor on the samples that have its modality.
 
         Returns tokens ``[B, N_m, C_m]`` per modality present in at least one
         sample; rows of samples without it are zeros. A modality missing from
         the whole batch is not computed and has no entry.
+
+        ``every_sample=True`` is the trace-friendly form (ONNX export): every
+        extractor runs on every sample (``inputs`` must hold every modality;
+        missing ones may be zeros) and the rows of samples without the
+        modality are zeroed with ``torch.where``; no control flow depends on
+        the mask values, and the logits are the same.
         """
+        if every_sample:
+            return self._extract_every_sample(inputs, availability)
         check_availability(availability, self.modalities)
         batch = availability.shape[0]
         tokens = {}
@@ -162,6 +172,18 @@ class KARMMA(nn.Module):
                     index = present.nonzero().flatten().to(x.device)
                     computed = self.extractors[key](x.index_select(0, index))
                     tokens[key] = computed.new_zeros(batch, *computed.shape[1:]).index_copy(0, index, computed)
+        return tokens
+
+    def _extract_every_sample(self, inputs: Mapping[str, torch.Tensor], availability: torch.Tensor) -> dict[str, torch.Tensor]:
+        check_availability(availability, self.modalities)
+        missing = [k for k in self.modalities if k not in inputs]
+        if missing:
+            raise ValueError(f"every_sample=True needs an input for every modality (zeros where missing); none for {missing}")
+        tokens = {}
+        for j, key in enumerate(self.modalities):
+            computed = self.extractors[key](inputs[key])
+            present = availability[:, j].to(computed.device)[:, None, None]
+            tokens[key] = torch.where(present, computed, torch.zeros_like(computed))
         return tokens
 
     def fuse(self, tokens: Mapping[str, torch.Tensor], availability: torch.Tensor) -> KARMMAOutput:
