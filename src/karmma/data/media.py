@@ -110,7 +110,7 @@ def video_frame_count(path: str | Path) -> tuple[int, float, tuple[int, int]]:
         raise MediaError(f"{path}: unreadable video ({error})") from None
 
 
-def _crop_or_pad(samples: np.ndarray, offset: int, length: int) -> np.ndarray:
+def crop_or_pad(samples: np.ndarray, offset: int, length: int) -> np.ndarray:
     """Samples ``[offset, offset + length)`` of a signal, zero-padded outside it."""
     out = np.zeros(length, dtype=np.float32)
     lo, hi = max(offset, 0), min(offset + length, len(samples))
@@ -142,7 +142,7 @@ def read_wav(path: str | Path, start: float, duration: float, sample_rate: int) 
     if len(data) != (hi - lo) * channels:
         raise MediaError(f"{path}: truncated WAV (header promises {total} frames)")
     data = data.reshape(-1, channels).mean(axis=1) / float(np.iinfo(dtype).max)
-    return _crop_or_pad(data.astype(np.float32), first - lo, length)
+    return crop_or_pad(data.astype(np.float32), first - lo, length)
 
 
 def read_hdf5_audio(path: str | Path, dataset: str, start: float, duration: float, sample_rate: int) -> np.ndarray:
@@ -165,7 +165,7 @@ def read_hdf5_audio(path: str | Path, dataset: str, start: float, duration: floa
         raise MediaError(f"{path}: file not found") from None
     except OSError as error:
         raise MediaError(f"{path}: unreadable HDF5 ({error})") from None
-    return _crop_or_pad(data, first - lo, length)
+    return crop_or_pad(data, first - lo, length)
 
 
 def decode_audio_track(path: str | Path, sample_rate: int) -> np.ndarray:
@@ -200,4 +200,4 @@ def read_audio(path: str | Path, start: float, duration: float, sample_rate: int
     if path.suffix.lower() == ".wav":
         return read_wav(path, start, duration, sample_rate)
     samples = decode_audio_track(path, sample_rate)
-    return _crop_or_pad(samples, int(round(start * sample_rate)), int(round(duration * sample_rate)))
+    return crop_or_pad(samples, int(round(start * sample_rate)), int(round(duration * sample_rate)))

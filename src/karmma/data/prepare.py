@@ -34,6 +34,7 @@ import wave
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -74,7 +75,8 @@ def find_videos(src: Path) -> list[Path]:
     return videos
 
 
-def _flow_calculator(method: str):
+def flow_calculator(method: str):
+    """An OpenCV optical-flow calculator: ``"tvl1"`` (TV-L1, as the official data) or ``"dis"`` (DIS, fast)."""
     import cv2
 
     if method == "tvl1":
@@ -84,20 +86,32 @@ def _flow_calculator(method: str):
     raise ValueError(f"unknown flow method {method!r}; choose tvl1 or dis")
 
 
-def _decode_frames(path: Path, fps: float | None, short_side: int) -> tuple[list[np.ndarray], float, tuple[int, int]]:
-    """Decoded RGB frames resized to ``short_side``, resampled to ``fps`` (None: every frame).
-
-    Returns the frames, their rate and the source ``(width, height)``."""
-    import av
+def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
+    """Resize ``[H, W, C]`` so its short side is ``short_side`` (area filter when shrinking)."""
     import cv2
 
-    frames = []
+    h, w = image.shape[:2]
+    scale = short_side / min(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def iter_frames(source, fps: float | None, short_side: int, threads: int = 1) -> Iterator[tuple[np.ndarray, float, tuple[int, int]]]:
+    """Decode a video (path or binary file object, e.g. a pipe) frame by frame.
+
+    Yields ``(rgb, rate, (width, height))``: the RGB frame ``[h, w, 3]`` uint8
+    resized to ``short_side``, the frame rate (``fps``, or the video's when
+    None; frames are dropped to resample) and the source size.
+    """
+    import av
+
+    name = source if isinstance(source, (str, Path)) else getattr(source, "name", "<stream>")
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(source) if isinstance(source, (str, Path)) else source) as container:
             if not container.streams.video:
-                raise MediaError(f"{path}: no video stream")
+                raise MediaError(f"{name}: no video stream")
             stream = container.streams.video[0]
-            stream.thread_count = 1  # parallelism comes from the worker processes
+            stream.thread_count = threads
             native = float(stream.average_rate or stream.guessed_rate or 30)
             rate = fps or native
             next_time = 0.0
@@ -107,15 +121,19 @@ def _decode_frames(path: Path, fps: float | None, short_side: int) -> tuple[list
                     continue
                 next_time += 1.0 / rate
                 image = frame.to_ndarray(format="rgb24")
-                h, w = image.shape[:2]
-                scale = short_side / min(h, w)
-                size = (max(1, round(w * scale)), max(1, round(h * scale)))
-                frames.append(cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR))
+                yield resize_short_side(image, short_side), rate, (image.shape[1], image.shape[0])
     except av.FFmpegError as error:
-        raise MediaError(f"{path}: undecodable video ({error})") from None
-    if not frames:
+        raise MediaError(f"{name}: undecodable video ({error})") from None
+
+
+def _decode_frames(path: Path, fps: float | None, short_side: int) -> tuple[list[np.ndarray], float, tuple[int, int]]:
+    """Decoded RGB frames resized to ``short_side``, resampled to ``fps`` (None: every frame).
+
+    Returns the frames, their rate and the source ``(width, height)``."""
+    decoded = list(iter_frames(path, fps, short_side))
+    if not decoded:
         raise MediaError(f"{path}: no frames decoded")
-    return frames, rate, (w, h)
+    return [image for image, _, _ in decoded], decoded[0][1], decoded[0][2]
 
 
 def _write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
@@ -175,7 +193,7 @@ def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
         (flow_tmp / "u").mkdir(parents=True)
         (flow_tmp / "v").mkdir(parents=True)
         stride = flow_stride(video_id)
-        calculator = _flow_calculator(settings.flow)
+        calculator = flow_calculator(settings.flow)
         grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames[::stride]]
         for k in range(len(grey) - 1):
             u, v = encode_flow(calculator.calc(grey[k], grey[k + 1], None))
@@ -273,7 +291,7 @@ def prepare(src: str | Path, out: str | Path, settings: PrepareSettings = Prepar
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise FileNotFoundError(f"source folder not found: {src}")
-    _flow_calculator(settings.flow)  # fail early on a bad method
+    flow_calculator(settings.flow)  # fail early on a bad method
     videos = find_videos(src)
     if not videos:
         raise FileNotFoundError(f"no videos ({', '.join(sorted(VIDEO_SUFFIXES))}) under {src}")
