@@ -253,6 +253,83 @@ def _dropout_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from karmma.deploy.onnx_export import export_onnx, export_split_onnx
+    from karmma.deploy.student import load_torch_student, save_safetensors
+
+    if not (args.safetensors or args.onnx or args.onnx_split):
+        raise ValueError("nothing to write: give --safetensors, --onnx and/or --onnx-split")
+    model, info = load_torch_student(args.student)
+    written = []
+    if args.safetensors:
+        written.append(save_safetensors(model, info, args.safetensors))
+    if args.onnx:
+        written.append(export_onnx(model, info, args.onnx))
+    if args.onnx_split:
+        written.append(export_split_onnx(model, info, args.onnx_split))
+    for path in written:
+        size = sum(p.stat().st_size for p in path.rglob("*")) if path.is_dir() else path.stat().st_size
+        print(f"wrote {path} ({size / 2**20:.2f} MB)", file=sys.stderr)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from karmma.data.media import MediaError
+    from karmma.deploy.recognizer import Recognizer
+
+    try:
+        recognizer = Recognizer.load(args.model, threads=args.threads, flow=args.flow, short_side=args.short_side)
+        modalities = parse_subset(args.modalities) if args.modalities else None
+        if args.stream:
+            return _predict_stream(args, recognizer, modalities)
+        if args.drop_sensors:
+            raise ValueError("--drop-sensors simulates sensor failures over time: use it with --stream")
+        prediction = recognizer.predict_file(args.input, modalities, args.start, args.end, args.top_k)
+    except MediaError as error:  # unreadable video: one line, like the other errors
+        raise ValueError(str(error)) from None
+    if args.json:
+        print(json.dumps({"input": args.input, "model": args.model, "backend": recognizer.backend, **prediction.to_dict()}))
+    else:
+        print(prediction.format_table())
+    if "A" in prediction.missing and prediction.missing["A"] == "no audio track":
+        print(f"note: {args.input} has no audio track; predicted without A", file=sys.stderr)
+    return 0
+
+
+def _predict_stream(args: argparse.Namespace, recognizer, modalities) -> int:
+    from karmma.deploy.stream import SensorFailures, stream_predictions
+
+    failures = None
+    if args.drop_sensors:
+        failures = SensorFailures(recognizer.file_modalities(modalities), args.drop_sensors, args.drop_seconds, args.seed)
+    for window in stream_predictions(recognizer, args.input, modalities, args.window, args.hop, failures, args.top_k):
+        print(json.dumps(window.to_dict()) if args.json else window.format_line(), flush=True)
+    return 0
+
+
+def _benchmark_deploy(args: argparse.Namespace) -> int:
+    import torch
+
+    from karmma.deploy.latency import benchmark_preset, format_table
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    modalities = parse_subset(args.modalities)
+    results = {}
+    for preset in args.presets:
+        big = preset == "paper"
+        repeats = args.repeats if args.repeats is not None else (2 if big else 30)
+        warmup = args.warmup if args.warmup is not None else (1 if big else 5)
+        log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+        results[preset] = benchmark_preset(preset, modalities, repeats, warmup, Path(args.video) if args.video else None, args.clip_seconds, log=log)
+        print(format_table(results[preset]) + "\n")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="karmma", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -341,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="karmma-demo", help="output folder (re-running reuses finished stages)")
     demo.add_argument("--quick", action="store_true", help="a smaller, shorter run (about 3 minutes on 2 CPU cores)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--workers", type=int, default=2, help="processes for synthesis/preparation and data loading")
     demo.add_argument("--no-progress", action="store_true", help="one line per stage instead of a progress bar")
     demo.set_defaults(run=_demo)
 
@@ -350,6 +428,44 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--rates", default="0,0.25,0.5,0.75")
     study.add_argument("--out", required=True, help="folder for dropout_study.json and .png")
     study.set_defaults(run=_dropout_study)
+
+    exp = commands.add_parser("export", help="a trained student as safetensors, one ONNX graph and/or split ONNX graphs")
+    exp.add_argument("student", help="a student / baseline / baseline_delta checkpoint (.ckpt) or exported .safetensors")
+    exp.add_argument("--safetensors", metavar="OUT", help="write the weights with config, class names and preparation settings")
+    exp.add_argument("--onnx", metavar="OUT", help="write one ONNX graph taking every modality input and the availability mask")
+    exp.add_argument("--onnx-split", metavar="DIR", help="write one ONNX graph per extractor plus a fusion graph to DIR")
+    exp.set_defaults(run=_export)
+
+    pred = commands.add_parser("predict", help="predict the action in a video with a trained student")
+    pred.add_argument("model", help="a .onnx graph, split-ONNX folder, .safetensors or .ckpt student")
+    pred.add_argument("input", help="a video file; with --stream also - (a video stream on stdin) or a camera index")
+    pred.add_argument("--modalities", help="which of V, F, A to use, e.g. V,F (default: all the model has)")
+    pred.add_argument("--top-k", type=int, default=5)
+    pred.add_argument("--json", action="store_true", help="machine-readable output (one JSON object per line)")
+    pred.add_argument("--start", type=float, help="segment start in seconds (default: the beginning)")
+    pred.add_argument("--end", type=float, help="segment end in seconds (default: the end)")
+    pred.add_argument("--flow", choices=["dis", "tvl1"], help="optical flow method (default: the training data's, else dis)")
+    pred.add_argument("--short-side", type=int, help="frame short side (default: the training data's)")
+    pred.add_argument("--threads", type=int, help="CPU threads for the model")
+    pred.add_argument("--stream", action="store_true", help="one prediction per sliding window")
+    pred.add_argument("--window", type=float, default=2.0, help="window length in seconds (--stream)")
+    pred.add_argument("--hop", type=float, default=1.0, help="seconds between window starts (--stream)")
+    pred.add_argument("--drop-sensors", type=float, default=0.0, metavar="RATE",
+                      help="simulate sensor failures (--stream): each modality is down this fraction of the time")
+    pred.add_argument("--drop-seconds", type=float, default=3.0, help="mean length of a sensor failure in seconds")
+    pred.add_argument("--seed", type=int, default=0, help="seed of the sensor-failure simulation")
+    pred.set_defaults(run=_predict)
+
+    bdep = commands.add_parser("benchmark-deploy", help="student latency: eager PyTorch vs ONNX Runtime per subset, with pre-processing")
+    bdep.add_argument("--presets", nargs="+", choices=["tiny", "paper"], default=["tiny"])
+    bdep.add_argument("--modalities", default="V,F,A", help="modalities of the student (default V,F,A)")
+    bdep.add_argument("--repeats", type=int, help="timed runs per subset (default: 30 tiny, 2 paper)")
+    bdep.add_argument("--warmup", type=int, help="untimed runs first (default: 5 tiny, 1 paper)")
+    bdep.add_argument("--video", help="video for the pre-processing columns (default: a synthetic 16:9 clip)")
+    bdep.add_argument("--clip-seconds", type=float, default=2.0, help="clip length whose pre-processing is timed")
+    bdep.add_argument("--threads", type=int, help="CPU threads for torch (ONNX Runtime uses its default)")
+    bdep.add_argument("--json", help="also write the results as JSON")
+    bdep.set_defaults(run=_benchmark_deploy)
 
     data = commands.add_parser("data", help="dataset tools")
     data_commands = data.add_subparsers(dest="data_command", required=True)

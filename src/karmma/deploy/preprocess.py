@@ -1,0 +1,164 @@
+"""Raw media -> model inputs, built as training and evaluation build them.
+
+The dataset path (``karmma prepare`` then :class:`~karmma.data.dataset.ClipDataset`
+with the centre view) is reproduced on decoded frames in memory:
+
+* frames decoded with PyAV and resized to the training short side
+  (:func:`karmma.data.prepare.iter_frames`);
+* ``T`` frame numbers at the centre of ``T`` equal parts of the segment
+  (:func:`~karmma.data.sampling.segment_frame_numbers`, evaluation view);
+* V: centre square crop, resize, ImageNet normalisation;
+* F: DIS (or TV-L1) flow between each sampled frame and the next one at the
+  flow stride, quantised to ``[-20, 20]`` px as the flow JPEGs are, then the
+  same crop, resize (vectors rescaled) and ``clip.flow_scale``;
+* A: the log-mel spectrogram of the window around the segment centre.
+
+Not reproduced: the JPEG compression of the prepared frames (quality 90).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from karmma.data.audio import log_mel
+from karmma.data.dataset import ClipConfig
+from karmma.data.media import crop_or_pad, decode_flow, encode_flow
+from karmma.data.prepare import flow_calculator
+from karmma.data.sampling import segment_frame_numbers
+from karmma.data.transforms import CropParams, crop_resize, eval_crop_params, normalise_flow, normalise_rgb
+from karmma.deploy.student import StudentInfo
+
+RAW_MODALITIES = ("V", "F", "A")  # what a video file can give (D needs a detector)
+
+
+@dataclass
+class Preprocessor:
+    """Turns decoded frames and audio samples into the student's inputs.
+
+    Args:
+        input_shapes: the student's ``{key: shape}``.
+        clip: the training clip settings (flow scale, log-mel settings).
+        flow_method: ``"dis"`` or ``"tvl1"``.
+        short_side: frames are resized to this short side before anything else.
+        fps: frame rate the training frames were extracted at (None: the video's).
+    """
+
+    input_shapes: dict[str, tuple[int, ...]]
+    clip: ClipConfig
+    flow_method: str = "dis"
+    short_side: int = 256
+    fps: float | None = None
+
+    def __post_init__(self):
+        self._flow = flow_calculator(self.flow_method)
+
+    @classmethod
+    def for_student(cls, info: StudentInfo, flow: str | None = None, short_side: int | None = None) -> "Preprocessor":
+        """Settings from the student's preparation record; ``flow`` and ``short_side`` override it.
+
+        Without a record: DIS flow, and the short side is the input size
+        (``256`` for inputs of 224 px and more, the EPIC convention)."""
+        prepared = info.preparation or {}
+        size = next((s[-1] for k, s in info.input_shapes.items() if k in ("V", "F")), 224)
+        return cls(
+            input_shapes=dict(info.input_shapes),
+            clip=info.train_config().clip,
+            flow_method=flow or prepared.get("flow") or "dis",
+            short_side=short_side or prepared.get("short_side") or (256 if size >= 224 else size),
+            fps=prepared.get("fps"),
+        )
+
+    @property
+    def num_frames(self) -> int:
+        return next((s[0] for k, s in self.input_shapes.items() if k in ("V", "F", "D")), 8)
+
+    @property
+    def audio_seconds(self) -> float:
+        return self._mel_config().seconds
+
+    @property
+    def sample_rate(self) -> int:
+        return self.clip.audio.sample_rate
+
+    def frame_numbers(self, start_frame: int, stop_frame: int) -> list[int]:
+        """The ``T`` 1-based frame numbers of the centre view of ``[start_frame, stop_frame]``."""
+        return segment_frame_numbers(start_frame, stop_frame, self.num_frames, train=False)
+
+    def crop(self, frames: list[np.ndarray]) -> CropParams:
+        h, w = frames[0].shape[:2]
+        return eval_crop_params(w / h, 0, 1)
+
+    def video(self, frames: list[np.ndarray], numbers: list[int], first_number: int = 1) -> torch.Tensor:
+        """V ``[T, 3, S, S]`` from RGB frames ``[h, w, 3]``; ``frames[0]`` is frame ``first_number``."""
+        picked = np.stack([frames[n - first_number] for n in numbers])
+        tensor = torch.from_numpy(picked).permute(0, 3, 1, 2).float()
+        return normalise_rgb(crop_resize(tensor, self.crop(frames), self.input_shapes["V"][-1]))
+
+    def flow(self, frames: list[np.ndarray], numbers: list[int], stride: int = 1, first_number: int = 1) -> torch.Tensor:
+        """F ``[T, 2, S, S]``: flow from each sampled frame to the one ``stride`` later.
+
+        Flow frames are aligned to the stride as in the prepared data (flow
+        frame ``k`` is frames ``k*stride -> (k+1)*stride``); at the end of the
+        video the previous pair is used, as the dataset does."""
+        import cv2
+
+        pairs = []
+        for n in numbers:
+            base = ((n - 1) // stride) * stride + 1  # first RGB frame of its flow frame
+            if base + stride > first_number + len(frames) - 1:
+                base = max(first_number, base - stride)
+            pairs.append(base)
+        flows = {}
+        for base in dict.fromkeys(pairs):
+            a = frames[base - first_number]
+            b = frames[min(base + stride, first_number + len(frames) - 1) - first_number]
+            grey_a, grey_b = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+            flows[base] = decode_flow(*encode_flow(self._flow.calc(grey_a, grey_b, None)))  # [2, h, w], quantised
+        stacked = torch.stack([flows[base] for base in pairs])
+        out = crop_resize(stacked, self.crop(frames), self.input_shapes["F"][-1], flow=True)
+        return normalise_flow(out, self.clip.flow_scale)
+
+    def _mel_config(self):
+        shape = self.input_shapes.get("A", (1, self.clip.audio.n_mels, self.clip.audio.frames))
+        if len(shape) != 3:
+            raise ValueError(f"audio input of shape {list(shape)}: only the student's single spectrogram [1, mels, frames] is supported")
+        return dataclasses.replace(self.clip.audio, n_mels=shape[1], frames=shape[2])
+
+    def audio(self, samples: np.ndarray, start_time: float, stop_time: float) -> torch.Tensor:
+        """A ``[1, n_mels, frames]``: log-mel of the window around the segment centre.
+
+        ``samples`` are mono at :attr:`sample_rate`, sample 0 at time 0."""
+        config = self._mel_config()
+        centre = (start_time + stop_time) / 2
+        window = crop_or_pad(samples, int(round((centre - config.seconds / 2) * config.sample_rate)), int(round(config.seconds * config.sample_rate)))
+        return log_mel(torch.from_numpy(window), config)[None]
+
+    def inputs(
+        self, frames: list[np.ndarray] | None, rate: float, audio: np.ndarray | None, modalities, start_frame: int,
+        stop_frame: int, first_number: int = 1, stride: int = 1, times: tuple[float, float] | None = None,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Inputs of the segment ``[start_frame, stop_frame]`` (1-based, of the video) for ``modalities``.
+
+        ``frames[0]`` is frame ``first_number``; ``times`` are the segment's
+        start and stop in seconds (default: from the frame numbers), for audio.
+        Returns ``{key: [*input_shape]}`` and the milliseconds spent per step
+        (``rgb``, ``flow``, ``spectrogram``)."""
+        timings = {}
+        inputs = {}
+        numbers = self.frame_numbers(start_frame, stop_frame)
+        steps = {
+            "V": ("rgb", lambda: self.video(frames, numbers, first_number)),
+            "F": ("flow", lambda: self.flow(frames, numbers, stride, first_number)),
+            "A": ("spectrogram", lambda: self.audio(audio, *(times or ((start_frame - 1) / rate, stop_frame / rate)))),
+        }
+        for key in modalities:
+            name, build = steps[key]
+            start = time.perf_counter()
+            inputs[key] = build()
+            timings[name] = (time.perf_counter() - start) * 1000
+        return inputs, timings

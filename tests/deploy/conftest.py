@@ -1,0 +1,55 @@
+"""Deployment fixtures: a tiny SynthKitchen set with its MP4s, a random-weight student, its exports."""
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+from karmma.data.config import DatasetConfig, dataset_heads
+from karmma.data.dataset import ClipConfig
+from karmma.training.config import TrainConfig
+from karmma.training.module import build_stage_model
+
+
+@pytest.fixture(scope="session")
+def synth_videos(tmp_path_factory) -> tuple[Path, Path]:
+    """``(raw, prepared)``: 2 SynthKitchen recordings (one 2018-style id, one 2020-style) and their prepared form."""
+    from karmma.data.prepare import PrepareSettings, prepare
+    from karmma.data.synth import SynthSize, synthesize
+
+    raw = tmp_path_factory.mktemp("deploy_raw")
+    size = SynthSize(participants=2, validation_participants=1, videos_per_participant=1, actions_per_video=3)
+    synthesize(raw, seed=5, size=size, workers=2, progress=False)
+    prepared = tmp_path_factory.mktemp("deploy_prepared")
+    summary = prepare(raw, prepared, PrepareSettings(flow="dis", short_side=64), workers=2, progress=False)
+    assert summary["prepared"] == 2 and not summary["failed"], summary
+    return raw, prepared
+
+
+def student_config(root: Path, modalities=()) -> TrainConfig:
+    return TrainConfig(
+        stage="student", preset="tiny", modalities=list(modalities),
+        data=DatasetConfig(format="epic", root=str(root)), clip=ClipConfig(flip=False, flow_scale=2.0),
+    )
+
+
+@pytest.fixture(scope="session")
+def student_file(synth_videos, tmp_path_factory) -> Path:
+    """A tiny V/F/A student with random weights, exported to safetensors (with class names and preparation)."""
+    from karmma.deploy.student import describe_student, save_safetensors
+
+    config = student_config(synth_videos[1])
+    heads = dataset_heads(config.data)
+    torch.manual_seed(0)
+    model = build_stage_model(config, heads).eval()
+    return save_safetensors(model, describe_student(model, asdict(config), heads), tmp_path_factory.mktemp("student") / "student.safetensors")
+
+
+@pytest.fixture(scope="session")
+def onnx_student(student_file) -> Path:
+    from karmma.deploy.onnx_export import export_onnx
+    from karmma.deploy.student import load_torch_student
+
+    model, info = load_torch_student(student_file)
+    return export_onnx(model, info, student_file.with_name("student.onnx"))

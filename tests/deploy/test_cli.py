@@ -1,0 +1,94 @@
+"""``karmma export``, ``karmma predict`` (single and streaming) and their one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from karmma.cli import main
+from karmma.data.synth import write_mp4
+
+
+def _one_line_error(capsys, argv, pattern):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"karmma {argv[0]}: error:"), err
+    assert pattern in err, err
+
+
+def test_export_writes_every_form(student_file, tmp_path, capsys):
+    from karmma.deploy.runtime import OnnxRunner
+    from karmma.training.export import load_student
+
+    out = tmp_path / "again.safetensors"
+    assert main(["export", str(student_file), "--safetensors", str(out)]) == 0
+    model, config = load_student(out)  # the training-side loader still reads it
+    assert config["stage"] == "student" and model.modalities == ["V", "F", "A"]
+    capsys.readouterr()
+    _one_line_error(capsys, ["export", str(student_file)], "nothing to write")
+    teacher_like = tmp_path / "weights.safetensors"
+    from safetensors.torch import save_file
+    import torch
+
+    save_file({"w": torch.zeros(2)}, str(teacher_like))
+    _one_line_error(capsys, ["export", str(teacher_like), "--onnx", str(tmp_path / "x.onnx")], "not a karmma student")
+
+
+def test_predict_table_and_json(onnx_student, synth_videos, capsys):
+    raw, _ = synth_videos
+    video = next(raw.rglob("*.MP4"))
+    assert main(["predict", str(onnx_student), str(video), "--top-k", "2", "--start", "0.5", "--end", "2.0"]) == 0
+    table = capsys.readouterr().out
+    assert "modalities used: V+F+A" in table and "verb" in table and "noun" in table
+    assert main(["predict", str(onnx_student), str(video), "--json", "--modalities", "V,F"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["modalities"] == ["V", "F"] and result["missing"] == {"A": "not requested"}
+    assert result["backend"] == "onnx" and len(result["actions"]) == 5 and set(result["timings_ms"]) >= {"decode", "flow", "model"}
+
+
+def test_predict_without_audio_track_runs_without_a(student_file, tmp_path, capsys):
+    frames = np.random.default_rng(0).integers(0, 255, (30, 96, 128, 3), dtype=np.uint8)
+    silent = tmp_path / "silent.mp4"
+    write_mp4(silent, frames, 24, None)
+    assert main(["predict", str(student_file), str(silent), "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["modalities"] == ["V", "F"] and result["missing"] == {"A": "no audio track"}
+    assert "has no audio track; predicted without A" in captured.err
+
+
+def test_predict_bad_inputs_give_one_line_errors(onnx_student, student_file, synth_videos, tmp_path, capsys):
+    video = str(next(synth_videos[0].rglob("*.MP4")))
+    _one_line_error(capsys, ["predict", str(onnx_student), str(tmp_path / "nope.mp4")], "input not found")
+    garbage = tmp_path / "broken.mp4"
+    garbage.write_bytes(b"this is not a video" * 100)
+    _one_line_error(capsys, ["predict", str(onnx_student), str(garbage)], "undecodable video")
+    _one_line_error(capsys, ["predict", str(tmp_path / "missing.onnx"), video], "model not found")
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_bytes(b"\x00" * 64)
+    _one_line_error(capsys, ["predict", str(not_onnx), video], "not a readable ONNX model")
+    text = tmp_path / "model.ckpt"
+    text.write_text("hello")
+    _one_line_error(capsys, ["predict", str(text), video], "unreadable or truncated checkpoint")
+    _one_line_error(capsys, ["predict", str(onnx_student), video, "--modalities", "V,D"], "not trained on modality D")
+    _one_line_error(capsys, ["predict", str(onnx_student), video, "--modalities", "X"], "not trained on modality X")
+
+
+def test_stream_with_sensor_failures(onnx_student, synth_videos, capsys):
+    video = str(next(synth_videos[0].rglob("*.MP4")))
+    argv = ["predict", str(onnx_student), video, "--stream", "--json", "--window", "1.0", "--hop", "0.5",
+            "--drop-sensors", "0.5", "--drop-seconds", "1.0", "--seed", "3"]
+    assert main(argv) == 0
+    windows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(windows) >= 5 and [w["window"] for w in windows] == list(range(len(windows)))
+    assert all(b["start"] - a["start"] == pytest.approx(0.5, abs=0.05) for a, b in zip(windows, windows[1:]))
+    used = [tuple(w["modalities"]) for w in windows]
+    assert all(u for u in used) and len(set(used)) > 1  # failures change the modalities over time
+    for w in windows:
+        assert set(w["modalities"]) | set(w["missing"]) == {"V", "F", "A"}
+        assert all(why == "sensor failure" for k, why in w["missing"].items())
+    assert main(argv) == 0
+    assert [json.loads(line)["modalities"] for line in capsys.readouterr().out.splitlines()] == [list(u) for u in used]
+    assert main(["predict", str(onnx_student), video, "--stream", "--window", "1.0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(line.startswith("[") and "V+F+A" in line for line in lines)

@@ -1,0 +1,90 @@
+"""The Recognizer API and raw-video pre-processing (inputs built as the training data pipeline builds them)."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from karmma.data.config import load_split
+from karmma.data.dataset import ClipDataset
+from karmma.deploy import Recognizer
+from karmma.deploy.stream import SensorFailures
+
+
+def test_predict_any_subset_of_ready_inputs(student_file):
+    recognizer = Recognizer.load(student_file)
+    example = {k: v[0] for k, v in recognizer.runner.model.example_inputs(1).items()}
+    full = recognizer.predict(video=example["V"], flow=example["F"], audio=example["A"], top_k=3)
+    assert full.modalities == ["V", "F", "A"] and not full.missing
+    assert len(full.actions) == 3 and set(full.actions[0]) == {"verb", "noun", "probability"}
+    assert full.actions[0]["verb"] in recognizer.info.classes["verb"]
+    probabilities = [a["probability"] for a in full.actions]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < probabilities[0] <= 1
+    audio_only = recognizer.predict(audio=example["A"][None])  # a leading batch of 1 is accepted
+    assert audio_only.modalities == ["A"] and audio_only.missing == {"V": "not given", "F": "not given"}
+    with torch.no_grad():
+        mask = torch.tensor([[False, False, True]])
+        logits = recognizer.runner.model({"A": example["A"][None]}, mask).logits
+    best_noun = recognizer.info.classes["noun"][int(logits["noun"].argmax())]
+    assert audio_only.heads["noun"][0][0] == best_noun
+
+
+def test_predict_refuses_nothing_and_unknown_modalities(student_file):
+    recognizer = Recognizer.load(student_file)
+    with pytest.raises(ValueError, match="no modality given"):
+        recognizer.predict()
+    with pytest.raises(ValueError, match="not trained on modality D"):
+        recognizer.predict(boxes=torch.zeros(8, 4, 6))
+    with pytest.raises(ValueError, match=r"V \(RGB video\): got shape \[3, 4\]"):
+        recognizer.predict(video=np.zeros((3, 4)))
+
+
+def test_predict_raw_frames_and_waveform(student_file):
+    recognizer = Recognizer.load(student_file)
+    frames = np.random.default_rng(0).integers(0, 255, (20, 96, 128, 3), dtype=np.uint8)
+    waveform = np.random.default_rng(1).standard_normal(24000 * 3).astype(np.float32) * 0.1
+    prediction = recognizer.predict(video=frames, audio=waveform)
+    assert prediction.modalities == ["V", "A"] and {"rgb", "spectrogram", "model"} <= set(prediction.timings_ms)
+
+
+def _validation_rows(raw):
+    with (raw / "annotations" / "EPIC_100_validation.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_video_inputs_match_the_training_pipeline(synth_videos, student_file):
+    """Recognizer inputs from the MP4 vs ClipDataset inputs from the prepared frames, flow JPEGs and WAV."""
+    raw, prepared = synth_videos
+    recognizer = Recognizer.load(student_file)
+    config = recognizer.info.train_config()
+    dataset = ClipDataset(load_split(config.data, "validation"), recognizer.info.input_shapes, train=False, config=config.clip)
+    rows = _validation_rows(raw)
+    assert len(dataset) == len(rows) == 3
+    for item, row in zip(dataset, rows):
+        video = recognizer.decode(next(raw.rglob(f"{row['video_id']}.MP4")))
+        inputs, _ = recognizer.preprocessor.inputs(
+            video.frames, video.rate, video.audio, [k for k in "VFA" if k in item["inputs"]],
+            int(row["start_frame"]), int(row["stop_frame"]), stride=video.flow_stride,
+            times=(float(row["start_timestamp"][-5:]), float(row["stop_timestamp"][-5:])),
+        )
+        assert video.flow_stride == (2 if row["video_id"].count("_") == 1 and len(row["video_id"]) == 6 else 1)
+        for key, expected in item["inputs"].items():
+            difference = (inputs[key] - expected).abs()
+            # differences come from JPEG compression (RGB, flow) and 16-bit WAV quantisation (audio) only
+            assert difference.mean() < {"V": 0.06, "F": 0.02, "A": 0.005}[key], (key, float(difference.mean()))
+            if key == "V":  # an unrelated frame is far away
+                assert (inputs[key] - expected.roll(1, dims=0)).abs().mean() > 2.5 * difference.mean()
+
+
+def test_sensor_failures_are_seeded_stretches():
+    failures = SensorFailures(["V", "F", "A"], rate=0.3, mean_seconds=2.0, seed=7)
+    times = np.arange(0, 600, 0.5)
+    down = {k: np.array([failures.failed(k, t) for t in times]) for k in "VFA"}
+    for key, series in down.items():
+        assert 0.15 < series.mean() < 0.45, key
+        assert np.count_nonzero(np.diff(series.astype(int)) == 1) < len(times) / 4  # stretches, not flicker
+    again = SensorFailures(["V", "F", "A"], rate=0.3, mean_seconds=2.0, seed=7)
+    assert [again.failed("V", t) for t in times] == down["V"].tolist()
+    always = SensorFailures(["V", "F"], rate=0.99, mean_seconds=100.0, seed=0)
+    assert all(len(always.dropped(["V", "F"], t)) <= 1 for t in range(50))
