@@ -235,7 +235,7 @@ def _report(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from karmma.demo import run_demo
 
-    report = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+    report = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress, workers=args.workers)
     print(f"done: {report}\nresults: {report.parent / 'results.json'}, student: {report.parent / 'student.safetensors'}", file=sys.stderr)
     return 0
 

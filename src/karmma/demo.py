@@ -81,17 +81,21 @@ class DemoError(ValueError):
 @contextlib.contextmanager
 def _output_to(log_path: Path):
     """Send everything a stage prints (stdout, stderr, Lightning's logging) to its log file."""
+    import lightning.pytorch  # noqa: F401  (its log handler must bind to the real stdout, not to a stage's log)
+
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as log:
         handlers = [h for name in ("lightning.pytorch", "lightning.fabric", "")
-                    for h in logging.getLogger(name).handlers if isinstance(h, logging.StreamHandler)]
-        streams = [h.setStream(log) for h in handlers]
+                    for h in logging.getLogger(name).handlers if type(h) is logging.StreamHandler]
+        streams = [h.stream for h in handlers]
+        for handler in handlers:
+            handler.stream = log
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 yield
         finally:
             for handler, stream in zip(handlers, streams):
-                handler.setStream(stream)
+                handler.stream = stream
 
 
 def _train_stage(config_name: str, overrides: list[str]) -> dict:
@@ -103,13 +107,13 @@ def _train_stage(config_name: str, overrides: list[str]) -> dict:
     return train(load_config(TrainConfig, config_path("synthkitchen", config_name), overrides))
 
 
-def demo_stages(out: Path, plan: DemoPlan, seed: int) -> list[Stage]:
+def demo_stages(out: Path, plan: DemoPlan, seed: int, workers: int = 2) -> list[Stage]:
     """The pipeline as a list of stages; each writes only under ``out``."""
     from karmma.data.prepare import PrepareSettings, prepare
     from karmma.data.synth import synthesize
 
     raw, prepared, runs, cache = out / "recordings", out / "prepared", out / "runs", out / "cache"
-    common = [f"trainer.runs={runs}", f"trainer.seed={seed}", "trainer.progress=false", *plan.overrides]
+    common = [f"trainer.runs={runs}", f"trainer.seed={seed}", f"trainer.workers={workers}", "trainer.progress=false", *plan.overrides]
     data = [f"data.root={prepared / 'main'}"]
     extractors = [f"extractors.{m}={runs / f'unimodal_{m}' / 'checkpoints' / 'best.ckpt'}" for m in "VFA"]
     teacher_config = ["cache.path=" + str(cache), *extractors, *data, *common, f"optim.epochs={plan.teacher_epochs}"]
@@ -117,12 +121,12 @@ def demo_stages(out: Path, plan: DemoPlan, seed: int) -> list[Stage]:
     settings = PrepareSettings(flow="dis", short_side=64)
 
     def synth_stage():
-        synthesize(raw / "pretrain", seed=seed + 100, size=plan.pretrain_data, progress=False)
-        synthesize(raw / "main", seed=seed, size=plan.data, progress=False)
+        synthesize(raw / "pretrain", seed=seed + 100, size=plan.pretrain_data, workers=workers, progress=False)
+        synthesize(raw / "main", seed=seed, size=plan.data, workers=workers, progress=False)
 
     def prepare_stage():
         for name in ("pretrain", "main"):
-            summary = prepare(raw / name, prepared / name, settings, progress=False)
+            summary = prepare(raw / name, prepared / name, settings, workers=workers, progress=False)
             if summary.get("failed"):
                 raise DemoError(f"preparing {raw / name} failed for {summary['failed']} video(s); see {out / 'logs'}")
 
@@ -161,7 +165,7 @@ def demo_stages(out: Path, plan: DemoPlan, seed: int) -> list[Stage]:
     def evaluate_stage():
         from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation
 
-        settings = EvaluationSettings(seeds=plan.sweep_seeds, progress=False)
+        settings = EvaluationSettings(seeds=plan.sweep_seeds, workers=workers, progress=False)
         results = {"models": {}, "settings": {"split": settings.split, "probabilities": list(settings.probabilities),
                                               "seeds": settings.seeds}}
         for name in DEMO_MODELS:
@@ -201,7 +205,7 @@ def _write_json(path: Path, value: dict) -> None:
     path.write_text(json.dumps(value, indent=1) + "\n")
 
 
-def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool = True) -> Path:
+def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool = True, workers: int = 2) -> Path:
     """Run (or finish) the demo pipeline under ``out``; returns the report path."""
     from tqdm import tqdm
 
@@ -220,14 +224,14 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool
     done_file = out / "stages.json"
     done = json.loads(done_file.read_text()) if done_file.is_file() else {}
 
-    stages = demo_stages(out, plan, seed)
-    bar = tqdm(total=sum(st.seconds for st in stages), unit="s", desc="karmma demo", disable=not progress,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]", file=sys.stderr)
+    stages = demo_stages(out, plan, seed, workers)
+    bar = tqdm(total=sum(st.seconds for st in stages), desc="karmma demo", disable=not progress,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed} elapsed, about {remaining} left]", file=sys.stderr)
     for stage in stages:
         if stage.name in done:
             bar.update(stage.seconds)
             continue
-        bar.set_postfix_str(stage.name)
+        bar.set_description(f"karmma demo ({stage.name})")
         start = time.perf_counter()
         try:
             with _output_to(out / "logs" / f"{stage.name}.log"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 KARMMA = [sys.executable, "-m", "karmma.cli"]
-CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "synthkitchen" / "baseline_delta.yaml")
+CONFIG = str(Path(__file__).resolve().parents[2] / "src" / "karmma" / "configs" / "synthkitchen" / "baseline_delta.yaml")
 
 
 def _command(root, runs, *overrides):

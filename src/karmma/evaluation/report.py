@@ -16,7 +16,7 @@ from karmma.modalities import parse_subset
 
 MODEL_LABELS = {"teacher": "KARMMA_T", "baseline": "Baseline", "baseline_delta": "Baseline w/ δ", "student": "KARMMA_S"}
 COMPARED = ("baseline", "baseline_delta", "student")
-FAR_BELOW = 5.0  # points of action top-1: "far below" on single-modality subsets
+FAR_BELOW = 5.0  # "far below" on a single-modality subset: at least this many points lower, or under half
 
 
 def _label(name: str) -> str:
@@ -88,9 +88,9 @@ def check_claims(results: dict) -> list[tuple[str, bool | None, str]]:
     claims.append((f"the same order on at least 5 of the {len(subsets)} subsets", len(ordered) >= min(5, len(subsets)),
                    f"holds on {len(ordered)}: {', '.join(ordered) or 'none'}"))
     singles = [k for k in subsets if len(parse_subset(k)) == 1]
-    gaps = {k: acc(d, k) - acc(b, k) for k in singles}
-    claims.append((f"on every single-modality subset the Baseline falls far below Baseline w/ δ (≥ {FAR_BELOW:g} points)",
-                   all(g >= FAR_BELOW for g in gaps.values()),
+    far = [k for k in singles if acc(d, k) - acc(b, k) >= FAR_BELOW or acc(b, k) < acc(d, k) / 2]
+    claims.append((f"on every single-modality subset the Baseline falls far below Baseline w/ δ (≥ {FAR_BELOW:g} points lower, or under half)",
+                   len(far) == len(singles),
                    ", ".join(f"{k}: {acc(b, k):.2f} vs {acc(d, k):.2f}" for k in singles)))
     share = {}
     for name, m in (("student", s), ("baseline", b)):

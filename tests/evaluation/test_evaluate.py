@@ -1,0 +1,88 @@
+import json
+
+import pytest
+import torch
+
+from karmma.availability import availability_for_subset
+from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation, resolve_checkpoint
+from karmma.modalities import all_subsets, subset_name
+from karmma.presets import build_baseline, build_student, build_teacher
+from karmma.training.checkpoints import CheckpointError
+
+
+@pytest.mark.parametrize("build", [build_student, build_baseline, build_teacher])
+def test_fusing_cached_tokens_equals_running_on_reduced_inputs(tiny, build):
+    """Evaluation extracts once with every modality and fuses per subset: that must equal
+    running the model on only the subset's inputs."""
+    model = build(tiny, {"verb": 5, "noun": 6}, ["V", "F", "A"]).eval()
+    inputs = model.example_inputs(3)
+    full = torch.ones(3, 3, dtype=torch.bool)
+    with torch.no_grad():
+        tokens = model.extract(inputs, full)
+        for subset in all_subsets(model.modalities):
+            mask = availability_for_subset(subset, model.modalities, batch=3)
+            reduced = model({k: v for k, v in inputs.items() if k in subset}, mask).logits
+            fused = model.fuse(tokens, mask).logits
+            for head in reduced:
+                torch.testing.assert_close(fused[head], reduced[head], atol=1e-5, rtol=1e-5, msg=subset_name(subset))
+
+
+@pytest.fixture(scope="module")
+def evaluated_student(trained_runs):
+    runs, results = trained_runs
+    settings = EvaluationSettings(probabilities=(0.0, 0.5, 0.9), seeds=2, batch_size=4, workers=0, progress=False)
+    return evaluate_model(load_for_evaluation(results["student"]["run"]), settings), settings, results
+
+
+def test_results_layout(evaluated_student):
+    result, settings, _ = evaluated_student
+    assert set(result["subsets"]) == {"V+F+A", "V+F", "V+A", "F+A", "V", "F", "A"}
+    for metrics in result["subsets"].values():
+        assert {"action_top1", "action_top5", "verb_top1", "noun_top5", "verb_ece", "noun_ece", "samples"} <= set(metrics)
+        assert 0 <= metrics["action_top1"] <= 100
+    assert list(result["sweep"]) == ["0.0", "0.5", "0.9"]
+    assert result["sweep"]["0.0"]["action_top1"] == result["subsets"]["V+F+A"]["action_top1"]
+    assert {"action_top1", "std", "noun_top1_std"} <= set(result["sweep"]["0.5"])
+    json.dumps(result, allow_nan=False)  # strict JSON
+
+
+def test_evaluation_is_deterministic_and_accepts_every_model_form(evaluated_student, tmp_path):
+    result, settings, results = evaluated_student
+    again = evaluate_model(load_for_evaluation(results["student"]["best"]), settings)
+    assert again["subsets"] == result["subsets"] and again["sweep"] == result["sweep"]
+    from karmma.training.export import export_student
+
+    exported = export_student(results["student"]["best"], tmp_path / "student.safetensors")
+    from_export = evaluate_model(load_for_evaluation(exported), settings)
+    assert from_export["subsets"] == result["subsets"]
+
+
+def test_teacher_evaluates_live(trained_runs):
+    _, results = trained_runs
+    settings = EvaluationSettings(probabilities=(0.0,), seeds=1, batch_size=4, workers=0, progress=False)
+    result = evaluate_model(load_for_evaluation(results["teacher"]["run"]), settings)
+    assert result["stage"] == "teacher" and len(result["subsets"]) == 7
+
+
+def test_bad_model_paths_are_named(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        resolve_checkpoint(tmp_path / "nothing.ckpt")
+    with pytest.raises(CheckpointError, match="not a karmma run folder"):
+        resolve_checkpoint(tmp_path)
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.ckpt"):
+        load_for_evaluation(garbage)
+
+
+def test_evaluate_cli(trained_runs, tmp_path):
+    from karmma.cli import main
+
+    _, results = trained_runs
+    out = tmp_path / "results.json"
+    code = main(["evaluate", results["student"]["run"], results["student"]["best"], "--out", str(out), "--p", "0,0.5",
+                 "--seeds", "1", "--workers", "0", "--batch-size", "4"])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert list(data["models"]) == ["student", "student_2"]
+    assert main(["evaluate", str(tmp_path / "missing"), "--out", str(out)]) == 2

@@ -1,0 +1,42 @@
+"""Every shipped config loads, and the real-dataset ones build their paper-preset models."""
+
+import pytest
+import torch
+
+from karmma.configs import CONFIGS, config_path
+from karmma.configuration import load_config
+from karmma.data.config import dataset_heads
+from karmma.training.config import TrainConfig
+from karmma.training.module import build_stage_model
+
+SHIPPED = sorted(CONFIGS.glob("*/*.yaml"))
+
+
+def test_every_dataset_has_every_stage():
+    stages = {"teacher", "student", "baseline", "baseline_delta"}
+    for dataset in ("synthkitchen", "epic100", "epic_star", "ssv2"):
+        assert stages <= {p.stem for p in (CONFIGS / dataset).glob("*.yaml")}, dataset
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_shipped_config_loads(path):
+    config = load_config(TrainConfig, path)
+    assert config.stage == path.stem
+
+
+@pytest.mark.parametrize("dataset", ["epic100", "epic_star", "ssv2"])
+@pytest.mark.parametrize("stage", ["student", "baseline", "teacher"])
+def test_real_dataset_configs_build_paper_models(dataset, stage, shared_data):
+    folder = shared_data / ("something-something-v2" if dataset == "ssv2" else "epic-kitchens-100")
+    config = load_config(TrainConfig, config_path(dataset, stage), [f"data.annotations={folder}"])
+    assert config.preset == "paper"
+    heads = dataset_heads(config.data)
+    assert heads == ({"action": 174} if dataset == "ssv2" else {"verb": 97, "noun": 300})
+    with torch.device("meta"):
+        model = build_stage_model(config, heads, restore=True)
+    assert model.modalities == (["V", "F", "D"] if dataset == "ssv2" else ["V", "F", "A"])
+
+
+def test_unknown_shipped_config_is_named():
+    with pytest.raises(FileNotFoundError, match="synthkitchen/student"):
+        config_path("nowhere", "student")

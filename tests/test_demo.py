@@ -1,0 +1,43 @@
+"""The quick demo end to end (about 2-3 minutes on 2 CPU cores), twice with one seed."""
+
+import json
+
+import pytest
+
+from karmma.demo import DEMO_MODELS, DemoError, run_demo
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    run_demo(out, quick=True, seed=0, progress=False)
+    return out
+
+
+def test_quick_demo_writes_every_artefact(quick_demo):
+    for name in ("results.json", "benchmark.json", "report.md", "student.safetensors", "sweep.png", "resources.png", "training.png"):
+        assert (quick_demo / name).is_file(), name
+    assert list((quick_demo / "recordings" / "main").glob("P*/videos/*.MP4"))
+    results = json.loads((quick_demo / "results.json").read_text())
+    assert list(results["models"]) == list(DEMO_MODELS)
+    for model in results["models"].values():
+        assert "V+F+A" in model["subsets"] and len(model["subsets"]) == 7
+        assert list(model["sweep"]) == [f"{i / 10:.1f}" for i in range(10)]
+    report = (quick_demo / "report.md").read_text()
+    student_full = results["models"]["student"]["subsets"]["V+F+A"]["action_top1"]
+    assert f"{student_full:.2f}" in report  # numbers in the report come from results.json
+
+
+def test_rerun_reuses_finished_stages_and_refuses_other_settings(quick_demo):
+    stages = json.loads((quick_demo / "stages.json").read_text())
+    results = (quick_demo / "results.json").read_text()
+    run_demo(quick_demo, quick=True, seed=0, progress=False)  # everything done: nothing reruns
+    assert json.loads((quick_demo / "stages.json").read_text()) == stages
+    assert (quick_demo / "results.json").read_text() == results
+    with pytest.raises(DemoError, match="another --out"):
+        run_demo(quick_demo, quick=True, seed=1, progress=False)
+
+
+def test_same_seed_gives_the_same_results(quick_demo, tmp_path):
+    run_demo(tmp_path, quick=True, seed=0, progress=False)
+    assert (tmp_path / "results.json").read_text() == (quick_demo / "results.json").read_text()
