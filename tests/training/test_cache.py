@@ -39,6 +39,21 @@ def test_cache_holds_the_extractor_tokens(cache):
     features.close()
 
 
+
+def test_in_memory_reads_equal_hdf5_reads(cache):
+    folder, _, model = cache
+    keys = [(i, 1000 + i) for i in range(6)]
+    from_disk = CachedFeatures(folder, "train", model.modalities, in_memory=False).__getitems__(keys)
+    in_ram = CachedFeatures(folder, "train", model.modalities, in_memory=True)
+    from_ram = in_ram.__getitems__(keys)
+    assert in_ram.in_memory and isinstance(in_ram._files[0], dict)
+    for a, b in zip(from_disk, from_ram):
+        assert a["view"] == b["view"] and a["labels"] == b["labels"]
+        assert all(torch.equal(a["tokens"][k], b["tokens"][k]) for k in model.modalities)
+    auto = CachedFeatures(folder, "train", model.modalities)
+    auto[0]
+    assert auto.in_memory is True  # a few kB: well under the limit
+
 def test_extraction_resumes(cache):
     folder, config, model = cache
     summary = extract_features(config, model, rank=0, world_size=2, progress=False)

@@ -139,15 +139,40 @@ def _write_batch(f: h5py.File, model, batch: dict) -> None:
     f.flush()
 
 
+class _InMemoryShard(dict):
+    """A shard's datasets read whole into memory: ``name -> ndarray``, indexed like h5py datasets."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda name, obj: self.__setitem__(name, obj[...]) if isinstance(obj, h5py.Dataset) else None)
+
+    def close(self) -> None:
+        self.clear()
+
+
 class _ShardReader(Dataset):
-    """Opens cache shards lazily, one read handle per shard and process."""
+    """Opens cache shards lazily, one read handle per shard and process.
 
+    ``in_memory``: ``True`` reads each shard whole on first use (one sequential
+    read instead of many small ones per batch); ``None`` (auto) does so when all
+    shards together are at most ``MEMORY_LIMIT_BYTES``.
+    """
+
+    MEMORY_LIMIT_BYTES = 2 * 2**30
     paths: list[Path]
-    _files: dict[int, h5py.File]
+    _files: dict[int, h5py.File | _InMemoryShard]
+    in_memory: bool | None = None
 
-    def _file(self, shard: int) -> h5py.File:
+    def _keep_in_memory(self) -> bool:
+        if self.in_memory is None:
+            self.in_memory = sum(p.stat().st_size for p in self.paths) <= self.MEMORY_LIMIT_BYTES
+        return self.in_memory
+
+    def _file(self, shard: int) -> h5py.File | _InMemoryShard:
         if shard not in self._files:
-            self._files[shard] = h5py.File(self.paths[shard], "r")
+            path = self.paths[shard]
+            self._files[shard] = _InMemoryShard(path) if self._keep_in_memory() else h5py.File(path, "r")
         return self._files[shard]
 
     def __getstate__(self):  # h5py handles do not cross process boundaries
@@ -165,9 +190,10 @@ class _ShardReader(Dataset):
 class CachedFeatures(_ShardReader):
     """Reads the cache: item ``(index, seed)`` -> one cached view of clip ``index`` (chosen by the seed)."""
 
-    def __init__(self, folder: str | Path, split: str, modalities: list[str]):
+    def __init__(self, folder: str | Path, split: str, modalities: list[str], in_memory: bool | None = None):
         self.paths = shard_paths(folder, split)
         self.modalities = modalities
+        self.in_memory = in_memory
         with h5py.File(self.paths[0], "r") as f:
             self.rows, self.views = int(f.attrs["rows"]), int(f.attrs["views"])
             if list(f.attrs["modalities"]) != modalities:
@@ -277,9 +303,10 @@ class CachedTeacherViews(_ShardReader):
     from the per-epoch seed.
     """
 
-    def __init__(self, clips: ClipDataset, folder: str | Path, split: str = "train"):
+    def __init__(self, clips: ClipDataset, folder: str | Path, split: str = "train", in_memory: bool | None = None):
         self.clips = clips
         self.paths = shard_paths(folder, split)
+        self.in_memory = in_memory
         with h5py.File(self.paths[0], "r") as f:
             self.views, self.seed, rows = int(f.attrs["views"]), int(f.attrs["seed"]), int(f.attrs["rows"])
             if "logits" not in f:

@@ -41,6 +41,7 @@ class CacheConfig:
 
     path: str = ""  # folder with the HDF5 shards; empty = live extractors
     train_views: int = 4  # augmented views cached per training clip (0: only the centred view)
+    in_memory: bool | None = None  # read shards whole into RAM (None: when they total at most 2 GiB)
 
 
 @dataclass

@@ -129,13 +129,13 @@ def train(config: TrainConfig) -> dict:
             raise ValueError("teacher_logits=cache needs cache.path (written by karmma extract --logits)")
         shapes = input_shapes(module)
         clips = ClipDataset(load_split(config.data, "train"), shapes, train=True, config=config.clip, missing=config.data.missing)
-        train_set = CachedTeacherViews(clips, config.cache.path)
+        train_set = CachedTeacherViews(clips, config.cache.path, in_memory=config.cache.in_memory)
         val_set = ClipDataset(load_split(config.data, "validation"), shapes, train=False, config=config.clip, missing=config.data.missing)
         collate = collate_with_teacher_logits
         print(f"train: {len(train_set)} clips with cached teacher logits ({config.cache.path}), validation: {len(val_set)} clips")
     elif config.stage == "teacher" and config.cache.path:
-        train_set = CachedFeatures(config.cache.path, "train", module.modalities)
-        val_set = CachedFeatures(config.cache.path, "validation", module.modalities)
+        train_set = CachedFeatures(config.cache.path, "train", module.modalities, config.cache.in_memory)
+        val_set = CachedFeatures(config.cache.path, "validation", module.modalities, config.cache.in_memory)
         collate = val_collate = collate_features
         print(f"train: {len(train_set)} clips, validation: {len(val_set)} clips (teacher feature cache {config.cache.path})")
     else:
