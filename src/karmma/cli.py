@@ -210,7 +210,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     names = args.names.split(",") if args.names else [""] * len(args.models)
     if len(names) != len(args.models):
         raise ValueError(f"--names gives {len(names)} names for {len(args.models)} models")
+    import torch
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     loaded = [load_for_evaluation(m, n, args.set) for m, n in zip(args.models, names)]
+    for evaluated in loaded:
+        evaluated.model.to(device)
     results = {"models": {}, "settings": {"split": args.split, "probabilities": list(probabilities), "seeds": args.seeds}}
     for name, evaluated in zip(unique_names([m.name for m in loaded]), loaded):
         evaluated.name = name
@@ -406,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--workers", type=int, default=2)
     evaluate.add_argument("--clips", type=int, default=None, help="temporal views (default: the training config's)")
     evaluate.add_argument("--crops", type=int, default=None, help="spatial views: 1 or 3 (default: the training config's)")
+    evaluate.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
     evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                           help="override the stored training config, e.g. --set data.root=/new/place")
     evaluate.set_defaults(run=_evaluate)
