@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.set_defaults(run=_dropout_study)
 
     exp = commands.add_parser("export", help="a trained student as safetensors, one ONNX graph and/or split ONNX graphs")
-    exp.add_argument("student", help="a student / baseline / baseline_delta checkpoint (.ckpt) or exported .safetensors")
+    exp.add_argument("student", help="a student / baseline / baseline_delta run folder or checkpoint (.ckpt) or exported .safetensors")
     exp.add_argument("--safetensors", metavar="OUT", help="write the weights with config, class names and preparation settings")
     exp.add_argument("--onnx", metavar="OUT", help="write one ONNX graph taking every modality input and the availability mask")
     exp.add_argument("--onnx-split", metavar="DIR", help="write one ONNX graph per extractor plus a fusion graph to DIR")

@@ -34,6 +34,16 @@ def test_export_writes_every_form(student_file, tmp_path, capsys):
     _one_line_error(capsys, ["export", str(teacher_like), "--onnx", str(tmp_path / "x.onnx")], "not a karmma student")
 
 
+
+def test_export_takes_a_run_folder(trained_runs, tmp_path):
+    from karmma.training.export import load_student
+
+    _, results = trained_runs
+    out = tmp_path / "student.safetensors"
+    assert main(["export", results["student"]["run"], "--safetensors", str(out)]) == 0
+    model, config = load_student(out)
+    assert config["stage"] == "student"
+
 def test_predict_table_and_json(onnx_student, synth_videos, capsys):
     raw, _ = synth_videos
     video = next(raw.rglob("*.MP4"))

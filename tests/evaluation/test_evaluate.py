@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from karmma.availability import availability_for_subset
-from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation, resolve_checkpoint
+from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation
 from karmma.modalities import all_subsets, subset_name
 from karmma.presets import build_baseline, build_student, build_teacher
-from karmma.training.checkpoints import CheckpointError
+from karmma.training.checkpoints import CheckpointError, resolve_checkpoint
 
 
 @pytest.mark.parametrize("build", [build_student, build_baseline, build_teacher])

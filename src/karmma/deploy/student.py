@@ -112,6 +112,10 @@ def load_torch_student(path: str | Path) -> tuple[KARMMA, StudentInfo]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
+    if path.is_dir() and (path / "checkpoints").is_dir():  # a run folder: its best checkpoint
+        from karmma.training.checkpoints import resolve_checkpoint
+
+        path = resolve_checkpoint(path)
     if path.suffix == ".safetensors":
         return _load_safetensors(path)
     if path.suffix == ".ckpt":

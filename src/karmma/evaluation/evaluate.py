@@ -29,7 +29,7 @@ from karmma.data.dataset import ClipDataset
 from karmma.evaluation.metrics import classification_metrics, tail_metrics
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
-from karmma.training.checkpoints import CheckpointError, checkpoint_config, read_checkpoint
+from karmma.training.checkpoints import CheckpointError, checkpoint_config, read_checkpoint, resolve_checkpoint
 from karmma.training.config import TrainConfig
 from karmma.training.data import item_seed, make_loader
 from karmma.training.module import build_stage_model
@@ -46,19 +46,6 @@ class EvaluatedModel:
     model: KARMMA
     config: TrainConfig
     source: str
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder (its ``checkpoints/best.ckpt``), a ``.ckpt`` or an exported ``.safetensors``."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("best.ckpt", "last.ckpt"):
-            if (path / "checkpoints" / name).is_file():
-                return path / "checkpoints" / name
-        raise CheckpointError(f"{path}: a folder without checkpoints/best.ckpt or last.ckpt (not a karmma run folder)")
-    if not path.is_file():
-        raise CheckpointError(f"model not found: {path}")
-    return path
 
 
 def load_for_evaluation(path: str | Path, name: str = "", overrides: list[str] = ()) -> EvaluatedModel:

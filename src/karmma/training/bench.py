@@ -16,13 +16,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from karmma.configuration import to_dict
-from karmma.data.config import load_split
-from karmma.data.dataset import ClipDataset
 from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
 from karmma.training.config import TrainConfig
 from karmma.training.data import make_loader
 from karmma.training.module import KarmmaModule
-from karmma.training.run import input_shapes
+from karmma.training.run import clip_dataset
 
 
 def _epoch_seconds(module: KarmmaModule, loader: DataLoader) -> tuple[float, int]:
@@ -55,7 +53,7 @@ def benchmark_cache(config: TrainConfig, cache_workers: int = 0) -> dict:
         raise ValueError("the cache benchmark needs the teacher config with cache.path (after karmma extract)")
     live_config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, path=""))
     live = KarmmaModule(to_dict(live_config))
-    clips = ClipDataset(load_split(config.data, "train"), input_shapes(live), train=True, config=config.clip)
+    clips = clip_dataset(config, live, "train")
     live_loader = make_loader(clips, config.optim.batch_size, config.trainer.seed, True, config.trainer.workers)
     cached = KarmmaModule(to_dict(config))
     features = CachedFeatures(config.cache.path, "train", cached.modalities, config.cache.in_memory)
@@ -81,7 +79,7 @@ def benchmark_distillation(config: TrainConfig, batches: int = 8, repeats: int =
     student = KarmmaModule(to_dict(config))
     baseline = KarmmaModule(to_dict(dataclasses.replace(config, stage="baseline")))
     student_no_dropout = KarmmaModule(to_dict(dataclasses.replace(config, loss=dataclasses.replace(config.loss, modality_dropout=0.0))))
-    clips = ClipDataset(load_split(config.data, "train"), input_shapes(student), train=True, config=config.clip)
+    clips = clip_dataset(config, student, "train")
     views = CachedTeacherViews(clips, config.cache.path)
     loader = make_loader(views, config.optim.batch_size, config.trainer.seed, True, 0, collate=collate_with_teacher_logits)
     memory = [batch for _, batch in zip(range(batches), loader)]

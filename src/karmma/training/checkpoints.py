@@ -46,6 +46,19 @@ def expect_checkpoint(path: str | Path, stage: str, preset: str) -> tuple[dict, 
     return checkpoint, config
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder (its ``checkpoints/best.ckpt``), a ``.ckpt`` or an exported ``.safetensors``."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
+        raise CheckpointError(f"{path}: a folder without checkpoints/best.ckpt or last.ckpt (not a karmma run folder)")
+    if not path.is_file():
+        raise CheckpointError(f"model not found: {path}")
+    return path
+
+
 class SafeCheckpointIO(TorchCheckpointIO):
     """Write to a temporary file then rename, so a crash never leaves a corrupt checkpoint;
     load with ``weights_only=True``."""

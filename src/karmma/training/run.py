@@ -46,6 +46,12 @@ def input_shapes(module: KarmmaModule) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+
+def clip_dataset(config: TrainConfig, module: KarmmaModule, split: str) -> ClipDataset:
+    """The media clips of ``split`` in the shapes the module needs (training sampling for ``train``)."""
+    return ClipDataset(load_split(config.data, split), input_shapes(module), train=split == "train", config=config.clip,
+                       missing=config.data.missing)
+
 class EpochMetrics(Callback):
     """Writes ``metrics.json`` (one entry per epoch) and ``curves.png`` into the run folder."""
 
@@ -127,10 +133,8 @@ def train(config: TrainConfig) -> dict:
     if config.stage == "student" and config.teacher_logits == "cache":
         if not config.cache.path:
             raise ValueError("teacher_logits=cache needs cache.path (written by karmma extract --logits)")
-        shapes = input_shapes(module)
-        clips = ClipDataset(load_split(config.data, "train"), shapes, train=True, config=config.clip, missing=config.data.missing)
-        train_set = CachedTeacherViews(clips, config.cache.path, in_memory=config.cache.in_memory)
-        val_set = ClipDataset(load_split(config.data, "validation"), shapes, train=False, config=config.clip, missing=config.data.missing)
+        train_set = CachedTeacherViews(clip_dataset(config, module, "train"), config.cache.path, in_memory=config.cache.in_memory)
+        val_set = clip_dataset(config, module, "validation")
         collate = collate_with_teacher_logits
         print(f"train: {len(train_set)} clips with cached teacher logits ({config.cache.path}), validation: {len(val_set)} clips")
     elif config.stage == "teacher" and config.cache.path:
@@ -139,9 +143,8 @@ def train(config: TrainConfig) -> dict:
         collate = val_collate = collate_features
         print(f"train: {len(train_set)} clips, validation: {len(val_set)} clips (teacher feature cache {config.cache.path})")
     else:
-        shapes = input_shapes(module)
-        train_set = ClipDataset(load_split(config.data, "train"), shapes, train=True, config=config.clip, missing=config.data.missing)
-        val_set = ClipDataset(load_split(config.data, "validation"), shapes, train=False, config=config.clip, missing=config.data.missing)
+        train_set = clip_dataset(config, module, "train")
+        val_set = clip_dataset(config, module, "validation")
         print(f"train: {len(train_set)} clips\n{train_set.report}\nvalidation: {len(val_set)} clips\n{val_set.report}")
 
     precision = config.trainer.precision
