@@ -171,7 +171,9 @@ def demo_stages(out: Path, plan: DemoPlan, seed: int, workers: int = 2) -> list[
         results = {"models": {}, "settings": {"split": settings.split, "probabilities": list(settings.probabilities),
                                               "seeds": settings.seeds}}
         for name in DEMO_MODELS:
-            results["models"][name] = evaluate_model(load_for_evaluation(runs / name, name), settings)
+            result = evaluate_model(load_for_evaluation(runs / name, name), settings)
+            result["source"] = str(Path(result["source"]).relative_to(out))  # the same file for any --out
+            results["models"][name] = result
         _write_json(out / "results.json", results)
 
     def benchmark_stage():

@@ -31,7 +31,6 @@ import re
 import shutil
 import time
 import wave
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -40,6 +39,7 @@ import numpy as np
 
 from karmma.data.epic import flow_stride
 from karmma.data.media import MediaError, decode_audio_track, encode_flow
+from karmma.parallel import process_pool
 
 log = logging.getLogger("karmma.prepare")
 
@@ -298,7 +298,7 @@ def prepare(src: str | Path, out: str | Path, settings: PrepareSettings = Prepar
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     jobs = [(str(v), str(out), settings) for v in videos]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    with process_pool(workers) as pool:
         summaries = list(tqdm(pool.map(prepare_video, jobs), total=len(jobs), desc="prepare", unit="video", disable=not progress))
     wall = time.perf_counter() - start
     # videos skipped this time still count in video_info: take their summaries from the markers

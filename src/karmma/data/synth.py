@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import csv
 import math
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from karmma.parallel import process_pool
 
 VERBS = ["lift", "lower", "push", "pull", "shake"]
 NOUNS = ["cup", "plate", "sponge", "bottle", "pan", "knife"]
@@ -271,7 +272,7 @@ def synthesize(
     spec = SIZES[size] if isinstance(size, str) else size
     out = Path(out)
     jobs = [(str(out), seed, i, p, v, spec) for i, (p, v) in enumerate(video_ids(spec))]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    with process_pool(workers) as pool:
         results = list(tqdm(pool.map(_make_video, jobs), total=len(jobs), desc="synth", unit="video", disable=not progress))
     validation = {f"P{p:02d}" for p in range(spec.participants - spec.validation_participants + 1, spec.participants + 1)}
     write_annotations(out / "annotations", results, spec, validation)
@@ -358,7 +359,7 @@ def synthesize_ssv2(out: str | Path, seed: int = 0, size: str | SynthSize = "qui
     validation_from = clips - clips * spec.validation_participants // spec.participants
     out = Path(out)
     jobs = [(str(out), seed, i, spec) for i in range(clips)]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    with process_pool(workers) as pool:
         results = list(tqdm(pool.map(_make_ssv2_clip, jobs), total=clips, desc="synth", unit="clip", disable=not progress))
     annotations = out / "annotations"
     annotations.mkdir(parents=True, exist_ok=True)
