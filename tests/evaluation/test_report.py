@@ -28,9 +28,9 @@ def _results(student_bonus: float) -> dict:
 
 def test_claims_hold_on_paper_like_numbers_and_fail_otherwise():
     verdicts = [holds for _, holds, _ in check_claims(_results(student_bonus=1.0))]
-    assert verdicts == [True, True, True, True, None]
+    assert verdicts == [True, True, True, True, True, True, None]
     verdicts = [holds for _, holds, _ in check_claims(_results(student_bonus=-3.0))]
-    assert verdicts[0] is False and verdicts[1] is False
+    assert verdicts[0] is False and verdicts[1] is False and verdicts[2] is False
 
 
 def test_table_marks_the_best_student_sized_model():
