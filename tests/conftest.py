@@ -31,19 +31,30 @@ def tiny():
     return tiny_preset()
 
 
-@pytest.fixture(scope="session")
-def synth_prepared(tmp_path_factory) -> Path:
-    """A tiny SynthKitchen recording set, prepared into the EPIC layout (4 videos, 12 segments)."""
+def synthesize_and_prepare(tmp_path_factory, name: str, seed: int, videos_per_participant: int) -> tuple[Path, Path]:
+    """``(raw, prepared)``: a tiny SynthKitchen set (2 participants, 3 actions per video) in the EPIC layout."""
     from karmma.data.prepare import PrepareSettings, prepare
     from karmma.data.synth import SynthSize, synthesize
 
-    raw = tmp_path_factory.mktemp("synth_raw")
-    size = SynthSize(participants=2, validation_participants=1, videos_per_participant=2, actions_per_video=3)
-    synthesize(raw, seed=3, size=size, workers=2, progress=False)
-    out = tmp_path_factory.mktemp("synth_prepared")
-    summary = prepare(raw, out, PrepareSettings(flow="dis", short_side=64), workers=2, progress=False)
-    assert summary["prepared"] == 4 and not summary["failed"], summary
-    return out
+    raw = tmp_path_factory.mktemp(f"{name}_raw")
+    size = SynthSize(participants=2, validation_participants=1, videos_per_participant=videos_per_participant, actions_per_video=3)
+    synthesize(raw, seed=seed, size=size, workers=2, progress=False)
+    prepared = tmp_path_factory.mktemp(f"{name}_prepared")
+    summary = prepare(raw, prepared, PrepareSettings(flow="dis", short_side=64), workers=2, progress=False)
+    assert summary["prepared"] == 2 * videos_per_participant and not summary["failed"], summary
+    return raw, prepared
+
+
+@pytest.fixture(scope="session")
+def make_synth_set(tmp_path_factory):
+    """``make_synth_set(name, seed, videos_per_participant) -> (raw, prepared)``."""
+    return lambda *args, **kwargs: synthesize_and_prepare(tmp_path_factory, *args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def synth_prepared(make_synth_set) -> Path:
+    """A tiny SynthKitchen recording set, prepared into the EPIC layout (4 videos, 12 segments)."""
+    return make_synth_set("synth", seed=3, videos_per_participant=2)[1]
 
 
 @pytest.fixture

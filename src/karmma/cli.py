@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from karmma.modalities import parse_subset
+from karmma.modalities import parse_subset, subset_name
 
 
 def _benchmark(args: argparse.Namespace) -> int:
@@ -200,7 +200,7 @@ def _export_student(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation, unique_names
+    from karmma.evaluation.evaluate import EvaluationSettings, evaluate_models, load_for_evaluation, unique_names
 
     probabilities = tuple(float(p) for p in args.p.split(",")) if args.p else EvaluationSettings.probabilities
     settings = EvaluationSettings(
@@ -216,11 +216,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     loaded = [load_for_evaluation(m, n, args.set) for m, n in zip(args.models, names)]
     for evaluated in loaded:
         evaluated.model.to(device)
-    results = {"models": {}, "settings": {"split": args.split, "probabilities": list(probabilities), "seeds": args.seeds}}
     for name, evaluated in zip(unique_names([m.name for m in loaded]), loaded):
         evaluated.name = name
-        results["models"][name] = evaluate_model(evaluated, settings)
-        full = results["models"][name]["subsets"][max(results["models"][name]["subsets"], key=len)]
+    results = evaluate_models(loaded, settings)
+    for name, result in results["models"].items():
+        full = result["subsets"][subset_name(result["modalities"])]
         print(f"{name}: action top-1 {full['action_top1']:.2f} on the full set", file=sys.stderr)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -100,13 +100,19 @@ def _output_to(log_path: Path):
                 handler.stream = stream
 
 
-def _train_stage(config_name: str, overrides: list[str]) -> dict:
+def _stage_config(config_name: str, overrides: list[str]):
+    """A shipped SynthKitchen config with the demo's overrides."""
     from karmma.configs import config_path
     from karmma.configuration import load_config
     from karmma.training.config import TrainConfig
+
+    return load_config(TrainConfig, config_path("synthkitchen", config_name), overrides)
+
+
+def _train_stage(config_name: str, overrides: list[str]) -> dict:
     from karmma.training.run import train
 
-    return train(load_config(TrainConfig, config_path("synthkitchen", config_name), overrides))
+    return train(_stage_config(config_name, overrides))
 
 
 def demo_stages(out: Path, plan: DemoPlan, seed: int, workers: int = 2) -> list[Stage]:
@@ -138,26 +144,21 @@ def demo_stages(out: Path, plan: DemoPlan, seed: int, workers: int = 2) -> list[
             *common, f"optim.epochs={plan.unimodal_epochs}"])
 
     def extract_stage():
-        from karmma.configuration import load_config
-        from karmma.configs import config_path
         from karmma.data.config import dataset_heads
         from karmma.training.cache import extract_features
-        from karmma.training.config import TrainConfig
         from karmma.training.module import build_stage_model
 
-        config = load_config(TrainConfig, config_path("synthkitchen", "teacher"), teacher_config)
+        config = _stage_config("teacher", teacher_config)
         extract_features(config, build_stage_model(config, dataset_heads(config.data)), progress=False)
 
     def teacher_stage():
-        _train_stage("teacher", teacher_config)
-        from karmma.configuration import load_config
-        from karmma.configs import config_path
         from karmma.data.config import dataset_heads
         from karmma.training.cache import write_teacher_logits
-        from karmma.training.config import TrainConfig
         from karmma.training.module import load_teacher
+        from karmma.training.run import train
 
-        config = load_config(TrainConfig, config_path("synthkitchen", "teacher"), teacher_config)
+        config = _stage_config("teacher", teacher_config)
+        train(config)
         write_teacher_logits(cache, load_teacher(str(teacher_ckpt), config, dataset_heads(config.data)))
 
     def student_stage(name: str):
@@ -165,15 +166,12 @@ def demo_stages(out: Path, plan: DemoPlan, seed: int, workers: int = 2) -> list[
         return lambda: _train_stage(name, [*data, *common, *extra, f"optim.epochs={plan.student_epochs}"])
 
     def evaluate_stage():
-        from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation
+        from karmma.evaluation.evaluate import EvaluationSettings, evaluate_models, load_for_evaluation
 
         settings = EvaluationSettings(seeds=plan.sweep_seeds, workers=workers, progress=False)
-        results = {"models": {}, "settings": {"split": settings.split, "probabilities": list(settings.probabilities),
-                                              "seeds": settings.seeds}}
-        for name in DEMO_MODELS:
-            result = evaluate_model(load_for_evaluation(runs / name, name), settings)
+        results = evaluate_models([load_for_evaluation(runs / name, name) for name in DEMO_MODELS], settings)
+        for result in results["models"].values():
             result["source"] = str(Path(result["source"]).relative_to(out))  # the same file for any --out
-            results["models"][name] = result
         _write_json(out / "results.json", results)
 
     def benchmark_stage():
@@ -188,7 +186,7 @@ def demo_stages(out: Path, plan: DemoPlan, seed: int, workers: int = 2) -> list[
         from karmma.evaluation.report import write_report
         from karmma.training.export import export_student
 
-        export_student(teacher_ckpt.parents[2] / "student" / "checkpoints" / "best.ckpt", out / "student.safetensors")
+        export_student(runs / "student" / "checkpoints" / "best.ckpt", out / "student.safetensors")
         write_report(out)
 
     s = plan.seconds

@@ -97,6 +97,11 @@ def parse_subset(name: str) -> list[str]:
     return keys
 
 
+def largest_first(names: Iterable[str]) -> list[str]:
+    """Subset names ordered as in the paper's tables: more modalities first, then by name."""
+    return sorted(names, key=lambda name: (-len(parse_subset(name)), name))
+
+
 def all_subsets(keys: Sequence[str]) -> list[tuple[str, ...]]:
     """Every non-empty subset of ``keys``, largest first (``V+F+A``, ``V+F``, ..., ``A``)."""
     subsets = []

@@ -13,18 +13,9 @@ from karmma.training.module import build_stage_model
 
 
 @pytest.fixture(scope="session")
-def synth_videos(tmp_path_factory) -> tuple[Path, Path]:
+def synth_videos(make_synth_set) -> tuple[Path, Path]:
     """``(raw, prepared)``: 2 SynthKitchen recordings (one 2018-style id, one 2020-style) and their prepared form."""
-    from karmma.data.prepare import PrepareSettings, prepare
-    from karmma.data.synth import SynthSize, synthesize
-
-    raw = tmp_path_factory.mktemp("deploy_raw")
-    size = SynthSize(participants=2, validation_participants=1, videos_per_participant=1, actions_per_video=3)
-    synthesize(raw, seed=5, size=size, workers=2, progress=False)
-    prepared = tmp_path_factory.mktemp("deploy_prepared")
-    summary = prepare(raw, prepared, PrepareSettings(flow="dis", short_side=64), workers=2, progress=False)
-    assert summary["prepared"] == 2 and not summary["failed"], summary
-    return raw, prepared
+    return make_synth_set("deploy", seed=5, videos_per_participant=1)
 
 
 def student_config(root: Path, modalities=()) -> TrainConfig:

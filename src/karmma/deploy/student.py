@@ -125,7 +125,7 @@ def load_torch_student(path: str | Path) -> tuple[KARMMA, StudentInfo]:
 
 def _load_checkpoint(path: Path) -> tuple[KARMMA, StudentInfo]:
     from karmma.data.config import dataset_heads
-    from karmma.training.checkpoints import checkpoint_config, read_checkpoint
+    from karmma.training.checkpoints import checkpoint_config, model_state, read_checkpoint
     from karmma.training.config import TrainConfig
     from karmma.training.export import STUDENT_STAGES
     from karmma.training.module import build_stage_model
@@ -140,8 +140,7 @@ def _load_checkpoint(path: Path) -> tuple[KARMMA, StudentInfo]:
     except (OSError, ValueError) as error:
         raise CheckpointError(f"{path}: the class files of its dataset are needed to rebuild a .ckpt ({error}); use an exported .safetensors") from None
     model = build_stage_model(train_config, heads, restore=True)
-    state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-    _load_state(model, state, path)
+    _load_state(model, model_state(checkpoint), path)
     return model.eval(), describe_student(model, config, heads)
 
 

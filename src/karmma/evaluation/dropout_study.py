@@ -10,11 +10,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-from karmma.modalities import parse_subset
+from karmma.modalities import largest_first
 from karmma.training.config import TrainConfig
 
 
-def run_dropout_study(config: TrainConfig, rates: list[float], out: str | Path, seeds: int = 1) -> dict:
+def run_dropout_study(config: TrainConfig, rates: list[float], out: str | Path) -> dict:
     """Train ``config`` (a teacher config) at every rate; returns and writes ``out/dropout_study.json``."""
     from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation
     from karmma.training.run import train
@@ -42,8 +42,7 @@ def run_dropout_study(config: TrainConfig, rates: list[float], out: str | Path, 
 
 
 def _subsets(study: dict) -> list[str]:
-    first = next(iter(study["rates"].values()))
-    return sorted(first["subsets"], key=lambda s: (-len(parse_subset(s)), s))
+    return largest_first(next(iter(study["rates"].values()))["subsets"])
 
 
 def study_table(study: dict, metric: str = "action_top1") -> str:

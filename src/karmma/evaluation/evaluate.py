@@ -29,7 +29,7 @@ from karmma.data.dataset import ClipDataset
 from karmma.evaluation.metrics import classification_metrics, tail_metrics
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
-from karmma.training.checkpoints import CheckpointError, checkpoint_config, read_checkpoint, resolve_checkpoint
+from karmma.training.checkpoints import CheckpointError, checkpoint_config, model_state, read_checkpoint, resolve_checkpoint
 from karmma.training.config import TrainConfig
 from karmma.training.data import item_seed, make_loader
 from karmma.training.module import build_stage_model
@@ -63,8 +63,7 @@ def load_for_evaluation(path: str | Path, name: str = "", overrides: list[str] =
             raise CheckpointError(f"{file}: unknown stage {raw.get('stage')!r}")
         config = from_dict(TrainConfig, raw, str(file))
         model = build_stage_model(dataclasses.replace(config, pretrained={}), dataset_heads(config.data), restore=True)
-        state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-        model.load_state_dict(state)
+        model.load_state_dict(model_state(checkpoint))
     raw = dict(raw)
     for override in overrides:
         apply_override(raw, override)
@@ -206,7 +205,7 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
     extras = _epic_extras(config)
     if extras is not None and {"verb", "noun"} <= set(heads):
         tail_verbs, tail_nouns, unseen = extras
-        _, seen, probs = metrics_of(subset_sums[full_name])
+        seen, probs = subset_sums[full_name].averaged()
         clip_labels = {h: labels[h][seen] for h in heads}
         results["tail"] = tail_metrics(probs, clip_labels, tail_verbs, tail_nouns)
         participants = [dataset.samples[i].group.split("_")[0] for i in seen.tolist()]
@@ -216,6 +215,14 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
                                                           {h: v[unseen_rows] for h, v in clip_labels.items()}),
                                  "samples": int(unseen_rows.sum())}
     return _finite(results)
+
+
+def evaluate_models(models: list[EvaluatedModel], settings: EvaluationSettings = EvaluationSettings()) -> dict:
+    """The ``results.json`` layout: ``{"models": {name: evaluate_model(...)}, "settings": {...}}``."""
+    return {
+        "models": {m.name: evaluate_model(m, settings) for m in models},
+        "settings": {"split": settings.split, "probabilities": list(settings.probabilities), "seeds": settings.seeds},
+    }
 
 
 def _finite(value):

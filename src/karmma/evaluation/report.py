@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from karmma.modalities import parse_subset
+from karmma.modalities import largest_first, parse_subset
 
 MODEL_LABELS = {"teacher": "KARMMA_T", "baseline": "Baseline", "baseline_delta": "Baseline w/ δ", "student": "KARMMA_S"}
 COMPARED = ("baseline", "baseline_delta", "student")
@@ -39,7 +39,7 @@ def _pyplot():
 def subset_table(results: dict, metric: str = "action_top1") -> str:
     """Rows: subsets (largest first); columns: models; the best student-sized model per row in bold."""
     models = results["models"]
-    subsets = sorted({s for m in models.values() for s in m["subsets"]}, key=lambda s: (-len(parse_subset(s)), s))
+    subsets = largest_first({s for m in models.values() for s in m["subsets"]})
     names = list(models)
     lines = ["| subset | " + " | ".join(_label(n) for n in names) + " |", "|---" * (len(names) + 1) + "|"]
     for subset in subsets:

@@ -35,6 +35,11 @@ def checkpoint_config(checkpoint: dict, path: str | Path) -> dict:
         raise CheckpointError(f"{path}: not a karmma training checkpoint (no config)") from None
 
 
+
+def model_state(checkpoint: dict, prefix: str = "model.") -> dict:
+    """The weights under ``prefix`` in a Lightning checkpoint's ``state_dict``, with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+
 def expect_checkpoint(path: str | Path, stage: str, preset: str) -> tuple[dict, dict]:
     """Read a checkpoint and check it comes from ``stage`` with ``preset``; returns (checkpoint, config)."""
     checkpoint = read_checkpoint(path)

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from karmma.configuration import from_dict
 from karmma.data.config import dataset_heads
 from karmma.models.karmma import KARMMA
-from karmma.training.checkpoints import CheckpointError, checkpoint_config, read_checkpoint
+from karmma.training.checkpoints import CheckpointError, checkpoint_config, model_state, read_checkpoint
 from karmma.training.config import TrainConfig
 from karmma.training.module import build_stage_model
 
@@ -25,7 +25,7 @@ def export_student(checkpoint_path: str | Path, out: str | Path) -> Path:
     if config.get("stage") not in STUDENT_STAGES:
         raise CheckpointError(f"{checkpoint_path}: a {config.get('stage')!r} checkpoint; export takes one of {', '.join(STUDENT_STAGES)}")
     heads = dataset_heads(from_dict(TrainConfig, config).data)
-    state = {k[len("model."):]: v.contiguous() for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    state = {k: v.contiguous() for k, v in model_state(checkpoint).items()}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"karmma": "student", "config": json.dumps(config), "heads": json.dumps(heads)}

@@ -24,7 +24,7 @@ from karmma.data.config import dataset_heads
 from karmma.losses import distillation_kl, info_nce, multihead_cross_entropy
 from karmma.models.karmma import KARMMA
 from karmma.presets import Preset, build_baseline, build_student, build_teacher, get_preset
-from karmma.training.checkpoints import CheckpointError, expect_checkpoint
+from karmma.training.checkpoints import CheckpointError, expect_checkpoint, model_state
 from karmma.training.config import TrainConfig
 from karmma.training.data import item_seed
 
@@ -85,18 +85,15 @@ def load_unimodal_extractor(model: KARMMA, key: str, path: str, preset: str) -> 
     checkpoint, source = expect_checkpoint(path, "unimodal", preset)
     if source.get("unimodal_modality") != key:
         raise CheckpointError(f"{path}: a unimodal checkpoint of {source.get('unimodal_modality')!r}, not of {key!r}")
-    prefix = f"model.extractors.{key}."
-    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    model.extractors[key].load_state_dict(state)
+    model.extractors[key].load_state_dict(model_state(checkpoint, f"model.extractors.{key}."))
 
 
 def load_teacher(path: str, config: TrainConfig, heads: dict[str, int]) -> KARMMA:
     checkpoint, teacher_config = expect_checkpoint(path, "teacher", config.preset)
     teacher_train = from_dict(TrainConfig, teacher_config, str(path))
     teacher = build_stage_model(dataclasses.replace(teacher_train, pretrained={}), heads, restore=True)
-    state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     try:
-        teacher.load_state_dict(state)
+        teacher.load_state_dict(model_state(checkpoint))
     except RuntimeError as error:
         raise CheckpointError(f"{path}: teacher does not match this run's heads/modalities ({str(error)[:200]})") from None
     return teacher.eval().requires_grad_(False)
