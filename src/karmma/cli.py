@@ -213,7 +213,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    loaded = [load_for_evaluation(m, n, args.set) for m, n in zip(args.models, names)]
+    loaded = [load_for_evaluation(m, n, args.set, args.checkpoint) for m, n in zip(args.models, names)]
     for evaluated in loaded:
         evaluated.model.to(device)
     for name, evaluated in zip(unique_names([m.name for m in loaded]), loaded):
@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--json", help="also write the summary as JSON")
     prep.set_defaults(run=_prepare)
 
-    train = commands.add_parser("train", help="train a stage: unimodal, teacher, student, baseline or baseline_delta")
+    train = commands.add_parser("train", help="train a stage: unimodal, teacher, student, baseline, baseline_masked or baseline_delta")
     train.add_argument("config", help="YAML config (see configs/)")
     train.add_argument("overrides", nargs="*", help="key.subkey=value overrides, e.g. optim.lr=3e-4 data.root=/data")
     train.set_defaults(run=_train)
@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     btrain.set_defaults(run=_benchmark_training)
 
     export = commands.add_parser("export-student", help="a trained student alone, as safetensors with its config")
-    export.add_argument("checkpoint", help="a student / baseline / baseline_delta checkpoint")
+    export.add_argument("checkpoint", help="a student / baseline / baseline_masked / baseline_delta checkpoint")
     export.add_argument("out", help="output .safetensors file")
     export.set_defaults(run=_export_student)
 
@@ -404,7 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("models", nargs="+", help="run folders, .ckpt checkpoints or exported student .safetensors")
     evaluate.add_argument("--out", required=True, help="results JSON")
     evaluate.add_argument("--names", default="", help="comma-separated model names (default: each model's stage)")
-    evaluate.add_argument("--split", default="validation", choices=("train", "validation", "test"))
+    evaluate.add_argument("--split", default=None, choices=("train", "validation", "test"),
+                          help="split to score (default: the official validation set: 'test' for epic_star, "
+                               "whose 'validation' is the 10 %% held out of training, else 'validation')")
+    evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                          help="which checkpoint of a run folder: best (chosen on validation) or last (the last epoch; "
+                               "use it where the scored split is also the selection split)")
     evaluate.add_argument("--p", default="", help="sweep drop probabilities (default 0.0,0.1,...,0.9)")
     evaluate.add_argument("--seeds", type=int, default=3, help="sweep seeds (mean and spread reported)")
     evaluate.add_argument("--batch-size", type=int, default=32)
@@ -436,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.set_defaults(run=_dropout_study)
 
     exp = commands.add_parser("export", help="a trained student as safetensors, one ONNX graph and/or split ONNX graphs")
-    exp.add_argument("student", help="a student / baseline / baseline_delta run folder or checkpoint (.ckpt) or exported .safetensors")
+    exp.add_argument("student", help="a student / baseline / baseline_masked / baseline_delta run folder or checkpoint (.ckpt) or exported .safetensors")
     exp.add_argument("--safetensors", metavar="OUT", help="write the weights with config, class names and preparation settings")
     exp.add_argument("--onnx", metavar="OUT", help="write one ONNX graph taking every modality input and the availability mask")
     exp.add_argument("--onnx-split", metavar="DIR", help="write one ONNX graph per extractor plus a fusion graph to DIR")

@@ -39,9 +39,13 @@ class Preset:
     notes: str = field(default="", compare=False)
 
 
-def paper_preset(frames: int = 32, size: int = 224, box_slots: int = 8) -> Preset:
-    """The paper's architecture (KARMMA.md, "Architecture sizes")."""
-    boxes = (frames // 2, box_slots, 6)
+def paper_preset(frames: int = 32, size: int = 224, box_slots: int = 8, audio_frames: int = 400) -> Preset:
+    """The paper's architecture (docs/method.md, "Architecture sizes").
+
+    ``frames``, ``size`` and ``audio_frames`` (the student's log-mel width) set
+    the input geometry only: the extractors, fusion and heads stay the paper's.
+    """
+    boxes = (frames, box_slots, 6)  # one box frame per video frame: the loader samples them together
     return Preset(
         name="paper",
         teacher={
@@ -53,7 +57,7 @@ def paper_preset(frames: int = 32, size: int = 224, box_slots: int = 8) -> Prese
         student={
             "V": ModalitySpec("V", (frames, 3, size, size), swin3d_t_config()),
             "F": ModalitySpec("F", (frames, 2, size, size), swin3d_t_config()),
-            "A": ModalitySpec("A", (1, 128, 400), resnet18_config()),
+            "A": ModalitySpec("A", (1, 128, audio_frames), resnet18_config()),
             "D": ModalitySpec("D", boxes, BoxTransformerConfig(dim=128, depth=2, num_heads=4)),
         },
         teacher_fusion=FusionConfig(width=768, depth=2, num_heads=12),
@@ -64,7 +68,7 @@ def paper_preset(frames: int = 32, size: int = 224, box_slots: int = 8) -> Prese
 _TINY_SWIN = dict(patch_size=(2, 4, 4), window_size=(2, 4, 4), stochastic_depth_prob=0.0)
 
 
-def tiny_preset(frames: int = 8, size: int = 64, box_slots: int = 4) -> Preset:
+def tiny_preset(frames: int = 8, size: int = 64, box_slots: int = 4, audio_frames: int = 200) -> Preset:
     """Small extractors of the same families, for CPU training and tests."""
     teacher_swin = VideoSwinConfig(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), **_TINY_SWIN)
     student_swin = VideoSwinConfig(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), **_TINY_SWIN)
@@ -80,7 +84,7 @@ def tiny_preset(frames: int = 8, size: int = 64, box_slots: int = 4) -> Preset:
         student={
             "V": ModalitySpec("V", (frames, 3, size, size), student_swin),
             "F": ModalitySpec("F", (frames, 2, size, size), student_swin),
-            "A": ModalitySpec("A", (1, 64, 200), AudioResNetConfig(widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1))),
+            "A": ModalitySpec("A", (1, 64, audio_frames), AudioResNetConfig(widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1))),
             "D": ModalitySpec("D", boxes, BoxTransformerConfig(dim=32, depth=1, num_heads=2)),
         },
         teacher_fusion=FusionConfig(width=128, depth=2, num_heads=4),
@@ -88,12 +92,17 @@ def tiny_preset(frames: int = 8, size: int = 64, box_slots: int = 4) -> Preset:
     )
 
 
-def get_preset(name: str) -> Preset:
-    if name == "paper":
-        return paper_preset()
-    if name == "tiny":
-        return tiny_preset()
-    raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
+def get_preset(name: str, frames: int | None = None, size: int | None = None, audio_frames: int | None = None) -> Preset:
+    """Preset ``name``, optionally with another input geometry (``clip.frames`` / ``clip.size`` /
+    ``clip.audio_frames``): same extractors and fusion, shorter or smaller clips."""
+    builders = {"paper": paper_preset, "tiny": tiny_preset}
+    if name not in builders:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
+    geometry = {"frames": frames, "size": size, "audio_frames": audio_frames}
+    for key, value in geometry.items():
+        if value is not None and value < 1:
+            raise ValueError(f"clip.{key} must be a positive integer, got {value}")
+    return builders[name](**{k: v for k, v in geometry.items() if v is not None})
 
 
 def _specs(table: Mapping[str, ModalitySpec], modalities: Sequence[str]) -> list[ModalitySpec]:
@@ -103,10 +112,15 @@ def _specs(table: Mapping[str, ModalitySpec], modalities: Sequence[str]) -> list
     return [table[k] for k in modalities]
 
 
-def build_teacher(preset: Preset, heads: Mapping[str, int], modalities: Sequence[str] | None = None) -> KARMMA:
-    """KARMMA_T: frozen extractors, learned missing-modality tokens."""
+def build_teacher(
+    preset: Preset,
+    heads: Mapping[str, int],
+    modalities: Sequence[str] | None = None,
+    missing_strategy: MissingStrategy = "learned",
+) -> KARMMA:
+    """KARMMA_T: frozen teacher-sized extractors; learned missing-modality tokens by default (our choice)."""
     modalities = modalities or preset.default_modalities
-    return KARMMA(_specs(preset.teacher, modalities), heads, preset.teacher_fusion, "learned", freeze_extractors=True)
+    return KARMMA(_specs(preset.teacher, modalities), heads, preset.teacher_fusion, missing_strategy, freeze_extractors=True)
 
 
 def build_student(
@@ -115,11 +129,12 @@ def build_student(
     modalities: Sequence[str] | None = None,
     missing_strategy: MissingStrategy = "learned",
 ) -> KARMMA:
-    """KARMMA_S and Baseline w/ δ (``"learned"``), or the Baseline (``"mask"``)."""
+    """The student architecture: KARMMA_S and Baseline w/ δ (``"learned"``), the paper's
+    Baseline (``"zeros"``) and our masked Baseline (``"mask"``)."""
     modalities = modalities or preset.default_modalities
     return KARMMA(_specs(preset.student, modalities), heads, preset.student_fusion, missing_strategy)
 
 
 def build_baseline(preset: Preset, heads: Mapping[str, int], modalities: Sequence[str] | None = None) -> KARMMA:
-    """Baseline: the student architecture without learned tokens."""
-    return build_student(preset, heads, modalities, missing_strategy="mask")
+    """The paper's Baseline: the student architecture; a missing modality arrives as a zero input."""
+    return build_student(preset, heads, modalities, missing_strategy="zeros")

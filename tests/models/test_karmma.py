@@ -10,7 +10,8 @@ ALL = ("V", "F", "A", "D")
 MODELS = {
     "teacher": build_teacher,
     "student": build_student,
-    "baseline": build_baseline,
+    "baseline": build_baseline,  # the paper's: a missing modality is a zero input
+    "baseline_masked": lambda preset, heads, keys: build_student(preset, heads, keys, missing_strategy="mask"),
     "baseline_delta": build_student,
 }
 
@@ -49,11 +50,31 @@ def _extractor_grads(model, present):
     return reached
 
 
-@pytest.mark.parametrize("name", ["student", "baseline", "baseline_delta"])
+@pytest.mark.parametrize("name", ["student", "baseline_masked", "baseline_delta"])
 @pytest.mark.parametrize("present", [("V",), ("F", "A"), ("V", "F", "A", "D"), ("A", "D")])
 def test_gradients_reach_exactly_present_extractors(models, name, present):
     reached = _extractor_grads(models[name], present)
     assert reached == {k: k in present for k in ALL}
+
+
+def test_training_zeros_baseline_runs_every_extractor_on_the_whole_batch(models):
+    """The paper's Baseline in training: a missing modality is a zero row in its extractor's batch."""
+    model = models["baseline"].train()
+    seen = {}
+    handles = [e.register_forward_pre_hook(lambda m, args, key=key: seen.setdefault(key, args[0].clone()))
+               for key, e in model.extractors.items()]
+    inputs = model.example_inputs(3)
+    availability = torch.tensor([[True, False, True, True], [True, True, False, True], [True, True, True, False]])
+    try:
+        model({k: v for k, v in inputs.items() if k != "A"} | {"A": inputs["A"]}, availability)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for j, key in enumerate(model.modalities):
+        assert seen[key].shape[0] == 3, key
+        for row in range(3):
+            expected = inputs[key][row] if availability[row, j] else torch.zeros_like(inputs[key][row])
+            assert torch.equal(seen[key][row], expected), (key, row)
 
 
 def test_teacher_extractors_are_frozen(models):
@@ -70,7 +91,7 @@ def _logits(model, inputs, availability):
         return torch.cat(list(model.eval()(inputs, availability).logits.values()), dim=1)
 
 
-@pytest.mark.parametrize("name", ["student", "teacher", "baseline"])
+@pytest.mark.parametrize("name", ["student", "teacher", "baseline", "baseline_masked"])
 def test_missing_modality_input_is_ignored(models, name):
     model = models[name]
     inputs = model.example_inputs(2)
@@ -81,7 +102,7 @@ def test_missing_modality_input_is_ignored(models, name):
     assert not torch.allclose(_logits(model, inputs, availability), _logits(model, changed, availability))
 
 
-@pytest.mark.parametrize("name,learned", [("student", True), ("baseline", False)])
+@pytest.mark.parametrize("name,learned", [("student", True), ("baseline_masked", False)])
 def test_learned_tokens_stand_in_exactly_for_missing_modalities(models, name, learned):
     model = models[name]
     inputs = model.example_inputs(2)
@@ -114,7 +135,38 @@ def test_learned_tokens_replace_the_embedding_of_a_missing_modality(tiny):
     assert torch.allclose(before[0], after[0]) and not torch.allclose(before[1], after[1])
 
 
-@pytest.mark.parametrize("name", ["student", "baseline"])
+def test_zeros_baseline_sees_a_missing_modality_as_a_zero_input(models):
+    """The paper's Baseline: "F missing" gives exactly the prediction of F = zeros, marked present."""
+    model = models["baseline"].eval()
+    inputs = model.example_inputs(2)
+    availability = torch.tensor([[True, False, True, True], [True, True, False, True]])
+    zeroed = dict(inputs, F=inputs["F"].clone(), A=inputs["A"].clone())
+    zeroed["F"][0] = 0
+    zeroed["A"][1] = 0
+    missing = _logits(model, inputs, availability)
+    as_zeros = _logits(model, zeroed, torch.ones_like(availability))
+    assert torch.allclose(missing, as_zeros, atol=1e-5)
+    # and a zero input is not what the masked Baseline does: leaving F out changes the prediction
+    masked = models["baseline_masked"]
+    masked.load_state_dict(model.state_dict())
+    assert not torch.allclose(missing, _logits(masked, inputs, availability), atol=1e-3)
+
+
+def test_zero_input_tokens_follow_the_weights(models):
+    model = models["baseline"].eval()
+    with torch.no_grad():
+        before = model.zero_input_tokens("V").clone()
+        saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        noisy = {k: v + torch.randn_like(v) if k.startswith("extractors.V.") and v.is_floating_point() else v
+                 for k, v in saved.items()}
+        model.load_state_dict(noisy)
+        after = model.zero_input_tokens("V")
+        model.load_state_dict(saved)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(model.zero_input_tokens("V"), before)
+
+
+@pytest.mark.parametrize("name", ["student", "baseline", "baseline_masked"])
 def test_partial_batch_equals_per_sample(models, name):
     """A sample's prediction does not depend on what else is in the batch."""
     model = models[name].eval()

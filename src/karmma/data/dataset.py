@@ -60,8 +60,16 @@ class ClipSample:
 
 @dataclass(frozen=True)
 class ClipConfig:
-    """How clips are sampled and what the evaluation views are."""
+    """How clips are sampled and what the evaluation views are.
 
+    ``frames``, ``size`` and ``audio_frames`` override the preset's input
+    geometry (frames per clip, crop side, the student's log-mel width) while
+    keeping its architecture; ``None`` keeps the preset's.
+    """
+
+    frames: int | None = None
+    size: int | None = None
+    audio_frames: int | None = None
     num_clips: int = 1  # temporal views at evaluation
     num_crops: int = 1  # spatial views at evaluation (1 centre or 3 left/centre/right)
     crop_scale: tuple[float, float] = (0.4, 1.0)
@@ -130,6 +138,10 @@ class ClipDataset(Dataset):
             raise ValueError(f"missing must be 'skip' or 'error', got {missing!r}")
         self.modalities = list(input_shapes)
         self.input_shapes = dict(input_shapes)
+        # V, F and D are sampled at the same frame numbers, so they must ask for as many frames.
+        frame_counts = {k: s[0] for k, s in self.input_shapes.items() if modality_of(k) in ("V", "F", "D")}
+        if len(set(frame_counts.values())) > 1:
+            raise ValueError(f"the video, flow and box inputs must have the same number of frames, got {frame_counts}")
         self.train = train
         self.config = config
         self.views = 1 if train else config.num_clips * config.num_crops

@@ -35,7 +35,7 @@ from karmma.training.data import item_seed, make_loader
 from karmma.training.module import build_stage_model
 
 SWEEP_PROBABILITIES = tuple(round(0.1 * i, 1) for i in range(10))
-EVALUABLE_STAGES = ("teacher", "student", "baseline", "baseline_delta", "unimodal")
+EVALUABLE_STAGES = ("teacher", "student", "baseline", "baseline_masked", "baseline_delta", "unimodal")
 
 
 @dataclass
@@ -48,32 +48,51 @@ class EvaluatedModel:
     source: str
 
 
-def load_for_evaluation(path: str | Path, name: str = "", overrides: list[str] = ()) -> EvaluatedModel:
+def load_for_evaluation(path: str | Path, name: str = "", overrides: list[str] = (), checkpoint: str = "best") -> EvaluatedModel:
     """Load a run folder / checkpoint / student export. ``overrides`` (``data.root=...``)
-    change the stored training config, e.g. when the data moved."""
-    file = resolve_checkpoint(path)
+    change the stored training config before the model is built, e.g. when the data
+    moved; ``checkpoint`` picks a run folder's ``best`` or ``last`` checkpoint."""
+    file = resolve_checkpoint(path, checkpoint)
     if file.suffix == ".safetensors":
         from karmma.training.export import load_student
 
         model, raw = load_student(file)
+        state = None
     else:
-        checkpoint = read_checkpoint(file)
-        raw = checkpoint_config(checkpoint, file)
-        if raw.get("stage") not in EVALUABLE_STAGES:
-            raise CheckpointError(f"{file}: unknown stage {raw.get('stage')!r}")
-        config = from_dict(TrainConfig, raw, str(file))
-        model = build_stage_model(dataclasses.replace(config, pretrained={}), dataset_heads(config.data), restore=True)
-        model.load_state_dict(model_state(checkpoint))
+        loaded = read_checkpoint(file)
+        raw = checkpoint_config(loaded, file)
+        state = model_state(loaded)
+    if raw.get("stage") not in EVALUABLE_STAGES:
+        raise CheckpointError(f"{file}: unknown stage {raw.get('stage')!r}")
     raw = dict(raw)
     for override in overrides:
         apply_override(raw, override)
     config = from_dict(TrainConfig, raw, str(file))
+    if state is not None:
+        model = build_stage_model(config, dataset_heads(config.data), restore=True)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as error:
+            raise CheckpointError(f"{file}: weights do not match the model its config describes ({str(error)[:200]})") from None
     return EvaluatedModel(name or config.stage, model.eval(), config, str(file))
+
+
+def default_split(config: TrainConfig) -> str:
+    """The split results are reported on: the official validation set, which is ``test``
+    for Epic-Kitchens* (its ``validation`` is the 10 % held out of training for selection)."""
+    return "test" if config.data.format == "epic_star" else "validation"
+
+
+def selection_note(config: TrainConfig, split: str) -> str:
+    """How the scored checkpoint was chosen relative to the scored split (for reports)."""
+    if config.data.format == "epic_star" or split != "validation":
+        return f"checkpoint chosen on the validation split, scored on {split}"
+    return "checkpoint chosen on the same validation split it is scored on (the dataset has no other labelled split)"
 
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    split: str = "validation"
+    split: str | None = None  # None: each model's default_split
     probabilities: tuple[float, ...] = SWEEP_PROBABILITIES
     seeds: int = 3
     batch_size: int = 32
@@ -140,10 +159,11 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
         clip = dataclasses.replace(clip, num_clips=settings.num_clips or clip.num_clips, num_crops=settings.num_crops or clip.num_crops)
     heads = dataset_heads(config.data)
     shapes = {k: model.specs[k].input_shape for k in model.modalities}
-    samples = load_split(config.data, settings.split)
+    split = settings.split or default_split(config)
+    samples = load_split(config.data, split)
     dataset = ClipDataset(samples, shapes, train=False, config=clip, missing=config.data.missing)
     if len(dataset) == 0:
-        raise ValueError(f"{evaluated.source}: the {settings.split} split has no clip with any of {model.modalities}")
+        raise ValueError(f"{evaluated.source}: the {split} split has no clip with any of {model.modalities}")
     clips = len(dataset.samples)
     loader = make_loader(dataset, settings.batch_size, config.trainer.seed, False, settings.workers)
     device = next(model.parameters()).device
@@ -155,6 +175,7 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
     noise = [torch.rand(clips, 2, len(model.modalities), generator=torch.Generator().manual_seed(item_seed(s, 0, -7)))
              for s in range(settings.seeds)]
     subset_sums = {name: _ProbabilitySums(clips, heads) for name in subsets}
+    as_recorded = _ProbabilitySums(clips, heads)  # every clip with the modalities it has (sweep p = 0)
     sweep_sums = {(p, s): _ProbabilitySums(clips, heads) for p in sweep_ps for s in range(settings.seeds)}
     labels = {h: torch.zeros(clips, dtype=torch.long) for h in heads}
     availability_counts = torch.zeros(len(model.modalities))
@@ -168,8 +189,12 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
             availability_counts += availability.float().sum(dim=0)
             inputs = {k: v.to(device) for k, v in batch["inputs"].items() if k in model.modalities}
             tokens = model.extract(inputs, availability.to(device))
+            _fuse_subset(model, tokens, availability, clip_indices, as_recorded)
             for name, keep in subsets.items():
-                _fuse_subset(model, tokens, availability & keep, clip_indices, subset_sums[name])
+                # Only clips that have every modality of the subset: a clip without one is
+                # not scored as if it had it (each row reports how many clips it covers).
+                complete = (availability | ~keep).all(dim=1)
+                _fuse_subset(model, tokens, availability & keep & complete[:, None], clip_indices, subset_sums[name])
             for (p, seed), sums in sweep_sums.items():
                 dropped = modality_dropout(availability, p, noise=noise[seed][clip_indices])
                 _fuse_subset(model, tokens, dropped, clip_indices, sums)
@@ -181,15 +206,13 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
         result["samples"] = int(len(seen))
         return result, seen, probs
 
-    full_name = subset_name(model.modalities)
     results: dict = {"stage": config.stage, "source": evaluated.source, "modalities": list(model.modalities),
-                     "split": settings.split, "clips": clips, "views": clip.num_clips * clip.num_crops,
+                     "split": split, "selection": selection_note(config, split), "clips": clips, "views": clip.num_clips * clip.num_crops,
                      "availability": {k: int(c) for k, c in zip(model.modalities, availability_counts.tolist())},
                      "subsets": {}, "sweep": {}}
     for name, sums in subset_sums.items():
         results["subsets"][name] = metrics_of(sums)[0]
-    full = results["subsets"][full_name]
-    results["sweep"]["0.0"] = {**{k: v for k, v in full.items() if k != "samples"}, "std": 0.0}
+    results["sweep"]["0.0"] = {**{k: v for k, v in metrics_of(as_recorded)[0].items() if k != "samples"}, "std": 0.0}
     for p in sweep_ps:
         per_seed = [metrics_of(sweep_sums[(p, s)])[0] for s in range(settings.seeds)]
         entry = {}
@@ -205,7 +228,7 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
     extras = _epic_extras(config)
     if extras is not None and {"verb", "noun"} <= set(heads):
         tail_verbs, tail_nouns, unseen = extras
-        seen, probs = subset_sums[full_name].averaged()
+        seen, probs = as_recorded.averaged()
         clip_labels = {h: labels[h][seen] for h in heads}
         results["tail"] = tail_metrics(probs, clip_labels, tail_verbs, tail_nouns)
         participants = [dataset.samples[i].group.split("_")[0] for i in seen.tolist()]
@@ -221,7 +244,7 @@ def evaluate_models(models: list[EvaluatedModel], settings: EvaluationSettings =
     """The ``results.json`` layout: ``{"models": {name: evaluate_model(...)}, "settings": {...}}``."""
     return {
         "models": {m.name: evaluate_model(m, settings) for m in models},
-        "settings": {"split": settings.split, "probabilities": list(settings.probabilities), "seeds": settings.seeds},
+        "settings": {"split": settings.split or "default", "probabilities": list(settings.probabilities), "seeds": settings.seeds},
     }
 
 

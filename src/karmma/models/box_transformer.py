@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from karmma.models.transformer import TransformerBlock
+from karmma.models.weights import load_pretrained
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class BoxTransformerConfig:
     num_categories: int = 4
     mlp_ratio: float = 4.0
     dropout: float = 0.1
+    #: a local state dict of this extractor (``.pth``/``.pt``/``.safetensors``); no public pre-training exists
+    weights: str | None = None
 
     @property
     def token_dim(self) -> int:
@@ -70,6 +73,8 @@ class BoxTransformerTokens(nn.Module):
             TransformerBlock(dim, config.num_heads, config.mlp_ratio, config.dropout) for _ in range(config.depth)
         )
         self.norm = nn.LayerNorm(dim)
+        if config.weights is not None:
+            load_pretrained(self, config.weights, None, first_layer="", drop_prefixes=())
 
     def forward(self, boxes: torch.Tensor) -> torch.Tensor:
         b, t, k, _ = boxes.shape

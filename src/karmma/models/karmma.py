@@ -2,8 +2,15 @@
 missing-modality tokens, transformer fusion, and a multi-head MLP.
 
 One class serves the teacher (frozen extractors), the student (trainable
-extractors, learned tokens) and the Baseline (``missing_strategy="mask"``: a
-missing modality contributes nothing). See ``KARMMA.md`` for the method.
+extractors, learned tokens) and the baselines. How a missing modality is
+handled is one explicit choice, ``missing_strategy`` (docs/method.md,
+"Missing modalities"):
+
+* ``"learned"`` (KARMMA): its tokens are the learned modality + position tokens;
+* ``"zeros"`` (the paper's Baseline): its input is zeros, run through its
+  extractor, embedded, attended to and averaged in like any other modality;
+* ``"mask"`` (our masked Baseline): it is left out of attention and out of the
+  prediction average, so it contributes nothing.
 
 Shapes: ``inputs[key]`` is ``[B, *spec.input_shape]``; ``availability`` is a
 ``[B, M]`` bool mask over ``model.modalities``; extractors give tokens
@@ -22,7 +29,8 @@ from karmma.availability import check_availability
 from karmma.modalities import ModalitySpec
 from karmma.models.transformer import TransformerBlock
 
-MissingStrategy = Literal["learned", "mask"]
+MissingStrategy = Literal["learned", "zeros", "mask"]
+MISSING_STRATEGIES = ("learned", "zeros", "mask")
 
 
 @dataclass(frozen=True)
@@ -79,10 +87,11 @@ class KARMMA(nn.Module):
         modalities: one spec per modality, in the order of the availability columns.
         heads: classes per head, e.g. ``{"verb": 97, "noun": 300}``.
         fusion: width/depth of embedding, fusion block and heads.
-        missing_strategy: ``"learned"`` (KARMMA: a missing modality's tokens are
-            the learned modality + position tokens) or ``"mask"`` (Baseline: a
-            missing modality's tokens are left out of attention and of the
-            prediction average, so it contributes nothing).
+        missing_strategy: ``"learned"`` (a missing modality's tokens are the
+            learned modality + position tokens), ``"zeros"`` (its tokens are the
+            extractor's tokens of an all-zero input, and it takes part in
+            attention and in the prediction average) or ``"mask"`` (left out of
+            attention and of the prediction average: it contributes nothing).
         freeze_extractors: the teacher's extractors are frozen (no gradients,
             always in eval mode) so their tokens can be cached.
     """
@@ -96,8 +105,8 @@ class KARMMA(nn.Module):
         freeze_extractors: bool = False,
     ):
         super().__init__()
-        if missing_strategy not in ("learned", "mask"):
-            raise ValueError(f"missing_strategy must be 'learned' or 'mask', got {missing_strategy!r}")
+        if missing_strategy not in MISSING_STRATEGIES:
+            raise ValueError(f"missing_strategy must be one of {', '.join(MISSING_STRATEGIES)}, got {missing_strategy!r}")
         keys = [spec.key for spec in modalities]
         if not keys or len(set(keys)) != len(keys):
             raise ValueError(f"modalities must be a non-empty list of distinct keys, got {keys}")
@@ -127,12 +136,38 @@ class KARMMA(nn.Module):
         if freeze_extractors:
             self.extractors.requires_grad_(False)
             self.extractors.eval()
+        # "zeros": the extractors' tokens of an all-zero input, kept while in eval mode (not a buffer:
+        # derived from the weights, never saved).
+        self._zero_input_tokens: dict[str, torch.Tensor] = {}
 
     def train(self, mode: bool = True) -> "KARMMA":
         super().train(mode)
         if self.freeze_extractors:
             self.extractors.eval()  # frozen: batch-norm statistics and dropout stay fixed
+        self._zero_input_tokens.clear()  # the weights may change from here on
         return self
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._zero_input_tokens.clear()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def zero_input_tokens(self, key: str) -> torch.Tensor:
+        """Tokens ``[1, N_m, C_m]`` of modality ``key``'s extractor on an all-zero input.
+
+        This is what the paper's Baseline (``missing_strategy="zeros"``) sees for a
+        missing modality. In eval mode it is the same for every sample, so it is
+        computed once and kept until the model trains or loads weights again.
+        """
+        device = self.cls_token.device
+        cached = self._zero_input_tokens.get(key)
+        if cached is not None and cached.device == device:
+            return cached
+        spec = self.specs[key]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_extractors):
+            tokens = self.extractors[key](torch.zeros(1, *spec.input_shape, device=device))
+        if not self.training and not tokens.requires_grad:
+            self._zero_input_tokens[key] = tokens
+        return tokens
 
     def extract(
         self, inputs: Mapping[str, torch.Tensor], availability: torch.Tensor, every_sample: bool = False
@@ -141,7 +176,9 @@ class KARMMA(nn.Module):
 
         Returns tokens ``[B, N_m, C_m]`` per modality present in at least one
         sample; rows of samples without it are zeros. A modality missing from
-        the whole batch is not computed and has no entry.
+        the whole batch is not computed and has no entry. (Training the
+        ``"zeros"`` Baseline is the exception: every extractor runs on every
+        sample, on zeros where the modality is missing.)
 
         ``every_sample=True`` is the trace-friendly form (ONNX export): every
         extractor runs on every sample (``inputs`` must hold every modality;
@@ -152,6 +189,8 @@ class KARMMA(nn.Module):
         if every_sample:
             return self._extract_every_sample(inputs, availability)
         check_availability(availability, self.modalities)
+        if self.missing_strategy == "zeros" and self.training:
+            return self._extract_with_zero_inputs(inputs, availability)
         batch = availability.shape[0]
         tokens = {}
         for j, key in enumerate(self.modalities):
@@ -172,6 +211,21 @@ class KARMMA(nn.Module):
                     index = present.nonzero().flatten().to(x.device)
                     computed = self.extractors[key](x.index_select(0, index))
                     tokens[key] = computed.new_zeros(batch, *computed.shape[1:]).index_copy(0, index, computed)
+        return tokens
+
+    def _extract_with_zero_inputs(self, inputs: Mapping[str, torch.Tensor], availability: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training the paper's Baseline: every extractor runs on the whole batch, a sample's
+        missing modality as an all-zero input (so batch-norm statistics see it as the paper's would)."""
+        tokens = {}
+        for j, key in enumerate(self.modalities):
+            present = availability[:, j]
+            if key in inputs:
+                x = inputs[key]
+                x = torch.where(present.to(x.device).view(-1, *[1] * (x.dim() - 1)), x, torch.zeros_like(x))
+            else:
+                x = torch.zeros(availability.shape[0], *self.specs[key].input_shape, device=self.cls_token.device)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_extractors):
+                tokens[key] = self.extractors[key](x)
         return tokens
 
     def _extract_every_sample(self, inputs: Mapping[str, torch.Tensor], availability: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -198,6 +252,12 @@ class KARMMA(nn.Module):
         device = self.cls_token.device
         present_mask = availability.to(device)
         batch = availability.shape[0]
+        if self.missing_strategy == "zeros":
+            if not self.training or any(k not in tokens for k in self.modalities):
+                # In training, ``extract`` already ran the extractors on the zero inputs, in the batch.
+                tokens = self._fill_with_zero_input_tokens(tokens, present_mask)
+            # The paper's Baseline cannot tell a missing modality from a present one.
+            present_mask = torch.ones_like(present_mask)
         sequence = [self.cls_token.expand(batch, 1, -1)]
         attend = [torch.ones(batch, 1, dtype=torch.bool, device=device)]
         spans = {}  # key -> (start, end, availability column)
@@ -238,6 +298,18 @@ class KARMMA(nn.Module):
             modality_features=modality_features,
             availability=availability,
         )
+
+    def _fill_with_zero_input_tokens(self, tokens: Mapping[str, torch.Tensor], present: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows of samples without a modality get its zero-input tokens (``"zeros"`` strategy)."""
+        filled = dict(tokens)
+        for j, key in enumerate(self.modalities):
+            blank = self.zero_input_tokens(key)
+            if key not in tokens:
+                filled[key] = blank.expand(present.shape[0], -1, -1)
+            else:
+                row_present = present[:, j, None, None]
+                filled[key] = torch.where(row_present, tokens[key].to(blank.device, blank.dtype), blank)
+        return filled
 
     def forward(self, inputs: Mapping[str, torch.Tensor], availability: torch.Tensor) -> KARMMAOutput:
         return self.fuse(self.extract(inputs, availability), availability)

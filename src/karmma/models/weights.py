@@ -10,6 +10,7 @@ downloaded.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -25,14 +26,16 @@ def torchvision_cache_path(weights: WeightsEnum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
-def resolve_weights_file(weights: str, weights_enum: type[WeightsEnum]) -> Path:
+def resolve_weights_file(weights: str, weights_enum: type[WeightsEnum] | None) -> Path:
     """Turn a ``weights`` setting into an existing local file, or raise.
 
     Args:
         weights: a local file path or a member name of ``weights_enum``.
-        weights_enum: the torchvision enum whose members name cached files.
+        weights_enum: the torchvision enum whose members name cached files
+            (None: the extractor has no torchvision weights, only local files).
     """
-    if weights in weights_enum.__members__:
+    names = list(weights_enum.__members__) if weights_enum is not None else []
+    if weights in names:
         path = torchvision_cache_path(weights_enum[weights])
         if not path.is_file():
             raise MissingWeightsError(
@@ -43,20 +46,25 @@ def resolve_weights_file(weights: str, weights_enum: type[WeightsEnum]) -> Path:
         return path
     path = Path(weights).expanduser()
     if not path.is_file():
+        choices = f" or one of the torchvision weights {', '.join(names)}" if names else ""
         raise MissingWeightsError(
-            f"pretrained weights file not found: {path} (expected a local .pth/.pt/.safetensors "
-            f"file or one of {', '.join(weights_enum.__members__)})"
+            f"pretrained weights file not found: {path} (expected a local .pth/.pt/.safetensors file{choices})"
         )
     return path
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Load tensors safely: safetensors, or ``torch.load(weights_only=True)``."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path}: refused: it holds Python objects besides tensors, and weights load with weights_only=True") from None
+    except Exception as error:  # torch/safetensors raise many types for a damaged or foreign file
+        raise ValueError(f"{path}: not a readable weights file ({type(error).__name__}: {str(error)[:160]})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -78,7 +86,7 @@ def adapt_input_channels(weight: torch.Tensor, in_channels: int) -> torch.Tensor
 def load_pretrained(
     module: torch.nn.Module,
     weights: str,
-    weights_enum: type[WeightsEnum],
+    weights_enum: type[WeightsEnum] | None,
     first_layer: str,
     drop_prefixes: tuple[str, ...],
 ) -> None:
@@ -99,4 +107,7 @@ def load_pretrained(
             f"pretrained weights {path} do not match the extractor architecture: "
             f"missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
-    module.load_state_dict(state, strict=False)
+    try:
+        module.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # same names, other shapes
+        raise ValueError(f"pretrained weights {path} do not fit the extractor: {str(error).splitlines()[-1][:200]}") from None

@@ -30,9 +30,18 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
 
 def checkpoint_config(checkpoint: dict, path: str | Path) -> dict:
     try:
-        return checkpoint["hyper_parameters"]["config"]
+        config = checkpoint["hyper_parameters"]["config"]
     except (KeyError, TypeError):
         raise CheckpointError(f"{path}: not a karmma training checkpoint (no config)") from None
+    return upgrade_config(config)
+
+
+def upgrade_config(config: dict) -> dict:
+    """A stored training config as today's code reads it: a ``baseline`` saved before
+    ``missing_modality`` existed was the masked Baseline, and is restored as one."""
+    if isinstance(config, dict) and config.get("stage") == "baseline" and "missing_modality" not in config:
+        config = {**config, "missing_modality": "mask"}
+    return config
 
 
 
@@ -51,14 +60,17 @@ def expect_checkpoint(path: str | Path, stage: str, preset: str) -> tuple[dict, 
     return checkpoint, config
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder (its ``checkpoints/best.ckpt``), a ``.ckpt`` or an exported ``.safetensors``."""
+def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
+    """A run folder (its ``checkpoints/best.ckpt``, or ``last.ckpt`` with ``which="last"``;
+    best falls back to last when no epoch was validated), a ``.ckpt`` or an exported ``.safetensors``."""
+    if which not in ("best", "last"):
+        raise ValueError(f"checkpoint must be best or last, got {which!r}")
     path = Path(path)
     if path.is_dir():
-        for name in ("best.ckpt", "last.ckpt"):
+        for name in ("best.ckpt", "last.ckpt") if which == "best" else ("last.ckpt",):
             if (path / "checkpoints" / name).is_file():
                 return path / "checkpoints" / name
-        raise CheckpointError(f"{path}: a folder without checkpoints/best.ckpt or last.ckpt (not a karmma run folder)")
+        raise CheckpointError(f"{path}: a folder without checkpoints/{which}.ckpt (not a karmma run folder?)")
     if not path.is_file():
         raise CheckpointError(f"model not found: {path}")
     return path

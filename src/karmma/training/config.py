@@ -7,7 +7,21 @@ from dataclasses import dataclass, field
 from karmma.data.config import DatasetConfig
 from karmma.data.dataset import ClipConfig
 
-STAGES = ("unimodal", "teacher", "student", "baseline", "baseline_delta")
+from karmma.models.karmma import MISSING_STRATEGIES
+
+STAGES = ("unimodal", "teacher", "student", "baseline", "baseline_masked", "baseline_delta")
+#: How each stage's model stands in for a missing modality when the config does not say
+#: (docs/method.md, "Missing modalities"): the paper's choices, and ours for the teacher.
+DEFAULT_MISSING = {
+    "unimodal": "learned",
+    "teacher": "learned",
+    "student": "learned",
+    "baseline": "zeros",
+    "baseline_masked": "mask",
+    "baseline_delta": "learned",
+}
+#: Stages trained with modality dropout (the rest see every modality a sample has).
+DROPOUT_STAGES = ("teacher", "student", "baseline_delta")
 
 
 @dataclass
@@ -75,11 +89,23 @@ class TrainConfig:
     extractors: dict[str, str] = field(default_factory=dict)  # teacher: key -> unimodal checkpoint for its extractor
     teacher: str = ""  # student: teacher checkpoint
     teacher_logits: str = "live"  # student: live | cache (read from cache.path)
-    pretrained: dict[str, str] = field(default_factory=dict)  # key -> extractor weights (local file / torchvision name)
+    #: key -> initial weights of that modality's extractor in the stage's model: a local
+    #: .pth/.safetensors file, a torchvision weights name (looked up on disk) or a karmma .ckpt
+    pretrained: dict[str, str] = field(default_factory=dict)
+    missing_modality: str = ""  # learned | zeros | mask; empty: the stage's default (DEFAULT_MISSING)
     fusion_dropout: float | None = None  # None: the preset's
 
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.missing_modality and self.missing_modality not in MISSING_STRATEGIES:
+            raise ValueError(
+                f"missing_modality must be one of {', '.join(MISSING_STRATEGIES)}, got {self.missing_modality!r}"
+            )
         if self.teacher_logits not in ("live", "cache"):
             raise ValueError(f"teacher_logits must be live or cache, got {self.teacher_logits!r}")
+
+    @property
+    def missing_strategy(self) -> str:
+        """How the stage's model stands in for a missing modality."""
+        return self.missing_modality or DEFAULT_MISSING[self.stage]

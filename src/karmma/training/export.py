@@ -12,11 +12,11 @@ from safetensors.torch import save_file
 from karmma.configuration import from_dict
 from karmma.data.config import dataset_heads
 from karmma.models.karmma import KARMMA
-from karmma.training.checkpoints import CheckpointError, checkpoint_config, model_state, read_checkpoint
+from karmma.training.checkpoints import CheckpointError, checkpoint_config, model_state, read_checkpoint, upgrade_config
 from karmma.training.config import TrainConfig
 from karmma.training.module import build_stage_model
 
-STUDENT_STAGES = ("student", "baseline", "baseline_delta")
+STUDENT_STAGES = ("student", "baseline", "baseline_masked", "baseline_delta")
 
 
 def export_student(checkpoint_path: str | Path, out: str | Path) -> Path:
@@ -44,7 +44,7 @@ def load_student(path: str | Path) -> tuple[KARMMA, dict]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
     if metadata.get("karmma") != "student":
         raise CheckpointError(f"{path}: not a karmma student export")
-    config = json.loads(metadata["config"])
+    config = upgrade_config(json.loads(metadata["config"]))
     heads = json.loads(metadata["heads"])
     model = build_stage_model(from_dict(TrainConfig, config), heads, restore=True)
     model.load_state_dict(state)

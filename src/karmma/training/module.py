@@ -5,8 +5,12 @@
 | ``unimodal`` | one teacher extractor + fusion + heads, all trained | one modality | CE |
 | ``teacher`` | frozen extractors (from unimodal checkpoints or pretrained weights) | all, dropout p | CE + w * InfoNCE |
 | ``student`` | student, learned tokens; a frozen teacher | dropped-out inputs (teacher: all the sample has) | CE + w * KD |
-| ``baseline`` | student architecture, missing modalities masked | all | CE |
+| ``baseline`` | student architecture; a missing modality is a zero input (the paper's) | all | CE |
+| ``baseline_masked`` | student architecture; a missing modality is masked out (ours) | all | CE |
 | ``baseline_delta`` | student architecture, learned tokens | dropout p | CE |
+
+``pretrained.<M>`` initialises modality M's extractor of the stage's model (the
+student-sized one for student and baselines); docs/method.md lists every choice.
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ import lightning as L
 import torch
 
 from karmma.availability import modality_dropout
-from karmma.configuration import from_dict
+from karmma.configuration import ConfigError, from_dict
 from karmma.data.config import dataset_heads
 from karmma.losses import distillation_kl, info_nce, multihead_cross_entropy
 from karmma.models.karmma import KARMMA
-from karmma.presets import Preset, build_baseline, build_student, build_teacher, get_preset
-from karmma.training.checkpoints import CheckpointError, expect_checkpoint, model_state
-from karmma.training.config import TrainConfig
+from karmma.presets import Preset, build_student, build_teacher, get_preset
+from karmma.training.checkpoints import CheckpointError, expect_checkpoint, model_state, read_checkpoint
+from karmma.training.config import DROPOUT_STAGES, TrainConfig
 from karmma.training.data import item_seed
 
 
@@ -41,32 +45,68 @@ def stage_modalities(config: TrainConfig, preset: Preset) -> list[str]:
     return modalities
 
 
-def _with_weights(preset: Preset, pretrained: dict[str, str]) -> Preset:
-    """The preset with pretrained weights set on the named teacher extractors."""
-    teacher = dict(preset.teacher)
-    for key, weights in pretrained.items():
-        spec = teacher[key]
-        teacher[key] = dataclasses.replace(spec, extractor=dataclasses.replace(spec.extractor, weights=weights))
-    return dataclasses.replace(preset, teacher=teacher)
-
-
-def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool = False) -> KARMMA:
-    """The stage's model. ``restore=True`` builds it to load a checkpoint into (no extractor loading)."""
-    preset = _with_weights(get_preset(config.preset), config.pretrained)
+def stage_preset(config: TrainConfig) -> Preset:
+    """The config's preset with its clip geometry (``clip.frames`` / ``size`` / ``audio_frames``)
+    and fusion dropout applied."""
+    clip = config.clip
+    preset = get_preset(config.preset, clip.frames, clip.size, clip.audio_frames)
     if config.fusion_dropout is not None:
         preset = dataclasses.replace(
             preset,
             teacher_fusion=dataclasses.replace(preset.teacher_fusion, dropout=config.fusion_dropout),
             student_fusion=dataclasses.replace(preset.student_fusion, dropout=config.fusion_dropout),
         )
+    return preset
+
+
+def _with_weights(specs: dict, pretrained: dict[str, str]) -> dict:
+    """``specs`` with ``weights`` set on the extractor configs named in ``pretrained``
+    (local files and torchvision names; karmma checkpoints are loaded after building)."""
+    specs = dict(specs)
+    for key, weights in pretrained.items():
+        if weights.endswith(".ckpt"):
+            continue
+        spec = specs[key]
+        if not any(f.name == "weights" for f in dataclasses.fields(spec.extractor)):
+            raise ConfigError(
+                f"pretrained.{key}: the {type(spec.extractor).__name__} extractor takes no weights file; "
+                f"give a karmma checkpoint (.ckpt) with a trained {key} extractor instead"
+            )
+        specs[key] = dataclasses.replace(spec, extractor=dataclasses.replace(spec.extractor, weights=weights))
+    return specs
+
+
+def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool = False) -> KARMMA:
+    """The stage's model, its extractors initialised from ``pretrained.<M>`` (and, for the
+    teacher, ``extractors.<M>``). ``restore=True`` builds it to load a checkpoint into: no
+    initial weights are read."""
+    preset = stage_preset(config)
     modalities = stage_modalities(config, preset)
+    unknown = sorted(set(config.pretrained) - set(modalities))
+    if unknown:
+        raise ConfigError(
+            f"pretrained.{unknown[0]}: the {config.stage} stage has no modality {unknown[0]} "
+            f"(its modalities: {', '.join(modalities)})"
+        )
+    pretrained = {} if restore else config.pretrained
+    # The teacher and the unimodal pre-training use teacher-sized extractors; the rest the student's.
+    teacher_sized = config.stage in ("teacher", "unimodal")
+    specs = _with_weights(preset.teacher if teacher_sized else preset.student, pretrained)
+    preset = dataclasses.replace(preset, **{"teacher" if teacher_sized else "student": specs})
+    strategy = config.missing_strategy
     if config.stage == "unimodal":
         key = modalities[0]
-        return KARMMA([preset.teacher[key]], heads, preset.student_fusion, "learned", freeze_extractors=False)
+        model = KARMMA([preset.teacher[key]], heads, preset.student_fusion, strategy, freeze_extractors=False)
+    elif config.stage == "teacher":
+        model = build_teacher(preset, heads, modalities, strategy)
+    else:
+        model = build_student(preset, heads, modalities, strategy)
+    if restore:
+        return model
+    for key, path in pretrained.items():
+        if path.endswith(".ckpt"):
+            load_extractor(model, key, path)
     if config.stage == "teacher":
-        model = build_teacher(preset, heads, modalities)
-        if restore:
-            return model
         for key, path in config.extractors.items():
             load_unimodal_extractor(model, key, path, config.preset)
         missing = [k for k in modalities if k not in config.extractors and k not in config.pretrained]
@@ -75,10 +115,21 @@ def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool 
                 f"the teacher's extractors must be pre-trained: give extractors.{missing[0]}=<unimodal checkpoint> "
                 f"or pretrained.{missing[0]}=<weights> for {missing}"
             )
-        return model
-    if config.stage == "baseline":
-        return build_baseline(preset, heads, modalities)
-    return build_student(preset, heads, modalities)  # student, baseline_delta
+    return model
+
+
+def load_extractor(model: KARMMA, key: str, path: str) -> None:
+    """Initialise ``model``'s ``key`` extractor from any karmma checkpoint that has one of the same size."""
+    checkpoint = read_checkpoint(path)
+    state = model_state(checkpoint, f"model.extractors.{key}.")
+    if not state:
+        raise CheckpointError(f"{path}: holds no {key} extractor (pretrained.{key} needs a checkpoint of a model with {key})")
+    try:
+        model.extractors[key].load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{path}: its {key} extractor does not match this model's (another preset or size?): {str(error)[:200]}"
+        ) from None
 
 
 def load_unimodal_extractor(model: KARMMA, key: str, path: str, preset: str) -> None:
@@ -91,7 +142,7 @@ def load_unimodal_extractor(model: KARMMA, key: str, path: str, preset: str) -> 
 def load_teacher(path: str, config: TrainConfig, heads: dict[str, int]) -> KARMMA:
     checkpoint, teacher_config = expect_checkpoint(path, "teacher", config.preset)
     teacher_train = from_dict(TrainConfig, teacher_config, str(path))
-    teacher = build_stage_model(dataclasses.replace(teacher_train, pretrained={}), heads, restore=True)
+    teacher = build_stage_model(teacher_train, heads, restore=True)
     try:
         teacher.load_state_dict(model_state(checkpoint))
     except RuntimeError as error:
@@ -160,7 +211,7 @@ class KarmmaModule(L.LightningModule):
         stage = self.config.stage
         logs = {}
         dropped = availability
-        if stage in ("teacher", "student", "baseline_delta"):
+        if stage in DROPOUT_STAGES:
             dropped = modality_dropout(availability, loss_config.modality_dropout, noise=noise)
         inputs = {k: v for k, v in batch["inputs"].items() if k in self.modalities}
         if "tokens" in batch:  # teacher from the feature cache
