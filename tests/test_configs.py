@@ -13,7 +13,7 @@ SHIPPED = sorted(CONFIGS.glob("*/*.yaml"))
 
 
 def test_every_dataset_has_every_stage():
-    stages = {"teacher", "student", "baseline", "baseline_delta"}
+    stages = {"teacher", "student", "baseline", "baseline_masked", "baseline_delta"}
     for dataset in ("synthkitchen", "epic100", "epic_star", "ssv2"):
         assert stages <= {p.stem for p in (CONFIGS / dataset).glob("*.yaml")}, dataset
 

@@ -8,8 +8,9 @@ Stages (each reused when re-run with the same ``--out``):
 3. pre-train the teacher's extractors, one unimodal run per modality;
 4. cache the frozen extractors' tokens, train the teacher from the cache, and
    cache its logits for distillation;
-5. distil the student; train the Baseline and the Baseline w/ δ;
-6. evaluate all four on every modality subset and along the dropout sweep;
+5. distil the student; train the Baseline (the paper's), the Masked Baseline
+   (ours) and the Baseline w/ δ;
+6. evaluate all five on every modality subset and along the dropout sweep;
 7. benchmark teacher and student resources; export the student; write the report.
 
 Stage output goes to ``OUT/logs/<stage>.log``; the terminal shows one
@@ -31,7 +32,9 @@ from typing import Callable
 
 from karmma.data.synth import SynthSize
 
-DEMO_MODELS = ("teacher", "baseline", "baseline_delta", "student")
+DEMO_MODELS = ("teacher", "baseline", "baseline_masked", "baseline_delta", "student")
+#: part of a demo folder's identity: a folder written by a demo with other stages is not reused
+DEMO_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class DemoPlan:
     pretrain_data: SynthSize
     unimodal_epochs: int
     teacher_epochs: int
-    student_epochs: int  # student, baseline, baseline_delta
+    student_epochs: int  # student and the three baselines
     sweep_seeds: int
     overrides: tuple[str, ...] = ()  # applied to every training stage
     seconds: dict[str, float] = field(default_factory=dict)
@@ -196,7 +199,7 @@ def demo_stages(out: Path, plan: DemoPlan, seed: int, workers: int = 2) -> list[
         *(Stage(f"unimodal_{m}", s["unimodal"], unimodal_stage(m)) for m in "VFA"),
         Stage("extract", s["extract"], extract_stage),
         Stage("teacher", s["teacher"], teacher_stage),
-        *(Stage(name, s["train"], student_stage(name)) for name in ("student", "baseline", "baseline_delta")),
+        *(Stage(name, s["train"], student_stage(name)) for name in ("student", "baseline", "baseline_masked", "baseline_delta")),
         Stage("evaluate", s["evaluate"], evaluate_stage),
         Stage("benchmark", s["benchmark"], benchmark_stage),
         Stage("report", s["report"], report_stage),
@@ -215,12 +218,15 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool
     flavour = "quick" if quick else "default"
     plan = PLANS[flavour]
     settings = {k: v for k, v in dataclasses.asdict(plan).items() if k != "seconds"}  # progress weights do not matter
-    identity = json.loads(json.dumps({"flavour": flavour, "seed": seed, "plan": settings}))
+    identity = json.loads(json.dumps({"version": DEMO_VERSION, "flavour": flavour, "seed": seed, "plan": settings}))
     marker = out / "demo.json"
     if marker.is_file():
         previous = json.loads(marker.read_text())
         if previous != identity:
-            raise DemoError(f"{out} holds a demo with other settings ({previous['flavour']}, seed {previous['seed']}); use another --out")
+            raise DemoError(
+                f"{out} holds a demo with other settings ({previous.get('flavour')}, seed {previous.get('seed')}, "
+                f"version {previous.get('version', 1)}); use another --out"
+            )
     out.mkdir(parents=True, exist_ok=True)
     _write_json(marker, identity)
     done_file = out / "stages.json"

@@ -19,7 +19,7 @@ def test_every_stage_writes_a_complete_run_folder(trained_runs, synth_prepared, 
         history = json.loads((folder / "metrics.json").read_text())
         assert [h["epoch"] for h in history] == [0, 1]
         assert "val/action_top1" in history[-1] and "train/loss" in history[-1]
-    for stage in ("baseline", "baseline_delta"):
+    for stage in ("baseline", "baseline_masked", "baseline_delta"):
         result = train(make_config(stage, synth_prepared, runs))
         assert 0 <= result["metrics"]["val/action_top1"] <= 100
 

@@ -206,7 +206,7 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
         result["samples"] = int(len(seen))
         return result, seen, probs
 
-    results: dict = {"stage": config.stage, "source": evaluated.source, "modalities": list(model.modalities),
+    results: dict = {"stage": config.stage, "missing_modality": config.missing_strategy, "source": evaluated.source, "modalities": list(model.modalities),
                      "split": split, "selection": selection_note(config, split), "clips": clips, "views": clip.num_clips * clip.num_crops,
                      "availability": {k: int(c) for k, c in zip(model.modalities, availability_counts.tolist())},
                      "subsets": {}, "sweep": {}}

@@ -120,7 +120,7 @@ class KARMMA(nn.Module):
 
         self.extractors = nn.ModuleDict({spec.key: spec.build_extractor() for spec in modalities})
         self.embed = nn.ModuleDict({spec.key: nn.Linear(spec.token_dim, width) for spec in modalities})
-        # t̆^m (one per modality) and ṫ_i^m (one per token position), KARMMA.md Stage 2.3
+        # t̆^m (one per modality) and ṫ_i^m (one per token position), docs/method.md, "Missing modalities"
         self.modality_tokens = nn.ParameterDict({k: nn.Parameter(torch.zeros(width)) for k in keys})
         self.position_tokens = nn.ParameterDict(
             {spec.key: nn.Parameter(torch.zeros(spec.num_tokens, width)) for spec in modalities}

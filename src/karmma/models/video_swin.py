@@ -4,7 +4,7 @@ Wraps torchvision's :class:`~torchvision.models.video.SwinTransformer3d`. The
 last feature map ``[B, T/2, H/32, W/32, C]`` is average-pooled over space,
 giving one token per temporal position: ``[B, T/2, C]`` (16 tokens of 768
 channels for Swin3D-T on 32 frames). Short sequences keep the fusion block
-cheap (see KARMMA.md, "Architecture sizes").
+cheap (docs/method.md, "Token pooling").
 """
 
 from __future__ import annotations

@@ -1,0 +1,108 @@
+"""Which model each stage builds: pre-trained initialisation, missing-modality strategy, clip geometry."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from karmma.cli import main
+from karmma.configs import config_path
+from karmma.configuration import ConfigError, load_config
+from karmma.models.weights import MissingWeightsError
+from karmma.training.config import TrainConfig
+from karmma.training.module import build_stage_model
+
+HEADS = {"verb": 97, "noun": 300}
+SMALL = ["clip.frames=4", "clip.size=32", "clip.audio_frames=64"]
+
+
+@pytest.fixture(scope="module")
+def torchvision_cache(tmp_path_factory):
+    """Random Swin3D-T / ResNet-18 weights where torchvision would cache the real ones."""
+    from official_formats import write_torchvision_cache
+
+    home = tmp_path_factory.mktemp("torch_home")
+    return home, write_torchvision_cache(home)
+
+
+def _paper_config(stage: str, *overrides: str) -> TrainConfig:
+    return load_config(TrainConfig, config_path("epic100", stage), [*SMALL, *overrides])
+
+
+@pytest.mark.parametrize("stage", ["student", "baseline", "baseline_masked", "baseline_delta"])
+def test_every_student_sized_stage_starts_from_the_pretrained_extractors(stage, torchvision_cache, monkeypatch):
+    home, files = torchvision_cache
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    swin = torch.load(files["swin3d_t"], weights_only=True)["patch_embed.proj.weight"]  # [96, 3, 2, 4, 4]
+    resnet = torch.load(files["resnet18"], weights_only=True)["conv1.weight"]  # [64, 3, 7, 7]
+    model = build_stage_model(_paper_config(stage), HEADS)
+    assert torch.equal(model.extractors["V"].swin.patch_embed.proj.weight, swin)
+    # flow and audio: the RGB filters averaged over the new input channels (TSN's cross-modality init)
+    flow = model.extractors["F"].swin.patch_embed.proj.weight
+    assert flow.shape[1] == 2 and torch.allclose(flow, swin.mean(1, keepdim=True).expand_as(flow))
+    audio = model.extractors["A"].conv1.weight
+    assert audio.shape[1] == 1 and torch.allclose(audio, resnet.mean(1, keepdim=True))
+    # restoring a checkpoint reads no weights file
+    monkeypatch.setenv("TORCH_HOME", str(home / "elsewhere"))
+    build_stage_model(_paper_config(stage), HEADS, restore=True)
+
+
+def test_a_missing_weights_file_stops_the_stage_naming_it(capsys, shared_data):
+    with pytest.raises(MissingWeightsError, match="/no/such.pth"):
+        build_stage_model(_paper_config("student", "pretrained.V=/no/such.pth"), HEADS)
+    assert main(["train", str(config_path("epic100", "student")), f"data.annotations={shared_data / 'epic-kitchens-100'}",
+                 *SMALL, "pretrained.V=/no/such.pth"]) == 2
+    err = capsys.readouterr().err
+    assert "/no/such.pth" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_torchvision_names_are_looked_up_on_disk_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(MissingWeightsError, match=r"KINETICS400_V1 not found at .*swin3d_t.*never downloads"):
+        build_stage_model(_paper_config("baseline"), HEADS)
+
+
+def test_pretrained_key_for_a_modality_the_stage_lacks(tmp_path):
+    with pytest.raises(ConfigError, match="pretrained.D: the student stage has no modality D"):
+        build_stage_model(_paper_config("student", "pretrained={}", "pretrained.D=/x.pth"), HEADS)
+
+
+def test_pretrained_from_a_karmma_checkpoint(trained_runs, synth_prepared, make_config):
+    """A student-sized extractor from any karmma run with one (e.g. a Baseline trained before)."""
+    from karmma.training.checkpoints import read_checkpoint
+
+    _, results = trained_runs
+    config = make_config("baseline", synth_prepared, Path("unused"), f"pretrained.V={results['student']['best']}")
+    model = build_stage_model(config, {"verb": 5, "noun": 6})
+    state = read_checkpoint(results["student"]["best"])["state_dict"]
+    for name, value in model.extractors["V"].state_dict().items():
+        assert torch.equal(value, state[f"model.extractors.V.{name}"]), name
+    teacher_sized = make_config("baseline", synth_prepared, Path("unused"), f"pretrained.V={results['unimodal_V']['best']}")
+    with pytest.raises(ValueError, match="does not match this model's"):
+        build_stage_model(teacher_sized, {"verb": 5, "noun": 6})
+
+
+@pytest.mark.parametrize("stage,strategy", [("teacher", "learned"), ("student", "learned"), ("baseline", "zeros"),
+                                            ("baseline_masked", "mask"), ("baseline_delta", "learned")])
+def test_every_shipped_config_states_its_missing_modality_strategy(stage, strategy):
+    import yaml
+
+    for dataset in ("synthkitchen", "epic100", "epic_star", "ssv2"):
+        raw = yaml.safe_load(config_path(dataset, stage).read_text())
+        assert raw["missing_modality"] == strategy, (dataset, stage)
+        with torch.device("meta"):
+            model = build_stage_model(load_config(TrainConfig, config_path(dataset, stage), ["pretrained={}", *SMALL]),
+                                      {"action": 174} if dataset == "ssv2" else HEADS, restore=True)
+        assert model.missing_strategy == strategy
+
+
+def test_clip_geometry_keeps_the_architecture():
+    with torch.device("meta"):
+        small = build_stage_model(_paper_config("student"), HEADS, restore=True)
+        full = build_stage_model(load_config(TrainConfig, config_path("epic100", "student")), HEADS, restore=True)
+    assert small.specs["V"].input_shape == (4, 3, 32, 32) and full.specs["V"].input_shape == (32, 3, 224, 224)
+    assert small.specs["A"].input_shape == (1, 128, 64)
+    assert {k: v.shape for k, v in small.state_dict().items() if "position_tokens" not in k} == \
+        {k: v.shape for k, v in full.state_dict().items() if "position_tokens" not in k}
+    with pytest.raises(ValueError, match="clip.size must be a positive integer"):
+        build_stage_model(_paper_config("student", "clip.size=0"), HEADS, restore=True)
