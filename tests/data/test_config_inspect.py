@@ -105,7 +105,7 @@ def test_ssv2_layout_with_boxes(tmp_path):
     synthesize_ssv2(tmp_path / "raw", seed=0, size=size, progress=False)
     prepare(tmp_path / "raw", tmp_path / "out", PrepareSettings(flow="dis", short_side=48), workers=1, progress=False)
     config = detect_dataset(tmp_path / "out")
-    assert config.format == "ssv2" and config.boxes == ["something_else_boxes.json"]
+    assert config.format == "ssv2" and config.boxes == [f"bounding_box_smthsmth_part{i}.json" for i in range(1, 5)]
     assert dataset_heads(config) == {"action": 5}
     samples = load_split(config, "train")
     assert len(samples) == 2 and set(samples[0].sources) == {"V", "F", "D"}

@@ -86,3 +86,31 @@ def test_evaluate_cli(trained_runs, tmp_path):
     data = json.loads(out.read_text())
     assert list(data["models"]) == ["student", "student_2"]
     assert main(["evaluate", str(tmp_path / "missing"), "--out", str(out)]) == 2
+
+
+def test_overrides_apply_before_the_model_is_built(trained_runs, synth_prepared, tmp_path):
+    """A checkpoint whose data moved: ``--set data.root=NEW`` is what the heads are read from."""
+    from karmma.training.checkpoints import read_checkpoint
+
+    _, results = trained_runs
+    checkpoint = read_checkpoint(results["student"]["best"])
+    checkpoint["hyper_parameters"]["config"]["data"]["root"] = str(tmp_path / "moved-away")
+    moved = tmp_path / "moved.ckpt"
+    torch.save(checkpoint, moved)
+    with pytest.raises(FileNotFoundError, match="moved-away"):
+        load_for_evaluation(moved)
+    evaluated = load_for_evaluation(moved, overrides=[f"data.root={synth_prepared}"])
+    assert evaluated.config.data.root == str(synth_prepared)
+
+
+def test_a_subset_row_scores_only_clips_that_have_its_modalities(trained_runs, prepared_copy):
+    _, results = trained_runs
+    audio = sorted(prepared_copy.glob("P*/audio/*.wav"))
+    assert len(audio) >= 2
+    audio[0].unlink()  # one video loses its audio
+    settings = EvaluationSettings(probabilities=(0.0,), seeds=1, batch_size=4, workers=0, progress=False)
+    result = evaluate_model(load_for_evaluation(results["student"]["run"], overrides=[f"data.root={prepared_copy}"]), settings)
+    rows = result["subsets"]
+    with_audio = result["availability"]["A"]
+    assert rows["V+F"]["samples"] == result["clips"] > with_audio
+    assert rows["V+F+A"]["samples"] == rows["A"]["samples"] == rows["V+A"]["samples"] == with_audio

@@ -82,7 +82,8 @@ def detect_dataset(folder: str | Path) -> DatasetConfig:
             format="ssv2", root=str(folder), labels=labels[0].name,
             train=splits["train"].name if splits["train"] else "",
             validation=splits["validation"].name if splits["validation"] else "",
-            boxes=[p.name for p in sorted(annotations.glob("*something_else*.json"))],
+            boxes=[p.name for p in sorted([*annotations.glob("bounding_box_smthsmth_part*.json"),
+                                           *annotations.glob("*something_else*.json")])],
         )
     manifests = sorted(folder.glob("*.csv"))
     if manifests:

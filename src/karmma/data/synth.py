@@ -319,6 +319,7 @@ def write_annotations(folder: Path, results: list, size: SynthSize, validation: 
 
 # --- Something-Something v2 layout -----------------------------------------
 
+SOMETHING_ELSE_PARTS = tuple(f"bounding_box_smthsmth_part{i}.json" for i in range(1, 5))
 SSV2_TEMPLATES = ["Lifting [something] up", "Putting [something] down", "Pushing [something] from left to right",
                   "Pulling [something] from right to left", "Shaking [something]"]
 
@@ -349,7 +350,8 @@ def _make_ssv2_clip(job: tuple) -> dict:
 
 def synthesize_ssv2(out: str | Path, seed: int = 0, size: str | SynthSize = "quick", workers: int = 2, progress: bool = True) -> dict:
     """SynthKitchen in the Something-Something v2 layout: one ``.webm`` clip per action,
-    the SSv2 label/split JSON files and Something-Else-format per-frame boxes (D)."""
+    the SSv2 label/split JSON files and per-frame boxes (D) in the four Something-Else files
+    ``bounding_box_smthsmth_part{1..4}.json``, named as the shipped ``configs/ssv2`` expect."""
     import json
 
     from tqdm import tqdm
@@ -368,8 +370,10 @@ def synthesize_ssv2(out: str | Path, seed: int = 0, size: str | SynthSize = "qui
     splits = {"train": [r["entry"] for r in results[:validation_from]], "validation": [r["entry"] for r in results[validation_from:]]}
     for split, entries in splits.items():
         (annotations / f"something-something-v2-{split}.json").write_text(json.dumps(entries))
-    boxes = {}
-    for r in results:
-        boxes.update(r["boxes"])
-    (annotations / "something_else_boxes.json").write_text(json.dumps(boxes))
+    # Something-Else ships its boxes in four files; videos are spread over them as in the release
+    parts: list[dict] = [{} for _ in SOMETHING_ELSE_PARTS]
+    for i, r in enumerate(results):
+        parts[i % len(parts)].update(r["boxes"])
+    for name, part in zip(SOMETHING_ELSE_PARTS, parts):
+        (annotations / name).write_text(json.dumps(part))
     return {"videos": clips, "segments": clips, "without_audio": clips, "validation_clips": clips - validation_from}
