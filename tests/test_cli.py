@@ -17,8 +17,9 @@ def test_benchmark_tiny_writes_json_and_plot(tmp_path):
     subsets = results["models"]["student"]["subsets"]
     assert list(subsets) == ["V+F+A", "V+F", "V+A", "F+A", "V", "F", "A"]
     for row in subsets.values():
-        assert set(row) == {"gflops", "params_m", "peak_mem_mb", "latency_ms"}
+        assert set(row) == {"gflops", "params_m", "peak_mem_mb", "latency_ms", "latency_ms_min", "latency_ms_max"}
         assert all(v > 0 for v in row.values())
+        assert row["latency_ms_min"] <= row["latency_ms"] <= row["latency_ms_max"]
     teacher = results["models"]["teacher"]["subsets"]
     assert teacher["V+F+A"]["gflops"] > teacher["V"]["gflops"] > subsets["V"]["gflops"]
     assert plot.stat().st_size > 10_000

@@ -43,6 +43,13 @@ def test_results_layout(evaluated_student):
     assert list(result["sweep"]) == ["0.0", "0.5", "0.9"]
     assert result["sweep"]["0.0"]["action_top1"] == result["subsets"]["V+F+A"]["action_top1"]
     assert {"action_top1", "std", "noun_top1_std"} <= set(result["sweep"]["0.5"])
+    # per-class view of the full set: confusion cells sum to the clips, class names from the class files
+    assert result["heads"] == {"verb": len(result["classes"]["verb"]), "noun": len(result["classes"]["noun"])}
+    for head in ("verb", "noun", "action"):
+        assert sum(c for _, _, c in result["confusion"][head]) == result["subsets"]["V+F+A"]["samples"]
+    right = sum(c for t, g, c in result["confusion"]["verb"] if t == g)
+    assert 100 * right / result["subsets"]["V+F+A"]["samples"] == pytest.approx(result["subsets"]["V+F+A"]["verb_top1"])
+    assert result["missing_strategy"] == "learned"
     json.dumps(result, allow_nan=False)  # strict JSON
 
 

@@ -35,6 +35,26 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
     raise FileNotFoundError(f"{path}: not a dataset folder or a YAML config")
 
 
+def class_names(config: DatasetConfig, heads: dict[str, int]) -> dict[str, list[str]] | None:
+    """``{head: [name of class 0, ...]}`` from the dataset's class files; None when they are
+    gone or do not match ``heads`` (callers then show class indices)."""
+    from karmma.data.annotations import read_class_list, read_ssv2_labels
+
+    try:
+        if config.format in ("epic", "epic_star"):
+            names = {"verb": read_class_list(config.path(config.verb_classes)), "noun": read_class_list(config.path(config.noun_classes))}
+        elif config.format == "ssv2":
+            labels = read_ssv2_labels(config.path(config.labels))
+            names = {"action": [t for t, _ in sorted(labels.items(), key=lambda item: item[1])]}
+        else:
+            return None
+    except (OSError, ValueError):
+        return None
+    if any(len(names.get(h, [])) != n for h, n in heads.items()):
+        return None
+    return names
+
+
 def inspect_dataset(config: DatasetConfig, deep: bool = False, workers: int = 2) -> dict:
     """Sizes, class counts, availability per modality and problems, per split."""
     heads = dataset_heads(config)

@@ -26,7 +26,8 @@ from karmma.availability import modality_dropout
 from karmma.configuration import apply_override, from_dict
 from karmma.data.config import dataset_heads, load_split
 from karmma.data.dataset import ClipDataset
-from karmma.evaluation.metrics import classification_metrics, tail_metrics
+from karmma.data.inspect import class_names
+from karmma.evaluation.metrics import classification_metrics, confusion_counts, tail_metrics
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
 from karmma.training.checkpoints import CheckpointError, checkpoint_config, model_state, read_checkpoint, resolve_checkpoint
@@ -201,6 +202,15 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
             entry[f"{key}_std"] = values.std(unbiased=False).item()
         entry["std"] = entry["action_top1_std"]
         results["sweep"][f"{p:.1f}"] = entry
+
+    # per-class view of the full set, for the report's per-class table and confusion figure
+    seen, probs = subset_sums[full_name].averaged()
+    results["heads"] = dict(heads)
+    results["missing_strategy"] = getattr(model, "missing_strategy", None)
+    results["confusion"] = confusion_counts(probs, {h: labels[h][seen] for h in heads})
+    names = class_names(config.data, heads)
+    if names:
+        results["classes"] = names
 
     extras = _epic_extras(config)
     if extras is not None and {"verb", "noun"} <= set(heads):
