@@ -142,8 +142,15 @@ def _train(args: argparse.Namespace) -> int:
 
     config = load_config(TrainConfig, args.config, args.overrides)
     result = train(config)
-    metrics = ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in sorted(result["metrics"].items()) if k.endswith("top1"))
-    print(f"{config.stage}: {metrics}\nrun folder: {result['run']}", file=sys.stderr)
+
+    def top1(entry: dict | None) -> str:
+        if not entry:
+            return "not validated"
+        scores = ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in sorted(entry["metrics"].items()) if k.endswith("top1"))
+        return f"epoch {entry['epoch']}: {scores}"
+
+    print(f"{config.stage}: best checkpoint (checkpoints/best.ckpt) {top1(result['best_checkpoint'])}\n"
+          f"last epoch {top1(result['last_epoch'])}\nrun folder: {result['run']}", file=sys.stderr)
     return 0
 
 

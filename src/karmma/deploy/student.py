@@ -153,9 +153,12 @@ def save_safetensors(model: KARMMA, info: StudentInfo, out: str | Path) -> Path:
     with the :class:`StudentInfo` (class names, preparation) in the metadata too."""
     from safetensors.torch import save_file
 
+    from karmma.training.export import give_normal_mode
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     metadata = {"karmma": "student", "config": json.dumps(info.config), "heads": json.dumps(info.heads), METADATA_KEY: info.to_json()}
     save_file(state, str(out), metadata=metadata)
+    give_normal_mode(out)
     return out
