@@ -1,6 +1,7 @@
 """The quick demo end to end (about 2-3 minutes on 2 CPU cores), twice with one seed."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,23 @@ def test_rerun_reuses_finished_stages_and_refuses_other_settings(quick_demo):
 def test_same_seed_gives_the_same_results(quick_demo, tmp_path):
     run_demo(tmp_path, quick=True, seed=0, progress=False)
     assert (tmp_path / "results.json").read_text() == (quick_demo / "results.json").read_text()
+
+
+def test_readme_after_the_demo_block_runs(quick_demo, tmp_path):
+    """The README's "After the demo" block, pasted into a shell, on a quick demo's output."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "scripts"))
+    from readme_blocks import code_blocks
+
+    block = next(code for language, code in code_blocks((root / "README.md").read_text()) if "karmma export karmma-demo/" in code)
+    # the quick demo has 6 participants: its validation recording P05_01 stands in for the default demo's P12_01
+    script = block.replace("karmma-demo/", f"{quick_demo}/").replace("P12", "P05")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "student-onnx" / "fusion.onnx").is_file() and (tmp_path / "student.safetensors").is_file()
+    assert "# KARMMA report" in done.stdout and "verb" in done.stdout

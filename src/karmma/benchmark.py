@@ -82,6 +82,11 @@ class PeakMemory(TorchDispatchMode):
 
 def measure_latency(fn: Callable[[], object], repeats: int, warmup: int, device: torch.device) -> float:
     """Median wall time of ``fn()`` in milliseconds."""
+    return statistics.median(latency_samples(fn, repeats, warmup, device))
+
+
+def latency_samples(fn: Callable[[], object], repeats: int, warmup: int, device: torch.device) -> list[float]:
+    """Wall times of ``repeats`` calls of ``fn()`` in milliseconds, after ``warmup`` untimed calls."""
     times = []
     for i in range(warmup + repeats):
         if device.type == "cuda":
@@ -92,7 +97,7 @@ def measure_latency(fn: Callable[[], object], repeats: int, warmup: int, device:
             torch.cuda.synchronize(device)
         if i >= warmup:
             times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return times
 
 
 def active_parameters(model: KARMMA, present: Sequence[str]) -> list[torch.Tensor]:
@@ -136,12 +141,14 @@ def benchmark_model(
                 meta_model(meta_inputs, availability)
         inputs = {k: v.to(device) for k, v in model.example_inputs(1).items() if k in present}
         with torch.inference_mode():
-            latency = measure_latency(lambda: model(inputs, availability), settings.repeats, settings.warmup, device)
+            times = latency_samples(lambda: model(inputs, availability), settings.repeats, settings.warmup, device)
         results[name] = {
             "gflops": round(flops / 1e9, 3),
             "params_m": round(sum(p.numel() for p in active_parameters(model, present)) / 1e6, 3),
             "peak_mem_mb": round(memory.peak / 2**20, 1),
-            "latency_ms": round(latency, 2),
+            "latency_ms": round(statistics.median(times), 2),  # median; min and max show the spread
+            "latency_ms_min": round(min(times), 2),
+            "latency_ms_max": round(max(times), 2),
         }
         r = results[name]
         log(
@@ -172,29 +179,47 @@ def benchmark_preset(preset, heads: dict[str, int], modalities: Sequence[str], m
     return results
 
 
+def _readable(value: float) -> str:
+    """A bar label without scientific notation: 1020 -> '1,020', 3.14159 -> '3.14', 0.0123 -> '0.012'."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if value >= 0.01 else f"{value:.2g}"
+
+
 def plot_benchmark(results: dict, path: str) -> None:
-    """Teacher and student bars per subset (GFLOPs and peak memory), like the paper's resource figure."""
+    """Teacher and student bars per subset (GFLOPs, peak memory, latency with its min-max range)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     models = results["models"]
     subsets = list(next(iter(models.values()))["subsets"])
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    metrics = [("gflops", "GFLOPs"), ("peak_mem_mb", "peak memory (MB)"), ("latency_ms", "latency (ms)")]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    repeats = results.get("latency_repeats", "?")
+    metrics = [("gflops", "GFLOPs"), ("peak_mem_mb", "peak memory (MB)"),
+               ("latency_ms", f"latency (ms, log scale): median, line = min-max of {repeats} run(s)")]
     width = 0.8 / len(models)
     for ax, (metric, title) in zip(axes, metrics):
         for i, (name, model) in enumerate(models.items()):
-            values = [model["subsets"].get(s, {}).get(metric, 0.0) for s in subsets]
+            rows = [model["subsets"].get(s, {}) for s in subsets]
+            values = [r.get(metric, 0.0) for r in rows]
             positions = [x + (i - (len(models) - 1) / 2) * width for x in range(len(subsets))]
-            bars = ax.bar(positions, values, width, label=name)
-            ax.bar_label(bars, fmt="%.3g", fontsize=7, rotation=90, padding=2)
+            spread = None
+            if metric == "latency_ms" and all("latency_ms_min" in r for r in rows) and any(r["latency_ms_max"] > r["latency_ms_min"] for r in rows):
+                spread = [[v - r["latency_ms_min"] for v, r in zip(values, rows)], [r["latency_ms_max"] - v for v, r in zip(values, rows)]]
+            bars = ax.bar(positions, values, width, yerr=spread, capsize=2, label=name)
+            ax.bar_label(bars, labels=[_readable(v) for v in values], fontsize=7, rotation=90, padding=2)
         ax.set_xticks(range(len(subsets)), subsets, rotation=30)
-        ax.set_title(title)
-        ax.margins(y=0.2)
-    axes[0].legend()
-    fig.suptitle(f"KARMMA resources per modality subset (preset {results['preset']}, batch 1, {results['device']})")
+        ax.set_title(title, fontsize=10)
+        ax.margins(y=0.25)
+        if metric == "latency_ms":
+            ax.set_yscale("log")  # one slow outlier run must not flatten every other bar
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _readable(v) if v else "0"))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=len(labels), frameon=False)
+    fig.suptitle(f"KARMMA resources per modality subset (preset {results['preset']}, batch 1, {results['device']})", x=0.4)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,4 +1,4 @@
-"""The ``karmma`` command line."""
+"""The karmma command line: one subcommand per pipeline step (see build_parser)."""
 
 from __future__ import annotations
 
@@ -142,8 +142,15 @@ def _train(args: argparse.Namespace) -> int:
 
     config = load_config(TrainConfig, args.config, args.overrides)
     result = train(config)
-    metrics = ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in sorted(result["metrics"].items()) if k.endswith("top1"))
-    print(f"{config.stage}: {metrics}\nrun folder: {result['run']}", file=sys.stderr)
+
+    def top1(entry: dict | None) -> str:
+        if not entry:
+            return "not validated"
+        scores = ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in sorted(entry["metrics"].items()) if k.endswith("top1"))
+        return f"epoch {entry['epoch']}: {scores}"
+
+    print(f"{config.stage}: best checkpoint (checkpoints/best.ckpt) {top1(result['best_checkpoint'])}\n"
+          f"last epoch {top1(result['last_epoch'])}\nrun folder: {result['run']}", file=sys.stderr)
     return 0
 
 
@@ -335,166 +342,284 @@ def _benchmark_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="karmma", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = """\
+karmma: egocentric action recognition that keeps working when sensors fail.
 
-    bench = commands.add_parser(
-        "benchmark",
-        help="GFLOPs, parameters, peak memory and latency of teacher and student on every modality subset",
+Trains a multimodal teacher (RGB video V, optical flow F, audio A, object
+detections D), distils it into a light student that accepts any subset of
+its modalities, evaluates every model on every subset, and deploys the
+student (ONNX). Run 'karmma COMMAND --help' for one command's options and an
+example."""
+
+FIRST_STEPS = """\
+first steps:
+  karmma demo --quick           # the whole pipeline on embedded data, writes karmma-demo/
+  karmma demo --help            # what it does and writes
+"""
+
+
+def _command(commands, name: str, summary: str, example: str, details: str = "") -> argparse.ArgumentParser:
+    """A subcommand whose --help shows the summary, optional details and an example."""
+    description = summary[0].upper() + summary[1:] + "." + (f"\n\n{details}" if details else "")
+    return commands.add_parser(
+        name, help=summary, description=description, epilog="example:\n" + example,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    bench.add_argument("--preset", choices=["paper", "tiny"], default="tiny")
-    bench.add_argument("--json", required=True, help="where to write the results (JSON)")
-    bench.add_argument("--plot", help="also draw the teacher/student bars to this PNG")
-    bench.add_argument("--modalities", help="modalities of the models, e.g. V,F,A (default) or V,F,D")
-    bench.add_argument("--models", nargs="+", choices=["teacher", "student"], default=["teacher", "student"])
-    bench.add_argument("--repeats", type=int, help="latency runs per subset (default: 20 tiny, 1 paper)")
-    bench.add_argument("--warmup", type=int, help="untimed runs first (default: 3 tiny, 0 paper)")
-    bench.add_argument("--device", default="cpu", help="torch device for latency, e.g. cpu or cuda")
-    bench.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    bench.set_defaults(run=_benchmark)
 
-    synth = commands.add_parser("synth", help="generate SynthKitchen recordings (MP4 + EPIC-format annotations)")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="karmma", description=DESCRIPTION, epilog=FIRST_STEPS, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    preset_help = "model sizes: paper (Swin3D-B teacher, 32 x 224 x 224 clips) or tiny (CPU-sized); default %(default)s"
+
+    demo = _command(
+        commands, "demo", "the whole method on embedded SynthKitchen data: synth, train all stages, evaluate, report",
+        "  karmma demo --quick --out karmma-demo-quick     # 1.3 min on an idle 2-core CPU, 5.5 min on a busy one\n"
+        "  karmma demo                                     # 12.5 min on a 2-core CPU\n",
+        "Synthesises SynthKitchen recordings (nothing is downloaded), prepares them,\n"
+        "pre-trains the teacher's extractors, trains the teacher, distils the student,\n"
+        "trains the three baselines, evaluates every model on every modality subset and\n"
+        "writes OUT/report.md, results.json, benchmark.json and student.safetensors.\n"
+        "Re-running with the same --out reuses finished stages; stage logs are in OUT/logs/.",
+    )
+    demo.add_argument("--out", default="karmma-demo", help="output folder (default %(default)s; re-running reuses finished stages)")
+    demo.add_argument("--quick", action="store_true",
+                      help="fewer clips and epochs (1.3 instead of 12.5 min on an idle 2-core CPU); accuracies stay near chance")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of training (default %(default)s)")
+    demo.add_argument("--workers", type=int, default=2, help="processes for synthesis/preparation and data loading (default %(default)s)")
+    demo.add_argument("--no-progress", action="store_true", help="one line per stage instead of a progress bar")
+    demo.set_defaults(run=_demo)
+
+    synth = _command(
+        commands, "synth", "generate SynthKitchen recordings (MP4 with audio + EPIC-format annotations)",
+        "  karmma synth synth-raw --seed 0 --size quick\n",
+        "The recordings are rendered procedurally: nothing is downloaded. Prepare them\n"
+        "next with 'karmma prepare'.",
+    )
     synth.add_argument("out", help="output folder")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--size", choices=["quick", "default"], default="quick")
+    synth.add_argument("--seed", type=int, default=0, help="random seed; another seed gives disjoint recordings (default %(default)s)")
+    synth.add_argument("--size", choices=["quick", "default"], default="quick",
+                       help="number of participants, videos and actions: quick (small) or default (the default demo's); default %(default)s")
     synth.add_argument("--layout", choices=["epic", "ssv2"], default="epic",
-                       help="EPIC-KITCHENS (V, F, A) or Something-Something v2 with Something-Else boxes (V, F, D)")
-    synth.add_argument("--workers", type=int, default=2)
+                       help="EPIC-KITCHENS (V, F, A) or Something-Something v2 with Something-Else boxes (V, F, D); default %(default)s")
+    synth.add_argument("--workers", type=int, default=2, help="rendering processes (default %(default)s)")
     synth.set_defaults(run=_synth)
 
-    prep = commands.add_parser("prepare", help="raw videos -> RGB frames, optical flow and 24 kHz audio (EPIC layout)")
+    prep = _command(
+        commands, "prepare", "raw videos -> RGB frames, optical flow and 24 kHz audio (EPIC layout)",
+        "  karmma prepare synth-raw synth-prepared --flow dis --short-side 64\n",
+        "Parallel and resumable: videos already prepared are skipped. Annotation files\n"
+        "found beside the videos are copied to OUT/annotations.",
+    )
     prep.add_argument("src", help="folder with the videos (searched recursively) and annotation files")
     prep.add_argument("out", help="output folder (EPIC layout)")
-    prep.add_argument("--flow", choices=["tvl1", "dis"], default="tvl1", help="TV-L1 (official, slow) or DIS (fast)")
+    prep.add_argument("--flow", choices=["tvl1", "dis"], default="tvl1",
+                      help="optical flow: tvl1 (as EPIC-KITCHENS ships, slow) or dis (OpenCV DIS, fast); default %(default)s")
     prep.add_argument("--fps", type=float, help="frame rate of the extracted frames (default: the video's)")
-    prep.add_argument("--short-side", type=int, default=256, help="resize frames to this short side (default 256)")
-    prep.add_argument("--workers", type=int, default=2)
-    prep.add_argument("--json", help="also write the summary as JSON")
+    prep.add_argument("--short-side", type=int, default=256, help="resize frames to this short side in pixels (default %(default)s)")
+    prep.add_argument("--workers", type=int, default=2, help="videos prepared in parallel (default %(default)s)")
+    prep.add_argument("--json", metavar="FILE", help="also write the summary (counts, time per step) as JSON")
     prep.set_defaults(run=_prepare)
 
-    train = commands.add_parser("train", help="train a stage: unimodal, teacher, student, baseline, baseline_masked or baseline_delta")
-    train.add_argument("config", help="YAML config (see configs/)")
-    train.add_argument("overrides", nargs="*", help="key.subkey=value overrides, e.g. optim.lr=3e-4 data.root=/data")
+    data = _command(
+        commands, "data", "dataset tools: inspect a dataset, or check whether training would be input-bound",
+        "  karmma data inspect karmma-demo/prepared/main\n"
+        "  karmma data benchmark karmma-demo/prepared/main --preset tiny\n",
+    )
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="TOOL")
+    inspect = _command(
+        data_commands, "inspect", "size, classes, availability per modality and problems of a dataset",
+        "  karmma data inspect karmma-demo/prepared/main --deep\n",
+    )
+    inspect.add_argument("dataset", help="a prepared folder or a YAML config")
+    inspect.add_argument("--deep", action="store_true", help="decode every clip (finds unreadable files; slower)")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--workers", type=int, default=2, help="processes decoding clips with --deep (default %(default)s)")
+    inspect.set_defaults(run=_inspect)
+    dbench = _command(
+        data_commands, "benchmark", "clips/s of data loading vs the student's training step",
+        "  karmma data benchmark karmma-demo/prepared/main --preset tiny --workers 2\n",
+        "If loading is slower than training, training is input-bound: add --workers,\n"
+        "lower the frame size with 'karmma prepare --short-side', or use a feature cache.",
+    )
+    dbench.add_argument("dataset", help="a prepared folder or a YAML config")
+    dbench.add_argument("--preset", choices=["paper", "tiny"], default="tiny", help=preset_help)
+    dbench.add_argument("--workers", type=int, default=2, help="data loader processes (default %(default)s)")
+    dbench.add_argument("--batch-size", type=int, default=16, help="clips per batch (default %(default)s)")
+    dbench.add_argument("--batches", type=int, default=10, help="measured loader batches, after one warm-up batch (default %(default)s)")
+    dbench.add_argument("--steps", type=int, default=10, help="measured training steps, after two warm-up steps (default %(default)s)")
+    dbench.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    dbench.set_defaults(run=_data_benchmark)
+
+    train = _command(
+        commands, "train", "train a stage: unimodal, teacher, student, baseline, baseline_masked or baseline_delta",
+        "  karmma train configs/synthkitchen/baseline.yaml data.root=karmma-demo/prepared/main optim.epochs=2\n",
+        "The stage comes from the config. The run folder is trainer.runs/trainer.name\n"
+        "(default runs/<stage>); re-running the same command resumes from last.ckpt.",
+    )
+    train.add_argument("config", help="YAML config (shipped ones are in configs/<dataset>/)")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="config overrides, e.g. optim.lr=3e-4 data.root=/data (an unknown key is an error listing the valid ones)")
     train.set_defaults(run=_train)
 
-    extract = commands.add_parser("extract", help="cache the teacher's frozen extractor tokens (HDF5, sharded, resumable)")
+    extract = _command(
+        commands, "extract", "cache the teacher's frozen extractor tokens (HDF5, sharded, resumable)",
+        "  karmma extract configs/synthkitchen/teacher.yaml data.root=karmma-demo/prepared/main cache.path=teacher-cache \\\n"
+        "      extractors.V=karmma-demo/runs/unimodal_V/checkpoints/best.ckpt \\\n"
+        "      extractors.F=karmma-demo/runs/unimodal_F/checkpoints/best.ckpt \\\n"
+        "      extractors.A=karmma-demo/runs/unimodal_A/checkpoints/best.ckpt\n",
+        "Then train the teacher with the same config and cache.path: only its fusion runs.",
+    )
     extract.add_argument("config", help="the teacher's YAML config (with cache.path)")
-    extract.add_argument("overrides", nargs="*")
-    extract.add_argument("--rank", type=int, default=0, help="this shard (default: from torchrun/SLURM)")
-    extract.add_argument("--world-size", type=int, default=0, help="number of shards")
-    extract.add_argument("--batch-size", type=int, default=8)
+    extract.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. cache.path=/data/cache")
+    extract.add_argument("--rank", type=int, default=0, help="this shard, with --world-size (default: from torchrun/SLURM, else 0)")
+    extract.add_argument("--world-size", type=int, default=0, help="number of shards (default: from torchrun/SLURM, else 1)")
+    extract.add_argument("--batch-size", type=int, default=8, help="clips per extractor batch (default %(default)s)")
     extract.add_argument("--logits", metavar="TEACHER_CKPT", help="also cache this trained teacher's logits (for students with teacher_logits=cache)")
     extract.set_defaults(run=_extract)
 
-    btrain = commands.add_parser("benchmark-training", help="teacher cache speed-up, or distillation step cost")
-    btrain.add_argument("what", choices=["cache", "distill"])
-    btrain.add_argument("config", help="teacher config with cache.path (cache) or student config with teacher_logits=cache (distill)")
-    btrain.add_argument("overrides", nargs="*")
-    btrain.add_argument("--json", help="also write the result as JSON")
-    btrain.add_argument("--cache-workers", type=int, default=0, help="loader workers reading the cache (cache benchmark)")
-    btrain.set_defaults(run=_benchmark_training)
-
-    export = commands.add_parser("export-student", help="a trained student alone, as safetensors with its config")
-    export.add_argument("checkpoint", help="a student / baseline / baseline_masked / baseline_delta checkpoint")
-    export.add_argument("out", help="output .safetensors file")
-    export.set_defaults(run=_export_student)
-
-    evaluate = commands.add_parser("evaluate", help="accuracy on every modality subset and along the missing-modality sweep")
+    evaluate = _command(
+        commands, "evaluate", "accuracy on every modality subset and along the missing-modality sweep",
+        "  karmma evaluate karmma-demo/runs/teacher karmma-demo/runs/student --names teacher,student --out results/results.json\n",
+        "Scores verb / noun / action top-1 and top-5 on every non-empty modality subset,\n"
+        "along the random-dropout sweep and on the EPIC tail / unseen splits when their\n"
+        "class files exist. Read the result with 'karmma report'.",
+    )
     evaluate.add_argument("models", nargs="+", help="run folders, .ckpt checkpoints or exported student .safetensors")
-    evaluate.add_argument("--out", required=True, help="results JSON")
-    evaluate.add_argument("--names", default="", help="comma-separated model names (default: each model's stage)")
+    evaluate.add_argument("--out", required=True, help="results JSON to write")
+    evaluate.add_argument("--names", default="", help="comma-separated model names, one per model (default: each model's stage)")
     evaluate.add_argument("--split", default=None, choices=("train", "validation", "test"),
                           help="split to score (default: the official validation set: 'test' for epic_star, "
                                "whose 'validation' is the 10 %% held out of training, else 'validation')")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"),
                           help="which checkpoint of a run folder: best (chosen on validation) or last (the last epoch; "
                                "use it where the scored split is also the selection split)")
-    evaluate.add_argument("--p", default="", help="sweep drop probabilities (default 0.0,0.1,...,0.9)")
-    evaluate.add_argument("--seeds", type=int, default=3, help="sweep seeds (mean and spread reported)")
-    evaluate.add_argument("--batch-size", type=int, default=32)
-    evaluate.add_argument("--workers", type=int, default=2)
-    evaluate.add_argument("--clips", type=int, default=None, help="temporal views (default: the training config's)")
-    evaluate.add_argument("--crops", type=int, default=None, help="spatial views: 1 or 3 (default: the training config's)")
+    evaluate.add_argument("--p", default="", help="sweep drop probabilities, comma-separated (default 0.0,0.1,...,0.9)")
+    evaluate.add_argument("--seeds", type=int, default=3, help="sweep seeds; mean and spread are reported (default %(default)s)")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="clips per batch (default %(default)s)")
+    evaluate.add_argument("--workers", type=int, default=2, help="data loader processes (default %(default)s)")
+    evaluate.add_argument("--clips", type=int, default=None, help="temporal views per segment (default: the training config's)")
+    evaluate.add_argument("--crops", type=int, default=None, help="spatial views per clip: 1 or 3 (default: the training config's)")
     evaluate.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
     evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="override the stored training config, e.g. --set data.root=/new/place")
+                          help="override the stored training config, e.g. --set data.root=/new/place (repeatable)")
     evaluate.set_defaults(run=_evaluate)
 
-    report = commands.add_parser("report", help="Markdown report + figures from a folder with results.json (and benchmark.json, runs/)")
-    report.add_argument("folder")
+    report = _command(
+        commands, "report", "Markdown report + figures from a folder with results.json (and benchmark.json)",
+        "  karmma report karmma-demo       # rewrites karmma-demo/report.md and its figures\n",
+        "Training curves are read from the run folders named in results.json.",
+    )
+    report.add_argument("folder", help="folder with results.json; report.md and the PNG figures are written there")
     report.set_defaults(run=_report)
 
-    demo = commands.add_parser("demo", help="the whole method on embedded SynthKitchen data: synth, train all stages, evaluate, report")
-    demo.add_argument("--out", default="karmma-demo", help="output folder (re-running reuses finished stages)")
-    demo.add_argument("--quick", action="store_true", help="a smaller, shorter run (about 3 minutes on 2 CPU cores)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--workers", type=int, default=2, help="processes for synthesis/preparation and data loading")
-    demo.add_argument("--no-progress", action="store_true", help="one line per stage instead of a progress bar")
-    demo.set_defaults(run=_demo)
-
-    study = commands.add_parser("dropout-study", help="train the teacher at several modality-dropout rates; accuracy per subset")
+    study = _command(
+        commands, "dropout-study", "train the teacher at several modality-dropout rates; accuracy per subset",
+        "  karmma dropout-study configs/synthkitchen/teacher.yaml data.root=karmma-demo/prepared/main \\\n"
+        "      cache.path=karmma-demo/cache extractors.V=karmma-demo/runs/unimodal_V/checkpoints/best.ckpt \\\n"
+        "      extractors.F=karmma-demo/runs/unimodal_F/checkpoints/best.ckpt \\\n"
+        "      extractors.A=karmma-demo/runs/unimodal_A/checkpoints/best.ckpt --rates 0,0.5 --out dropout-study\n",
+    )
     study.add_argument("config", help="a teacher config (best with cache.path: only the fusion trains)")
-    study.add_argument("overrides", nargs="*", help="key.subkey=value")
-    study.add_argument("--rates", default="0,0.25,0.5,0.75")
+    study.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=/data")
+    study.add_argument("--rates", default="0,0.25,0.5,0.75",
+                       help="modality-dropout probabilities to train with, comma-separated (default %(default)s)")
     study.add_argument("--out", required=True, help="folder for dropout_study.json and .png")
     study.set_defaults(run=_dropout_study)
 
-    exp = commands.add_parser("export", help="a trained student as safetensors, one ONNX graph and/or split ONNX graphs")
+    exp = _command(
+        commands, "export", "a trained student as safetensors, one ONNX graph and/or split ONNX graphs",
+        "  karmma export karmma-demo/runs/student --onnx-split student-onnx --safetensors student.safetensors\n",
+        "The split form (one graph per extractor plus a fusion graph) skips the\n"
+        "extractors of missing sensors; 'karmma predict' runs it.",
+    )
     exp.add_argument("student", help="a student / baseline / baseline_masked / baseline_delta run folder or checkpoint (.ckpt) or exported .safetensors")
     exp.add_argument("--safetensors", metavar="OUT", help="write the weights with config, class names and preparation settings")
     exp.add_argument("--onnx", metavar="OUT", help="write one ONNX graph taking every modality input and the availability mask")
     exp.add_argument("--onnx-split", metavar="DIR", help="write one ONNX graph per extractor plus a fusion graph to DIR")
     exp.set_defaults(run=_export)
 
-    pred = commands.add_parser("predict", help="predict the action in a video with a trained student")
+    export = _command(
+        commands, "export-student", "a trained student alone, as safetensors with its config",
+        "  karmma export-student karmma-demo/runs/student/checkpoints/best.ckpt student.safetensors\n",
+        "'karmma export --safetensors' does the same from a run folder.",
+    )
+    export.add_argument("checkpoint", help="a student / baseline / baseline_masked / baseline_delta checkpoint")
+    export.add_argument("out", help="output .safetensors file")
+    export.set_defaults(run=_export_student)
+
+    pred = _command(
+        commands, "predict", "predict the action in a video with a trained student",
+        "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --start 0.4 --end 2.2\n"
+        "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --stream --drop-sensors 0.3\n",
+        "Flow and audio are computed from the video as in training. With --stream, one\n"
+        "prediction per sliding window; --drop-sensors simulates failing sensors.",
+    )
     pred.add_argument("model", help="a .onnx graph, split-ONNX folder, .safetensors or .ckpt student")
     pred.add_argument("input", help="a video file; with --stream also - (a video stream on stdin) or a camera index")
     pred.add_argument("--modalities", help="which of V, F, A to use, e.g. V,F (default: all the model has)")
-    pred.add_argument("--top-k", type=int, default=5)
+    pred.add_argument("--top-k", type=int, default=5, help="number of most likely actions, verbs and nouns printed (default %(default)s)")
     pred.add_argument("--json", action="store_true", help="machine-readable output (one JSON object per line)")
     pred.add_argument("--start", type=float, help="segment start in seconds (default: the beginning)")
     pred.add_argument("--end", type=float, help="segment end in seconds (default: the end)")
     pred.add_argument("--flow", choices=["dis", "tvl1"], help="optical flow method (default: the training data's, else dis)")
-    pred.add_argument("--short-side", type=int, help="frame short side (default: the training data's)")
-    pred.add_argument("--threads", type=int, help="CPU threads for the model")
+    pred.add_argument("--short-side", type=int, help="frame short side in pixels (default: the training data's)")
+    pred.add_argument("--threads", type=int, help="CPU threads for the model (default: the runtime's choice)")
     pred.add_argument("--stream", action="store_true", help="one prediction per sliding window")
-    pred.add_argument("--window", type=float, default=2.0, help="window length in seconds (--stream)")
-    pred.add_argument("--hop", type=float, default=1.0, help="seconds between window starts (--stream)")
+    pred.add_argument("--window", type=float, default=2.0, help="window length in seconds, with --stream (default %(default)s)")
+    pred.add_argument("--hop", type=float, default=1.0, help="seconds between window starts, with --stream (default %(default)s)")
     pred.add_argument("--drop-sensors", type=float, default=0.0, metavar="RATE",
                       help="simulate sensor failures (--stream): each modality is down this fraction of the time")
-    pred.add_argument("--drop-seconds", type=float, default=3.0, help="mean length of a sensor failure in seconds")
-    pred.add_argument("--seed", type=int, default=0, help="seed of the sensor-failure simulation")
+    pred.add_argument("--drop-seconds", type=float, default=3.0, help="mean length of a sensor failure in seconds (default %(default)s)")
+    pred.add_argument("--seed", type=int, default=0, help="seed of the sensor-failure simulation (default %(default)s)")
     pred.set_defaults(run=_predict)
 
-    bdep = commands.add_parser("benchmark-deploy", help="student latency: eager PyTorch vs ONNX Runtime per subset, with pre-processing")
-    bdep.add_argument("--presets", nargs="+", choices=["tiny", "paper"], default=["tiny"])
-    bdep.add_argument("--modalities", default="V,F,A", help="modalities of the student (default V,F,A)")
+    bench = _command(
+        commands, "benchmark", "GFLOPs, parameters, peak memory and latency of teacher and student on every modality subset",
+        "  karmma benchmark --preset tiny --json benchmark.json --plot benchmark.png\n",
+        "GFLOPs at batch 1 (2 FLOPs per multiply-add); latency is the median of --repeats runs.",
+    )
+    bench.add_argument("--preset", choices=["paper", "tiny"], default="tiny", help=preset_help)
+    bench.add_argument("--json", required=True, metavar="FILE", help="where to write the results (JSON)")
+    bench.add_argument("--plot", metavar="FILE", help="also draw the teacher/student bars to this PNG")
+    bench.add_argument("--modalities", help="modalities of the models, e.g. V,F,A (default) or V,F,D")
+    bench.add_argument("--models", nargs="+", choices=["teacher", "student"], default=["teacher", "student"],
+                       help="which models to measure (default: both)")
+    bench.add_argument("--repeats", type=int, help="latency runs per subset (default: 20 tiny, 1 paper)")
+    bench.add_argument("--warmup", type=int, help="untimed runs first (default: 3 tiny, 0 paper)")
+    bench.add_argument("--device", default="cpu", help="torch device for latency, e.g. cpu or cuda (default %(default)s)")
+    bench.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    bench.set_defaults(run=_benchmark)
+
+    btrain = _command(
+        commands, "benchmark-training", "teacher cache speed-up, or distillation step cost",
+        "  karmma benchmark-training distill configs/synthkitchen/student.yaml data.root=karmma-demo/prepared/main \\\n"
+        "      teacher_logits=cache cache.path=karmma-demo/cache\n",
+        "cache: one teacher epoch with live extractors against one from the feature cache.\n"
+        "distill: a student training step with cached teacher logits against a Baseline step.",
+    )
+    btrain.add_argument("what", choices=["cache", "distill"], help="cache: teacher cache speed-up; distill: distillation step cost")
+    btrain.add_argument("config", help="teacher config with cache.path (cache) or student config with teacher_logits=cache (distill)")
+    btrain.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=/data")
+    btrain.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    btrain.add_argument("--cache-workers", type=int, default=0, help="loader workers reading the cache (cache benchmark; default %(default)s)")
+    btrain.set_defaults(run=_benchmark_training)
+
+    bdep = _command(
+        commands, "benchmark-deploy", "student latency: eager PyTorch vs ONNX Runtime per subset, with pre-processing",
+        "  karmma benchmark-deploy --presets tiny --repeats 10\n",
+    )
+    bdep.add_argument("--presets", nargs="+", choices=["tiny", "paper"], default=["tiny"], help="student sizes to time (default: tiny)")
+    bdep.add_argument("--modalities", default="V,F,A", help="modalities of the student (default %(default)s)")
     bdep.add_argument("--repeats", type=int, help="timed runs per subset (default: 30 tiny, 2 paper)")
     bdep.add_argument("--warmup", type=int, help="untimed runs first (default: 5 tiny, 1 paper)")
     bdep.add_argument("--video", help="video for the pre-processing columns (default: a synthetic 16:9 clip)")
-    bdep.add_argument("--clip-seconds", type=float, default=2.0, help="clip length whose pre-processing is timed")
+    bdep.add_argument("--clip-seconds", type=float, default=2.0, help="clip length whose pre-processing is timed (default %(default)s)")
     bdep.add_argument("--threads", type=int, help="CPU threads for torch (ONNX Runtime uses its default)")
-    bdep.add_argument("--json", help="also write the results as JSON")
+    bdep.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bdep.set_defaults(run=_benchmark_deploy)
-
-    data = commands.add_parser("data", help="dataset tools")
-    data_commands = data.add_subparsers(dest="data_command", required=True)
-    inspect = data_commands.add_parser("inspect", help="size, classes, availability per modality and problems of a dataset")
-    inspect.add_argument("dataset", help="a prepared folder or a YAML config")
-    inspect.add_argument("--deep", action="store_true", help="decode every clip (finds unreadable files)")
-    inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    inspect.add_argument("--workers", type=int, default=2)
-    inspect.set_defaults(run=_inspect)
-    dbench = data_commands.add_parser("benchmark", help="clips/s of data loading vs the student's training step")
-    dbench.add_argument("dataset", help="a prepared folder or a YAML config")
-    dbench.add_argument("--preset", choices=["paper", "tiny"], default="tiny")
-    dbench.add_argument("--workers", type=int, default=2)
-    dbench.add_argument("--batch-size", type=int, default=16)
-    dbench.add_argument("--batches", type=int, default=10, help="measured loader batches (after one warm-up batch)")
-    dbench.add_argument("--steps", type=int, default=10, help="measured training steps (after two warm-up steps)")
-    dbench.add_argument("--json", help="also write the result as JSON")
-    dbench.set_defaults(run=_data_benchmark)
     return parser
 
 

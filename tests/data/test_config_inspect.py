@@ -36,8 +36,12 @@ def test_inspect_reports_sizes_and_availability(synth_prepared, capsys):
     assert main(["data", "inspect", str(synth_prepared), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["heads"] == {"verb": 5, "noun": 6}
+    assert len(printed["classes"]["verb"]) == 5 and len(printed["classes"]["noun"]) == 6
     assert main(["data", "inspect", str(synth_prepared)]) == 0
-    assert "[validation] 6 clips" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "[validation] 6 clips" in out
+    verb, count = train["most_common"]["verb"][0]
+    assert f"most common {printed['classes']['verb'][verb]} ({count} clips)" in out  # names, not class indices
 
 
 def test_inspect_from_yaml_and_unknown_key(synth_prepared, tmp_path):

@@ -1,6 +1,7 @@
 """``karmma export``, ``karmma predict`` (single and streaming) and their one-line errors."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -24,6 +25,9 @@ def test_export_writes_every_form(student_file, tmp_path, capsys):
     assert main(["export", str(student_file), "--safetensors", str(out)]) == 0
     model, config = load_student(out)  # the training-side loader still reads it
     assert config["stage"] == "student" and model.modalities == ["V", "F", "A"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not safetensors' owner-only 0600: exports are shared
     capsys.readouterr()
     _one_line_error(capsys, ["export", str(student_file)], "nothing to write")
     teacher_like = tmp_path / "weights.safetensors"
@@ -36,13 +40,15 @@ def test_export_writes_every_form(student_file, tmp_path, capsys):
 
 
 def test_export_takes_a_run_folder(trained_runs, tmp_path):
-    from karmma.training.export import load_student
+    from karmma.training.export import export_student, load_student
 
     _, results = trained_runs
     out = tmp_path / "student.safetensors"
     assert main(["export", results["student"]["run"], "--safetensors", str(out)]) == 0
     model, config = load_student(out)
     assert config["stage"] == "student"
+    exported = export_student(results["student"]["best"], tmp_path / "export-student.safetensors")
+    assert exported.stat().st_mode & 0o777 == out.stat().st_mode & 0o777  # the mode of any new file (see above)
 
 def test_predict_table_and_json(onnx_student, synth_videos, capsys):
     raw, _ = synth_videos

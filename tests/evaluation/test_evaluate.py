@@ -41,8 +41,16 @@ def test_results_layout(evaluated_student):
         assert {"action_top1", "action_top5", "verb_top1", "noun_top5", "verb_ece", "noun_ece", "samples"} <= set(metrics)
         assert 0 <= metrics["action_top1"] <= 100
     assert list(result["sweep"]) == ["0.0", "0.5", "0.9"]
-    assert result["sweep"]["0.0"]["action_top1"] == result["subsets"]["V+F+A"]["action_top1"]
+    # p = 0 scores every clip with the modalities it has; the V+F+A row only clips that have all three
+    assert result["subsets"]["V+F+A"]["samples"] == result["availability"]["A"] <= result["clips"]
     assert {"action_top1", "std", "noun_top1_std"} <= set(result["sweep"]["0.5"])
+    # per-class view of every clip: confusion cells sum to the clips, class names from the class files
+    assert result["heads"] == {"verb": len(result["classes"]["verb"]), "noun": len(result["classes"]["noun"])}
+    for head in ("verb", "noun", "action"):
+        assert sum(c for _, _, c in result["confusion"][head]) == result["clips"]
+    right = sum(c for t, g, c in result["confusion"]["verb"] if t == g)
+    assert 100 * right / result["clips"] == pytest.approx(result["sweep"]["0.0"]["verb_top1"])
+    assert result["missing_modality"] == "learned"
     json.dumps(result, allow_nan=False)  # strict JSON
 
 

@@ -5,6 +5,7 @@ import torch
 
 from karmma.evaluation.metrics import (
     classification_metrics,
+    confusion_counts,
     expected_calibration_error,
     pair_topk,
     tail_metrics,
@@ -73,3 +74,16 @@ def test_tail_metrics_select_tail_segments():
     assert m["noun_top1"] == 50.0
     # action tail: rows 1, 2, 3; right only on row 1
     assert m["samples"] == 3 and m["action_top1"] == pytest.approx(100 / 3)
+
+
+def test_confusion_counts_are_sparse_top1_cells_and_match_accuracy():
+    verb = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4]])
+    noun = torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.3, 0.2], [0.2, 0.6, 0.2], [0.1, 0.1, 0.8]])
+    labels = {"verb": torch.tensor([0, 1, 1, 0]), "noun": torch.tensor([2, 0, 1, 1])}
+    cells = confusion_counts({"verb": verb, "noun": noun}, labels)
+    assert cells["verb"] == [[0, 0, 2], [1, 0, 1], [1, 1, 1]]  # (true, predicted, clips)
+    assert cells["noun"] == [[0, 0, 1], [1, 1, 1], [1, 2, 1], [2, 2, 1]]
+    right = sum(c for t, g, c in cells["action"] if t == g)  # action class = verb * 3 + noun
+    metrics = classification_metrics({"verb": verb, "noun": noun}, labels)
+    assert 100 * right / 4 == metrics["action_top1"]
+    assert [2, 2, 1] in cells["action"] and [1, 2, 1] in cells["action"]  # (verb 0, noun 2) right; (0, 1) taken for (0, 2)

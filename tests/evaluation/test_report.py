@@ -1,13 +1,15 @@
 import json
 
-from karmma.evaluation.report import check_claims, subset_table, write_report
+import pytest
+
+from karmma.evaluation.report import chance_levels, check_claims, subset_table, wilson_half_width, write_report
 
 SUBSETS = ["V+F+A", "V+F", "V+A", "F+A", "V", "F", "A"]
 
 
 def _model(subset_acc: dict, sweep: list[float]) -> dict:
     return {
-        "split": "validation", "clips": 10, "views": 1,
+        "split": "validation", "clips": 10, "views": 1, "heads": {"verb": 5, "noun": 6},
         "subsets": {s: {"action_top1": a, "verb_top1": a, "noun_top1": a, "samples": 10} for s, a in subset_acc.items()},
         "sweep": {f"{i / 10:.1f}": {"action_top1": v, "std": 0.5} for i, v in enumerate(sweep)},
     }
@@ -52,3 +54,65 @@ def test_report_is_written_from_the_files(tmp_path):
     for figure in ("sweep.png", "training.png"):
         assert (tmp_path / figure).stat().st_size > 1000
         assert f"]({figure})" in report
+
+
+def _with_per_class(results: dict) -> dict:
+    """Ten clips: verbs 0 (x6) and 1 (x4), nouns 2 (x7) and 3 (x3); the student gets 8 verbs right."""
+    student = results["models"]["student"]
+    student["confusion"] = {"verb": [[0, 0, 6], [1, 0, 2], [1, 1, 2]], "noun": [[2, 2, 7], [3, 2, 3]],
+                            "action": [[2, 2, 7], [3, 2, 1], [8, 2, 2]]}
+    student["classes"] = {"verb": ["take", "put", "v2", "v3", "v4"], "noun": ["n0", "n1", "cup", "plate", "n4", "n5"]}
+    return results
+
+
+def test_wilson_half_width():
+    assert wilson_half_width(50, 100) == pytest.approx(9.62, abs=0.01)  # the textbook 95 % interval 40.4 - 59.6
+    assert 0 < wilson_half_width(0, 32) < wilson_half_width(50, 32)  # not zero at 0 %: one clip more is plausible
+    assert wilson_half_width(50, 10_000) < 1
+
+
+def test_chance_levels_uniform_and_most_frequent_class():
+    levels = chance_levels(_with_per_class(_results(1.0)))
+    assert levels["verb_top1"] == (20.0, 60.0)
+    assert levels["noun_top1"] == pytest.approx((100 / 6, 70.0))
+    assert levels["action_top1"] == pytest.approx((100 / 30, 70.0))
+    assert levels["verb_top5"] == (100.0, 100.0)
+
+
+def test_report_explains_models_chance_noise_and_classes(tmp_path):
+    results = _with_per_class(_results(1.0))
+    results["models"]["baseline_masked"] = results["models"]["baseline"]
+    results["models"]["my_model"] = results["models"]["baseline"]  # a name the report has no description of
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    report = write_report(tmp_path).read_text()
+    assert "| KARMMA_S | `student` | the light **student**" in report
+    assert "| Masked Baseline (ours) | `baseline_masked` |" in report
+    assert "| my_model | `my_model` | a model evaluated under the name `my_model` (no description known)" in report
+    assert "| action top1 | 5 verbs × 6 nouns = 30 | 3.33 | 70.00 |" in report
+    assert "With 10 clips, one clip is 10.0 points" in report
+    assert "### Verb top-1" in report and "### Noun top-1" in report
+    assert "| take | 6 |" in report and "| put | 4 |" in report and "| cup | 7 |" in report
+    take = next(line for line in report.splitlines() if line.startswith("| take | 6 |"))
+    assert take.endswith("| 100 | – | – |")  # student 6 of 6; models without confusion counts show –
+    assert "docs/method.md" in report and "KARMMA.md" not in report
+    assert (tmp_path / "per_class.png").stat().st_size > 10_000
+
+
+def test_training_curves_are_found_through_the_models_sources(tmp_path):
+    """Run folders anywhere (named by results.json), a one-epoch run, and loss terms of several kinds."""
+    results = _results(1.0)
+    elsewhere = tmp_path / "elsewhere" / "runs"
+    for name, history in {
+        "student": [{"epoch": 0, "train/ce": 2.0, "train/kd": 0.3, "train/loss": 2.1, "val/ce": 2.2, "val/action_top1": 10.0},
+                    {"epoch": 1, "train/ce": 1.5, "train/kd": 0.2, "train/loss": 1.6, "val/ce": 2.0, "val/action_top1": 12.5}],
+        "teacher": [{"epoch": 0, "train/ce": 1.9, "train/info_nce": 1.2, "train/loss": 2.0, "val/ce": 2.1, "val/action_top1": 37.5}],
+    }.items():
+        (elsewhere / name / "checkpoints").mkdir(parents=True)
+        (elsewhere / name / "metrics.json").write_text(json.dumps(history))
+    results["models"]["student"]["source"] = str(elsewhere / "student" / "checkpoints" / "best.ckpt")  # absolute
+    results["models"]["teacher"]["source"] = "elsewhere/runs/teacher"  # relative to the results folder
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    report = write_report(tmp_path).read_text()
+    assert "| KARMMA_S | 2 | 12.50 (1) | 12.50 |" in report
+    assert "| KARMMA_T | 1 | 37.50 (0) | 37.50 |" in report
+    assert (tmp_path / "training.png").stat().st_size > 10_000

@@ -34,7 +34,7 @@ def _step_losses(run: Path) -> list[float]:
 def test_sigkill_mid_training_then_resume_matches_uninterrupted(synth_prepared, tmp_path):
     overrides = ("optim.epochs=4",)
     subprocess.run(_command(synth_prepared, tmp_path / "a", *overrides), check=True, env=_env(), capture_output=True, timeout=300)
-    reference = json.loads((tmp_path / "a" / "baseline_delta" / "result.json").read_text())["metrics"]
+    reference = json.loads((tmp_path / "a" / "baseline_delta" / "result.json").read_text())["last_epoch"]["metrics"]
 
     run = tmp_path / "b" / "baseline_delta"
     process = subprocess.Popen(_command(synth_prepared, tmp_path / "b", *overrides), env=_env(),
@@ -51,7 +51,7 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(synth_prepared, 
     resumed = subprocess.run(_command(synth_prepared, tmp_path / "b", *overrides), env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {run / 'checkpoints' / 'last.ckpt'}" in resumed.stdout
-    metrics = json.loads((run / "result.json").read_text())["metrics"]
+    metrics = json.loads((run / "result.json").read_text())["last_epoch"]["metrics"]
     for key, value in reference.items():
         assert metrics[key] == pytest.approx(value, abs=1e-4), key
 

@@ -1,12 +1,14 @@
 import json
+import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
 
 from karmma.training.checkpoints import CheckpointError, read_checkpoint
-from karmma.training.run import train
+from karmma.training.run import QUIET_WARNINGS, ProgressBar, best_epoch, train
 
 
 def test_every_stage_writes_a_complete_run_folder(trained_runs, synth_prepared, make_config):
@@ -19,9 +21,32 @@ def test_every_stage_writes_a_complete_run_folder(trained_runs, synth_prepared, 
         history = json.loads((folder / "metrics.json").read_text())
         assert [h["epoch"] for h in history] == [0, 1]
         assert "val/action_top1" in history[-1] and "train/loss" in history[-1]
+        # result.json names the epoch best.ckpt holds and the last epoch, each with its metrics
+        result = json.loads((folder / "result.json").read_text())
+        best = read_checkpoint(folder / "checkpoints" / "best.ckpt")
+        assert result["best_checkpoint"]["epoch"] == best["epoch"]
+        assert result["best_checkpoint"]["metrics"]["val/action_top1"] == max(h["val/action_top1"] for h in history)
+        assert result["last_epoch"]["epoch"] == 1
     for stage in ("baseline", "baseline_masked", "baseline_delta"):
-        result = train(make_config(stage, synth_prepared, runs))
-        assert 0 <= result["metrics"]["val/action_top1"] <= 100
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = train(make_config(stage, synth_prepared, runs))
+        assert 0 <= result["last_epoch"]["metrics"]["val/action_top1"] <= 100
+        noise = [str(w.message) for w in caught if any(re.search(m, str(w.message)) for m in QUIET_WARNINGS)]
+        assert not noise, noise
+
+
+def test_progress_bar_hides_the_logger_version(monkeypatch):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    monkeypatch.setattr(TQDMProgressBar, "get_metrics", lambda self, trainer, module: {"v_num": "oard", "loss": 1.5})
+    assert ProgressBar().get_metrics(None, None) == {"loss": 1.5}
+
+
+def test_best_epoch_is_the_first_highest():
+    history = [{"epoch": 0, "val/action_top1": 5.0}, {"epoch": 1, "val/action_top1": 9.0}, {"epoch": 2, "val/action_top1": 9.0}]
+    assert best_epoch(history)["epoch"] == 1
+    assert best_epoch([{"epoch": 0}]) is None
 
 
 def test_checkpoints_load_without_unpickling(trained_runs):

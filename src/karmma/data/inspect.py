@@ -35,10 +35,31 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
     raise FileNotFoundError(f"{path}: not a dataset folder or a YAML config")
 
 
+def class_names(config: DatasetConfig, heads: dict[str, int]) -> dict[str, list[str]] | None:
+    """``{head: [name of class 0, ...]}`` from the dataset's class files; None when they are
+    gone or do not match ``heads`` (callers then show class indices)."""
+    from karmma.data.annotations import read_class_list, read_ssv2_labels
+
+    try:
+        if config.format in ("epic", "epic_star"):
+            names = {"verb": read_class_list(config.path(config.verb_classes)), "noun": read_class_list(config.path(config.noun_classes))}
+        elif config.format == "ssv2":
+            labels = read_ssv2_labels(config.path(config.labels))
+            names = {"action": [t for t, _ in sorted(labels.items(), key=lambda item: item[1])]}
+        else:
+            return None
+    except (OSError, ValueError):
+        return None
+    if any(len(names.get(h, [])) != n for h, n in heads.items()):
+        return None
+    return names
+
+
 def inspect_dataset(config: DatasetConfig, deep: bool = False, workers: int = 2) -> dict:
     """Sizes, class counts, availability per modality and problems, per split."""
     heads = dataset_heads(config)
-    result = {"format": config.format, "root": config.root, "heads": heads, "splits": {}, "problems": []}
+    result = {"format": config.format, "root": config.root, "heads": heads, "classes": class_names(config, heads),
+              "splits": {}, "problems": []}
     train_classes: dict[str, set] = {}
     for split in SPLITS:
         try:
@@ -94,13 +115,18 @@ def inspect_dataset(config: DatasetConfig, deep: bool = False, workers: int = 2)
 
 def format_inspection(result: dict) -> str:
     lines = [f"dataset: {result['format']} at {result['root']}", f"heads: {result['heads']}"]
+    names = result.get("classes") or {}
+
+    def name(head: str, cls) -> str:
+        return names[head][cls] if head in names and isinstance(cls, int) and cls < len(names[head]) else f"class {cls}"
+
     for split, info in result["splits"].items():
         if not info["available"]:
             lines.append(f"\n[{split}] not available ({info['reason']})")
             continue
         lines.append(f"\n[{split}] {info['clips']} clips from {info['groups']} videos ({info['scanned']})")
         for head, present in info["classes_present"].items():
-            common = ", ".join(f"{c}x{n}" for c, n in info["most_common"][head])
+            common = ", ".join(f"{name(head, c)} ({n} clips)" for c, n in info["most_common"][head])
             lines.append(f"  {head}: {present} of {result['heads'][head]} classes present; most common {common}")
         avail = info["availability"]
         lines.append(f"  {'modality':8s} {'present':>8s} {'missing':>8s} {'unreadable':>10s}")

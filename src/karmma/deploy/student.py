@@ -63,32 +63,16 @@ class StudentInfo:
 def describe_student(model: KARMMA, config: dict, heads: dict[str, int]) -> StudentInfo:
     """The :class:`StudentInfo` of ``model``: class names and preparation settings are
     looked up under the training data root when it is still there."""
+    from karmma.data.inspect import class_names
+
     info = StudentInfo(
         config=config, heads=dict(heads),
         input_shapes={k: tuple(model.specs[k].input_shape) for k in model.modalities},
     )
     data = info.train_config().data
-    info.classes = _class_names(data, heads)
+    info.classes = class_names(data, heads)
     info.preparation = _preparation_settings(Path(data.root)) if data.root else {}
     return info
-
-
-def _class_names(data, heads: dict[str, int]) -> dict[str, list[str]] | None:
-    from karmma.data.annotations import read_class_list, read_ssv2_labels
-
-    try:
-        if data.format in ("epic", "epic_star"):
-            names = {"verb": read_class_list(data.path(data.verb_classes)), "noun": read_class_list(data.path(data.noun_classes))}
-        elif data.format == "ssv2":
-            labels = read_ssv2_labels(data.path(data.labels))
-            names = {"action": [t for t, _ in sorted(labels.items(), key=lambda item: item[1])]}
-        else:
-            return None
-    except (OSError, ValueError):
-        return None  # class files gone: predictions show class indices
-    if any(len(names.get(h, [])) != n for h, n in heads.items()):
-        return None
-    return names
 
 
 def _preparation_settings(root: Path) -> dict:
@@ -169,9 +153,12 @@ def save_safetensors(model: KARMMA, info: StudentInfo, out: str | Path) -> Path:
     with the :class:`StudentInfo` (class names, preparation) in the metadata too."""
     from safetensors.torch import save_file
 
+    from karmma.training.export import give_normal_mode
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     metadata = {"karmma": "student", "config": json.dumps(info.config), "heads": json.dumps(info.heads), METADATA_KEY: info.to_json()}
     save_file(state, str(out), metadata=metadata)
+    give_normal_mode(out)
     return out

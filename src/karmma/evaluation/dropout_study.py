@@ -54,20 +54,25 @@ def study_table(study: dict, metric: str = "action_top1") -> str:
     return "\n".join(lines)
 
 
-def plot_dropout_study(study: dict, path: str | Path, metric: str = "action_top1") -> None:
+def plot_dropout_study(study: dict, path: str | Path, metric: str = "action_top1", chance: float | None = None) -> None:
+    """Accuracy per test subset against the teacher's training dropout rate; ``chance`` (%) draws a line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rates = [float(r) for r in study["rates"]]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     for subset in _subsets(study):
         values = [e["subsets"][subset].get(metric) for e in study["rates"].values()]
         ax.plot(rates, [float("nan") if v is None else v for v in values], marker="o", label=subset)
+    if chance is not None:
+        ax.axhline(chance, color="0.35", linestyle=":", linewidth=1.2, label="chance (uniform guess)")
     ax.set(xlabel="teacher training modality-dropout p", ylabel="action top-1 (%)", title="teacher accuracy per test subset")
+    ax.set_xticks(rates)
+    ax.set_ylim(0, max(ax.get_ylim()[1], 1.0) * 1.08)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=8, title="test subset", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: covers no data
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -26,7 +26,8 @@ from karmma.availability import modality_dropout
 from karmma.configuration import apply_override, from_dict
 from karmma.data.config import dataset_heads, load_split
 from karmma.data.dataset import ClipDataset
-from karmma.evaluation.metrics import classification_metrics, tail_metrics
+from karmma.data.inspect import class_names
+from karmma.evaluation.metrics import classification_metrics, confusion_counts, tail_metrics
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
 from karmma.training.checkpoints import CheckpointError, checkpoint_config, model_state, read_checkpoint, resolve_checkpoint
@@ -225,11 +226,19 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
         entry["std"] = entry["action_top1_std"]
         results["sweep"][f"{p:.1f}"] = entry
 
+    # per-class view of every clip (with the modalities it has): the report's per-class table and
+    # confusion figure, and the EPIC tail / unseen splits
+    seen, probs = as_recorded.averaged()
+    clip_labels = {h: labels[h][seen] for h in heads}
+    results["heads"] = dict(heads)
+    results["confusion"] = confusion_counts(probs, clip_labels)
+    names = class_names(config.data, heads)
+    if names:
+        results["classes"] = names
+
     extras = _epic_extras(config)
     if extras is not None and {"verb", "noun"} <= set(heads):
         tail_verbs, tail_nouns, unseen = extras
-        seen, probs = as_recorded.averaged()
-        clip_labels = {h: labels[h][seen] for h in heads}
         results["tail"] = tail_metrics(probs, clip_labels, tail_verbs, tail_nouns)
         participants = [dataset.samples[i].group.split("_")[0] for i in seen.tolist()]
         unseen_rows = torch.tensor([p in unseen for p in participants], dtype=torch.bool)

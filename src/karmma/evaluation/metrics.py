@@ -92,3 +92,24 @@ def tail_metrics(probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch.T
         "action_top5": pairs[5],
         "samples": int(action_tail.sum()),
     }
+
+
+def confusion_counts(probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> dict[str, list[list[int]]]:
+    """Sparse confusion matrices of the top-1 predictions: ``{head: [[true, predicted, count], ...]}``.
+
+    With verb and noun heads also ``"action"``, a class ``verb * nouns + noun``
+    (the top-1 action under the product rule is the pair of per-head top-1s).
+    Only non-zero cells are listed, so EPIC's 97 x 300 classes stay small.
+    """
+    predicted = {h: p.argmax(dim=1) for h, p in probs.items()}
+    pairs = {h: (labels[h], predicted[h]) for h in probs}
+    if "verb" in probs and "noun" in probs:
+        nouns = probs["noun"].shape[1]
+        pairs["action"] = (labels["verb"] * nouns + labels["noun"], predicted["verb"] * nouns + predicted["noun"])
+    result = {}
+    for head, (true, guess) in pairs.items():
+        cells: dict[tuple[int, int], int] = {}
+        for cell in zip(true.tolist(), guess.tolist()):
+            cells[cell] = cells.get(cell, 0) + 1
+        result[head] = [[t, g, c] for (t, g), c in sorted(cells.items())]
+    return result

@@ -1,30 +1,72 @@
-"""``karmma report DIR``: a Markdown report with PNG figures, built only from result files.
+"""karmma report DIR: a Markdown report with PNG figures, built only from result files.
 
-Reads ``DIR/results.json`` (``karmma evaluate``), and when present
-``DIR/benchmark.json`` (``karmma benchmark --json``), ``DIR/dropout_study.json``
-(``karmma dropout-study``) and the run folders ``DIR/runs/*/metrics.json``.
-Writes ``DIR/report.md``, ``sweep.png``, ``resources.png``, ``training.png``.
-Every number in the report is read from those files.
+Reads DIR/results.json (karmma evaluate), and when present DIR/benchmark.json
+(karmma benchmark --json), DIR/dropout_study.json (karmma dropout-study) and
+the training logs (metrics.json) of the run folders named in results.json
+(models.<name>.source) or found under DIR/runs/. Writes DIR/report.md with
+sweep.png, per_class.png, training.png, resources.png and dropout_study.png.
+Every number in the report is read from those files; the text explains what
+the models are and how much the numbers can be trusted, for a reader who
+never saw the code.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from karmma.modalities import largest_first, parse_subset
 
-MODEL_LABELS = {"teacher": "KARMMA_T", "baseline": "Baseline", "baseline_masked": "Masked Baseline (ours)",
-                "baseline_delta": "Baseline w/ δ", "student": "KARMMA_S"}
-#: how each ``missing_modality`` strategy stands in for a missing modality (docs/method.md)
-STRATEGY_TEXT = {"learned": "learned modality + position tokens", "zeros": "a zero input through its extractor (the paper's Baseline)",
-                 "mask": "left out of attention and of the average (ours)"}
+
+@dataclass(frozen=True)
+class ModelInfo:
+    label: str
+    description: str
+
+
+# What each model in results.json is; a name not listed here is shown as it is.
+MODELS = {
+    "teacher": ModelInfo(
+        "KARMMA_T",
+        "the multimodal **teacher**: one frozen pre-trained extractor per modality (Swin3D-B in the paper preset) "
+        "and a trained transformer fusion; trained with cross-entropy, InfoNCE between modalities and modality "
+        "dropout. Large; its predictions train the student."),
+    "student": ModelInfo(
+        "KARMMA_S",
+        "the light **student** (Swin3D-T / ResNet-18 extractors in the paper preset, trained end to end), distilled "
+        "from the teacher's predictions with modality dropout. The model one deploys."),
+    "baseline": ModelInfo(
+        "Baseline",
+        "the paper's Baseline: the student's architecture trained with cross-entropy only: no distillation, "
+        "no modality dropout, no missing-modality strategy (a missing modality arrives as a zero input)."),
+    "baseline_delta": ModelInfo(
+        "Baseline w/ δ",
+        "the student's architecture trained with modality dropout (δ) and learned tokens, without distillation: "
+        "the difference to KARMMA_S is what distillation adds."),
+    "baseline_masked": ModelInfo(
+        "Masked Baseline (ours)",
+        "the Baseline with a missing modality left out of attention and out of the prediction average; "
+        "our addition, a stronger baseline than the paper's (not in the paper)."),
+}
+STRATEGIES = {  # the ``missing_modality`` of each model (docs/method.md, "Missing modalities")
+    "learned": "learned modality + position tokens stand in",
+    "mask": "left out of attention and of the average (ours)",
+    "zeros": "a zero input, run through its extractor and fused like any other (the paper's Baseline)",
+}
+MODALITY_NAMES = {"V": "RGB video", "F": "optical flow", "A": "audio", "D": "object detections"}
 COMPARED = ("baseline", "baseline_delta", "student")
 FAR_BELOW = 5.0  # "far below" on a single-modality subset: at least this many points lower, or under half
+Z95 = 1.96
+PER_CLASS_ROWS = 15  # the most frequent classes shown per head (EPIC has 97 verbs and 300 nouns)
+METHOD_DOC = "docs/method.md in the karmma repository"
 
 
 def _label(name: str) -> str:
-    return MODEL_LABELS.get(name, name)
+    info = MODELS.get(name)
+    return info.label if info else name
 
 
 def _fmt(value) -> str:
@@ -38,6 +80,129 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig, path: Path) -> None:
+    """Save a figure as PNG through a temporary name (a crash never leaves half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fig.savefig(tmp, dpi=110, format="png")
+    os.replace(tmp, path)
+
+
+def _full_subset(model: dict) -> str:
+    return max(model["subsets"], key=lambda k: len(parse_subset(k)))
+
+
+# ---------------------------------------------------------------- what the numbers mean
+
+
+def wilson_half_width(accuracy: float, clips: int) -> float:
+    """Half the width (percentage points) of the 95 % Wilson binomial interval of ``accuracy`` (%) on ``clips`` clips."""
+    if clips <= 0:
+        return float("nan")
+    p, n = accuracy / 100, clips
+    return 100 * Z95 / (1 + Z95**2 / n) * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n))
+
+
+def _heads(results: dict) -> dict[str, int]:
+    for model in results["models"].values():
+        if model.get("heads"):
+            return dict(model["heads"])
+        if model.get("classes"):
+            return {h: len(names) for h, names in model["classes"].items()}
+    return {}
+
+
+def _counted_model(results: dict) -> dict:
+    """The first model with confusion counts (every model saw the same clips); {} when none has them."""
+    return next((m for m in results["models"].values() if m.get("confusion")), {})
+
+
+def _class_totals(model: dict, head: str) -> dict[int, int]:
+    """Clips per true class of ``head``, from the stored confusion counts."""
+    totals: dict[int, int] = {}
+    for true, _, count in model.get("confusion", {}).get(head, []):
+        totals[true] = totals.get(true, 0) + count
+    return totals
+
+
+def chance_levels(results: dict) -> dict[str, tuple[float, float | None]]:
+    """``{"verb_top1": (uniform guess %, always-the-most-frequent-class %), ...}`` for top-1 and top-5."""
+    heads = _heads(results)
+    if not heads:
+        return {}
+    classes = dict(heads)
+    if "verb" in heads and "noun" in heads:
+        classes["action"] = heads["verb"] * heads["noun"]
+    elif len(heads) == 1:
+        classes["action"] = next(iter(heads.values()))
+    counted = _counted_model(results)
+    levels = {}
+    for head, n in classes.items():
+        key = head if head in counted.get("confusion", {}) or head != "action" else next(iter(heads))  # single head: it is the action
+        ranked = sorted(_class_totals(counted, key).values(), reverse=True)
+        clips = sum(ranked)
+        levels[f"{head}_top1"] = (100 / n, 100 * ranked[0] / clips if clips else None)
+        levels[f"{head}_top5"] = (100 * min(5, n) / n, 100 * sum(ranked[:5]) / clips if clips else None)
+    return levels
+
+
+def model_table(results: dict) -> str:
+    lines = ["| model | name in results.json | what it is | a missing modality at test time | checkpoint |",
+             "|---|---|---|---|---|"]
+    for name, model in results["models"].items():
+        info = MODELS.get(name)
+        description = info.description if info else f"a model evaluated under the name `{name}` (no description known)"
+        strategy = model.get("missing_modality")
+        lines.append(f"| {_label(name)} | `{name}` | {description} | {STRATEGIES.get(strategy, strategy or '–')} | "
+                     f"{model.get('selection', '–')} |")
+    return "\n".join(lines)
+
+
+def trust_section(results: dict) -> list[str]:
+    """Clip counts, chance levels and the binomial noise they imply."""
+    models = results["models"]
+    first = next(iter(models.values()))
+    clips = first["clips"]
+    availability = ", ".join(f"{k} {v}" for k, v in first.get("availability", {}).items())
+    lines = [
+        f"Each model is scored on the same **{clips} clips** of the `{first['split']}` split"
+        + (f" (clips that have each modality: {availability})" if availability else "") + ". "
+        "A subset row counts only the clips that have every one of its modalities (`samples` in results.json).",
+        "",
+    ]
+    levels = chance_levels(results)
+    if levels:
+        lines += ["**Chance levels** (%): what a model that learned nothing would score.", "",
+                  "| metric | classes | uniform random guess | always the most frequent class of this split |", "|---|---|---|---|"]
+        heads = _heads(results)
+        classes = {h: str(n) for h, n in heads.items()}
+        if "verb" in heads and "noun" in heads:
+            classes["action"] = f"{heads['verb']} verbs × {heads['noun']} nouns = {heads['verb'] * heads['noun']}"
+        elif len(heads) == 1:
+            classes["action"] = next(iter(classes.values()))
+        for metric, (uniform, majority) in levels.items():
+            head = metric.rsplit("_", 1)[0]
+            lines.append(f"| {metric.replace('_', ' ')} | {classes[head]} | {uniform:.2f} | {_fmt(majority)} |")
+        lines.append("")
+    full = _full_subset(first)
+    examples = []
+    for name, model in models.items():
+        value = model["subsets"].get(_full_subset(model), {}).get("action_top1")
+        if value is not None:
+            examples.append(f"{_label(name)} {value:.1f} ± {wilson_half_width(value, clips):.1f}")
+    lines += [
+        f"**Noise.** With {clips} clips, one clip is {100 / clips:.1f} points of accuracy. The 95 % binomial (Wilson) "
+        f"interval of an accuracy is about ± {wilson_half_width(50, clips):.1f} points at 50 %, "
+        f"± {wilson_half_width(20, clips):.1f} at 20 % and ± {wilson_half_width(5, clips):.1f} at 5 %"
+        + (f"; for the action top-1 on {full}: {', '.join(examples)}" if examples else "") + ". "
+        "A difference between two models smaller than this half-width is not evidence that one is better.",
+        "",
+    ]
+    return lines
+
+
+# ---------------------------------------------------------------- tables
 
 
 def subset_table(results: dict, metric: str = "action_top1") -> str:
@@ -59,6 +224,27 @@ def subset_table(results: dict, metric: str = "action_top1") -> str:
     return "\n".join(lines)
 
 
+def full_set_table(results: dict) -> str:
+    """Every model on its full modality set: top-1 with its 95 % half-width, and top-5."""
+    heads = [h for h in _heads(results) if h != "action"] or ["verb", "noun"]
+    columns = [f"{h}_top1" for h in heads] + ["action_top1", "action_top5"]
+    lines = ["| model | modalities | " + " | ".join(c.replace("_", " ") for c in columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    for name, model in results["models"].items():
+        full = _full_subset(model)
+        row = model["subsets"][full]
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            if value is None:
+                cells.append("–")
+            elif column.endswith("top1"):
+                cells.append(f"{value:.2f} ± {wilson_half_width(value, row.get('samples', model['clips'])):.1f}")
+            else:
+                cells.append(f"{value:.2f}")
+        lines.append(f"| {_label(name)} | {full} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def sweep_table(results: dict) -> str:
     models = results["models"]
     ps = list(next(iter(models.values()))["sweep"])
@@ -72,13 +258,61 @@ def sweep_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _class_name(results: dict, head: str, index: int) -> str:
+    for model in results["models"].values():
+        names = model.get("classes", {}).get(head)
+        if names and index < len(names):
+            return names[index]
+    return f"class {index}"
+
+
+def _frequent_classes(results: dict, head: str) -> list[tuple[int, int]]:
+    """(class, clips) of ``head`` in the evaluated split, most frequent first, at most PER_CLASS_ROWS."""
+    totals = _class_totals(_counted_model(results), head)
+    return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:PER_CLASS_ROWS]
+
+
+def per_class_table(results: dict, head: str) -> str:
+    """Top-1 per true class of ``head`` (full modality set), the most frequent classes first."""
+    models = results["models"]
+    lines = [f"| {head} | clips | " + " | ".join(_label(n) for n in models) + " |", "|---" * (len(models) + 2) + "|"]
+    for cls, clips in _frequent_classes(results, head):
+        cells = []
+        for model in models.values():
+            cells_of_class = [(g, c) for t, g, c in model.get("confusion", {}).get(head, []) if t == cls]
+            total = sum(c for _, c in cells_of_class)
+            right = sum(c for g, c in cells_of_class if g == cls)
+            cells.append(f"{100 * right / total:.0f}" if total else "–")
+        lines.append(f"| {_class_name(results, head, cls)} | {clips} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def resource_table(benchmark: dict) -> str:
+    models = benchmark["models"]
+    subsets = list(next(iter(models.values()))["subsets"])
+    header = "| subset | " + " | ".join(f"{_label(n)} GFLOPs | {_label(n)} peak MB | {_label(n)} latency ms" for n in models) + " |"
+    lines = [header, "|---" * (3 * len(models) + 1) + "|"]
+    for subset in subsets:
+        cells = []
+        for m in models.values():
+            r = m["subsets"].get(subset, {})
+            latency = r.get("latency_ms", float("nan"))
+            spread = f" ({r['latency_ms_min']:.3g}–{r['latency_ms_max']:.3g})" if "latency_ms_min" in r else ""
+            cells += [f"{r.get('gflops', float('nan')):.3f}", f"{r.get('peak_mem_mb', float('nan')):.1f}", f"{latency:.3g}{spread}"]
+        lines.append(f"| {subset} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- claims
+
+
 def check_claims(results: dict) -> list[tuple[str, bool | None, str]]:
     """The paper's qualitative claims on these results: (claim, holds (None: cannot tell), evidence)."""
     models = results["models"]
     if not all(n in models for n in COMPARED):
         return [("claims", None, f"needs models {', '.join(COMPARED)}; results have {', '.join(models)}")]
     b, d, s = (models[n] for n in COMPARED)
-    full = max(s["subsets"], key=lambda k: len(parse_subset(k)))
+    full = _full_subset(s)
     claims = []
 
     def acc(model, subset):
@@ -113,63 +347,174 @@ def check_claims(results: dict) -> list[tuple[str, bool | None, str]]:
                    len(above) == len(high),
                    ", ".join(f"p={p}: {s['sweep'][p]['action_top1']:.2f} vs {b['sweep'][p]['action_top1']:.2f}" for p in high)))
     if "teacher" in models:
-        t = acc(models["teacher"], max(models["teacher"]["subsets"], key=lambda k: len(parse_subset(k))))
+        t = acc(models["teacher"], _full_subset(models["teacher"]))
         claims.append(("the teacher's full-set accuracy, reported next to them (the paper's teacher is below its students)",
                        None, f"KARMMA_T {t:.2f} vs KARMMA_S {fs:.2f}"))
     return claims
 
 
+# ---------------------------------------------------------------- figures
+
+
+def _chance_line(ax, level: float | None, label: str, style: str = ":") -> None:
+    if level is not None:
+        ax.axhline(level, color="0.35", linestyle=style, linewidth=1.2, label=label)
+
+
 def plot_sweep(results: dict, path: Path) -> None:
     """Fig. 4 of the paper: action top-1 versus the test-time drop probability (absolute and relative)."""
     plt = _pyplot()
-    fig, (absolute, relative) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, m in results["models"].items():
-        ps = [float(p) for p in m["sweep"]]
+    models = results["models"]
+    fig, (absolute, relative) = plt.subplots(1, 2, figsize=(11, 4.6))
+    offset = 0.012  # models side by side at each p, so the error bars do not hide each other
+    for i, (name, m) in enumerate(models.items()):
+        shift = (i - (len(models) - 1) / 2) * offset
+        ps = [float(p) + shift for p in m["sweep"]]
         mean = [e["action_top1"] for e in m["sweep"].values()]
         std = [e["std"] for e in m["sweep"].values()]
-        line = absolute.errorbar(ps, mean, yerr=std, marker="o", capsize=3, label=_label(name))
+        line = absolute.errorbar(ps, mean, yerr=std, marker="o", markersize=4, capsize=3, label=_label(name))
         zero = mean[0] or float("nan")
-        relative.plot(ps, [v / zero * 100 for v in mean], marker="o", color=line[0].get_color(), label=_label(name))
-    absolute.set(xlabel="drop probability p per modality (test time)", ylabel="action top-1 (%)", title="accuracy under random sensor dropouts")
-    relative.set(xlabel="drop probability p per modality (test time)", ylabel="% of its p = 0 accuracy", title="share of accuracy kept")
+        relative.plot(ps, [v / zero * 100 for v in mean], marker="o", markersize=4, color=line[0].get_color())
+    uniform, majority = chance_levels(results).get("action_top1", (None, None))
+    _chance_line(absolute, uniform, "chance (uniform guess)")
+    _chance_line(absolute, majority, "always the most frequent action", "-.")
+    seeds = results.get("settings", {}).get("seeds", "?")
+    absolute.set(xlabel="drop probability p per modality (test time)", ylabel="action top-1 (%)",
+                 title=f"accuracy under random sensor dropouts\n(bars: spread over {seeds} seeds)")
+    absolute.set_ylim(0, absolute.get_ylim()[1] * 1.08)
+    relative.set(xlabel="drop probability p per modality (test time)", ylabel="% of its own p = 0 accuracy",
+                 title="share of accuracy kept")
     for ax in (absolute, relative):
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    handles, labels = absolute.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: labels[i].startswith(("chance", "always")))  # models first
+    handles, labels = [handles[i] for i in order], [labels[i] for i in order]
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(labels) - 1) // 4), 1, 1))
+    _save(fig, path)
     plt.close(fig)
 
 
-def plot_training(runs: dict[str, list[dict]], path: Path) -> None:
-    """Training loss and validation action top-1 per epoch of every run."""
+def plot_per_class(results: dict, name: str, path: Path) -> list[str]:
+    """Confusion matrices (rows: true class, normalised per row) of ``name`` for each head; returns the heads drawn."""
     plt = _pyplot()
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, history in runs.items():
-        epochs = [h["epoch"] for h in history]
-        loss_ax.plot(epochs, [h.get("train/loss", float("nan")) for h in history], label=name)
-        acc_ax.plot(epochs, [h.get("val/action_top1", float("nan")) for h in history], label=name)
-    loss_ax.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    acc_ax.set(xlabel="epoch", ylabel="action top-1 (%)", title="validation action top-1")
-    for ax in (loss_ax, acc_ax):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    model = results["models"][name]
+    heads = [h for h in model.get("confusion", {}) if h != "action"]
+    if not heads:
+        return []
+    fig, axes = plt.subplots(1, len(heads), figsize=(5.2 * len(heads), 4.8), squeeze=False)
+    for ax, head in zip(axes[0], heads):
+        classes = [c for c, _ in _frequent_classes(results, head)]
+        index = {c: i for i, c in enumerate(classes)}
+        other = len(classes)  # a prediction outside the shown classes
+        counts = [[0] * (len(classes) + 1) for _ in classes]
+        for true, guess, count in model["confusion"][head]:
+            if true in index:
+                counts[index[true]][index.get(guess, other)] += count
+        show_other = any(row[other] for row in counts)
+        if not show_other:
+            counts = [row[:-1] for row in counts]
+        shares = [[100 * c / max(sum(row), 1) for c in row] for row in counts]
+        image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=100)
+        for i, row in enumerate(counts):
+            for j, count in enumerate(row):
+                if count:
+                    ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                            color="white" if shares[i][j] > 60 else "black")
+        names = [_class_name(results, head, c) for c in classes]
+        ax.set_xticks(range(len(counts[0])), names + (["other"] if show_other else []), rotation=45, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.set(xlabel=f"predicted {head}", ylabel=f"true {head}", title=f"{head}: top-1 {model['subsets'][_full_subset(model)].get(f'{head}_top1', 0):.1f} %")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of the true class's clips")
+    fig.suptitle(f"{_label(name)} on {_full_subset(model)} (numbers: clips)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
+    plt.close(fig)
+    return heads
+
+
+TERM_NAMES = {"kd": "distillation KL", "info_nce": "InfoNCE"}
+
+
+def plot_training(runs: dict[str, list[dict]], path: Path, chance: float | None = None) -> None:
+    """Per epoch of every run: cross-entropy (train and validation), the other loss terms on
+    their own axis, and validation action top-1. Markers show runs of a single epoch; one
+    legend below the panels (colour: run, line style: what is drawn), so it covers no data."""
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
+    fig, (ce_ax, other_ax, acc_ax) = plt.subplots(1, 3, figsize=(15, 4.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    term_styles: dict[str, str] = {}
+    run_handles = []
+    for i, (name, history) in enumerate(runs.items()):
+        color = colors[i % len(colors)]
+        epochs = [h["epoch"] for h in history]
+
+        def series(key):
+            return [h.get(key, float("nan")) for h in history]
+
+        run_handles += ce_ax.plot(epochs, series("train/ce"), marker="o", markersize=4, color=color, label=name)
+        ce_ax.plot(epochs, series("val/ce"), marker="s", markersize=4, linestyle="--", color=color)
+        for term in sorted({k for h in history for k in h if k.startswith("train/") and k not in ("train/ce", "train/loss")}):
+            style = term_styles.setdefault(term, ("-.", (0, (6, 2, 1, 2, 1, 2)), (0, (8, 2)))[len(term_styles) % 3])
+            other_ax.plot(epochs, series(term), marker="o", markersize=4, color=color, linestyle=style)
+        acc_ax.plot(epochs, series("val/action_top1"), marker="o", markersize=4, color=color)
+    ce_ax.set(xlabel="epoch", ylabel="cross-entropy (sum over heads)", title="cross-entropy")
+    other_ax.set(xlabel="epoch", ylabel="value before weighting", title="other training loss terms")
+    if not term_styles:
+        other_ax.text(0.5, 0.5, "no other loss terms", ha="center", va="center", transform=other_ax.transAxes)
+    _chance_line(acc_ax, chance, "chance")
+    acc_ax.set(xlabel="epoch", ylabel="action top-1 (%)", title="validation action top-1")
+    acc_ax.set_ylim(0, max(acc_ax.get_ylim()[1], 1.0) * 1.08)
+    for ax in (ce_ax, other_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    styles = [Line2D([], [], color="black", label="training CE"), Line2D([], [], color="black", linestyle="--", label="validation CE")]
+    styles += [Line2D([], [], color="black", linestyle=style, label=TERM_NAMES.get(t.split("/", 1)[1], t.split("/", 1)[1]))
+               for t, style in term_styles.items()]
+    if chance is not None:
+        styles.append(Line2D([], [], color="0.35", linestyle=":", label="chance (uniform guess)"))
+    run_columns = 4
+    rows = max((len(run_handles) + run_columns - 1) // run_columns, (len(styles) + 1) // 2)
+    fig.legend(handles=run_handles, loc="lower left", bbox_to_anchor=(0.04, 0), ncol=run_columns, fontsize=9, frameon=False, title="run")
+    fig.legend(handles=styles, loc="lower right", bbox_to_anchor=(0.96, 0), ncol=2, fontsize=9, frameon=False, title="line")
+    fig.tight_layout(rect=(0, 0.045 * rows + 0.06, 1, 1))
+    _save(fig, path)
     plt.close(fig)
 
 
-def resource_table(benchmark: dict) -> str:
-    models = benchmark["models"]
-    subsets = list(next(iter(models.values()))["subsets"])
-    header = "| subset | " + " | ".join(f"{_label(n)} GFLOPs | {_label(n)} peak MB" for n in models) + " |"
-    lines = [header, "|---" * (2 * len(models) + 1) + "|"]
-    for subset in subsets:
-        cells = []
-        for m in models.values():
-            r = m["subsets"].get(subset, {})
-            cells += [f"{r.get('gflops', float('nan')):.3f}", f"{r.get('peak_mem_mb', float('nan')):.1f}"]
-        lines.append(f"| {subset} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+# ---------------------------------------------------------------- training runs
+
+
+def _run_folder(source: str | None, folder: Path) -> Path | None:
+    """The run folder of a model's ``source`` (run folder or checkpoint), relative paths tried
+    against the results folder and the working directory; None for exports without logs."""
+    if not source:
+        return None
+    path = Path(source)
+    for candidate in ([path] if path.is_absolute() else [folder / path, path]):
+        run = candidate if candidate.is_dir() else candidate.parent
+        if run.name == "checkpoints":
+            run = run.parent
+        if (run / "metrics.json").is_file():
+            return run
+    return None
+
+
+def find_runs(results: dict, folder: Path) -> dict[str, Path]:
+    """Training-log folders: the evaluated models' run folders (labelled with the model) and any under ``folder/runs``."""
+    found: dict[Path, str] = {}
+    for metrics in sorted((folder / "runs").glob("*/metrics.json")):
+        found[metrics.parent.resolve()] = metrics.parent.name
+    for name, model in results["models"].items():
+        run = _run_folder(model.get("source"), folder)
+        if run is not None:
+            found[run.resolve()] = _label(name)
+    return {label: run for run, label in found.items()}
+
+
+# ---------------------------------------------------------------- the report
 
 
 def write_report(folder: str | Path) -> Path:
@@ -181,35 +526,75 @@ def write_report(folder: str | Path) -> Path:
     results = json.loads(results_path.read_text())
     if not results.get("models"):
         raise ValueError(f"{results_path}: no models")
-    settings = results.get("settings", {})
-    first = next(iter(results["models"].values()))
+    models = results["models"]
+    first = next(iter(models.values()))
+    modalities = sorted({k for m in models.values() for k in m.get("modalities", [])}, key="VFAD".find)
+    heads = _heads(results)
+    sources = ["`results.json` (karmma evaluate)"] + [f"`{f}`" for f in ("benchmark.json", "dropout_study.json") if (folder / f).is_file()]
     lines = [
         "# KARMMA report",
         "",
-        f"Split `{first['split']}`, {first['clips']} clips × {first['views']} view(s); action top-1 (%). "
-        f"Generated by `karmma report` from `results.json`"
-        + (", `benchmark.json`" if (folder / "benchmark.json").is_file() else "") + " and the run folders.",
+        f"{len(models)} models that recognise actions in egocentric (first-person) video were scored on the "
+        f"`{first['split']}` split, {first['clips']} clips × {first['views']} view(s), with every combination of "
+        "their input modalities removed at test time, as when sensors fail: "
+        + ", ".join(f"{k} = {MODALITY_NAMES.get(k, k)}" for k in modalities) + ". "
+        + ("An action is a (verb, noun) pair, scored by the product of the verb and noun probabilities. " if {"verb", "noun"} <= set(heads) else "")
+        + "Accuracies are top-1 in percent unless a column says otherwise.",
         "",
-        "| model | a missing modality is | checkpoint |",
-        "|---|---|---|",
-        *(f"| {_label(n)} | {STRATEGY_TEXT.get(m.get('missing_modality'), m.get('missing_modality', '?'))} | "
-          f"{m.get('selection', '?')} |" for n, m in results["models"].items()),
+        f"The method, and every choice the paper leaves open, is described in {METHOD_DOC}. "
+        f"Every number below is read from {', '.join(sources)} and the training logs; rerun `karmma report` to rebuild it.",
+        "",
+        "## The models",
+        "",
+        model_table(results),
+        "",
+        "## How much to trust these numbers",
+        "",
+        *trust_section(results),
+        "## All modalities present",
+        "",
+        full_set_table(results),
+        "",
+        "± is the 95 % binomial half-width. Top-5, calibration error (ECE) and the tail / unseen splits are in results.json.",
         "",
         "## Accuracy on every modality subset",
         "",
-        "Best of the three student-sized models per subset in bold (the teacher is shown for reference).",
+        "Rows: the modalities given to the model at test time. Best of the student-sized models per row in bold "
+        "(the teacher is shown for reference).",
         "",
-        subset_table(results),
+        "### Action top-1",
         "",
-        "## The paper's claims on these results",
+        subset_table(results, "action_top1"),
         "",
     ]
+    for head in heads:
+        if head != "action":
+            lines += [f"### {head.capitalize()} top-1", "", subset_table(results, f"{head}_top1"), ""]
+    lines += ["## The paper's claims on these results", ""]
     for claim, holds, evidence in check_claims(results):
         verdict = "reported" if holds is None else ("**holds**" if holds else "**does not hold**")
         lines.append(f"- {claim}: {verdict} ({evidence})")
+    lines += ["", "Read each verdict against the noise above: with few clips a claim can hold or fail by one clip.", ""]
+
+    featured = next((n for n in ("student", *models) if models.get(n, {}).get("confusion")), None)
+    if any(m.get("confusion") for m in models.values()):
+        lines += ["## Per class (all modalities present)", ""]
+        drawn = plot_per_class(results, featured, folder / "per_class.png")
+        for head in [h for h in heads if h in _counted_model(results)["confusion"]]:
+            shown = len(_frequent_classes(results, head))
+            lines += [f"Top-1 (%) per true {head}, the {shown} most frequent of the split"
+                      + (f" (of {heads[head]} classes)" if heads.get(head, 0) > shown else "") + ":", "",
+                      per_class_table(results, head), ""]
+        if drawn:
+            lines += [f"Confusion matrices of {_label(featured)} (rows: true class; colour: share of its clips; "
+                      "numbers: clips); the other models' counts are under `confusion` in results.json.", "",
+                      "![per class](per_class.png)", ""]
+
     lines += [
+        f"## Random sensor dropouts (paper Fig. 4), mean ± spread over {results.get('settings', {}).get('seeds', '?')} seeds",
         "",
-        f"## Random sensor dropouts (paper Fig. 4), mean ± spread over {settings.get('seeds', '?')} seeds",
+        "Each modality of each clip is dropped with probability p (at least one is kept); "
+        "the right panel divides by each model's own accuracy at p = 0.",
         "",
         "![sweep](sweep.png)",
         "",
@@ -224,7 +609,12 @@ def write_report(folder: str | Path) -> Path:
 
         benchmark = json.loads(benchmark_path.read_text())
         plot_benchmark(benchmark, str(folder / "resources.png"))
+        repeats = benchmark.get("latency_repeats", "?")
         lines += [f"## Resources (preset `{benchmark['preset']}`, batch 1, {benchmark['device']})", "",
+                  "GFLOPs of one forward pass (2 FLOPs per multiply-add); peak memory of its live tensors; latency: "
+                  f"median of {repeats} runs (min–max in brackets, {benchmark.get('threads', '?')} CPU threads). "
+                  "A wide min–max range means other work on the machine: compare latencies only where it is narrow. "
+                  "Missing modalities' extractors are skipped, so smaller subsets cost less.", "",
                   "![resources](resources.png)", "", resource_table(benchmark), ""]
 
     study_path = folder / "dropout_study.json"
@@ -232,21 +622,30 @@ def write_report(folder: str | Path) -> Path:
         from karmma.evaluation.dropout_study import plot_dropout_study, study_table
 
         study = json.loads(study_path.read_text())
-        plot_dropout_study(study, folder / "dropout_study.png")
-        lines += ["## Training modality-dropout rate of the teacher (paper Fig. 5)", "", "![dropout study](dropout_study.png)", "",
-                  study_table(study), ""]
+        plot_dropout_study(study, folder / "dropout_study.png", chance=chance_levels(results).get("action_top1", (None,))[0])
+        lines += ["## Training modality-dropout rate of the teacher (paper Fig. 5)", "",
+                  "One teacher trained per modality-dropout rate, each scored on every subset.", "",
+                  "![dropout study](dropout_study.png)", "", study_table(study), ""]
 
-    runs = {}
-    for metrics in sorted((folder / "runs").glob("*/metrics.json")):
-        runs[metrics.parent.name] = json.loads(metrics.read_text())
+    runs = {label: json.loads((run / "metrics.json").read_text()) for label, run in find_runs(results, folder).items()}
+    runs = {label: history for label, history in runs.items() if history}
     if runs:
-        plot_training(runs, folder / "training.png")
-        lines += ["## Training curves", "", "![training](training.png)", "",
-                  "| run | epochs | best validation action top-1 |", "|---|---|---|"]
-        for name, history in runs.items():
-            best = max((h.get("val/action_top1", float("nan")) for h in history), default=float("nan"))
-            lines.append(f"| {name} | {len(history)} | {best:.2f} |")
+        plot_training(runs, folder / "training.png", chance_levels(results).get("action_top1", (None,))[0])
+        lines += ["## Training curves", "",
+                  "Cross-entropy is comparable across runs; the other loss terms (distillation KL for the student, "
+                  "InfoNCE for the teacher) have their own axis and are shown before weighting. "
+                  "The checkpoint evaluated above is the epoch with the best validation action top-1 (best.ckpt).", "",
+                  "![training](training.png)", "",
+                  "| run | epochs | best validation action top-1 (epoch) | last epoch |", "|---|---|---|---|"]
+        for label, history in runs.items():
+            scored = [h for h in history if h.get("val/action_top1") is not None]
+            best = max(scored, key=lambda h: h["val/action_top1"], default=None)
+            best_text = f"{best['val/action_top1']:.2f} ({best['epoch']})" if best else "–"
+            last = f"{scored[-1]['val/action_top1']:.2f}" if scored else "–"
+            lines.append(f"| {label} | {len(history)} | {best_text} | {last} |")
         lines.append("")
     path = folder / "report.md"
-    path.write_text("\n".join(lines))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -19,6 +20,14 @@ from karmma.training.module import build_stage_model
 STUDENT_STAGES = ("student", "baseline", "baseline_masked", "baseline_delta")
 
 
+def give_normal_mode(path: Path) -> None:
+    """safetensors writes files readable by their owner only (0600); exports are meant to be
+    shared and deployed, so give them the mode any new file gets (0666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
+
+
 def export_student(checkpoint_path: str | Path, out: str | Path) -> Path:
     checkpoint = read_checkpoint(checkpoint_path)
     config = checkpoint_config(checkpoint, checkpoint_path)
@@ -30,6 +39,7 @@ def export_student(checkpoint_path: str | Path, out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"karmma": "student", "config": json.dumps(config), "heads": json.dumps(heads)}
     save_file(state, str(out), metadata=metadata)
+    give_normal_mode(out)
     return out
 
 

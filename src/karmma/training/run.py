@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -52,6 +53,29 @@ def clip_dataset(config: TrainConfig, module: KarmmaModule, split: str) -> ClipD
     return ClipDataset(load_split(config.data, split), input_shapes(module), train=split == "train", config=config.clip,
                        missing=config.data.missing)
 
+# Library messages that say nothing to a karmma user (frozen extractors are in eval mode on purpose).
+QUIET_WARNINGS = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+)
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's bar without ``v_num`` (the logger version, "oard" of "tensorboard" here)."""
+
+    def get_metrics(self, trainer, module):
+        items = super().get_metrics(trainer, module)
+        items.pop("v_num", None)
+        return items
+
+
+def best_epoch(history: list[dict], monitor: str = "val/action_top1") -> dict | None:
+    """The ``metrics.json`` entry that ``best.ckpt`` holds: the first epoch with the highest ``monitor``
+    (ModelCheckpoint replaces best.ckpt only on a strict improvement)."""
+    scored = [h for h in history if h.get(monitor) is not None]
+    return max(scored, key=lambda h: h[monitor], default=None)  # max keeps the first of equal values
+
+
 class EpochMetrics(Callback):
     """Writes ``metrics.json`` (one entry per epoch) and ``curves.png`` into the run folder."""
 
@@ -81,16 +105,21 @@ def plot_curves(history: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
-    for key in ("train/loss", "train/ce", "train/kd", "train/info_nce", "val/ce"):
-        if any(key in h for h in history):
-            loss_ax.plot(epochs, [h.get(key, float("nan")) for h in history], label=key)
-    for key in sorted({k for h in history for k in h if k.startswith("val/") and k.endswith("top1")}):
-        acc_ax.plot(epochs, [h.get(key, float("nan")) for h in history], label=key)
-    loss_ax.set_title("loss"), acc_ax.set_title("validation top-1 (%)")
-    for ax in (loss_ax, acc_ax):
+    fig, (ce_ax, other_ax, acc_ax) = plt.subplots(1, 3, figsize=(14, 3.5))
+    # cross-entropy and the other loss terms (distillation KL, InfoNCE) have different scales: separate axes;
+    # markers, so that a one-epoch run shows as points
+    panels = {ce_ax: ("train/ce", "val/ce"), other_ax: ("train/kd", "train/info_nce"),
+              acc_ax: sorted({k for h in history for k in h if k.startswith("val/") and k.endswith("top1")})}
+    for ax, keys in panels.items():
+        for key in keys:
+            if any(key in h for h in history):
+                ax.plot(epochs, [h.get(key, float("nan")) for h in history], marker="o", markersize=4, label=key)
+    ce_ax.set_title("cross-entropy"), other_ax.set_title("other loss terms (unweighted)"), acc_ax.set_title("validation top-1 (%)")
+    for ax in (ce_ax, other_ax, acc_ax):
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if ax.lines:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -175,7 +204,7 @@ def train(config: TrainConfig) -> dict:
         callbacks=[
             ModelCheckpoint(dirpath=str(checkpoints), filename="best", monitor="val/action_top1", mode="max", save_last=True),
             EpochMetrics(folder),
-            *( [TQDMProgressBar(refresh_rate=1)] if config.trainer.progress else [] ),
+            *( [ProgressBar(refresh_rate=1)] if config.trainer.progress else [] ),
         ],
     )
     rank, world = trainer.global_rank, trainer.world_size
@@ -183,13 +212,25 @@ def train(config: TrainConfig) -> dict:
     train_loader = make_loader(train_set, batch, config.trainer.seed, True, config.trainer.workers, rank, world, collate)
     val_loader = make_loader(val_set, batch, config.trainer.seed, False, config.trainer.workers, rank, world, val_collate)
     try:
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
+        with warnings.catch_warnings():
+            for message in QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
     finally:
         for dataset in (train_set, val_set):
             if hasattr(dataset, "close"):
                 dataset.close()
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    result = {"run": str(folder), "best": str(checkpoints / "best.ckpt"), "last": str(last), "metrics": metrics}
+    last_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    history = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else []
+    best = best_epoch(history)
+    result = {
+        "run": str(folder),
+        "best": str(checkpoints / "best.ckpt"),
+        "last": str(last),
+        # best.ckpt (what karmma evaluate and export use) and the last epoch (last.ckpt) side by side
+        "best_checkpoint": {"epoch": best["epoch"], "metrics": {k: v for k, v in best.items() if k.startswith("val/")}} if best else None,
+        "last_epoch": {"epoch": history[-1]["epoch"] if history else trainer.current_epoch - 1, "metrics": last_metrics},
+    }
     if trainer.is_global_zero:
         (folder / "result.json").write_text(json.dumps(result, indent=1))
     return result
