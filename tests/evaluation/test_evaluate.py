@@ -51,6 +51,16 @@ def test_results_layout(evaluated_student):
     right = sum(c for t, g, c in result["confusion"]["verb"] if t == g)
     assert 100 * right / result["clips"] == pytest.approx(result["sweep"]["0.0"]["verb_top1"])
     assert result["missing_modality"] == "learned"
+    # per-clip correctness (for paired tests) agrees with the accuracies
+    per_clip = result["per_clip"]
+    assert len(per_clip["ids"]) == result["clips"]
+    for name, codes in per_clip["subsets"].items():
+        scored = [c for c in codes if c != "."]
+        assert len(scored) == result["subsets"][name]["samples"]
+        assert 100 * scored.count("1") / len(scored) == pytest.approx(result["subsets"][name]["action_top1"])
+    for p, runs in per_clip["sweep"].items():
+        mean = sum(100 * r.count("1") / len(r.replace(".", "")) for r in runs) / len(runs)
+        assert mean == pytest.approx(result["sweep"][p]["action_top1"]), p
     json.dumps(result, allow_nan=False)  # strict JSON
 
 

@@ -27,7 +27,7 @@ from karmma.configuration import apply_override, from_dict
 from karmma.data.config import dataset_heads, load_split
 from karmma.data.dataset import ClipDataset
 from karmma.data.inspect import class_names
-from karmma.evaluation.metrics import classification_metrics, confusion_counts, tail_metrics
+from karmma.evaluation.metrics import action_correct, classification_metrics, confusion_counts, tail_metrics
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
 from karmma.training.checkpoints import CheckpointError, checkpoint_config, model_state, read_checkpoint, resolve_checkpoint
@@ -207,6 +207,15 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
         result["samples"] = int(len(seen))
         return result, seen, probs
 
+    def correctness(sums: _ProbabilitySums) -> str:
+        """Per clip, in dataset order: '1' action right, '0' wrong, '.' not scored (for paired tests)."""
+        seen, probs = sums.averaged()
+        codes = ["."] * clips
+        right = action_correct(probs, {h: labels[h][seen] for h in heads})
+        for i, ok in zip(seen.tolist(), right.tolist()):
+            codes[i] = "1" if ok else "0"
+        return "".join(codes)
+
     results: dict = {"stage": config.stage, "missing_modality": config.missing_strategy, "source": evaluated.source, "modalities": list(model.modalities),
                      "split": split, "selection": selection_note(config, split), "clips": clips, "views": clip.num_clips * clip.num_crops,
                      "availability": {k: int(c) for k, c in zip(model.modalities, availability_counts.tolist())},
@@ -214,6 +223,12 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
     for name, sums in subset_sums.items():
         results["subsets"][name] = metrics_of(sums)[0]
     results["sweep"]["0.0"] = {**{k: v for k, v in metrics_of(as_recorded)[0].items() if k != "samples"}, "std": 0.0}
+    results["per_clip"] = {
+        "ids": [sample.id for sample in dataset.samples],
+        "subsets": {name: correctness(sums) for name, sums in subset_sums.items()},
+        "sweep": {"0.0": [correctness(as_recorded)],
+                  **{f"{p:.1f}": [correctness(sweep_sums[(p, s)]) for s in range(settings.seeds)] for p in sweep_ps}},
+    }
     for p in sweep_ps:
         per_seed = [metrics_of(sweep_sums[(p, s)])[0] for s in range(settings.seeds)]
         entry = {}

@@ -77,6 +77,12 @@ def classification_metrics(probs: Mapping[str, torch.Tensor], labels: Mapping[st
     return metrics
 
 
+def action_correct(probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``[N]`` bool: the clip's top-1 action is right. Every head's argmax must be right: the
+    product of the verb and noun probabilities is largest at the pair of their argmaxes."""
+    return torch.stack([p.argmax(dim=1) == labels[h] for h, p in probs.items()]).all(dim=0)
+
+
 def tail_metrics(probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor],
                  tail_verbs: set[int], tail_nouns: set[int]) -> dict[str, float]:
     """EPIC tail classes: verb accuracy over tail-verb segments, noun over tail-noun

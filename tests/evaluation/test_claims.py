@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from karmma.evaluation.claims import aggregate_seeds, claims_table, decide_claims
+
+SUBSETS = ("V+A", "V", "A")
+
+
+def _model(rng, accuracy: float, clips: int, sweep_accuracy: dict) -> dict:
+    def codes(acc):
+        return "".join("1" if r < acc else "0" for r in rng.random(clips))
+
+    subsets = {s: codes(a) for s, a in zip(SUBSETS, (accuracy, accuracy - 0.1, accuracy - 0.2))}
+    sweep = {"0.0": [subsets["V+A"]], **{p: [codes(a), codes(a)] for p, a in sweep_accuracy.items()}}
+    return {
+        "stage": "x", "split": "test", "clips": clips,
+        "subsets": {s: {"action_top1": 100 * c.count("1") / clips, "samples": clips} for s, c in subsets.items()},
+        "sweep": {p: {"action_top1": 100 * np.mean([r.count("1") / clips for r in runs])} for p, runs in sweep.items()},
+        "per_clip": {"ids": [f"c{i}" for i in range(clips)], "subsets": subsets, "sweep": sweep},
+    }
+
+
+def _seed(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"models": {
+        "teacher": _model(rng, 0.5, 600, {"0.5": 0.4}),
+        "baseline": _model(rng, 0.5, 600, {"0.3": 0.3, "0.5": 0.2}),   # collapses under dropouts
+        "baseline_delta": _model(rng, 0.5, 600, {"0.3": 0.45, "0.5": 0.4}),
+        "student": _model(rng, 0.7, 600, {"0.3": 0.65, "0.5": 0.6}),
+    }, "settings": {"seeds": 2}}
+
+
+def test_claims_decided_over_seeds():
+    aggregated = aggregate_seeds({s: _seed(s) for s in (0, 1, 2)})
+    claims = {c["claim"]: c for c in aggregated["claims"]}
+    assert claims["KARMMA_S more accurate than Baseline on V+A"]["verdict"] == "holds"
+    assert claims["KARMMA_S more accurate than Baseline on V+A"]["effect"] == pytest.approx(20, abs=4)
+    # equal models: no verdict either way
+    assert claims["Baseline w/ δ more accurate than Baseline on V"]["verdict"] == "inconclusive"
+    # the Baseline falls from 50 to 20 % at p = 0.5, the student from 70 to 60 %
+    assert claims["KARMMA_S loses less accuracy than the Baseline when sensors drop out with p = 0.5"]["verdict"] == "holds"
+    teacher = claims["KARMMA_S more accurate than its teacher KARMMA_T on V+A"]
+    assert teacher["verdict"] == "holds" and teacher["clips"] == 1800 and teacher["seeds"] == 3
+    assert "does not hold" not in {c["verdict"] for c in aggregated["claims"]}
+    table = claims_table(aggregated["claims"])
+    assert "**holds**" in table and "inconclusive" in table
+
+
+def test_aggregated_results_keep_the_layout():
+    per_seed = {s: _seed(s) for s in (0, 1)}
+    aggregated = aggregate_seeds(per_seed)
+    student = aggregated["models"]["student"]
+    values = [per_seed[s]["models"]["student"]["subsets"]["V"]["action_top1"] for s in (0, 1)]
+    assert student["subsets"]["V"]["action_top1"] == pytest.approx(np.mean(values))
+    assert student["subsets"]["V"]["action_top1_ci95"] == pytest.approx(12.706 * np.std(values, ddof=1) / np.sqrt(2))
+    assert student["clips"] == 1200 and student["split"] == "test"
+    assert set(aggregated["seeds"]) == {"0", "1"} and "0.5" in student["sweep"]
+
+
+def test_the_opposite_effect_does_not_hold():
+    per_seed = {}
+    for s in (0, 1, 2):
+        result = _seed(s)
+        result["models"]["student"], result["models"]["baseline"] = result["models"]["baseline"], result["models"]["student"]
+        per_seed[s] = result
+    claims = {c["claim"]: c for c in decide_claims(list(per_seed.values()))}
+    assert claims["KARMMA_S more accurate than Baseline on V+A"]["verdict"] == "does not hold"
