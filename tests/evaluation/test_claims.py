@@ -65,3 +65,19 @@ def test_the_opposite_effect_does_not_hold():
         per_seed[s] = result
     claims = {c["claim"]: c for c in decide_claims(list(per_seed.values()))}
     assert claims["KARMMA_S more accurate than Baseline on V+A"]["verdict"] == "does not hold"
+
+
+def test_report_of_aggregated_results_shows_intervals_and_verdicts(tmp_path):
+    import json
+
+    from karmma.evaluation.report import write_report
+
+    aggregated = aggregate_seeds({s: _seed(s) for s in (0, 1, 2)})
+    for model in aggregated["models"].values():
+        model.update(modalities=["V", "A"], views=1)
+    (tmp_path / "results.json").write_text(json.dumps(aggregated))
+    report = write_report(tmp_path).read_text()
+    assert "decided over 3 seeds" in report and "| KARMMA_S more accurate than Baseline on V+A | paper | **holds** |" in report
+    student = aggregated["models"]["student"]["subsets"]["V+A"]
+    assert f"{student['action_top1']:.2f}** ± {student['action_top1_ci95']:.1f}" in report
+    assert "95 % interval over 3 training seeds" in report

@@ -219,7 +219,9 @@ def subset_table(results: dict, metric: str = "action_top1") -> str:
         for n in names:
             v = values[n]
             text = _fmt(v)
-            cells.append(f"**{text}**" if v is not None and n != "teacher" and v == best else text)
+            ci = models[n]["subsets"].get(subset, {}).get(f"{metric}_ci95")
+            bold = f"**{text}**" if v is not None and n != "teacher" and v == best else text
+            cells.append(bold if ci is None or v is None else f"{bold} ± {ci:.1f}")
         lines.append(f"| {subset} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -237,6 +239,8 @@ def full_set_table(results: dict) -> str:
             value = row.get(column)
             if value is None:
                 cells.append("–")
+            elif f"{column}_ci95" in row:  # several seeds: the 95 % interval over seeds
+                cells.append(f"{value:.2f} ± {row[f'{column}_ci95']:.1f}")
             elif column.endswith("top1"):
                 cells.append(f"{value:.2f} ± {wilson_half_width(value, row.get('samples', model['clips'])):.1f}")
             else:
@@ -253,7 +257,8 @@ def sweep_table(results: dict) -> str:
         cells = []
         for m in models.values():
             e = m["sweep"].get(p)
-            cells.append("–" if e is None else f"{e['action_top1']:.2f} ± {e['std']:.2f}")
+            spread = e.get("action_top1_ci95", e.get("std")) if e else None
+            cells.append("–" if e is None else f"{e['action_top1']:.2f} ± {spread:.2f}")
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -356,6 +361,13 @@ def check_claims(results: dict) -> list[tuple[str, bool | None, str]]:
 # ---------------------------------------------------------------- figures
 
 
+def _spread_text(results: dict) -> str:
+    """What the ± of the sweep means: a 95 % interval over training seeds, or the spread of the drop draws."""
+    if results.get("seeds"):
+        return f"95 % interval over {len(results['seeds'])} training seeds"
+    return f"spread over {results.get('settings', {}).get('seeds', '?')} drop draws"
+
+
 def _chance_line(ax, level: float | None, label: str, style: str = ":") -> None:
     if level is not None:
         ax.axhline(level, color="0.35", linestyle=style, linewidth=1.2, label=label)
@@ -371,16 +383,15 @@ def plot_sweep(results: dict, path: Path) -> None:
         shift = (i - (len(models) - 1) / 2) * offset
         ps = [float(p) + shift for p in m["sweep"]]
         mean = [e["action_top1"] for e in m["sweep"].values()]
-        std = [e["std"] for e in m["sweep"].values()]
+        std = [e.get("action_top1_ci95", e.get("std", 0.0)) for e in m["sweep"].values()]
         line = absolute.errorbar(ps, mean, yerr=std, marker="o", markersize=4, capsize=3, label=_label(name))
         zero = mean[0] or float("nan")
         relative.plot(ps, [v / zero * 100 for v in mean], marker="o", markersize=4, color=line[0].get_color())
     uniform, majority = chance_levels(results).get("action_top1", (None, None))
     _chance_line(absolute, uniform, "chance (uniform guess)")
     _chance_line(absolute, majority, "always the most frequent action", "-.")
-    seeds = results.get("settings", {}).get("seeds", "?")
     absolute.set(xlabel="drop probability p per modality (test time)", ylabel="action top-1 (%)",
-                 title=f"accuracy under random sensor dropouts\n(bars: spread over {seeds} seeds)")
+                 title=f"accuracy under random sensor dropouts\n(bars: {_spread_text(results)})")
     absolute.set_ylim(0, absolute.get_ylim()[1] * 1.08)
     relative.set(xlabel="drop probability p per modality (test time)", ylabel="% of its own p = 0 accuracy",
                  title="share of accuracy kept")
@@ -571,10 +582,21 @@ def write_report(folder: str | Path) -> Path:
         if head != "action":
             lines += [f"### {head.capitalize()} top-1", "", subset_table(results, f"{head}_top1"), ""]
     lines += ["## The paper's claims on these results", ""]
-    for claim, holds, evidence in check_claims(results):
-        verdict = "reported" if holds is None else ("**holds**" if holds else "**does not hold**")
-        lines.append(f"- {claim}: {verdict} ({evidence})")
-    lines += ["", "Read each verdict against the noise above: with few clips a claim can hold or fail by one clip.", ""]
+    if results.get("claims"):
+        from karmma.evaluation.claims import TEST, claims_table
+
+        lines += [f"Each claim is decided over {len(results.get('seeds', {}))} seeds (each seed its own data, "
+                  f"initialisation and dropout draws) on the same test clips for both models: {TEST}. "
+                  "The effect is the difference in action top-1 (points); **holds** means the interval lies above "
+                  "zero, **does not hold** below zero, *inconclusive* that it contains zero.", "",
+                  claims_table(results["claims"]), ""]
+    else:
+        lines += ["One seed: these checks compare point estimates and decide nothing (`karmma demo --seeds 0,1,2` "
+                  "decides them with intervals).", ""]
+        for claim, holds, evidence in check_claims(results):
+            verdict = "reported" if holds is None else ("**holds**" if holds else "**does not hold**")
+            lines.append(f"- {claim}: {verdict} ({evidence})")
+        lines += ["", "Read each verdict against the noise above: with few clips a claim can hold or fail by one clip.", ""]
 
     featured = next((n for n in ("student", *models) if models.get(n, {}).get("confusion")), None)
     if any(m.get("confusion") for m in models.values()):
@@ -591,7 +613,7 @@ def write_report(folder: str | Path) -> Path:
                       "![per class](per_class.png)", ""]
 
     lines += [
-        f"## Random sensor dropouts (paper Fig. 4), mean ± spread over {results.get('settings', {}).get('seeds', '?')} seeds",
+        f"## Random sensor dropouts (paper Fig. 4), mean ± {_spread_text(results)}",
         "",
         "Each modality of each clip is dropped with probability p (at least one is kept); "
         "the right panel divides by each model's own accuracy at p = 0.",

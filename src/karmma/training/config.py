@@ -86,6 +86,7 @@ class TrainConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     unimodal_modality: str = ""  # unimodal: which modality
+    unimodal_size: str = "teacher"  # unimodal: pre-train the teacher-sized or the student-sized extractor
     extractors: dict[str, str] = field(default_factory=dict)  # teacher: key -> unimodal checkpoint for its extractor
     teacher: str = ""  # student: teacher checkpoint
     teacher_logits: str = "live"  # student: live | cache (read from cache.path)
@@ -102,6 +103,8 @@ class TrainConfig:
             raise ValueError(
                 f"missing_modality must be one of {', '.join(MISSING_STRATEGIES)}, got {self.missing_modality!r}"
             )
+        if self.unimodal_size not in ("teacher", "student"):
+            raise ValueError(f"unimodal_size must be teacher or student, got {self.unimodal_size!r}")
         if self.teacher_logits not in ("live", "cache"):
             raise ValueError(f"teacher_logits must be live or cache, got {self.teacher_logits!r}")
 

@@ -2,7 +2,7 @@
 
 | stage | model | inputs | loss |
 |---|---|---|---|
-| ``unimodal`` | one teacher extractor + fusion + heads, all trained | one modality | CE |
+| ``unimodal`` | one extractor (``unimodal_size``: teacher or student) + fusion + heads, all trained | one modality | CE |
 | ``teacher`` | frozen extractors (from unimodal checkpoints or pretrained weights) | all, dropout p | CE + w * InfoNCE |
 | ``student`` | student, learned tokens; a frozen teacher | dropped-out inputs (teacher: all the sample has) | CE + w * KD |
 | ``baseline`` | student architecture; a missing modality is a zero input (the paper's) | all | CE |
@@ -89,14 +89,15 @@ def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool 
             f"(its modalities: {', '.join(modalities)})"
         )
     pretrained = {} if restore else config.pretrained
-    # The teacher and the unimodal pre-training use teacher-sized extractors; the rest the student's.
-    teacher_sized = config.stage in ("teacher", "unimodal")
+    # The teacher (and the pre-training of its extractors) uses teacher-sized extractors; the rest the student's.
+    teacher_sized = config.stage == "teacher" or (config.stage == "unimodal" and config.unimodal_size == "teacher")
     specs = _with_weights(preset.teacher if teacher_sized else preset.student, pretrained)
     preset = dataclasses.replace(preset, **{"teacher" if teacher_sized else "student": specs})
     strategy = config.missing_strategy
     if config.stage == "unimodal":
         key = modalities[0]
-        model = KARMMA([preset.teacher[key]], heads, preset.student_fusion, strategy, freeze_extractors=False)
+        spec = (preset.teacher if teacher_sized else preset.student)[key]
+        model = KARMMA([spec], heads, preset.student_fusion, strategy, freeze_extractors=False)
     elif config.stage == "teacher":
         model = build_teacher(preset, heads, modalities, strategy)
     else:
@@ -136,6 +137,8 @@ def load_unimodal_extractor(model: KARMMA, key: str, path: str, preset: str) -> 
     checkpoint, source = expect_checkpoint(path, "unimodal", preset)
     if source.get("unimodal_modality") != key:
         raise CheckpointError(f"{path}: a unimodal checkpoint of {source.get('unimodal_modality')!r}, not of {key!r}")
+    if source.get("unimodal_size", "teacher") != "teacher":
+        raise CheckpointError(f"{path}: pre-trains a student-sized extractor; the teacher needs unimodal_size=teacher")
     model.extractors[key].load_state_dict(model_state(checkpoint, f"model.extractors.{key}."))
 
 
