@@ -1,0 +1,79 @@
+"""Training clips decoded once into memory (``cache.decode_once``).
+
+On a small dataset and a small model (SynthKitchen on a laptop CPU) decoding
+JPEGs, flow and audio every epoch costs more than the forward and backward
+pass. :class:`DecodedViews` decodes ``cache.train_views`` augmented views of
+every training clip once (frames, crop and flip seeded by
+:func:`~karmma.training.cache.view_seed`, the views the teacher's logits are
+cached for) and keeps them as float16; each epoch then draws one view per clip
+and fresh modality-dropout noise, and only computes. It trades augmentation
+diversity for speed, like the teacher's feature cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from karmma.data.dataset import ClipDataset
+from karmma.training.cache import view_seed
+
+
+class _Views(Dataset):
+    def __init__(self, clips: ClipDataset, views: int, seed: int):
+        self.clips, self.views, self.seed = clips, views, seed
+
+    def __len__(self) -> int:
+        return len(self.clips.samples) * self.views
+
+    def __getitem__(self, row: int) -> dict:
+        index, view = divmod(row, self.views)
+        item = self.clips[(index, view_seed(self.seed, index, view))]
+        item["inputs"] = {k: v.half() for k, v in item["inputs"].items()}  # half the memory; restored to float32 on use
+        return item
+
+
+class DecodedViews(Dataset):
+    """``views`` decoded views per training clip, held in memory.
+
+    Item ``(index, seed)``: view ``seed % views`` of clip ``index``, with
+    modality-dropout noise drawn from ``seed``. ``view_item(index, view)`` gives
+    a given view (the student pairs it with the teacher logits cached for it).
+
+    Args:
+        clips: the training :class:`ClipDataset` (``train=True``).
+        views: views per clip (``cache.train_views``, at least 1).
+        seed: base seed of the views (the feature cache's seed, so views match its logits).
+        workers: processes that decode (the loader's workers).
+    """
+
+    def __init__(self, clips: ClipDataset, views: int, seed: int, workers: int = 0, progress: bool = False):
+        from tqdm import tqdm
+
+        if not clips.train:
+            raise ValueError("decode_once holds training views: give it the training ClipDataset")
+        self.clips, self.views, self.seed = clips, max(1, views), seed
+        self.samples = clips.samples
+        loader = DataLoader(_Views(clips, self.views, seed), batch_size=None, num_workers=workers)
+        self.items = list(tqdm(loader, desc="decode training views", unit="view", disable=not progress, leave=False))
+        self.report = clips.report
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for item in self.items for t in item["inputs"].values())
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def view_item(self, index: int, view: int) -> dict:
+        stored = self.items[index * self.views + view]
+        return {**stored, "inputs": {k: v.float() for k, v in stored["inputs"].items()},
+                "labels": dict(stored["labels"]), "noise": stored["noise"].clone()}
+
+    def __getitem__(self, key) -> dict:
+        index, seed = key if isinstance(key, tuple) else (key, 0)
+        item = self.view_item(index, seed % self.views)
+        rng = np.random.default_rng(seed)
+        item["noise"] = torch.from_numpy(rng.random(item["noise"].shape).astype(np.float32))
+        return item
