@@ -23,6 +23,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from karmma.availability import availability_for_subset
+from karmma.io import atomic_savefig
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
 
@@ -196,7 +197,7 @@ def plot_benchmark(results: dict, path: str) -> None:
     axes[0].legend()
     fig.suptitle(f"KARMMA resources per modality subset (preset {results['preset']}, batch 1, {results['device']})")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 

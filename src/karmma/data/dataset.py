@@ -73,6 +73,19 @@ class ClipConfig:
     #: flow JPEGs quantised over [-20, 20] px. Slow motion (SynthKitchen) wants less.
     flow_scale: float = 9.04
 
+    def __post_init__(self):
+        from karmma.configuration import check_range
+
+        check_range("clip", "num_clips", self.num_clips, 1)
+        if self.num_crops not in (1, 3):
+            raise ValueError(f"clip.num_crops must be 1 or 3, got {self.num_crops}")
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"clip.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(self.crop_scale)}")
+        check_range("clip", "audio_image_seconds", self.audio_image_seconds, 0, low_open=True)
+        if self.box_slots is not None:
+            check_range("clip", "box_slots", self.box_slots, 1)
+        check_range("clip", "flow_scale", self.flow_scale, 0, low_open=True)
+
 
 class DataReport:
     """Counts per modality of present / missing / unreadable, plus skipped samples."""

@@ -21,14 +21,13 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
     if path.is_dir():
         return detect_dataset(path)
     if path.suffix in (".yaml", ".yml"):
-        import yaml
+        from karmma.configuration import ConfigError, from_dict, read_yaml
 
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
         section = raw.get("data", raw)
-        unknown = set(section) - set(DatasetConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{path}: unknown data key(s) {sorted(unknown)}")
-        config = DatasetConfig(**section)
+        config = from_dict(DatasetConfig, section, f"{path}.data" if "data" in raw else str(path))
         if config.root and not Path(config.root).is_absolute():
             config.root = str((path.parent / config.root).resolve())
         return config

@@ -39,6 +39,7 @@ import numpy as np
 
 from karmma.data.epic import flow_stride
 from karmma.data.media import MediaError, decode_audio_track, encode_flow
+from karmma.io import atomic_open, atomic_write_bytes, atomic_write_text
 from karmma.parallel import process_pool
 
 log = logging.getLogger("karmma.prepare")
@@ -226,9 +227,7 @@ def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
             "timings": timings,
         }
         marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_name(marker.name + ".partial")
-        tmp.write_text(json.dumps({"settings": asdict(settings), "summary": summary}))
-        os.replace(tmp, marker)
+        atomic_write_text(marker, json.dumps({"settings": asdict(settings), "summary": summary}))
         return summary
     except (MediaError, OSError) as error:
         return {"video": video_id, "error": str(error)}
@@ -240,7 +239,7 @@ def _rewrite_epic_csv(src: Path, dst: Path, fps: float) -> None:
     with src.open(newline="") as f:
         rows = list(csv.DictReader(f))
         columns = list(rows[0].keys()) if rows else []
-    with dst.open("w", newline="") as f:
+    with atomic_open(dst, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
@@ -261,10 +260,10 @@ def copy_annotations(src: Path, out: Path, settings: PrepareSettings, summaries:
         if settings.fps and "start_timestamp" in header and "start_frame" in header:
             _rewrite_epic_csv(path, dst, settings.fps)
         elif path.name != "EPIC_100_video_info.csv" or not settings.fps:
-            shutil.copyfile(path, dst)
+            atomic_write_bytes(dst, path.read_bytes())
         copied.append(path.name)
     if settings.fps:
-        with (target / "EPIC_100_video_info.csv").open("w", newline="") as f:
+        with atomic_open(target / "EPIC_100_video_info.csv", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["video_id", "duration", "fps", "resolution"])
             for s in summaries:
@@ -275,7 +274,7 @@ def copy_annotations(src: Path, out: Path, settings: PrepareSettings, summaries:
 
 def write_video_info(path: Path, summaries: list[dict]) -> None:
     """``video_id,duration,fps,resolution,source_resolution`` of every prepared video."""
-    with path.open("w", newline="") as f:
+    with atomic_open(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["video_id", "duration", "fps", "resolution", "source_resolution"])
         for s in sorted(summaries, key=lambda s: s["video"]):

@@ -271,6 +271,9 @@ class Recognizer:
         logits = self.runner.logits({k: v[None] for k, v in inputs.items()}, availability)
         timings["model"] = (time.perf_counter() - start) * 1000
         probabilities = {h: torch.softmax(torch.from_numpy(np.asarray(v[0])), dim=0) for h, v in logits.items()}
+        broken = [h for h, p in probabilities.items() if not torch.isfinite(p).all()]
+        if broken:  # NaN weights or inputs: never print NaN probabilities as a prediction
+            raise ValueError(f"the model gave non-finite {broken[0]} scores (NaN or infinity): its weights or inputs are broken")
         heads = {}
         for head, p in probabilities.items():
             values, indices = p.topk(min(top_k, len(p)))

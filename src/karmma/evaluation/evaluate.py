@@ -29,7 +29,9 @@ from karmma.data.dataset import ClipDataset
 from karmma.evaluation.metrics import classification_metrics, tail_metrics
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
-from karmma.training.checkpoints import CheckpointError, checkpoint_config, model_state, read_checkpoint, resolve_checkpoint
+from karmma.training.checkpoints import (
+    CheckpointError, checkpoint_config, load_model_state, model_state, read_checkpoint, resolve_checkpoint,
+)
 from karmma.training.config import TrainConfig
 from karmma.training.data import item_seed, make_loader
 from karmma.training.module import build_stage_model
@@ -63,7 +65,7 @@ def load_for_evaluation(path: str | Path, name: str = "", overrides: list[str] =
             raise CheckpointError(f"{file}: unknown stage {raw.get('stage')!r}")
         config = from_dict(TrainConfig, raw, str(file))
         model = build_stage_model(dataclasses.replace(config, pretrained={}), dataset_heads(config.data), restore=True)
-        model.load_state_dict(model_state(checkpoint))
+        load_model_state(model, model_state(checkpoint), file)
     raw = dict(raw)
     for override in overrides:
         apply_override(raw, override)

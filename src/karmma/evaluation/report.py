@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from karmma.io import atomic_savefig, atomic_write_text
 from karmma.modalities import largest_first, parse_subset
 
 MODEL_LABELS = {"teacher": "KARMMA_T", "baseline": "Baseline", "baseline_delta": "Baseline w/ δ", "student": "KARMMA_S"}
@@ -132,7 +133,7 @@ def plot_sweep(results: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -150,7 +151,7 @@ def plot_training(runs: dict[str, list[dict]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -239,5 +240,5 @@ def write_report(folder: str | Path) -> Path:
             lines.append(f"| {name} | {len(history)} | {best:.2f} |")
         lines.append("")
     path = folder / "report.md"
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path
