@@ -53,6 +53,7 @@ def inspect_dataset(config: DatasetConfig, deep: bool = False, workers: int = 2)
         if deep:
             report = DataReport(dataset.modalities)
             report.skipped = dataset.report.skipped
+            report.not_covered = dataset.report.not_covered
             loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=workers, collate_fn=collate_clips)
             for batch in loader:
                 report.add(batch["status"])
@@ -75,6 +76,14 @@ def inspect_dataset(config: DatasetConfig, deep: bool = False, workers: int = 2)
             result["problems"].append(f"{split}: {short} clip(s) shorter than 8 frames (frames will repeat)")
         if report.skipped:
             result["problems"].append(f"{split}: {report.skipped} clip(s) have no modality at all and are skipped")
+        for key, uncovered in report.not_covered.items():
+            if uncovered:
+                past_end = sum(1 for _, why in uncovered if "ends after the video" in why or " ends at " in why)
+                result["problems"].append(
+                    f"{split}: {len(uncovered)} clip(s) whose {key} media do not cover the clip's window, "
+                    f"{past_end} of them segments past the media's end (e.g. {uncovered[0][0]}: {uncovered[0][1]}); "
+                    f"their {key} is treated as missing"
+                )
         for key, counts in report.as_dict()["modalities"].items():
             if counts["unreadable"]:
                 result["problems"].append(f"{split}: {counts['unreadable']} clip(s) with unreadable {key} (see the log for paths)")

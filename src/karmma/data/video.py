@@ -47,7 +47,7 @@ def _name(source) -> str:
     return str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "<stream>")
 
 
-def _open(source):
+def _open(source, what: str = "video"):
     import av
 
     try:
@@ -55,7 +55,7 @@ def _open(source):
     except FileNotFoundError:
         raise MediaError(f"{_name(source)}: file not found") from None
     except (av.FFmpegError, OSError) as error:
-        raise MediaError(f"{_name(source)}: undecodable media ({error})") from None
+        raise MediaError(f"{_name(source)}: undecodable {what} ({error})") from None
 
 
 def _declared_duration(container, stream) -> float | None:
@@ -191,7 +191,7 @@ def iter_audio(path: str | Path, sample_rate: int, start: float = 0.0, check_com
     undecodable or truncated audio (decoded clearly less than the stream declares)."""
     import av
 
-    with _open(path) as container:
+    with _open(path, "audio") as container:
         if not container.streams.audio:
             raise NoAudioTrack(f"{path}: no audio track")
         stream = container.streams.audio[0]
