@@ -281,6 +281,11 @@ def train(config: TrainConfig, force_new: bool = False) -> dict:
 
 
 def _train(config: TrainConfig, force_new: bool) -> dict:
+    accelerator = config.trainer.accelerator
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"trainer.accelerator={accelerator}: no CUDA GPU is available on this machine; use trainer.accelerator=cpu (or auto)")
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() and config.trainer.devices > torch.cuda.device_count():
+        raise ValueError(f"trainer.devices={config.trainer.devices}: this machine has {torch.cuda.device_count()} GPU(s)")
     if config.data.root and not Path(config.data.root).is_dir() and not config.cache.path:
         raise FileNotFoundError(f"data.root {config.data.root}: no such folder; set data.root to the prepared dataset")
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
