@@ -1,6 +1,8 @@
 import os
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,3 +98,87 @@ def trained_runs(synth_prepared, tmp_path_factory):
     results["teacher"] = train(tiny_config("teacher", synth_prepared, runs, *extractors))
     results["student"] = train(tiny_config("student", synth_prepared, runs, f"teacher={results['teacher']['best']}"))
     return runs, results
+
+
+# ---- test media made with PyAV (variable frame rate, rotated, truncated, short audio) ----------
+
+LEVELS_PER_FRAME = 3  # the VFR test video's frame i has brightness 3 * i (decoding may be 1 level off)
+
+
+def write_vfr_video(path: Path, gaps_ms: list[int], size=(64, 48)) -> list[int]:
+    """An H.264 MP4 (1 ms time base) whose frame ``i`` is shown at ``sum(gaps_ms[:i])`` ms and
+    has brightness ``LEVELS_PER_FRAME * i`` (so a decoded picture tells its timestamp); returns
+    the timestamps (ms). At most 85 frames."""
+    import av
+
+    times = list(np.cumsum([0, *gaps_ms]))
+    assert len(times) * LEVELS_PER_FRAME < 256
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"qp": "0"}  # lossless: the brightness must survive
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), LEVELS_PER_FRAME * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = int(t), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return [int(t) for t in times]
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int = 25, audio_seconds: float | None = None, rotation: int = 0,
+                faststart: bool = True) -> Path:
+    """An MP4 of ``frames [N, H, W, 3]`` (+ a 24 kHz AAC tone of ``audio_seconds``), with a display rotation."""
+    import av
+
+    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"} if faststart else {}) as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        if rotation:
+            video.set_display_rotation(rotation)
+        sound = None
+        if audio_seconds:
+            sound = container.add_stream("aac", rate=24000)
+            sound.layout = "mono"
+        for image in frames:
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        if sound is not None:
+            tone = (0.3 * np.sin(np.arange(int(24000 * audio_seconds)) * 0.05)).astype(np.float32)
+            for start in range(0, len(tone), 1024):
+                chunk = av.AudioFrame.from_ndarray(tone[start : start + 1024][None], format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = 24000, start
+                for packet in sound.encode(chunk):
+                    container.mux(packet)
+            for packet in sound.encode():
+                container.mux(packet)
+    return path
+
+
+def cut_at_packet(path: Path, out: Path, fraction: float = 0.5) -> Path:
+    """A copy of ``path`` cut at the end of the packet nearest ``fraction`` of the file: a
+    truncated download whose remaining packets all decode cleanly."""
+    import av
+
+    with av.open(str(path)) as container:
+        ends = sorted(p.pos + p.size for p in container.demux() if p.pos is not None and p.pos >= 0 and p.size)
+    data = path.read_bytes()
+    cut = min(ends, key=lambda e: abs(e - fraction * len(data)))
+    out.write_bytes(data[:cut])
+    return out
+
+
+
+@pytest.fixture(scope="session")
+def media():
+    """The test-media makers above: ``media.write_vfr_video``, ``media.write_video``, ``media.cut_at_packet``,
+    ``media.noise(n, h, w)`` random frames, ``media.shown_ms(image, times)`` the timestamp a VFR test frame shows."""
+    from types import SimpleNamespace
+
+    noise = lambda n, h=48, w=64, seed=0: np.random.default_rng(seed).integers(0, 255, (n, h, w, 3), dtype=np.uint8)  # noqa: E731
+    return SimpleNamespace(write_vfr_video=write_vfr_video, write_video=write_video, cut_at_packet=cut_at_packet,
+                           noise=noise, shown_ms=lambda image, times: times[int(round(image.mean() / LEVELS_PER_FRAME))])

@@ -1,4 +1,5 @@
 import argparse
+import errno
 import json
 import shlex
 
@@ -70,3 +71,122 @@ def test_top_level_help_is_plain_text(capsys):
     out = capsys.readouterr().out
     assert "``" not in out and out.splitlines()[2].startswith("karmma: ")
     assert "karmma demo --quick" in out
+
+
+# ---- one error path: expected failures are one line and exit code 2 ------------------------
+
+
+
+def one_line_error(capsys, code: int, *fragments: str) -> str:
+    """The error of a failed command: exit code 2, no traceback, one last line ``karmma CMD: error: ...``
+    naming ``fragments`` (progress lines printed before it are allowed)."""
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    line = err.splitlines()[-1]
+    assert line.startswith("karmma ") and ": error: " in line and err.count(": error: ") == 1, err
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    return line
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["predict", "m.onnx", "v.mp4", "--top-k", "-3"], "--top-k: must be >= 1, got -3"),
+    (["evaluate", "run", "--out", "r.json", "--seeds", "0"], "--seeds: must be >= 1, got 0"),
+    (["evaluate", "run", "--out", "r.json", "--p", "0,1.5"], "--p: must be >= 0 and <= 1, got 1.5"),
+    (["evaluate", "run", "--out", "r.json", "--crops", "2"], "--crops: invalid choice: 2"),
+    (["prepare", "a", "b", "--fps", "nan"], "--fps: expected a finite number"),
+    (["prepare", "a", "b", "--workers", "0"], "--workers: must be >= 1, got 0"),
+    (["predict", "m.onnx", "v.mp4", "--stream", "--drop-sensors", "1"], "--drop-sensors: must be >= 0 and < 1, got 1"),
+    (["dropout-study", "c.yaml", "--out", "o", "--rates", "0,x"], "--rates: expected a number, got 'x'"),
+])
+def test_argument_ranges_are_checked_at_parse_time(argv, named, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+
+
+def test_yaml_syntax_error_is_one_line(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("stage: student\noptim:\n  lr: [1e-3\n")
+    one_line_error(capsys, main(["train", str(config)]), f"{config}: invalid YAML at line", "column")
+
+
+@pytest.mark.parametrize("override, named", [
+    ("optim.epochs=-1", "optim.epochs must be >= 1, got -1"),
+    ("trainer.val_every=0", "trainer.val_every must be >= 1, got 0"),
+    ("trainer.devices=0", "trainer.devices must be >= 1, got 0"),
+    ("pretrained.Z=/weights.pth", "pretrained.Z: not a modality key"),
+    ("loss.modality_dropout=1.5", "loss.modality_dropout must be >= 0 and < 1, got 1.5"),
+    ("clip.num_crops=2", "clip.num_crops must be 1 or 3"),
+    ("optim.lr=[1", "override 'optim.lr=[1': the value is not valid YAML"),
+])
+def test_config_ranges_are_one_line_errors(override, named, tmp_path, capsys):
+    code = main(["train", "src/karmma/configs/synthkitchen/student.yaml", f"data.root={tmp_path}", override])
+    one_line_error(capsys, code, named)
+
+
+def test_training_without_clips_is_an_error(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    code = main(["train", "src/karmma/configs/synthkitchen/baseline.yaml", f"data.root={missing}",
+                 f"data.annotations={tmp_path}", f"trainer.runs={tmp_path / 'runs'}"])
+    one_line_error(capsys, code)
+
+
+def test_training_on_a_root_without_media_names_data_root(synth_prepared, tmp_path, capsys):
+    """Annotations are there, the media are not: 0 clips is an error, not an empty run that exits 0."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["train", "src/karmma/configs/synthkitchen/baseline.yaml", f"data.root={empty}",
+                 f"data.annotations={synth_prepared / 'annotations'}", f"trainer.runs={tmp_path / 'runs'}",
+                 "trainer.progress=false", "trainer.workers=0"])
+    one_line_error(capsys, code, "no train clips", str(empty), "data.root")
+
+
+def test_unavailable_device_is_one_line(tmp_path, capsys):
+    code = main(["evaluate", str(tmp_path), "--out", str(tmp_path / "r.json"), "--device", "cuda:99"])
+    one_line_error(capsys, code, "--device cuda:99")
+
+
+def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatch, tmp_path, capsys):
+    import karmma.cli as cli
+
+    def broken(args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(cli, "_report", broken)
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "internal error (KeyError)" in err and "--debug" in err
+    with pytest.raises(KeyError):
+        main(["report", str(tmp_path), "--debug"])
+
+
+def test_full_disk_keeps_the_previous_results_and_is_one_line(monkeypatch, tmp_path, capsys):
+    """A write that fails (here: ENOSPC at the rename) names the file and leaves the old version."""
+    import karmma.io
+
+    out = tmp_path / "bench.json"
+    out.write_text('{"old": true}\n')
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(karmma.io.os, "replace", full)
+    code = main(["benchmark", "--json", str(out), "--repeats", "1", "--warmup", "0", "--models", "student"])
+    one_line_error(capsys, code, f"{out}: No space left on device", "free disk space")
+    assert out.read_text() == '{"old": true}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]  # no temporary left behind
+
+
+def test_read_only_output_folder_is_one_line(monkeypatch, tmp_path, capsys):
+    from pathlib import Path
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    code = main(["synth", str(tmp_path / "out"), "--workers", "1"])
+    one_line_error(capsys, code, "Read-only file system", "writable output folder")

@@ -23,6 +23,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from karmma.availability import availability_for_subset
+from karmma.io import atomic_savefig
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
 
@@ -221,7 +222,7 @@ def plot_benchmark(results: dict, path: str) -> None:
     fig.legend(handles, labels, loc="upper right", ncol=len(labels), frameon=False)
     fig.suptitle(f"KARMMA resources per modality subset (preset {results['preset']}, batch 1, {results['device']})", x=0.4)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -3,11 +3,80 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
 import sys
 from pathlib import Path
 
 from karmma.modalities import parse_subset, subset_name
+
+# ---- argument ranges, checked at parse time ---------------------------------------------
+
+
+def _number(kind, low=None, high=None, low_open=False, high_open=False, what=""):
+    """An argparse ``type`` accepting ``kind`` values in a range, e.g. ``_number(int, 1)`` for >= 1."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if (low is not None and (value <= low if low_open else value < low)) or (
+            high is not None and (value >= high if high_open else value > high)
+        ):
+            lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+            hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+            raise argparse.ArgumentTypeError(f"must be {' and '.join(x for x in (lo, hi) if x)}{what}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE_INT = _number(int, 1)
+NON_NEGATIVE_INT = _number(int, 0)
+POSITIVE_FLOAT = _number(float, 0, low_open=True)
+NON_NEGATIVE_FLOAT = _number(float, 0)
+
+
+def _probabilities(text: str) -> tuple[float, ...]:
+    """``"0,0.1,0.5"`` -> probabilities in [0, 1]."""
+    parse = _number(float, 0, 1)
+    values = tuple(parse(p) for p in text.split(",") if p.strip())
+    if not values:
+        raise argparse.ArgumentTypeError("expected comma-separated probabilities, e.g. 0,0.25,0.5")
+    return values
+
+
+def resolve_device(device: str, option: str = "--device") -> str:
+    """``auto`` -> cuda when a GPU is there, else cpu; an explicit device must exist here."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{option} {device!r}: not a torch device (use auto, cpu, cuda or cuda:N)") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{option} {device}: no CUDA GPU is available on this machine; use {option} cpu (or auto)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"{option} {device}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{option} {device}: MPS is not available on this machine; use {option} cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{option} {device!r}: unsupported device type {parsed.type!r} (use auto, cpu, cuda or cuda:N)")
+    return device
+
+
+def _write_json(path: str | Path, value) -> None:
+    from karmma.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def _benchmark(args: argparse.Namespace) -> int:
@@ -23,7 +92,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     settings = BenchmarkSettings(
         repeats=args.repeats if args.repeats is not None else (1 if big else 20),
         warmup=args.warmup if args.warmup is not None else (0 if big else 3),
-        device=args.device,
+        device=resolve_device(args.device),
     )
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -34,8 +103,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     results = benchmark_preset(preset, heads, modalities, args.models, settings)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    _write_json(args.json, results)
     print(f"wrote {args.json}", file=sys.stderr)
     if args.plot:
         plot_benchmark(results, args.plot)
@@ -80,7 +148,7 @@ def _prepare(args: argparse.Namespace) -> int:
     for video, error in summary["failed"].items():
         print(f"  failed {video}: {error}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        _write_json(args.json, summary)
     return 1 if summary["failed"] else 0
 
 
@@ -131,7 +199,7 @@ def _data_benchmark(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        _write_json(args.json, result)
     return 0
 
 
@@ -141,7 +209,7 @@ def _train(args: argparse.Namespace) -> int:
     from karmma.training.run import train
 
     config = load_config(TrainConfig, args.config, args.overrides)
-    result = train(config)
+    result = train(config, force_new=args.force_new)
 
     def top1(entry: dict | None) -> str:
         if not entry:
@@ -194,7 +262,7 @@ def _benchmark_training(args: argparse.Namespace) -> int:
     result = benchmark_cache(config, args.cache_workers) if args.what == "cache" else benchmark_distillation(config)
     print(json.dumps(result, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        _write_json(args.json, result)
     return 0
 
 
@@ -209,7 +277,7 @@ def _export_student(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from karmma.evaluation.evaluate import EvaluationSettings, evaluate_models, load_for_evaluation, unique_names
 
-    probabilities = tuple(float(p) for p in args.p.split(",")) if args.p else EvaluationSettings.probabilities
+    probabilities = args.p or EvaluationSettings.probabilities
     settings = EvaluationSettings(
         split=args.split, probabilities=probabilities, seeds=args.seeds, batch_size=args.batch_size,
         workers=args.workers, num_clips=args.clips, num_crops=args.crops,
@@ -217,9 +285,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     names = args.names.split(",") if args.names else [""] * len(args.models)
     if len(names) != len(args.models):
         raise ValueError(f"--names gives {len(names)} names for {len(args.models)} models")
-    import torch
-
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)
     loaded = [load_for_evaluation(m, n, args.set, args.checkpoint) for m, n in zip(args.models, names)]
     for evaluated in loaded:
         evaluated.model.to(device)
@@ -229,9 +295,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name, result in results["models"].items():
         full = result["subsets"][subset_name(result["modalities"])]
         print(f"{name}: action top-1 {full['action_top1']:.2f} on the full set", file=sys.stderr)
+    from karmma.io import atomic_write_text
+
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n")
+    atomic_write_text(out, json.dumps(results, indent=1) + "\n")
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -258,7 +325,7 @@ def _dropout_study(args: argparse.Namespace) -> int:
     from karmma.training.config import TrainConfig
 
     config = load_config(TrainConfig, args.config, args.overrides)
-    rates = [float(r) for r in args.rates.split(",")]
+    rates = list(args.rates)
     study = run_dropout_study(config, rates, args.out)
     plot_dropout_study(study, Path(args.out) / "dropout_study.png")
     print(study_table(study), file=sys.stderr)
@@ -336,8 +403,7 @@ def _benchmark_deploy(args: argparse.Namespace) -> int:
         results[preset] = benchmark_preset(preset, modalities, repeats, warmup, Path(args.video) if args.video else None, args.clip_seconds, log=log)
         print(format_table(results[preset]) + "\n")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        _write_json(args.json, results)
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
 
@@ -388,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true",
                       help="fewer clips and epochs (1.3 instead of 12.5 min on an idle 2-core CPU); accuracies stay near chance")
     demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of training (default %(default)s)")
-    demo.add_argument("--workers", type=int, default=2, help="processes for synthesis/preparation and data loading (default %(default)s)")
+    demo.add_argument("--workers", type=POSITIVE_INT, default=2, help="processes for synthesis/preparation and data loading (default %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="one line per stage instead of a progress bar")
     demo.set_defaults(run=_demo)
 
@@ -404,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="number of participants, videos and actions: quick (small) or default (the default demo's); default %(default)s")
     synth.add_argument("--layout", choices=["epic", "ssv2"], default="epic",
                        help="EPIC-KITCHENS (V, F, A) or Something-Something v2 with Something-Else boxes (V, F, D); default %(default)s")
-    synth.add_argument("--workers", type=int, default=2, help="rendering processes (default %(default)s)")
+    synth.add_argument("--workers", type=POSITIVE_INT, default=2, help="rendering processes (default %(default)s)")
     synth.set_defaults(run=_synth)
 
     prep = _command(
@@ -417,9 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("out", help="output folder (EPIC layout)")
     prep.add_argument("--flow", choices=["tvl1", "dis"], default="tvl1",
                       help="optical flow: tvl1 (as EPIC-KITCHENS ships, slow) or dis (OpenCV DIS, fast); default %(default)s")
-    prep.add_argument("--fps", type=float, help="frame rate of the extracted frames (default: the video's)")
-    prep.add_argument("--short-side", type=int, default=256, help="resize frames to this short side in pixels (default %(default)s)")
-    prep.add_argument("--workers", type=int, default=2, help="videos prepared in parallel (default %(default)s)")
+    prep.add_argument("--fps", type=POSITIVE_FLOAT, help="frame rate of the extracted frames (default: the video's)")
+    prep.add_argument("--short-side", type=_number(int, 8), default=256, help="resize frames to this short side in pixels (default %(default)s)")
+    prep.add_argument("--workers", type=POSITIVE_INT, default=2, help="videos prepared in parallel (default %(default)s)")
     prep.add_argument("--json", metavar="FILE", help="also write the summary (counts, time per step) as JSON")
     prep.set_defaults(run=_prepare)
 
@@ -436,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("dataset", help="a prepared folder or a YAML config")
     inspect.add_argument("--deep", action="store_true", help="decode every clip (finds unreadable files; slower)")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    inspect.add_argument("--workers", type=int, default=2, help="processes decoding clips with --deep (default %(default)s)")
+    inspect.add_argument("--workers", type=NON_NEGATIVE_INT, default=2, help="processes decoding clips with --deep (default %(default)s)")
     inspect.set_defaults(run=_inspect)
     dbench = _command(
         data_commands, "benchmark", "clips/s of data loading vs the student's training step",
@@ -446,10 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dbench.add_argument("dataset", help="a prepared folder or a YAML config")
     dbench.add_argument("--preset", choices=["paper", "tiny"], default="tiny", help=preset_help)
-    dbench.add_argument("--workers", type=int, default=2, help="data loader processes (default %(default)s)")
-    dbench.add_argument("--batch-size", type=int, default=16, help="clips per batch (default %(default)s)")
-    dbench.add_argument("--batches", type=int, default=10, help="measured loader batches, after one warm-up batch (default %(default)s)")
-    dbench.add_argument("--steps", type=int, default=10, help="measured training steps, after two warm-up steps (default %(default)s)")
+    dbench.add_argument("--workers", type=NON_NEGATIVE_INT, default=2, help="data loader processes (default %(default)s)")
+    dbench.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="clips per batch (default %(default)s)")
+    dbench.add_argument("--batches", type=POSITIVE_INT, default=10, help="measured loader batches, after one warm-up batch (default %(default)s)")
+    dbench.add_argument("--steps", type=POSITIVE_INT, default=10, help="measured training steps, after two warm-up steps (default %(default)s)")
     dbench.add_argument("--json", metavar="FILE", help="also write the result as JSON")
     dbench.set_defaults(run=_data_benchmark)
 
@@ -462,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="YAML config (shipped ones are in configs/<dataset>/)")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                        help="config overrides, e.g. optim.lr=3e-4 data.root=/data (an unknown key is an error listing the valid ones)")
+    train.add_argument("--force-new", action="store_true",
+                       help="start over when the run folder holds a run (it is moved into replaced-<time>/, not deleted)")
     train.set_defaults(run=_train)
 
     extract = _command(
@@ -474,9 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extract.add_argument("config", help="the teacher's YAML config (with cache.path)")
     extract.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. cache.path=/data/cache")
-    extract.add_argument("--rank", type=int, default=0, help="this shard, with --world-size (default: from torchrun/SLURM, else 0)")
-    extract.add_argument("--world-size", type=int, default=0, help="number of shards (default: from torchrun/SLURM, else 1)")
-    extract.add_argument("--batch-size", type=int, default=8, help="clips per extractor batch (default %(default)s)")
+    extract.add_argument("--rank", type=NON_NEGATIVE_INT, default=0, help="this shard, with --world-size (default: from torchrun/SLURM, else 0)")
+    extract.add_argument("--world-size", type=NON_NEGATIVE_INT, default=0, help="number of shards (default: from torchrun/SLURM, else 1)")
+    extract.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="clips per extractor batch (default %(default)s)")
     extract.add_argument("--logits", metavar="TEACHER_CKPT", help="also cache this trained teacher's logits (for students with teacher_logits=cache)")
     extract.set_defaults(run=_extract)
 
@@ -496,12 +564,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"),
                           help="which checkpoint of a run folder: best (chosen on validation) or last (the last epoch; "
                                "use it where the scored split is also the selection split)")
-    evaluate.add_argument("--p", default="", help="sweep drop probabilities, comma-separated (default 0.0,0.1,...,0.9)")
-    evaluate.add_argument("--seeds", type=int, default=3, help="sweep seeds; mean and spread are reported (default %(default)s)")
-    evaluate.add_argument("--batch-size", type=int, default=32, help="clips per batch (default %(default)s)")
-    evaluate.add_argument("--workers", type=int, default=2, help="data loader processes (default %(default)s)")
-    evaluate.add_argument("--clips", type=int, default=None, help="temporal views per segment (default: the training config's)")
-    evaluate.add_argument("--crops", type=int, default=None, help="spatial views per clip: 1 or 3 (default: the training config's)")
+    evaluate.add_argument("--p", type=_probabilities, default=None, help="sweep drop probabilities, comma-separated (default 0.0,0.1,...,0.9)")
+    evaluate.add_argument("--seeds", type=POSITIVE_INT, default=3, help="sweep seeds; mean and spread are reported (default %(default)s)")
+    evaluate.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="clips per batch (default %(default)s)")
+    evaluate.add_argument("--workers", type=NON_NEGATIVE_INT, default=2, help="data loader processes (default %(default)s)")
+    evaluate.add_argument("--clips", type=POSITIVE_INT, default=None, help="temporal views per segment (default: the training config's)")
+    evaluate.add_argument("--crops", type=int, choices=(1, 3), default=None, help="spatial views per clip: 1 or 3 (default: the training config's)")
     evaluate.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
     evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                           help="override the stored training config, e.g. --set data.root=/new/place (repeatable)")
@@ -524,8 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument("config", help="a teacher config (best with cache.path: only the fusion trains)")
     study.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=/data")
-    study.add_argument("--rates", default="0,0.25,0.5,0.75",
-                       help="modality-dropout probabilities to train with, comma-separated (default %(default)s)")
+    study.add_argument("--rates", type=_probabilities, default=(0.0, 0.25, 0.5, 0.75),
+                       help="modality-dropout probabilities to train with, comma-separated (default 0,0.25,0.5,0.75)")
     study.add_argument("--out", required=True, help="folder for dropout_study.json and .png")
     study.set_defaults(run=_dropout_study)
 
@@ -560,19 +628,19 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("model", help="a .onnx graph, split-ONNX folder, .safetensors or .ckpt student")
     pred.add_argument("input", help="a video file; with --stream also - (a video stream on stdin) or a camera index")
     pred.add_argument("--modalities", help="which of V, F, A to use, e.g. V,F (default: all the model has)")
-    pred.add_argument("--top-k", type=int, default=5, help="number of most likely actions, verbs and nouns printed (default %(default)s)")
+    pred.add_argument("--top-k", type=POSITIVE_INT, default=5, help="number of most likely actions, verbs and nouns printed (default %(default)s)")
     pred.add_argument("--json", action="store_true", help="machine-readable output (one JSON object per line)")
-    pred.add_argument("--start", type=float, help="segment start in seconds (default: the beginning)")
-    pred.add_argument("--end", type=float, help="segment end in seconds (default: the end)")
+    pred.add_argument("--start", type=NON_NEGATIVE_FLOAT, help="segment start in seconds (default: the beginning)")
+    pred.add_argument("--end", type=POSITIVE_FLOAT, help="segment end in seconds (default: the end)")
     pred.add_argument("--flow", choices=["dis", "tvl1"], help="optical flow method (default: the training data's, else dis)")
-    pred.add_argument("--short-side", type=int, help="frame short side in pixels (default: the training data's)")
-    pred.add_argument("--threads", type=int, help="CPU threads for the model (default: the runtime's choice)")
+    pred.add_argument("--short-side", type=_number(int, 8), help="frame short side in pixels (default: the training data's)")
+    pred.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for the model (default: the runtime's choice)")
     pred.add_argument("--stream", action="store_true", help="one prediction per sliding window")
-    pred.add_argument("--window", type=float, default=2.0, help="window length in seconds, with --stream (default %(default)s)")
-    pred.add_argument("--hop", type=float, default=1.0, help="seconds between window starts, with --stream (default %(default)s)")
-    pred.add_argument("--drop-sensors", type=float, default=0.0, metavar="RATE",
+    pred.add_argument("--window", type=POSITIVE_FLOAT, default=2.0, help="window length in seconds, with --stream (default %(default)s)")
+    pred.add_argument("--hop", type=POSITIVE_FLOAT, default=1.0, help="seconds between window starts, with --stream (default %(default)s)")
+    pred.add_argument("--drop-sensors", type=_number(float, 0, 1, high_open=True), default=0.0, metavar="RATE",
                       help="simulate sensor failures (--stream): each modality is down this fraction of the time")
-    pred.add_argument("--drop-seconds", type=float, default=3.0, help="mean length of a sensor failure in seconds (default %(default)s)")
+    pred.add_argument("--drop-seconds", type=POSITIVE_FLOAT, default=3.0, help="mean length of a sensor failure in seconds (default %(default)s)")
     pred.add_argument("--seed", type=int, default=0, help="seed of the sensor-failure simulation (default %(default)s)")
     pred.set_defaults(run=_predict)
 
@@ -587,10 +655,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--modalities", help="modalities of the models, e.g. V,F,A (default) or V,F,D")
     bench.add_argument("--models", nargs="+", choices=["teacher", "student"], default=["teacher", "student"],
                        help="which models to measure (default: both)")
-    bench.add_argument("--repeats", type=int, help="latency runs per subset (default: 20 tiny, 1 paper)")
-    bench.add_argument("--warmup", type=int, help="untimed runs first (default: 3 tiny, 0 paper)")
+    bench.add_argument("--repeats", type=POSITIVE_INT, help="latency runs per subset (default: 20 tiny, 1 paper)")
+    bench.add_argument("--warmup", type=NON_NEGATIVE_INT, help="untimed runs first (default: 3 tiny, 0 paper)")
     bench.add_argument("--device", default="cpu", help="torch device for latency, e.g. cpu or cuda (default %(default)s)")
-    bench.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    bench.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for torch (default: torch's choice)")
     bench.set_defaults(run=_benchmark)
 
     btrain = _command(
@@ -604,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     btrain.add_argument("config", help="teacher config with cache.path (cache) or student config with teacher_logits=cache (distill)")
     btrain.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=/data")
     btrain.add_argument("--json", metavar="FILE", help="also write the result as JSON")
-    btrain.add_argument("--cache-workers", type=int, default=0, help="loader workers reading the cache (cache benchmark; default %(default)s)")
+    btrain.add_argument("--cache-workers", type=NON_NEGATIVE_INT, default=0, help="loader workers reading the cache (cache benchmark; default %(default)s)")
     btrain.set_defaults(run=_benchmark_training)
 
     bdep = _command(
@@ -613,27 +681,82 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bdep.add_argument("--presets", nargs="+", choices=["tiny", "paper"], default=["tiny"], help="student sizes to time (default: tiny)")
     bdep.add_argument("--modalities", default="V,F,A", help="modalities of the student (default %(default)s)")
-    bdep.add_argument("--repeats", type=int, help="timed runs per subset (default: 30 tiny, 2 paper)")
-    bdep.add_argument("--warmup", type=int, help="untimed runs first (default: 5 tiny, 1 paper)")
+    bdep.add_argument("--repeats", type=POSITIVE_INT, help="timed runs per subset (default: 30 tiny, 2 paper)")
+    bdep.add_argument("--warmup", type=NON_NEGATIVE_INT, help="untimed runs first (default: 5 tiny, 1 paper)")
     bdep.add_argument("--video", help="video for the pre-processing columns (default: a synthetic 16:9 clip)")
-    bdep.add_argument("--clip-seconds", type=float, default=2.0, help="clip length whose pre-processing is timed (default %(default)s)")
-    bdep.add_argument("--threads", type=int, help="CPU threads for torch (ONNX Runtime uses its default)")
+    bdep.add_argument("--clip-seconds", type=POSITIVE_FLOAT, default=2.0, help="clip length whose pre-processing is timed (default %(default)s)")
+    bdep.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for torch (ONNX Runtime uses its default)")
     bdep.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bdep.set_defaults(run=_benchmark_deploy)
     return parser
 
 
+def describe_error(error: BaseException) -> tuple[str, bool]:
+    """One line for an error, and whether it is an expected failure (bad input, I/O, device).
+
+    Expected: bad configs / arguments / annotations / checkpoints (``ValueError``s),
+    unreadable media, I/O errors (a missing file, a full or read-only disk), an
+    unavailable device or out of memory. Anything else is a bug in karmma."""
+    from karmma.data.media import MediaError
+
+    name = type(error).__name__
+    if isinstance(error, OSError) and error.errno is not None and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        hint = {
+            errno.ENOSPC: "free disk space or write somewhere else",
+            errno.EDQUOT: "disk quota exceeded: free space or write somewhere else",
+            errno.EROFS: "the file system is read-only: choose a writable output folder",
+            errno.EACCES: "permission denied: choose a folder you can write to (or fix its permissions)",
+            errno.EPERM: "operation not permitted: choose a folder you can write to",
+            errno.ENOENT: "check the path",
+            errno.ENOTDIR: "a path component is a file, not a folder",
+            errno.EISDIR: "a folder where a file was expected",
+        }.get(error.errno, "")
+        message = f"{where}{error.strerror}" + (f" ({hint})" if hint else "")
+        return message, True
+    message = str(error)
+    if "Original Traceback" in message:  # re-raised from a DataLoader worker: keep the last line
+        message = [line for line in message.splitlines() if line.strip()][-1].strip()
+    message = " ".join(message.split()) or name
+    if name == "OutOfMemoryError":
+        return f"out of memory ({message[:200]}): use a smaller optim.batch_size / --batch-size", True
+    if name == "MisconfigurationException":  # Lightning: e.g. trainer.accelerator=gpu without a GPU
+        return f"{message} (check the trainer.* settings)", True
+    expected = isinstance(error, (ValueError, OSError, MediaError))
+    return message, expected
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Expected failures print one line ``karmma CMD: error: ...`` and exit 2;
+    an unexpected one prints one line and exits 1; ``--debug`` shows the traceback instead."""
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lightning.pytorch").propagate = False  # Lightning prints through its own handler
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (anywhere on the line)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
+    command = args.command + (f" {args.data_command}" if getattr(args, "data_command", None) else "")
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:  # ConfigError, CheckpointError, AnnotationError are ValueErrors
-        print(f"karmma {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"karmma {command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the one place that turns errors into one line
+        if args.debug:
+            raise
+        message, expected = describe_error(error)
+        if expected:
+            print(f"karmma {command}: error: {message}", file=sys.stderr)
+            return 2
+        print(f"karmma {command}: internal error ({type(error).__name__}): {message[:300]}; "
+              "re-run with --debug for the traceback and report it", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

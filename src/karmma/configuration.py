@@ -23,6 +23,21 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid."""
 
 
+def check_range(section: str, name: str, value, low=None, high=None, low_open: bool = False, high_open: bool = False) -> None:
+    """Raise ``ValueError("optim.epochs must be >= 1, got -1")`` when ``value`` is outside the range.
+
+    For the config dataclasses' ``__post_init__``; :func:`from_dict` prefixes the file name."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{section}.{name} must be a finite number, got {value}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        bounds = [f"{'>' if low_open else '>='} {low}" if low is not None else "", f"{'<' if high_open else '<='} {high}" if high is not None else ""]
+        raise ValueError(f"{section}.{name} must be {' and '.join(b for b in bounds if b)}, got {value}")
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -69,6 +84,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
 
 def from_dict(cls: type[T], raw: dict, where: str = "config") -> T:
     """Build dataclass ``cls`` from a nested dict, rejecting unknown keys."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
@@ -78,7 +95,17 @@ def from_dict(cls: type[T], raw: dict, where: str = "config") -> T:
     try:
         return cls(**values)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{where}: {error}") from None
+        raise ConfigError(_located(where, str(error))) from None
+
+
+def _located(where: str, message: str) -> str:
+    """``"cfg.yaml.optim"`` + ``"optim.epochs must ..."`` -> ``"cfg.yaml: optim.epochs must ..."``
+    (the message names the full key already)."""
+    parts = where.split(".")
+    for i in range(1, len(parts)):
+        if message.startswith(".".join(parts[i:]) + "."):
+            return f"{'.'.join(parts[:i])}: {message}"
+    return f"{where}: {message}"
 
 
 def apply_override(raw: dict, override: str) -> None:
@@ -92,7 +119,28 @@ def apply_override(raw: dict, override: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {override!r}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+    try:
+        node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {override!r}: the value is not valid YAML ({_yaml_problem(error)})") from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """``line 3, column 7: mapping values are not allowed here`` (1-based, as editors count)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; a syntax error is a one-line :class:`ConfigError` naming file and line."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML at {_yaml_problem(error)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (invalid UTF-8)") from None
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] = ()) -> T:
@@ -102,7 +150,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
         where = str(path)
@@ -116,4 +164,6 @@ def to_dict(config: Any) -> dict:
 
 
 def save_config(config: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    from karmma.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from karmma.io import atomic_write_text
 from karmma.data.synth import SynthSize
 
 DEMO_MODELS = ("teacher", "baseline", "baseline_masked", "baseline_delta", "student")
@@ -207,7 +208,7 @@ def demo_stages(out: Path, plan: DemoPlan, seed: int, workers: int = 2) -> list[
 
 
 def _write_json(path: Path, value: dict) -> None:
-    path.write_text(json.dumps(value, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(value, indent=1) + "\n")
 
 
 def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool = True, workers: int = 2) -> Path:

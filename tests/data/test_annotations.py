@@ -132,3 +132,27 @@ def test_something_else_boxes(shared_data):
     assert tensor[0, 2].abs().sum() == 0  # empty slot
     assert tensor[2].abs().sum() == 0  # frame without annotation
     assert tensor[..., :4].min() >= 0 and tensor[..., :4].max() <= 1
+
+
+@pytest.mark.parametrize("content, named", [
+    ('{"id": "1", "template": "x"}', "expected a JSON list"),
+    ('["1", "2"]', "entry 0 is a str"),
+    ('[{"id": "1", "template": 3}]', "'template' must be a string"),
+])
+def test_ssv2_json_of_the_wrong_shape_is_one_line(tmp_path, content, named):
+    from karmma.data.annotations import AnnotationError, read_ssv2_split
+
+    path = tmp_path / "train.json"
+    path.write_text(content)
+    with pytest.raises(AnnotationError, match=named):
+        read_ssv2_split(path, {"x": 0})
+
+
+def test_something_else_json_of_the_wrong_shape_is_one_line(tmp_path):
+    from karmma.data.annotations import AnnotationError
+    from karmma.data.boxes import read_something_else
+
+    path = tmp_path / "boxes.json"
+    path.write_text('[{"name": "0001.jpg"}]')
+    with pytest.raises(AnnotationError, match="boxes.json: expected a JSON object mapping video ids"):
+        read_something_else(path)

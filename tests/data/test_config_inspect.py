@@ -49,7 +49,7 @@ def test_inspect_from_yaml_and_unknown_key(synth_prepared, tmp_path):
     path.write_text(yaml.safe_dump({"data": {"format": "epic", "root": str(synth_prepared)}}))
     assert load_dataset_config(path).format == "epic"
     path.write_text(yaml.safe_dump({"data": {"format": "epic", "rooot": "x"}}))
-    with pytest.raises(ValueError, match="unknown data key"):
+    with pytest.raises(ValueError, match=r"data.yaml.data: unknown key\(s\) \['rooot'\]"):
         load_dataset_config(path)
     with pytest.raises(ValueError, match="data.format"):
         DatasetConfig(format="kinetics")

@@ -120,3 +120,62 @@ def test_teacher_audio_images(synth_prepared):
     dataset = _dataset(synth_prepared, train=False, shapes=shapes)
     item = next(dataset[i] for i in range(len(dataset)) if dataset[i]["availability"][1])
     assert item["inputs"]["A"].shape == (4, 1, 32, 32) and torch.isfinite(item["inputs"]["A"]).all()
+
+
+def _write_wav(path: Path, seconds: float) -> None:
+    import wave
+
+    import numpy as np
+
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(24000)
+        f.writeframes((np.sin(np.arange(int(24000 * seconds)) * 0.05) * 8000).astype("<i2").tobytes())
+
+
+@pytest.mark.parametrize("seconds", [0.01, 0.0])
+def test_audio_that_does_not_cover_the_clip_is_missing_not_a_constant_spectrogram(prepared_copy, seconds, caplog):
+    """A 10 ms track or a zero-sample WAV: every clip of that video has A missing (counted, logged),
+    in training and evaluation; clips of other videos keep their audio."""
+    wav = sorted(prepared_copy.rglob("audio/*.wav"))[0]
+    _write_wav(wav, seconds)
+    for train in (True, False):
+        with caplog.at_level(logging.WARNING, logger="karmma.data"):
+            dataset = _dataset(prepared_copy, train=train)
+        victims = {s.id for s in dataset.samples if s.group == wav.stem}
+        assert victims and {sid for sid, _ in dataset.report.not_covered["A"]} == victims
+        assert "do not cover the clip" in caplog.text
+        for i in range(len(dataset)):
+            item = dataset[i]
+            a = dataset.modalities.index("A")
+            if item["id"] in victims:
+                assert item["status"][a] == MISSING and "A" not in item["inputs"]
+            elif item["availability"][a]:
+                assert item["inputs"]["A"].std() > 0  # real audio, not a padded constant
+        assert dataset.report.as_dict()["not_covered"]["A"] == len(victims)
+
+
+def test_timestamps_past_the_end_of_the_audio_are_missing(prepared_copy):
+    wav = sorted(prepared_copy.rglob("audio/*.wav"))[0]
+    dataset = _dataset(prepared_copy, train=False)
+    clips = sorted((s for s in dataset.samples if s.group == wav.stem), key=lambda s: s.stop_time)
+    cut = (clips[0].stop_time + clips[-1].start_time) / 2  # the audio ends after the first clip, before the last
+    _write_wav(wav, cut)
+    dataset = _dataset(prepared_copy, train=False)
+    uncovered = {sid: why for sid, why in dataset.report.not_covered["A"]}
+    assert clips[0].id not in uncovered and clips[-1].id in uncovered
+    assert f"ends at {cut:.2f} s, before the clip's end" in uncovered[clips[-1].id]
+
+
+def test_segments_past_the_last_frame_are_missing_and_reported(prepared_copy):
+    from karmma.data.config import detect_dataset
+    from karmma.data.inspect import inspect_dataset
+
+    frames = sorted(next(prepared_copy.rglob("rgb_frames/P01_01")).glob("*.jpg"))
+    for path in frames[len(frames) // 2 :]:  # the video's frames end halfway
+        path.unlink()
+    dataset = _dataset(prepared_copy, train=False)
+    assert any("has no frame" in why and "ends after the video" in why for _, why in dataset.report.not_covered["V"])
+    _write_wav(sorted(prepared_copy.rglob("audio/*.wav"))[-1], 0.01)
+    problems = inspect_dataset(detect_dataset(prepared_copy), workers=0)["problems"]
+    assert any("V media do not cover" in p and "past the media's end" in p for p in problems), problems
+    assert any("A media do not cover" in p for p in problems), problems

@@ -54,3 +54,35 @@ def test_prepare_with_fps_rewrites_frame_numbers(tmp_path):
         assert s.start_frame == int(s.start_time * 12) + 1
         frames = len(list((tmp_path / "out" / "P01" / "rgb_frames" / s.video_id).glob("*.jpg")))
         assert s.stop_frame <= frames + 1
+
+
+def test_prepare_vfr_rotated_and_truncated_videos(media, tmp_path):
+    """VFR frames are placed by time, phone video comes out upright, a truncated file fails
+    (with its reason) instead of passing as a shorter video, and nothing half-written stays."""
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    times = media.write_vfr_video(src / "vfr.mp4", [10] * 40 + [40] * 20)
+    portrait = np.zeros((96, 64, 3), np.uint8)
+    portrait[:48] = 255
+    media.write_video(src / "phone.mp4", np.stack([np.rot90(portrait, -1)] * 10), rotation=90, audio_seconds=0.4)
+    full = media.write_video(tmp_path / "full.mp4", media.noise(100), audio_seconds=4.0)
+    media.cut_at_packet(full, src / "cut.mp4")
+    out = tmp_path / "out"
+    summary = prepare(src, out, PrepareSettings(flow="dis", fps=25.0, short_side=48), workers=1, progress=False)
+    assert summary["prepared"] == 2 and list(summary["failed"]) == ["cut"]
+    assert "truncated" in summary["failed"]["cut"]
+    assert not (out / "rgb_frames" / "cut").exists() and not list(out.rglob("*.partial"))
+
+    frames = sorted((out / "rgb_frames" / "vfr").glob("*.jpg"))
+    for number, path in enumerate(frames, start=1):
+        shown = media.shown_ms(np.asarray(Image.open(path).convert("L"), dtype=float), times) / 1000
+        assert abs(shown - (number - 1) / 25.0) < 1 / 25.0, (number, shown)
+
+    upright = np.asarray(Image.open(out / "rgb_frames" / "phone" / "frame_0000000001.jpg"))
+    assert upright.shape[:2] == (72, 48)  # portrait, short side 48
+    assert upright[:30].mean() > 200 and upright[42:].mean() < 50
+    info = (out / "video_info.csv").read_text()
+    assert "phone," in info and "64x96" in info  # the upright source size

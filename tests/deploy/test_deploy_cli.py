@@ -90,6 +90,52 @@ def test_predict_bad_inputs_give_one_line_errors(onnx_student, student_file, syn
     _one_line_error(capsys, ["predict", str(onnx_student), video, "--modalities", "X"], "not trained on modality X")
 
 
+def _damaged_export(student_file, out, change):
+    """A copy of the student export whose tensors / metadata went through ``change(state, metadata)``."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(student_file), framework="pt") as f:
+        metadata = dict(f.metadata())
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    change(state, metadata)
+    save_file(state, str(out), metadata=metadata)
+    return out
+
+
+def test_broken_student_exports_give_one_line_errors(student_file, synth_videos, tmp_path, capsys):
+    video = str(next(synth_videos[0].rglob("*.MP4")))
+
+    def nan_weight(state, metadata):
+        key = next(k for k, v in state.items() if v.is_floating_point())
+        state[key] = state[key].clone().fill_(float("nan"))
+
+    nan = _damaged_export(student_file, tmp_path / "nan.safetensors", nan_weight)
+    _one_line_error(capsys, ["predict", str(nan), video, "--json"], "holds NaN or infinite values")
+    _one_line_error(capsys, ["evaluate", str(nan), "--out", str(tmp_path / "r.json")], "holds NaN or infinite values")
+    missing = _damaged_export(student_file, tmp_path / "missing.safetensors", lambda s, m: s.pop(next(iter(s))))
+    _one_line_error(capsys, ["predict", str(missing), video], "weights do not match the model")
+
+    def other_heads(state, metadata):
+        heads = json.loads(metadata["heads"])
+        metadata["heads"] = json.dumps({h: n + 1 for h, n in heads.items()})
+        metadata.pop("karmma_deploy", None)
+
+    wrong = _damaged_export(student_file, tmp_path / "heads.safetensors", other_heads)
+    _one_line_error(capsys, ["predict", str(wrong), video], "weights do not match the model")
+
+
+def test_non_finite_model_outputs_are_an_error(student_file, synth_videos):
+    """Finite weights can still overflow: a prediction never reports NaN probabilities."""
+    from karmma.deploy.recognizer import Recognizer
+
+    recognizer = Recognizer.load(student_file)
+    recognizer.runner.logits = lambda inputs, availability: {h: np.full((1, n), np.nan, dtype=np.float32) for h, n in recognizer.info.heads.items()}
+    video = next(synth_videos[0].rglob("*.MP4"))
+    with pytest.raises(ValueError, match="non-finite .* scores"):
+        recognizer.predict_file(video, ["V"])
+
+
 def test_stream_with_sensor_failures(onnx_student, synth_videos, capsys):
     video = str(next(synth_videos[0].rglob("*.MP4")))
     argv = ["predict", str(onnx_student), video, "--stream", "--json", "--window", "1.0", "--hop", "0.5",

@@ -88,3 +88,41 @@ def test_sensor_failures_are_seeded_stretches():
     assert [again.failed("V", t) for t in times] == down["V"].tolist()
     always = SensorFailures(["V", "F"], rate=0.99, mean_seconds=100.0, seed=0)
     assert all(len(always.dropped(["V", "F"], t)) <= 1 for t in range(50))
+
+
+def test_file_prediction_decodes_only_the_segment_and_matches_a_full_decode(synth_videos, student_file):
+    """predict_file seeks to --start and keeps only the frames it reads: same inputs as decoding everything."""
+    raw, _ = synth_videos
+    path = next(raw.rglob("*.MP4"))
+    recognizer = Recognizer.load(student_file)
+    for start, end in ((2.0, 3.5), (None, None), (4.0, None)):
+        sparse = recognizer.decode_segment(path, start, end, need_audio=True)
+        assert len(sparse.frames.kept) <= 4 * recognizer.preprocessor.num_frames + 1
+        fast = recognizer.predict_file(path, start=start, end=end)
+        full = recognizer.predict_decoded(recognizer.decode(path), recognizer.file_modalities(None), start, end)
+        assert fast.modalities == full.modalities == ["V", "F", "A"]
+        for head in fast.heads:
+            assert [p for _, p in fast.heads[head]] == pytest.approx([p for _, p in full.heads[head]], abs=2e-3)
+
+
+def test_audio_not_covering_the_segment_is_missing_in_predict(media, student_file, tmp_path):
+    recognizer = Recognizer.load(student_file)
+    short = media.write_video(tmp_path / "short_audio.mp4", media.noise(50, 96, 128), fps=25, audio_seconds=0.01)
+    prediction = recognizer.predict_file(short)
+    assert prediction.modalities == ["V", "F"] and "audio" in prediction.missing["A"] and "ends at" in prediction.missing["A"]
+    covered = recognizer.predict_file(short, end=0.04)  # no: even the first 40 ms are not covered by 10 ms of audio
+    assert "A" in covered.missing
+    half = media.write_video(tmp_path / "half_audio.mp4", media.noise(100, 96, 128), fps=25, audio_seconds=2.0)
+    assert "A" not in recognizer.predict_file(half, start=0.5, end=1.5).missing
+    assert "ends at" in recognizer.predict_file(half, start=2.5, end=3.5).missing["A"]
+
+
+def test_stream_windows_past_the_audio_are_without_a(media, student_file, tmp_path):
+    from karmma.deploy.stream import stream_predictions
+
+    recognizer = Recognizer.load(student_file)
+    path = media.write_video(tmp_path / "half_audio.mp4", media.noise(100, 96, 128), fps=25, audio_seconds=2.0)
+    windows = list(stream_predictions(recognizer, str(path), window=1.0, hop=1.0))
+    assert [w.start for w in windows] == [0.0, 1.0, 2.0, 3.0]
+    assert ["A" in w.prediction.modalities for w in windows] == [True, True, False, False]
+    assert "ends at" in windows[-1].prediction.missing["A"]

@@ -56,3 +56,13 @@ def test_adapt_input_channels():
     assert adapt_input_channels(weight, 3) is weight
     assert torch.allclose(adapt_input_channels(weight, 1)[:, 0], weight.mean(1))
     assert Swin3D_T_Weights.KINETICS400_V1.url.endswith("swin3d_t-7615ae03.pth")
+
+
+def test_garbage_and_nan_weights_are_one_line_errors(tmp_path):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint at all" * 10)
+    with pytest.raises(ValueError, match="pretrained weights .*garbage.pth: unreadable"):
+        load_state_dict(garbage)
+    torch.save({"w": torch.tensor([float("nan")])}, tmp_path / "nan.pth")
+    with pytest.raises(ValueError, match="tensor 'w' holds NaN"):
+        load_state_dict(tmp_path / "nan.pth")

@@ -59,10 +59,27 @@ def test_extraction_resumes(cache):
     summary = extract_features(config, model, rank=0, world_size=2, progress=False)
     assert summary["train"]["written"] == 0 and summary["validation"]["written"] == 0
     path = folder / "train.rank1-of-2.h5"
-    with h5py.File(path, "a") as f:
-        f["done"][1] = False  # as if killed before that row was flushed
+    partial = folder / ".train.rank1-of-2.h5.partial"
+    path.rename(partial)  # as if killed before the shard was complete: it is still under its hidden name
+    with h5py.File(partial, "a") as f:
+        f["done"][1] = False  # ... and before that row was flushed
     summary = extract_features(config, model, rank=1, world_size=2, progress=False)
     assert summary["train"]["written"] == 1
+    assert path.is_file() and not partial.exists()
+
+
+def test_a_truncated_shard_is_a_one_line_error(cache, tmp_path):
+    import shutil
+
+    from karmma.training.cache import CacheError
+
+    folder, _, model = cache
+    copy = tmp_path / "cache"
+    shutil.copytree(folder, copy)
+    shard = copy / "train.rank0-of-2.h5"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 3])
+    with pytest.raises(CacheError, match="train.rank0-of-2.h5: unreadable feature cache shard.*re-run karmma extract"):
+        CachedFeatures(copy, "train", model.modalities)
 
 
 def test_teacher_trains_from_the_cache(cache, make_config, synth_prepared, tmp_path):

@@ -47,10 +47,11 @@ def test_every_student_sized_stage_starts_from_the_pretrained_extractors(stage, 
     build_stage_model(_paper_config(stage), HEADS, restore=True)
 
 
-def test_a_missing_weights_file_stops_the_stage_naming_it(capsys, shared_data):
+def test_a_missing_weights_file_stops_the_stage_naming_it(capsys, shared_data, tmp_path):
     with pytest.raises(MissingWeightsError, match="/no/such.pth"):
         build_stage_model(_paper_config("student", "pretrained.V=/no/such.pth"), HEADS)
-    assert main(["train", str(config_path("epic100", "student")), f"data.annotations={shared_data / 'epic-kitchens-100'}",
+    assert main(["train", str(config_path("epic100", "student")), f"data.root={tmp_path}",
+                 f"data.annotations={shared_data / 'epic-kitchens-100'}", f"trainer.runs={tmp_path / 'runs'}",
                  *SMALL, "pretrained.V=/no/such.pth"]) == 2
     err = capsys.readouterr().err
     assert "/no/such.pth" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

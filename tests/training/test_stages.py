@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from karmma.training.checkpoints import CheckpointError, read_checkpoint
-from karmma.training.run import QUIET_WARNINGS, ProgressBar, best_epoch, train
+from karmma.training.run import QUIET_WARNINGS, ProgressBar, RunFolderError, best_epoch, train
 
 
 def test_every_stage_writes_a_complete_run_folder(trained_runs, synth_prepared, make_config):
@@ -91,7 +91,7 @@ def test_wrong_stage_and_preset(trained_runs, synth_prepared, tmp_path, make_con
 
 def test_resuming_into_another_stage_is_refused(trained_runs, synth_prepared, make_config):
     runs, _ = trained_runs
-    with pytest.raises(CheckpointError, match="holds a stage='student' run"):
+    with pytest.raises(RunFolderError, match="holds a run with another config .*stage: 'student' -> 'baseline'"):
         train(make_config("baseline", synth_prepared, runs, "trainer.name=student"))
 
 

@@ -230,8 +230,12 @@ def read_ssv2_split(path: str | Path, labels: dict[str, int] | None) -> list[Seg
         entries = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise AnnotationError(path, error.lineno, f"invalid JSON: {error.msg}") from None
+    if not isinstance(entries, list):
+        raise AnnotationError(path, None, f"expected a JSON list of {{'id': ..., 'template': ...}} objects, got a {type(entries).__name__}")
     segments, seen = [], {}
     for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise AnnotationError(path, None, f"entry {i} is a {type(entry).__name__}, expected an object with 'id' and 'template'")
         if "id" not in entry:
             raise AnnotationError(path, None, f"entry {i} has no 'id'")
         video_id = str(entry["id"])
@@ -242,6 +246,8 @@ def read_ssv2_split(path: str | Path, labels: dict[str, int] | None) -> list[Seg
         if labels is not None:
             if "template" not in entry:
                 raise AnnotationError(path, None, f"entry {i} (id {video_id}) has no 'template'")
+            if not isinstance(entry["template"], str):
+                raise AnnotationError(path, None, f"entry {i} (id {video_id}): 'template' must be a string")
             name = ssv2_template_class(entry["template"])
             if name not in labels:
                 raise AnnotationError(path, None, f"entry {i} (id {video_id}): template {name!r} is not in the label list")

@@ -28,6 +28,14 @@ class LogMelConfig:
     frames: int = 400
     eps: float = 1e-6
 
+    def __post_init__(self):
+        for name in ("sample_rate", "n_fft", "n_mels", "frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"clip.audio.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("window_ms", "hop_ms", "eps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"clip.audio.{name} must be > 0, got {getattr(self, name)}")
+
     @property
     def hop_length(self) -> int:
         return int(round(self.sample_rate * self.hop_ms / 1000))

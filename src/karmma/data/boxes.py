@@ -46,6 +46,8 @@ def read_something_else(path: str | Path, num_categories: int = 4) -> dict[str, 
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise AnnotationError(path, error.lineno, f"invalid JSON: {error.msg}") from None
+    if not isinstance(raw, dict) or not all(isinstance(frames, list) for frames in raw.values()):
+        raise AnnotationError(path, None, "expected a JSON object mapping video ids to lists of frame entries")
     videos: dict[str, dict[int, list[Box]]] = {}
     for video_id, frames in raw.items():
         per_frame: dict[int, list[Box]] = {}

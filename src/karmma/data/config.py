@@ -58,6 +58,12 @@ class DatasetConfig:
             raise ValueError(f"data.format must be one of {', '.join(FORMATS)}, got {self.format!r}")
         if self.missing not in ("skip", "error"):
             raise ValueError(f"data.missing must be 'skip' or 'error', got {self.missing!r}")
+        if self.split_by not in ("segment", "video"):
+            raise ValueError(f"data.split_by must be 'segment' or 'video', got {self.split_by!r}")
+        if self.audio not in ("auto", "wav", "hdf5", "video"):
+            raise ValueError(f"data.audio must be auto, wav, hdf5 or video, got {self.audio!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"data.validation_fraction must be > 0 and < 1, got {self.validation_fraction}")
 
     def path(self, name: str) -> Path:
         base = Path(self.annotations) if self.annotations else Path(self.root) / "annotations"

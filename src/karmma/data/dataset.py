@@ -13,11 +13,15 @@ producing exactly the input shapes the model's modality specs ask for:
 A key ``"A:teacher"`` asks for a second form of modality ``A`` (another
 shape), for a live teacher whose inputs differ from the student's.
 
-A modality whose files are absent is *missing*; one whose files cannot be
-read is *unreadable* (logged with its path). Either way the sample goes on
-without it and its availability bit is False; the counts are in
-:class:`DataReport`. With ``missing="error"``, absent files stop the dataset
-at construction instead.
+A modality whose files are absent is *missing*; so is one whose media do not
+cover the clip (checked against the media's own durations: audio ending
+before the clip's end, a 10 ms or empty track, frames ending before its last
+frame): never a zero-padded, constant tensor marked present. One whose files
+cannot be read is *unreadable* (logged with its path). Either way the sample
+goes on without it and its availability bit is False; the counts are in
+:class:`DataReport` (``not_covered`` lists the uncovered ones, logged once per
+dataset). With ``missing="error"``, absent files stop the dataset at
+construction instead.
 """
 
 from __future__ import annotations
@@ -81,6 +85,19 @@ class ClipConfig:
     #: flow JPEGs quantised over [-20, 20] px. Slow motion (SynthKitchen) wants less.
     flow_scale: float = 9.04
 
+    def __post_init__(self):
+        from karmma.configuration import check_range
+
+        check_range("clip", "num_clips", self.num_clips, 1)
+        if self.num_crops not in (1, 3):
+            raise ValueError(f"clip.num_crops must be 1 or 3, got {self.num_crops}")
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"clip.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(self.crop_scale)}")
+        check_range("clip", "audio_image_seconds", self.audio_image_seconds, 0, low_open=True)
+        if self.box_slots is not None:
+            check_range("clip", "box_slots", self.box_slots, 1)
+        check_range("clip", "flow_scale", self.flow_scale, 0, low_open=True)
+
 
 class DataReport:
     """Counts per modality of present / missing / unreadable, plus skipped samples."""
@@ -88,6 +105,7 @@ class DataReport:
     def __init__(self, modalities: Sequence[str]):
         self.modalities = list(modalities)
         self.counts = {k: Counter() for k in self.modalities}
+        self.not_covered: dict[str, list[tuple[str, str]]] = {k: [] for k in self.modalities}  # (sample id, why)
         self.skipped = 0
 
     def add(self, status: torch.Tensor) -> None:
@@ -99,6 +117,7 @@ class DataReport:
     def as_dict(self) -> dict:
         return {
             "modalities": {k: {name: self.counts[k][name] for name in STATUS_NAMES.values()} for k in self.modalities},
+            "not_covered": {k: len(v) for k, v in self.not_covered.items()},
             "skipped_no_modality": self.skipped,
         }
 
@@ -107,6 +126,9 @@ class DataReport:
         for key in self.modalities:
             c = self.counts[key]
             lines.append(f"{key:8s} {c['present']:9d} {c['missing']:9d} {c['unreadable']:10d}")
+        for key, uncovered in self.not_covered.items():
+            if uncovered:
+                lines.append(f"{key}: {len(uncovered)} missing because the media do not cover the clip (e.g. {uncovered[0][0]}: {uncovered[0][1]})")
         if self.skipped:
             lines.append(f"{self.skipped} sample(s) skipped: no modality available")
         return "\n".join(lines)
@@ -148,7 +170,7 @@ class ClipDataset(Dataset):
         self.report = DataReport(self.modalities)
         kept, absent = [], []
         for sample in samples:
-            status = torch.tensor([self._index_status(sample, k) for k in self.modalities], dtype=torch.int8)
+            status = torch.tensor([self._index_status(sample, k, self.report) for k in self.modalities], dtype=torch.int8)
             absent += [(sample.id, k) for k, code in zip(self.modalities, status.tolist()) if code == MISSING and k in sample.sources]
             self.report.add(status)
             if (status == PRESENT).any():
@@ -159,14 +181,27 @@ class ClipDataset(Dataset):
         if missing == "error" and absent:
             shown = ", ".join(f"{sid}:{k}" for sid, k in absent[:5])
             raise FileNotFoundError(f"{len(absent)} modality file set(s) are absent (e.g. {shown}); use missing='skip' to train without them")
+        for key, uncovered in self.report.not_covered.items():
+            if uncovered:
+                log.warning("%s: %d clip(s) whose media do not cover the clip are without it (e.g. %s: %s)",
+                            key, len(uncovered), *uncovered[0])
         self.samples = kept
 
-    def _index_status(self, sample: ClipSample, key: str) -> int:
+    def _index_status(self, sample: ClipSample, key: str, report: DataReport | None = None) -> int:
+        """PRESENT, or MISSING when the files are absent or do not cover the clip (recorded in ``report``)."""
         source = sample.sources.get(modality_of(key))
         if source is None:
             return MISSING
-        exists = source.exists() if modality_of(key) == "A" else source.exists(sample.start_frame, max(sample.stop_frame, sample.start_frame))
-        return PRESENT if exists else MISSING
+        first, last = sample.start_frame, max(sample.stop_frame, sample.start_frame)
+        exists = source.exists() if modality_of(key) == "A" else source.exists(first, last)
+        why = None
+        if hasattr(source, "uncovered_times"):  # audio and video files: their durations
+            why = source.uncovered_times(sample.start_time, sample.stop_time) if exists else None
+        elif not exists and hasattr(source, "uncovered"):  # frame folders: frames end before the clip
+            why = source.uncovered(first, last)
+        if why and report is not None:
+            report.not_covered[key].append((sample.id, why))
+        return PRESENT if exists and not why else MISSING
 
     def __len__(self) -> int:
         return len(self.samples) * self.views

@@ -41,12 +41,17 @@ def read_video_info(path: str | Path) -> dict[str, tuple[float, float, tuple[int
     """``EPIC_100_video_info.csv`` (or the ``video_info.csv`` written by ``karmma prepare``)
     -> ``{video_id: (duration, fps, (width, height))}``, where the size is that of the
     source video (``source_resolution`` when present)."""
+    from karmma.data.annotations import AnnotationError
+
     info = {}
     with Path(path).open(newline="") as f:
-        for row in csv.DictReader(f):
-            resolution = row.get("source_resolution") or row["resolution"]
-            width, height = (int(v) for v in resolution.split("x"))
-            info[row["video_id"]] = (float(row["duration"]), float(row["fps"]), (width, height))
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                resolution = row.get("source_resolution") or row["resolution"]
+                width, height = (int(v) for v in resolution.split("x"))
+                info[row["video_id"]] = (float(row["duration"]), float(row["fps"]), (width, height))
+            except (KeyError, ValueError, TypeError, AttributeError) as error:
+                raise AnnotationError(path, line, f"expected video_id,duration,fps,resolution (WxH) ({type(error).__name__}: {error})") from None
     return info
 
 

@@ -21,14 +21,13 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
     if path.is_dir():
         return detect_dataset(path)
     if path.suffix in (".yaml", ".yml"):
-        import yaml
+        from karmma.configuration import ConfigError, from_dict, read_yaml
 
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
         section = raw.get("data", raw)
-        unknown = set(section) - set(DatasetConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{path}: unknown data key(s) {sorted(unknown)}")
-        config = DatasetConfig(**section)
+        config = from_dict(DatasetConfig, section, f"{path}.data" if "data" in raw else str(path))
         if config.root and not Path(config.root).is_absolute():
             config.root = str((path.parent / config.root).resolve())
         return config
@@ -75,6 +74,7 @@ def inspect_dataset(config: DatasetConfig, deep: bool = False, workers: int = 2)
         if deep:
             report = DataReport(dataset.modalities)
             report.skipped = dataset.report.skipped
+            report.not_covered = dataset.report.not_covered
             loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=workers, collate_fn=collate_clips)
             for batch in loader:
                 report.add(batch["status"])
@@ -97,6 +97,14 @@ def inspect_dataset(config: DatasetConfig, deep: bool = False, workers: int = 2)
             result["problems"].append(f"{split}: {short} clip(s) shorter than 8 frames (frames will repeat)")
         if report.skipped:
             result["problems"].append(f"{split}: {report.skipped} clip(s) have no modality at all and are skipped")
+        for key, uncovered in report.not_covered.items():
+            if uncovered:
+                past_end = sum(1 for _, why in uncovered if "ends after the video" in why or " ends at " in why)
+                result["problems"].append(
+                    f"{split}: {len(uncovered)} clip(s) whose {key} media do not cover the clip's window, "
+                    f"{past_end} of them segments past the media's end (e.g. {uncovered[0][0]}: {uncovered[0][1]}); "
+                    f"their {key} is treated as missing"
+                )
         for key, counts in report.as_dict()["modalities"].items():
             if counts["unreadable"]:
                 result["problems"].append(f"{split}: {counts['unreadable']} clip(s) with unreadable {key} (see the log for paths)")

@@ -2,7 +2,9 @@
 
 For every video under ``SRC`` (``.mp4 .MP4 .webm .mkv .avi .mov``):
 
-* RGB frames, resized to a short side, at the video's rate or ``--fps``:
+* RGB frames, upright (rotation metadata applied), resized to a short side, at the
+  video's average rate or ``--fps``, placed by presentation time (frame ``n`` shows
+  time ``(n - 1) / fps``: variable-frame-rate video is resampled by time):
   ``OUT/P01/rgb_frames/P01_01/frame_0000000001.jpg``;
 * optical flow between frames (TV-L1 as in the official data, or DIS, much
   faster), quantised to JPEGs in ``[-20, 20]`` px: ``.../flow_frames/P01_01/{u,v}/``.
@@ -16,9 +18,12 @@ Annotation files (``*.csv``, ``*.json``) found under ``SRC`` are copied to
 ``OUT/annotations``; with ``--fps`` the frame numbers of EPIC-format CSVs are
 recomputed from their timestamps and ``EPIC_100_video_info.csv`` is rewritten.
 
-Each video is written into temporary folders renamed into place, then a
-marker ``OUT/.prepared/<id>.json`` is written; a re-run skips videos with a
-marker for the same settings and redoes half-written ones.
+Each video is streamed (decoded, written and its flow computed frame by frame:
+memory does not grow with its length) into temporary folders renamed into
+place, then a marker ``OUT/.prepared/<id>.json`` is written; a re-run skips
+videos with a marker for the same settings and redoes half-written ones. An
+undecodable or truncated stream (video or audio) is a failed video, never a
+shorter one; only a video without any audio stream is "without audio".
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ from typing import Iterator
 import numpy as np
 
 from karmma.data.epic import flow_stride
-from karmma.data.media import MediaError, decode_audio_track, encode_flow
+from karmma.data.media import MediaError, encode_flow
+from karmma.data.video import NoAudioTrack, iter_audio, iter_video_frames
+from karmma.io import atomic_open, atomic_write_bytes, atomic_write_text
 from karmma.parallel import process_pool
 
 log = logging.getLogger("karmma.prepare")
@@ -96,44 +103,19 @@ def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
-def iter_frames(source, fps: float | None, short_side: int, threads: int = 1) -> Iterator[tuple[np.ndarray, float, tuple[int, int]]]:
+def iter_frames(
+    source, fps: float | None, short_side: int, threads: int = 1, start: float = 0.0,
+) -> Iterator[tuple[np.ndarray, float, tuple[int, int]]]:
     """Decode a video (path or binary file object, e.g. a pipe) frame by frame.
 
-    Yields ``(rgb, rate, (width, height))``: the RGB frame ``[h, w, 3]`` uint8
-    resized to ``short_side``, the frame rate (``fps``, or the video's when
-    None; frames are dropped to resample) and the source size.
+    Yields ``(rgb, rate, (width, height))``: the upright RGB frame ``[h, w, 3]``
+    uint8 resized to ``short_side``, the frame rate (``fps``, or the video's
+    average rate when None) and the upright source size. Frames are placed by
+    presentation time on the grid ``k / rate`` (see :mod:`karmma.data.video`):
+    a variable-frame-rate video is resampled by time. ``start`` seeks (seconds).
     """
-    import av
-
-    name = source if isinstance(source, (str, Path)) else getattr(source, "name", "<stream>")
-    try:
-        with av.open(str(source) if isinstance(source, (str, Path)) else source) as container:
-            if not container.streams.video:
-                raise MediaError(f"{name}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_count = threads
-            native = float(stream.average_rate or stream.guessed_rate or 30)
-            rate = fps or native
-            next_time = 0.0
-            for index, frame in enumerate(container.decode(video=0)):
-                t = frame.time if frame.time is not None else index / native
-                if fps is not None and t + 0.5 / native < next_time:
-                    continue
-                next_time += 1.0 / rate
-                image = frame.to_ndarray(format="rgb24")
-                yield resize_short_side(image, short_side), rate, (image.shape[1], image.shape[0])
-    except av.FFmpegError as error:
-        raise MediaError(f"{name}: undecodable video ({error})") from None
-
-
-def _decode_frames(path: Path, fps: float | None, short_side: int) -> tuple[list[np.ndarray], float, tuple[int, int]]:
-    """Decoded RGB frames resized to ``short_side``, resampled to ``fps`` (None: every frame).
-
-    Returns the frames, their rate and the source ``(width, height)``."""
-    decoded = list(iter_frames(path, fps, short_side))
-    if not decoded:
-        raise MediaError(f"{path}: no frames decoded")
-    return [image for image, _, _ in decoded], decoded[0][1], decoded[0][2]
+    for frame in iter_video_frames(source, fps, start, threads):
+        yield resize_short_side(frame.image, short_side), frame.rate, (frame.image.shape[1], frame.image.shape[0])
 
 
 def _write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
@@ -145,13 +127,25 @@ def _write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
         raise OSError(f"could not write {path}")
 
 
-def _write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(pcm.tobytes())
+class _WavWriter:
+    """24 kHz mono 16-bit WAV written chunk by chunk (opened on the first chunk)."""
+
+    def __init__(self, path: Path, rate: int):
+        self.path, self.rate, self.samples, self._file = path, rate, 0, None
+
+    def write(self, samples: np.ndarray) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = wave.open(str(self.path), "wb")
+            self._file.setnchannels(1)
+            self._file.setsampwidth(2)
+            self._file.setframerate(self.rate)
+        self._file.writeframes((np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+        self.samples += len(samples)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def _remove(path: Path) -> None:
@@ -162,7 +156,9 @@ def _remove(path: Path) -> None:
 
 
 def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
-    """Prepare one video; returns counts and seconds per step (or an error)."""
+    """Prepare one video, streaming: each frame is decoded, written and its flow computed
+    before the next is decoded (memory does not grow with the video's length). Returns
+    counts and seconds per step, or an error (an undecodable or truncated stream)."""
     import cv2
 
     cv2.setNumThreads(1)  # parallelism comes from the worker processes
@@ -172,65 +168,72 @@ def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
     marker = out / ".prepared" / f"{video_id}.json"
     if marker.is_file() and json.loads(marker.read_text()).get("settings") == asdict(settings):
         return {"video": video_id, "skipped": True}
-    for target in list(dirs.values()) + [marker]:  # half-written or prepared with other settings
+    partial = {name: target.with_name(target.name + ".partial") for name, target in dirs.items()}
+    for target in [*dirs.values(), *partial.values(), marker]:  # half-written or prepared with other settings
         _remove(target)
-        _remove(target.with_name(target.name + ".partial"))
     timings = {"decode": 0.0, "rgb": 0.0, "flow": 0.0, "audio": 0.0}
     try:
-        start = time.perf_counter()
-        frames, rate, source_size = _decode_frames(video, settings.fps, settings.short_side)
-        timings["decode"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        rgb_tmp = dirs["rgb"].with_name(dirs["rgb"].name + ".partial")
-        rgb_tmp.mkdir(parents=True)
-        for i, image in enumerate(frames, start=1):
-            _write_jpeg(rgb_tmp / f"frame_{i:010d}.jpg", image, settings.jpeg_quality)
-        timings["rgb"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        flow_tmp = dirs["flow"].with_name(dirs["flow"].name + ".partial")
-        (flow_tmp / "u").mkdir(parents=True)
-        (flow_tmp / "v").mkdir(parents=True)
+        partial["rgb"].mkdir(parents=True)
+        (partial["flow"] / "u").mkdir(parents=True)
+        (partial["flow"] / "v").mkdir(parents=True)
         stride = flow_stride(video_id)
         calculator = flow_calculator(settings.flow)
-        grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames[::stride]]
-        for k in range(len(grey) - 1):
-            u, v = encode_flow(calculator.calc(grey[k], grey[k + 1], None))
-            _write_jpeg(flow_tmp / "u" / f"frame_{k + 1:010d}.jpg", u, settings.jpeg_quality)
-            _write_jpeg(flow_tmp / "v" / f"frame_{k + 1:010d}.jpg", v, settings.jpeg_quality)
-        timings["flow"] = time.perf_counter() - start
+        count = flow_count = 0
+        previous_grey = None
+        rate, size, source_size = None, None, None
+        frames = iter_video_frames(video, settings.fps)
+        while True:
+            start = time.perf_counter()
+            frame = next(frames, None)
+            timings["decode"] += time.perf_counter() - start
+            if frame is None:
+                break
+            start = time.perf_counter()
+            image = resize_short_side(frame.image, settings.short_side)
+            count += 1
+            _write_jpeg(partial["rgb"] / f"frame_{count:010d}.jpg", image, settings.jpeg_quality)
+            rate, size, source_size = frame.rate, image.shape[:2], (frame.image.shape[1], frame.image.shape[0])
+            timings["rgb"] += time.perf_counter() - start
+            if (count - 1) % stride == 0:  # flow between every stride-th frame and the next such one
+                start = time.perf_counter()
+                grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+                if previous_grey is not None:
+                    flow_count += 1
+                    u, v = encode_flow(calculator.calc(previous_grey, grey, None))
+                    _write_jpeg(partial["flow"] / "u" / f"frame_{flow_count:010d}.jpg", u, settings.jpeg_quality)
+                    _write_jpeg(partial["flow"] / "v" / f"frame_{flow_count:010d}.jpg", v, settings.jpeg_quality)
+                previous_grey = grey
+                timings["flow"] += time.perf_counter() - start
+        if not count:
+            raise MediaError(f"{video}: no frames decoded")
 
         start = time.perf_counter()
-        audio_seconds = 0.0
+        wav = _WavWriter(partial["audio"], AUDIO_RATE)
         try:
-            samples = decode_audio_track(video, AUDIO_RATE)
-            audio_tmp = dirs["audio"].with_name(dirs["audio"].name + ".partial")
-            audio_tmp.parent.mkdir(parents=True, exist_ok=True)
-            _write_wav(audio_tmp, samples, AUDIO_RATE)
-            audio_seconds = len(samples) / AUDIO_RATE
-        except MediaError as error:
-            log.info("%s", error)  # no audio track: the video simply has no A
-            audio_tmp = None
+            for chunk in iter_audio(video, AUDIO_RATE):
+                wav.write(chunk)
+        except NoAudioTrack as error:
+            log.info("%s", error)  # no audio stream at all: the video simply has no A
+        finally:
+            wav.close()
         timings["audio"] = time.perf_counter() - start
 
-        rgb_tmp.rename(dirs["rgb"])
-        flow_tmp.rename(dirs["flow"])
-        if audio_tmp is not None:
-            os.replace(audio_tmp, dirs["audio"])
-        h, w = frames[0].shape[:2]
+        partial["rgb"].rename(dirs["rgb"])
+        partial["flow"].rename(dirs["flow"])
+        if wav.samples:
+            os.replace(partial["audio"], dirs["audio"])
+        h, w = size
         summary = {
-            "video": video_id, "frames": len(frames), "flow_frames": max(len(grey) - 1, 0), "fps": rate,
+            "video": video_id, "frames": count, "flow_frames": flow_count, "fps": rate,
             "width": w, "height": h, "source_width": source_size[0], "source_height": source_size[1],
-            "audio_seconds": audio_seconds, "duration": len(frames) / rate,
+            "audio_seconds": wav.samples / AUDIO_RATE, "duration": count / rate,
             "timings": timings,
         }
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_name(marker.name + ".partial")
-        tmp.write_text(json.dumps({"settings": asdict(settings), "summary": summary}))
-        os.replace(tmp, marker)
+        atomic_write_text(marker, json.dumps({"settings": asdict(settings), "summary": summary}))
         return summary
     except (MediaError, OSError) as error:
+        for target in partial.values():  # a failed video leaves nothing half-written behind
+            _remove(target)
         return {"video": video_id, "error": str(error)}
 
 
@@ -240,7 +243,7 @@ def _rewrite_epic_csv(src: Path, dst: Path, fps: float) -> None:
     with src.open(newline="") as f:
         rows = list(csv.DictReader(f))
         columns = list(rows[0].keys()) if rows else []
-    with dst.open("w", newline="") as f:
+    with atomic_open(dst, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
@@ -261,10 +264,10 @@ def copy_annotations(src: Path, out: Path, settings: PrepareSettings, summaries:
         if settings.fps and "start_timestamp" in header and "start_frame" in header:
             _rewrite_epic_csv(path, dst, settings.fps)
         elif path.name != "EPIC_100_video_info.csv" or not settings.fps:
-            shutil.copyfile(path, dst)
+            atomic_write_bytes(dst, path.read_bytes())
         copied.append(path.name)
     if settings.fps:
-        with (target / "EPIC_100_video_info.csv").open("w", newline="") as f:
+        with atomic_open(target / "EPIC_100_video_info.csv", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["video_id", "duration", "fps", "resolution"])
             for s in summaries:
@@ -275,7 +278,7 @@ def copy_annotations(src: Path, out: Path, settings: PrepareSettings, summaries:
 
 def write_video_info(path: Path, summaries: list[dict]) -> None:
     """``video_id,duration,fps,resolution,source_resolution`` of every prepared video."""
-    with path.open("w", newline="") as f:
+    with atomic_open(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["video_id", "duration", "fps", "resolution", "source_resolution"])
         for s in sorted(summaries, key=lambda s: s["video"]):

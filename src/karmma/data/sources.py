@@ -1,13 +1,17 @@
 """Where a sample's media lives, one small object per modality.
 
 A source knows whether its files exist (cheap, checked when a dataset is
-built) and how to load the frames or samples a clip needs (in a worker).
+built), whether its media cover a clip's frames or times (``uncovered``: a
+reason, or None; audio and video files are checked against their own
+durations) and how to load the frames or samples a clip needs (in a worker).
 Frame numbers are 1-based RGB frame numbers throughout.
 """
 
 from __future__ import annotations
 
+import wave
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,50 @@ from karmma.data.boxes import Box, boxes_tensor
 from karmma.data.media import MediaError, read_audio, read_flow_frames, read_rgb_frames, read_video_frames
 
 FRAME_TEMPLATE = "frame_{:010d}.jpg"
+
+
+def coverage_problem(media_seconds: float | None, start: float, stop: float, what: str = "audio") -> str | None:
+    """Why media of ``media_seconds`` do not cover the clip ``[start, stop]`` s, or None when they do.
+
+    A shortfall of up to 0.1 s (or a tenth of a short clip) is tolerated: audio tracks
+    routinely end a few milliseconds before the video's last frame."""
+    if media_seconds is None:
+        return None  # duration unknown: loading will tell
+    if media_seconds <= 0:
+        return f"the {what} has no samples (0 s)"
+    tolerance = min(0.1, 0.1 * max(stop - start, 0.0))
+    if stop > media_seconds + tolerance:
+        return f"the {what} ends at {media_seconds:.2f} s, before the clip's end at {stop:.2f} s"
+    return None
+
+
+@lru_cache(maxsize=4096)
+def media_seconds(path: Path, dataset: str | None = None, mtime: float = 0.0, kind: str = "audio") -> float | None:
+    """Duration (s) of an audio file (WAV header, HDF5 dataset length) or of a media file's
+    ``kind`` stream (``audio``: 0 when it has none) as its headers declare; None when unknown or
+    unreadable (loading then reports the file as unreadable). ``mtime`` keys the cache to the file's version."""
+    try:
+        suffix = path.suffix.lower()
+        if suffix == ".wav":
+            with wave.open(str(path), "rb") as f:
+                return f.getnframes() / f.getframerate()
+        if suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                samples = f[dataset or path.stem]
+                return len(samples) / float(samples.attrs.get("sample_rate", 24000))
+        import av
+
+        with av.open(str(path)) as container:
+            streams = container.streams.audio if kind == "audio" else container.streams.video
+            if not streams:
+                return 0.0 if kind == "audio" else None
+            if streams[0].duration is not None:
+                return float(streams[0].duration * streams[0].time_base)
+            return container.duration / 1_000_000 if container.duration is not None and len(container.streams) == 1 else None
+    except Exception:  # noqa: BLE001 - corrupt headers: the loader reports the file as unreadable
+        return None
 
 
 @dataclass(frozen=True)
@@ -31,6 +79,12 @@ class FrameSource:
 
     def exists(self, first: int, last: int) -> bool:
         return self.path(first).is_file() and self.path(last).is_file()
+
+    def uncovered(self, first: int, last: int) -> str | None:
+        """Why the frames do not reach the clip (its first frame exists, its last does not)."""
+        if self.path(first).is_file() and not self.path(last).is_file():
+            return f"{self.directory} has no frame {last}: the clip ends after the video"
+        return None
 
     def load(self, numbers: list[int]) -> torch.Tensor:
         return read_rgb_frames([self.path(n) for n in numbers])
@@ -59,6 +113,11 @@ class FlowSource:
         # a video has one flow frame fewer than RGB frames (per stride): the last may be absent
         return all(p.is_file() for n in (first, max(first, last - self.stride)) for p in self.paths(n))
 
+    def uncovered(self, first: int, last: int) -> str | None:
+        if all(p.is_file() for p in self.paths(first)) and not self.exists(first, last):
+            return f"{self.directory} has no flow frame {self.index(max(first, last - self.stride))}: the clip ends after the video"
+        return None
+
     def load(self, numbers: list[int]) -> torch.Tensor:
         # The last flow frames of a video may be missing (one fewer flow than RGB frame):
         # fall back to the previous existing flow frame.
@@ -80,6 +139,11 @@ class VideoSource:
     def exists(self, first: int, last: int) -> bool:
         return self.path.is_file()
 
+    def uncovered_times(self, start: float, stop: float) -> str | None:
+        if not self.path.is_file():
+            return None
+        return coverage_problem(media_seconds(self.path, None, self.path.stat().st_mtime, "video"), start, stop, f"video {self.path}")
+
     def load(self, numbers: list[int]) -> torch.Tensor:
         return read_video_frames(self.path, numbers)
 
@@ -93,6 +157,15 @@ class AudioSource:
 
     def exists(self) -> bool:
         return self.path.is_file()
+
+    def seconds(self) -> float | None:
+        """The audio's duration (s) from its headers; None when unknown."""
+        return media_seconds(self.path, self.dataset, self.path.stat().st_mtime) if self.path.is_file() else None
+
+    def uncovered_times(self, start: float, stop: float) -> str | None:
+        """Why the audio does not cover the clip ``[start, stop]`` s (a 10 ms track, an empty
+        WAV, timestamps past its end), or None."""
+        return coverage_problem(self.seconds(), start, stop, f"audio {self.path}" + (f"[{self.dataset}]" if self.dataset else ""))
 
     def load(self, start: float, duration: float, sample_rate: int) -> torch.Tensor:
         samples = read_audio(self.path, start, duration, sample_rate, self.dataset)

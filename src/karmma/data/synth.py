@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from karmma.io import atomic_open, atomic_path, atomic_write_text
 from karmma.parallel import process_pool
 
 VERBS = ["lift", "lower", "push", "pull", "shake"]
@@ -211,10 +212,8 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray | None
     """
     import av
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
     webm = path.suffix == ".webm"
-    with av.open(str(tmp), "w", format="webm" if webm else "mp4") as container:
+    with atomic_path(path, fsync=False) as tmp, av.open(str(tmp), "w", format="webm" if webm else "mp4") as container:
         video = container.add_stream("libvpx" if webm else "libx264", rate=fps)
         video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         video.thread_count = 1  # tiny frames: threads cost more than they save, and workers run in parallel
@@ -238,7 +237,6 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray | None
                     container.mux(packet)
             for packet in sound.encode():
                 container.mux(packet)
-    tmp.replace(path)
 
 
 def _timestamp(seconds: float) -> str:
@@ -287,7 +285,7 @@ def synthesize(
 def write_annotations(folder: Path, results: list, size: SynthSize, validation: set[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, keys in (("verb", VERBS), ("noun", NOUNS)):
-        with (folder / f"EPIC_100_{name}_classes.csv").open("w", newline="") as f:
+        with atomic_open(folder / f"EPIC_100_{name}_classes.csv", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["id", "key", "instances", "category"])
             for i, key in enumerate(keys):
@@ -295,22 +293,20 @@ def write_annotations(folder: Path, results: list, size: SynthSize, validation: 
     header = ["narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp",
               "stop_timestamp", "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun",
               "noun_class", "all_nouns", "all_noun_classes"]
-    files = {split: (folder / f"EPIC_100_{split}.csv").open("w", newline="") for split in ("train", "validation")}
-    writers = {split: csv.writer(f) for split, f in files.items()}
-    for writer in writers.values():
-        writer.writerow(header)
+    rows: dict[str, list] = {"train": [], "validation": []}
     for participant, video_id, actions, _, _ in results:
-        writer = writers["validation" if participant in validation else "train"]
+        split = "validation" if participant in validation else "train"
         for k, a in enumerate(actions):
             start_frame = int(round(a.start * size.fps)) + 1
             stop_frame = int(round(a.stop * size.fps)) + 1
             verb, noun = VERBS[a.verb], NOUNS[a.noun]
-            writer.writerow([f"{video_id}_{k}", participant, video_id, _timestamp(a.start), _timestamp(a.start),
-                             _timestamp(a.stop), start_frame, stop_frame, f"{verb} {noun}", verb, a.verb, noun,
-                             a.noun, str([noun]), str([a.noun])])
-    for f in files.values():
-        f.close()
-    with (folder / "EPIC_100_video_info.csv").open("w", newline="") as f:
+            rows[split].append([f"{video_id}_{k}", participant, video_id, _timestamp(a.start), _timestamp(a.start),
+                                _timestamp(a.stop), start_frame, stop_frame, f"{verb} {noun}", verb, a.verb, noun,
+                                a.noun, str([noun]), str([a.noun])])
+    for split, split_rows in rows.items():
+        with atomic_open(folder / f"EPIC_100_{split}.csv", newline="") as f:
+            csv.writer(f).writerows([header, *split_rows])
+    with atomic_open(folder / "EPIC_100_video_info.csv", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["video_id", "duration", "fps", "resolution"])
         for _, video_id, _, duration, _ in results:
@@ -366,14 +362,14 @@ def synthesize_ssv2(out: str | Path, seed: int = 0, size: str | SynthSize = "qui
     annotations = out / "annotations"
     annotations.mkdir(parents=True, exist_ok=True)
     labels = {t.replace("[", "").replace("]", ""): str(i) for i, t in enumerate(SSV2_TEMPLATES)}
-    (annotations / "something-something-v2-labels.json").write_text(json.dumps(labels, indent=1))
+    atomic_write_text(annotations / "something-something-v2-labels.json", json.dumps(labels, indent=1))
     splits = {"train": [r["entry"] for r in results[:validation_from]], "validation": [r["entry"] for r in results[validation_from:]]}
     for split, entries in splits.items():
-        (annotations / f"something-something-v2-{split}.json").write_text(json.dumps(entries))
+        atomic_write_text(annotations / f"something-something-v2-{split}.json", json.dumps(entries))
     # Something-Else ships its boxes in four files; videos are spread over them as in the release
     parts: list[dict] = [{} for _ in SOMETHING_ELSE_PARTS]
     for i, r in enumerate(results):
         parts[i % len(parts)].update(r["boxes"])
     for name, part in zip(SOMETHING_ELSE_PARTS, parts):
-        (annotations / name).write_text(json.dumps(part))
+        atomic_write_text(annotations / name, json.dumps(part))
     return {"videos": clips, "segments": clips, "without_audio": clips, "validation_clips": clips - validation_from}

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from karmma.deploy.student import METADATA_KEY, StudentInfo
+from karmma.io import atomic_path, atomic_write_text
 from karmma.models.karmma import KARMMA
 
 SPLIT_MANIFEST = "manifest.json"
@@ -73,18 +74,18 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input
     dynamic = tuple({0: batch} for _ in args)
     if isinstance(module, (StudentGraph, FusionGraph)):
         dynamic = (dynamic,)  # their forward takes *args: one (variadic) argument
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the exporter prints progress lines and warns about axis names
-        torch.onnx.export(
-            module.eval(), args, str(path), dynamo=True, external_data=False, opset_version=OPSET,
-            optimize=_worth_optimising(module),
-            input_names=input_names, output_names=output_names, dynamic_shapes=dynamic,
-        )
-    proto = onnx.load(str(path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, info.to_json()
-    onnx.save(proto, str(path))
+    with atomic_path(path) as tmp:  # a failed export leaves the previous graph, and no partial file
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter prints progress lines and warns about axis names
+            torch.onnx.export(
+                module.eval(), args, str(tmp), dynamo=True, external_data=False, opset_version=OPSET,
+                optimize=_worth_optimising(module),
+                input_names=input_names, output_names=output_names, dynamic_shapes=dynamic,
+            )
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, info.to_json()
+        onnx.save(proto, str(tmp))
     return path
 
 
@@ -126,5 +127,5 @@ def export_split_onnx(model: KARMMA, info: StudentInfo, folder: str | Path) -> P
         "fusion": "fusion.onnx",
         "token_shapes": {k: list(tokens[k].shape[1:]) for k in model.modalities},
     }
-    (folder / SPLIT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(folder / SPLIT_MANIFEST, json.dumps(manifest, indent=2) + "\n")  # last: the folder is complete
     return folder

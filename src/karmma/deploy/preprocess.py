@@ -129,18 +129,20 @@ class Preprocessor:
             raise ValueError(f"audio input of shape {list(shape)}: only the student's single spectrogram [1, mels, frames] is supported")
         return dataclasses.replace(self.clip.audio, n_mels=shape[1], frames=shape[2])
 
-    def audio(self, samples: np.ndarray, start_time: float, stop_time: float) -> torch.Tensor:
+    def audio(self, samples: np.ndarray, start_time: float, stop_time: float, offset: float = 0.0) -> torch.Tensor:
         """A ``[1, n_mels, frames]``: log-mel of the window around the segment centre.
 
-        ``samples`` are mono at :attr:`sample_rate`, sample 0 at time 0."""
+        ``samples`` are mono at :attr:`sample_rate`, sample 0 at time ``offset`` (s)."""
         config = self._mel_config()
         centre = (start_time + stop_time) / 2
-        window = crop_or_pad(samples, int(round((centre - config.seconds / 2) * config.sample_rate)), int(round(config.seconds * config.sample_rate)))
+        first = int(round((centre - config.seconds / 2) * config.sample_rate)) - int(round(offset * config.sample_rate))
+        window = crop_or_pad(samples, first, int(round(config.seconds * config.sample_rate)))
         return log_mel(torch.from_numpy(window), config)[None]
 
     def inputs(
         self, frames: list[np.ndarray] | None, rate: float, audio: np.ndarray | None, modalities, start_frame: int,
         stop_frame: int, first_number: int = 1, stride: int = 1, times: tuple[float, float] | None = None,
+        audio_offset: float = 0.0,
     ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Inputs of the segment ``[start_frame, stop_frame]`` (1-based, of the video) for ``modalities``.
 
@@ -154,7 +156,7 @@ class Preprocessor:
         steps = {
             "V": ("rgb", lambda: self.video(frames, numbers, first_number)),
             "F": ("flow", lambda: self.flow(frames, numbers, stride, first_number)),
-            "A": ("spectrogram", lambda: self.audio(audio, *(times or ((start_frame - 1) / rate, stop_frame / rate)))),
+            "A": ("spectrogram", lambda: self.audio(audio, *(times or ((start_frame - 1) / rate, stop_frame / rate)), offset=audio_offset)),
         }
         for key in modalities:
             name, build = steps[key]

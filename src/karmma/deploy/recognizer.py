@@ -12,6 +12,7 @@ print(prediction.format_table())
 
 from __future__ import annotations
 
+import collections.abc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,10 @@ import numpy as np
 import torch
 
 from karmma.data.epic import flow_stride
-from karmma.data.media import MediaError, decode_audio_track
+from karmma.data.media import MediaError
 from karmma.data.prepare import iter_frames, resize_short_side
+from karmma.data.sources import coverage_problem, media_seconds
+from karmma.data.video import NoAudioTrack, iter_audio, iter_video_frames, probe_video, read_audio_window
 from karmma.deploy.preprocess import RAW_MODALITIES, Preprocessor
 from karmma.deploy.runtime import open_runner
 from karmma.modalities import MODALITY_NAMES, order_keys
@@ -76,18 +79,40 @@ class Prediction:
 
 @dataclass
 class DecodedVideo:
-    """A decoded video: RGB frames at the training short side and its audio track (if any)."""
+    """Decoded frames at the training short side and audio samples (if any).
 
-    frames: list[np.ndarray]
+    ``frames[i]`` is frame ``first_number + i``; it may be a :class:`SparseFrames` holding
+    only the frames a prediction needs. ``audio`` starts at ``audio_offset`` seconds of the
+    recording; ``audio_seconds`` is where the track ends (None: unknown), to tell a clip the
+    audio does not cover."""
+
+    frames: "list[np.ndarray] | SparseFrames"
     rate: float
     audio: np.ndarray | None
     audio_note: str  # why there is no audio, when there is none
     flow_stride: int = 1
     decode_ms: float = 0.0
+    audio_offset: float = 0.0
+    audio_seconds: float | None = None
 
     @property
     def duration(self) -> float:
         return len(self.frames) / self.rate
+
+
+class SparseFrames(collections.abc.Sequence):
+    """``count`` consecutive frames of which only some were kept (the ones a prediction reads)."""
+
+    def __init__(self, kept: dict[int, np.ndarray], count: int):
+        self.kept, self.count = kept, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return self.kept[index]
 
 
 class Recognizer:
@@ -195,11 +220,69 @@ class Recognizer:
         audio, note = None, "the model has no audio input"
         if need_audio:
             try:
-                audio, note = decode_audio_track(path, pre.sample_rate), ""
+                audio, note = np.concatenate(list(iter_audio(path, pre.sample_rate, check_complete=False))), ""
+            except NoAudioTrack:
+                note = "no audio track"
             except MediaError as error:
-                note = "no audio track" if "no audio track" in str(error) or "empty" in str(error) else str(error)
+                note = str(error)
         frames = [image for image, _, _ in decoded]
-        return DecodedVideo(frames, decoded[0][1], audio, note, flow_stride(path.stem), (time.perf_counter() - start) * 1000)
+        seconds = len(audio) / pre.sample_rate if audio is not None else None
+        return DecodedVideo(frames, decoded[0][1], audio, note, flow_stride(path.stem), (time.perf_counter() - start) * 1000,
+                            audio_seconds=seconds)
+
+    def decode_segment(self, path: str | Path, start: float | None, end: float | None, need_audio: bool) -> DecodedVideo:
+        """Decode only what the segment ``[start, end]`` s needs: seek to ``start``, keep the
+        sampled frames and their flow partners, stop after ``end``; the audio window around the
+        segment's centre. Memory does not grow with the video (nor with the segment)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"input not found: {path}")
+        pre = self.preprocessor
+        clock = time.perf_counter()
+        probe = probe_video(path)
+        rate = pre.fps or probe.rate
+        stride = flow_stride(path.stem)
+        start_time = 0.0 if start is None else start
+        stop_time = end if end is not None else probe.duration
+        if stop_time is None:  # no declared duration (rare): the whole file, as before
+            return self.decode(path, need_audio)
+        if not start_time < stop_time:
+            raise ValueError(f"segment [{start_time:.2f}, {stop_time:.2f}] s is empty or outside the video (0 to {probe.duration or 0:.2f} s)")
+        first = int(start_time * rate) + 1
+        # the segment's last frame as predict_decoded will compute it; without --end: the video's last
+        stop_frame = max(first, int(stop_time * rate) + 1 if end is not None else round(stop_time * rate))
+        for _ in range(3):  # again when the video ends elsewhere than its header says
+            needed = {first}
+            for n in pre.frame_numbers(first, stop_frame):
+                base = ((n - 1) // stride) * stride + 1
+                needed |= {base - stride, base, base + stride, n}
+            last = stop_frame + 2 * stride if end is not None else None  # after the segment: flow partners only
+            kept, count = {}, 0
+            for frame in iter_video_frames(path, rate, (first - 1) / rate, threads=0):
+                if last is not None and frame.number > last:
+                    break
+                count = frame.number - first + 1
+                if frame.number in needed:
+                    kept[frame.number - first] = resize_short_side(frame.image, pre.short_side)
+            if not count:
+                raise ValueError(f"segment [{start_time:.2f}, {stop_time:.2f}] s is outside the video (0 to {probe.duration or 0:.2f} s)")
+            actual = first + count - 1 if end is None else max(first, min(first + count - 1, int(stop_time * rate) + 1))
+            if actual == stop_frame:
+                break
+            stop_frame = actual
+        audio, note, offset, seconds = None, "the model has no audio input", 0.0, None
+        if need_audio:
+            if not probe.has_audio:
+                note = "no audio track"
+            else:
+                centre = (start_time + (stop_time if end is not None else (first - 1 + count) / rate)) / 2  # as predict_decoded
+                offset = centre - pre.audio_seconds / 2
+                audio, reached = read_audio_window(path, offset, pre.audio_seconds, pre.sample_rate)
+                declared = media_seconds(path, None, path.stat().st_mtime)
+                seconds = declared if declared is not None else (reached if reached < offset + pre.audio_seconds - 1e-3 else None)
+                note = ""
+        return DecodedVideo(SparseFrames(kept, count), rate, audio, note, stride, (time.perf_counter() - clock) * 1000,
+                            audio_offset=offset, audio_seconds=seconds)
 
     def predict_file(
         self, path: str | Path, modalities: Sequence[str] | None = None, start: float | None = None,
@@ -211,8 +294,9 @@ class Recognizer:
         that a video can give); A is skipped, and said so, when the video has
         no audio track."""
         wanted = self.file_modalities(modalities)
-        video = self.decode(path, need_audio="A" in wanted, until=end)
-        return self.predict_decoded(video, wanted, start, end, top_k)
+        video = self.decode_segment(path, start, end, need_audio="A" in wanted)
+        first_number = int((start or 0.0) * video.rate) + 1 if isinstance(video.frames, SparseFrames) else 1
+        return self.predict_decoded(video, wanted, start, end, top_k, first_number=first_number)
 
     def file_modalities(self, modalities: Sequence[str] | None) -> list[str]:
         """The requested modalities (default: those of V, F, A the model has), checked."""
@@ -243,11 +327,14 @@ class Recognizer:
         if "A" in used and video.audio is None:
             used.remove("A")
             missing["A"] = video.audio_note
+        elif "A" in used and coverage_problem(video.audio_seconds, start_time, stop_time):
+            used.remove("A")  # never a zero-padded spectrogram passed off as audio
+            missing["A"] = coverage_problem(video.audio_seconds, start_time, stop_time)
         if not used:
             raise ValueError("no modality left to predict from: " + "; ".join(f"{k}: {why}" for k, why in missing.items()))
         inputs, timings = self.preprocessor.inputs(
             video.frames, video.rate, video.audio, used, start_frame, stop_frame, first_number, video.flow_stride,
-            (start_time, stop_time),
+            (start_time, stop_time), audio_offset=video.audio_offset,
         )
         if video.decode_ms:
             timings = {"decode": video.decode_ms, **timings}
@@ -271,6 +358,9 @@ class Recognizer:
         logits = self.runner.logits({k: v[None] for k, v in inputs.items()}, availability)
         timings["model"] = (time.perf_counter() - start) * 1000
         probabilities = {h: torch.softmax(torch.from_numpy(np.asarray(v[0])), dim=0) for h, v in logits.items()}
+        broken = [h for h, p in probabilities.items() if not torch.isfinite(p).all()]
+        if broken:  # NaN weights or inputs: never print NaN probabilities as a prediction
+            raise ValueError(f"the model gave non-finite {broken[0]} scores (NaN or infinity): its weights or inputs are broken")
         heads = {}
         for head, p in probabilities.items():
             values, indices = p.topk(min(top_k, len(p)))

@@ -12,13 +12,16 @@ from __future__ import annotations
 import random
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from karmma.data.media import MediaError, decode_audio_track
 from karmma.data.epic import flow_stride
+from karmma.data.media import MediaError
 from karmma.data.prepare import iter_frames, resize_short_side
+from karmma.data.sources import media_seconds
+from karmma.data.video import AudioWindows, probe_video
 from karmma.deploy.recognizer import DecodedVideo, Prediction, Recognizer
 
 
@@ -122,13 +125,14 @@ def stream_predictions(
     wanted = recognizer.file_modalities(modalities)
     pre = recognizer.preprocessor
     frames_iter, name = frame_source(source, pre.short_side, pre.fps)
-    audio, note = None, "no audio from a pipe or camera"
+    windows, note, audio_seconds = None, "no audio from a pipe or camera", None
     is_file = not (source.isdigit() or source == "-")
     if is_file and "A" in wanted:
-        try:
-            audio, note = decode_audio_track(source, pre.sample_rate), ""
-        except MediaError as error:
-            note = "no audio track" if "no audio track" in str(error) else str(error)
+        if probe_video(source).has_audio:  # decoded window by window, front to back: bounded memory
+            windows, note = AudioWindows(source, pre.sample_rate), ""
+            audio_seconds = media_seconds(Path(source), None, Path(source).stat().st_mtime)
+        else:
+            note = "no audio track"
     stride = flow_stride(source.rsplit("/", 1)[-1].rsplit(".", 1)[0]) if is_file else 1
     buffer: list[np.ndarray] = []
     first = 1  # frame number of buffer[0]
@@ -136,8 +140,14 @@ def stream_predictions(
 
     def predict(start_number: int, count: int) -> WindowPrediction:
         begin = start_number - first
-        video = DecodedVideo(buffer[begin : begin + count], rate, audio, note, stride)
         t0, t1 = (start_number - 1) / rate, (start_number - 1 + count) / rate
+        audio, offset, seconds = None, 0.0, audio_seconds
+        if windows is not None:
+            offset = (t0 + t1) / 2 - pre.audio_seconds / 2
+            audio, reached = windows.window(offset, pre.audio_seconds)
+            if seconds is None and reached < offset + pre.audio_seconds - 1e-3:
+                seconds = reached  # the track ended inside this window
+        video = DecodedVideo(buffer[begin : begin + count], rate, audio, note, stride, audio_offset=offset, audio_seconds=seconds)
         down = failures.dropped(wanted, (t0 + t1) / 2) if failures else []
         prediction = recognizer.predict_decoded(
             video, wanted, top_k=top_k, dropped={k: "sensor failure" for k in down}, first_number=start_number,

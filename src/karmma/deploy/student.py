@@ -142,10 +142,9 @@ def _load_safetensors(path: Path) -> tuple[KARMMA, StudentInfo]:
 
 
 def _load_state(model: KARMMA, state: dict, path: Path) -> None:
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not match the student its config describes ({str(error).splitlines()[0][:160]})") from None
+    from karmma.training.checkpoints import load_model_state
+
+    load_model_state(model, state, path)
 
 
 def save_safetensors(model: KARMMA, info: StudentInfo, out: str | Path) -> Path:
@@ -156,9 +155,11 @@ def save_safetensors(model: KARMMA, info: StudentInfo, out: str | Path) -> Path:
     from karmma.training.export import give_normal_mode
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     metadata = {"karmma": "student", "config": json.dumps(info.config), "heads": json.dumps(info.heads), METADATA_KEY: info.to_json()}
-    save_file(state, str(out), metadata=metadata)
-    give_normal_mode(out)
+    from karmma.io import atomic_path
+
+    with atomic_path(out) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+        give_normal_mode(tmp)
     return out

@@ -10,6 +10,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from karmma.io import atomic_savefig, atomic_write_text
 from karmma.modalities import largest_first
 from karmma.training.config import TrainConfig
 
@@ -37,7 +38,7 @@ def run_dropout_study(config: TrainConfig, rates: list[float], out: str | Path) 
         evaluated = evaluate_model(load_for_evaluation(result["run"], name),
                                    EvaluationSettings(probabilities=(0.0,), seeds=1, progress=False))
         study["rates"][f"{rate:g}"] = {"run": result["run"], "subsets": evaluated["subsets"]}
-    (out / "dropout_study.json").write_text(json.dumps(study, indent=1) + "\n")
+    atomic_write_text(out / "dropout_study.json", json.dumps(study, indent=1) + "\n")
     return study
 
 
@@ -74,5 +75,5 @@ def plot_dropout_study(study: dict, path: str | Path, metric: str = "action_top1
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title="test subset", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: covers no data
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)

@@ -30,7 +30,9 @@ from karmma.data.inspect import class_names
 from karmma.evaluation.metrics import action_correct, classification_metrics, confusion_counts, tail_metrics
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
-from karmma.training.checkpoints import CheckpointError, checkpoint_config, model_state, read_checkpoint, resolve_checkpoint
+from karmma.training.checkpoints import (
+    CheckpointError, checkpoint_config, load_model_state, model_state, read_checkpoint, resolve_checkpoint,
+)
 from karmma.training.config import TrainConfig
 from karmma.training.data import item_seed, make_loader
 from karmma.training.module import build_stage_model
@@ -71,10 +73,7 @@ def load_for_evaluation(path: str | Path, name: str = "", overrides: list[str] =
     config = from_dict(TrainConfig, raw, str(file))
     if state is not None:
         model = build_stage_model(config, dataset_heads(config.data), restore=True)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as error:
-            raise CheckpointError(f"{file}: weights do not match the model its config describes ({str(error)[:200]})") from None
+        load_model_state(model, state, file)
     return EvaluatedModel(name or config.stage, model.eval(), config, str(file))
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from karmma.io import atomic_savefig, atomic_write_text
 from karmma.modalities import largest_first, parse_subset
 
 
@@ -84,9 +84,7 @@ def _pyplot():
 
 def _save(fig, path: Path) -> None:
     """Save a figure as PNG through a temporary name (a crash never leaves half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, dpi=110, format="png")
-    os.replace(tmp, path)
+    atomic_savefig(fig, path, dpi=110)
 
 
 def _full_subset(model: dict) -> str:
@@ -667,7 +665,5 @@ def write_report(folder: str | Path) -> Path:
             lines.append(f"| {label} | {len(history)} | {best_text} | {last} |")
         lines.append("")
     path = folder / "report.md"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines))
     return path

@@ -59,16 +59,22 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(f"{path}: refused: it holds Python objects besides tensors, and weights load with weights_only=True") from None
-    except Exception as error:  # torch/safetensors raise many types for a damaged or foreign file
-        raise ValueError(f"{path}: not a readable weights file ({type(error).__name__}: {str(error)[:160]})") from None
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # garbage, truncated or pickled objects: torch/safetensors raise many types
+        text = str(error)
+        unsupported = next((line.strip() for line in text.splitlines() if "Unsupported global" in line), "")
+        reason = (f"it holds pickled Python objects, refused by weights_only loading ({unsupported[:120]})" if unsupported
+                  else f"{type(error).__name__}: {text.splitlines()[0][:160] if text else ''}")
+        raise ValueError(f"pretrained weights {path}: unreadable ({reason}); expected a .pth/.pt state dict or a .safetensors file") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"pretrained weights {path} do not hold a state dict of tensors (got {type(state).__name__})")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise ValueError(f"pretrained weights {path}: tensor {bad!r} holds NaN or infinite values")
     return state
 
 

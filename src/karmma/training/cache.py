@@ -19,7 +19,9 @@ environment), so extraction spreads over processes or GPUs.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from pathlib import Path
 
 import h5py
@@ -29,14 +31,32 @@ from torch.utils.data import DataLoader, Dataset
 
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
+from karmma.io import atomic_path
 from karmma.training.config import TrainConfig
 from karmma.training.data import item_seed
 
+log = logging.getLogger("karmma.cache")
 VIEW_EPOCH = 1_000_000  # item seeds of cached view v use "epoch" VIEW_EPOCH + v
 
 
 def view_seed(seed: int, index: int, view: int) -> int:
     return item_seed(seed, VIEW_EPOCH + view, index)
+
+
+def open_shard(path: Path, mode: str = "r") -> h5py.File:
+    """``h5py.File`` with a one-line error naming the shard when it is truncated or corrupt."""
+    try:
+        return h5py.File(path, mode)
+    except OSError as error:
+        if not Path(path).is_file() and mode == "r":
+            raise FileNotFoundError(f"feature cache shard not found: {path}") from None
+        raise CacheError(
+            f"{path}: unreadable feature cache shard ({' '.join(str(error).split())[:160]}); delete it and re-run karmma extract"
+        ) from None
+
+
+class CacheError(ValueError):
+    """A feature cache shard is truncated, corrupt or written for another dataset/model."""
 
 
 def shard_paths(folder: str | Path, split: str) -> list[Path]:
@@ -80,7 +100,21 @@ def extract_features(config: TrainConfig, model, rank: int = 0, world_size: int 
         views = max(1, config.cache.train_views) if train else clips.views
         total = len(clips.samples) * views
         path = folder / f"{split}.rank{rank}-of-{world_size}.h5"
-        with h5py.File(path, "a") as f:
+        if path.is_file():  # finished earlier: checked, never rewritten (delete it to rebuild)
+            with open_shard(path) as f:
+                _init_shard(f, model, clips, total, views, train, config.trainer.seed)
+            summary[split] = {"rows": total // world_size, "written": 0, "file": str(path)}
+            continue
+        # Written under a hidden name and renamed when complete: readers never see a half shard,
+        # and a killed extraction resumes from the rows marked done.
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            f = open_shard(partial, "a")
+        except CacheError as error:
+            log.warning("%s; starting this shard over", error)
+            partial.unlink()
+            f = open_shard(partial, "a")
+        with f:
             _init_shard(f, model, clips, total, views, train, config.trainer.seed)
             done = f["done"][...]
             rows = [r for r in range(rank, total, world_size) if not done[r]]
@@ -90,7 +124,8 @@ def extract_features(config: TrainConfig, model, rank: int = 0, world_size: int 
             )
             for batch in tqdm(loader, desc=f"extract {split}", unit="batch", disable=not progress):
                 _write_batch(f, model, batch)
-            summary[split] = {"rows": total // world_size, "written": len(rows), "file": str(path)}
+        os.replace(partial, path)
+        summary[split] = {"rows": total // world_size, "written": len(rows), "file": str(path)}
     return summary
 
 
@@ -103,7 +138,7 @@ def _collate_rows(items: list[dict]) -> dict:
 def _init_shard(f: h5py.File, model, clips: ClipDataset, total: int, views: int, train: bool, seed: int) -> None:
     if "done" in f:
         if f.attrs["rows"] != total or list(f.attrs["modalities"]) != model.modalities:
-            raise ValueError(f"{f.filename}: the cache was written for another dataset or model; delete it to rebuild")
+            raise CacheError(f"{f.filename}: the cache was written for another dataset or model; delete it to rebuild")
         return
     f.attrs["rows"], f.attrs["views"], f.attrs["train"], f.attrs["seed"] = total, views, train, seed
     f.attrs["modalities"] = model.modalities
@@ -144,7 +179,7 @@ class _InMemoryShard(dict):
 
     def __init__(self, path: Path):
         super().__init__()
-        with h5py.File(path, "r") as f:
+        with open_shard(path) as f:
             f.visititems(lambda name, obj: self.__setitem__(name, obj[...]) if isinstance(obj, h5py.Dataset) else None)
 
     def close(self) -> None:
@@ -172,7 +207,7 @@ class _ShardReader(Dataset):
     def _file(self, shard: int) -> h5py.File | _InMemoryShard:
         if shard not in self._files:
             path = self.paths[shard]
-            self._files[shard] = _InMemoryShard(path) if self._keep_in_memory() else h5py.File(path, "r")
+            self._files[shard] = _InMemoryShard(path) if self._keep_in_memory() else open_shard(path)
         return self._files[shard]
 
     def __getstate__(self):  # h5py handles do not cross process boundaries
@@ -194,7 +229,7 @@ class CachedFeatures(_ShardReader):
         self.paths = shard_paths(folder, split)
         self.modalities = modalities
         self.in_memory = in_memory
-        with h5py.File(self.paths[0], "r") as f:
+        with open_shard(self.paths[0]) as f:
             self.rows, self.views = int(f.attrs["rows"]), int(f.attrs["views"])
             if list(f.attrs["modalities"]) != modalities:
                 raise ValueError(f"{self.paths[0]}: cached modalities {list(f.attrs['modalities'])}, the model has {modalities}")
@@ -202,7 +237,7 @@ class CachedFeatures(_ShardReader):
         self.world_size = len(self.paths)
         done = np.zeros(self.rows, dtype=bool)
         for path in self.paths:
-            with h5py.File(path, "r") as f:
+            with open_shard(path) as f:
                 done |= f["done"][...]
         # rows of clips whose media was unreadable everywhere were never written
         self.samples = sorted({r // self.views for r in np.flatnonzero(done)})
@@ -271,27 +306,38 @@ def distributed_rank() -> tuple[int, int]:
 @torch.no_grad()
 def write_teacher_logits(folder: str | Path, teacher, batch_size: int = 256) -> int:
     """Add ``logits/<head>`` to every cache shard: the trained teacher's fusion over the
-    cached tokens with each clip's real availability (cheap: no extractor runs)."""
+    cached tokens with each clip's real availability (cheap: no extractor runs).
+
+    Each shard is copied, completed and renamed over the original, so a failure (a full
+    disk) leaves the shard as it was; this needs free space for one more shard."""
     teacher = teacher.eval()
     device = next(teacher.parameters()).device
     written = 0
     for split in ("train", "validation"):
         for path in shard_paths(folder, split):
-            with h5py.File(path, "a") as f:
-                rows = np.flatnonzero(f["done"][...])
-                for head, classes in teacher.heads.items():
-                    if f"logits/{head}" in f:
-                        del f[f"logits/{head}"]
-                    f.create_dataset(f"logits/{head}", shape=(f.attrs["rows"], classes), dtype="float32")
-                for start in range(0, len(rows), batch_size):
-                    chunk = rows[start : start + batch_size]
-                    tokens = {k: torch.from_numpy(f[f"tokens/{k}"][chunk].astype(np.float32)).to(device) for k in teacher.modalities}
-                    availability = torch.from_numpy(f["availability"][chunk])
-                    logits = teacher.fuse(tokens, availability).logits
-                    for head, value in logits.items():
-                        f[f"logits/{head}"][chunk] = value.float().cpu().numpy()
-                written += len(rows)
+            with atomic_path(path) as tmp:
+                shutil.copyfile(path, tmp)
+                written += _add_logits(tmp, teacher, device, batch_size)
     return written
+
+
+@torch.no_grad()
+def _add_logits(path: Path, teacher, device, batch_size: int) -> int:
+    """Write ``logits/<head>`` of every done row of one shard; returns the number of rows."""
+    with open_shard(path, "a") as f:
+        rows = np.flatnonzero(f["done"][...])
+        for head, classes in teacher.heads.items():
+            if f"logits/{head}" in f:
+                del f[f"logits/{head}"]
+            f.create_dataset(f"logits/{head}", shape=(f.attrs["rows"], classes), dtype="float32")
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            tokens = {k: torch.from_numpy(f[f"tokens/{k}"][chunk].astype(np.float32)).to(device) for k in teacher.modalities}
+            availability = torch.from_numpy(f["availability"][chunk])
+            logits = teacher.fuse(tokens, availability).logits
+            for head, value in logits.items():
+                f[f"logits/{head}"][chunk] = value.float().cpu().numpy()
+    return len(rows)
 
 
 class CachedTeacherViews(_ShardReader):
@@ -307,7 +353,7 @@ class CachedTeacherViews(_ShardReader):
         self.clips = clips
         self.paths = shard_paths(folder, split)
         self.in_memory = in_memory
-        with h5py.File(self.paths[0], "r") as f:
+        with open_shard(self.paths[0]) as f:
             self.views, self.seed, rows = int(f.attrs["views"]), int(f.attrs["seed"]), int(f.attrs["rows"])
             if "logits" not in f:
                 raise FileNotFoundError(f"{self.paths[0]}: no teacher logits; run `karmma extract ... --logits TEACHER_CKPT`")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from karmma.io import atomic_path
 
 
 class CheckpointError(ValueError):
@@ -25,7 +26,26 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
         raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({type(error).__name__}: {str(error)[:200]})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a karmma training checkpoint (no state_dict)")
+    check_finite(checkpoint["state_dict"], path)
     return checkpoint
+
+
+def check_finite(state: dict, path: str | Path) -> None:
+    """Refuse weights holding NaN or infinity: they would give NaN predictions, silently."""
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: weight {key!r} holds NaN or infinite values (a diverged or corrupted model); use another checkpoint")
+
+
+def load_model_state(model: torch.nn.Module, state: dict, path: str | Path) -> None:
+    """``model.load_state_dict(state)`` with one-line errors naming ``path`` (missing or
+    unexpected tensors, wrong shapes e.g. other heads, non-finite values)."""
+    check_finite(state, path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())
+        raise CheckpointError(f"{path}: weights do not match the model its config describes ({detail[:240]})") from None
 
 
 def checkpoint_config(checkpoint: dict, path: str | Path) -> dict:
@@ -81,13 +101,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
     load with ``weights_only=True``."""
 
     def save_checkpoint(self, checkpoint: dict, path: str | Path, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(checkpoint, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # removed again if torch.save fails (e.g. a full disk)
+            torch.save(checkpoint, tmp)
 
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
         return read_checkpoint(path, map_location or "cpu")

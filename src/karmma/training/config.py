@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from karmma.configuration import check_range
 from karmma.data.config import DatasetConfig
 from karmma.data.dataset import ClipConfig
 
 from karmma.models.karmma import MISSING_STRATEGIES
 
+MODALITY_KEYS = ("V", "F", "A", "D")
 STAGES = ("unimodal", "teacher", "student", "baseline", "baseline_masked", "baseline_delta")
 #: How each stage's model stands in for a missing modality when the config does not say
 #: (docs/method.md, "Missing modalities"): the paper's choices, and ours for the teacher.
@@ -37,6 +39,12 @@ class OptimConfig:
     def __post_init__(self):
         if self.schedule not in ("cosine", "linear"):
             raise ValueError(f"optim.schedule must be cosine or linear, got {self.schedule!r}")
+        check_range("optim", "epochs", self.epochs, 1)
+        check_range("optim", "batch_size", self.batch_size, 1)
+        check_range("optim", "lr", self.lr, 0, low_open=True)
+        check_range("optim", "weight_decay", self.weight_decay, 0)
+        check_range("optim", "warmup_epochs", self.warmup_epochs, 0)
+        check_range("optim", "grad_clip", self.grad_clip, 0)
 
 
 @dataclass
@@ -48,6 +56,14 @@ class LossConfig:
     temperature: float = 4.0  # distillation
     label_smoothing: float = 0.0
 
+    def __post_init__(self):
+        check_range("loss", "modality_dropout", self.modality_dropout, 0, 1, high_open=True)
+        check_range("loss", "info_nce_weight", self.info_nce_weight, 0)
+        check_range("loss", "info_nce_temperature", self.info_nce_temperature, 0, low_open=True)
+        check_range("loss", "distill_weight", self.distill_weight, 0)
+        check_range("loss", "temperature", self.temperature, 0, low_open=True)
+        check_range("loss", "label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+
 
 @dataclass
 class CacheConfig:
@@ -56,6 +72,9 @@ class CacheConfig:
     path: str = ""  # folder with the HDF5 shards; empty = live extractors
     train_views: int = 4  # augmented views cached per training clip (0: only the centred view)
     in_memory: bool | None = None  # read shards whole into RAM (None: when they total at most 2 GiB)
+
+    def __post_init__(self):
+        check_range("cache", "train_views", self.train_views, 0)
 
 
 @dataclass
@@ -72,6 +91,17 @@ class TrainerConfig:
     val_every: int = 1
     progress: bool = True
     deterministic: bool = False
+
+    def __post_init__(self):
+        if self.devices != -1:  # -1: every device Lightning finds
+            check_range("trainer", "devices", self.devices, 1)
+        check_range("trainer", "num_nodes", self.num_nodes, 1)
+        check_range("trainer", "workers", self.workers, 0)
+        check_range("trainer", "val_every", self.val_every, 1)
+        if not self.runs:
+            raise ValueError("trainer.runs must name the parent folder of run folders, got ''")
+        if "/" in self.name or self.name in (".", ".."):
+            raise ValueError(f"trainer.name must be a plain folder name (no '/'), got {self.name!r}")
 
 
 @dataclass
@@ -107,6 +137,12 @@ class TrainConfig:
             raise ValueError(f"unimodal_size must be teacher or student, got {self.unimodal_size!r}")
         if self.teacher_logits not in ("live", "cache"):
             raise ValueError(f"teacher_logits must be live or cache, got {self.teacher_logits!r}")
+        for section in ("pretrained", "extractors"):
+            unknown = sorted(set(getattr(self, section)) - set(MODALITY_KEYS))
+            if unknown:
+                raise ValueError(f"{section}.{unknown[0]}: not a modality key (use {', '.join(MODALITY_KEYS)})")
+        if self.fusion_dropout is not None:
+            check_range("config", "fusion_dropout", self.fusion_dropout, 0, 1, high_open=True)
 
     @property
     def missing_strategy(self) -> str:

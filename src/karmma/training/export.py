@@ -13,7 +13,15 @@ from safetensors.torch import save_file
 from karmma.configuration import from_dict
 from karmma.data.config import dataset_heads
 from karmma.models.karmma import KARMMA
-from karmma.training.checkpoints import CheckpointError, checkpoint_config, model_state, read_checkpoint, upgrade_config
+from karmma.io import atomic_path
+from karmma.training.checkpoints import (
+    CheckpointError,
+    checkpoint_config,
+    load_model_state,
+    model_state,
+    read_checkpoint,
+    upgrade_config,
+)
 from karmma.training.config import TrainConfig
 from karmma.training.module import build_stage_model
 
@@ -36,10 +44,10 @@ def export_student(checkpoint_path: str | Path, out: str | Path) -> Path:
     heads = dataset_heads(from_dict(TrainConfig, config).data)
     state = {k: v.contiguous() for k, v in model_state(checkpoint).items()}
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"karmma": "student", "config": json.dumps(config), "heads": json.dumps(heads)}
-    save_file(state, str(out), metadata=metadata)
-    give_normal_mode(out)
+    with atomic_path(out) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+        give_normal_mode(tmp)
     return out
 
 
@@ -54,8 +62,13 @@ def load_student(path: str | Path) -> tuple[KARMMA, dict]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
     if metadata.get("karmma") != "student":
         raise CheckpointError(f"{path}: not a karmma student export")
-    config = upgrade_config(json.loads(metadata["config"]))
-    heads = json.loads(metadata["heads"])
-    model = build_stage_model(from_dict(TrainConfig, config), heads, restore=True)
-    model.load_state_dict(state)
+    try:
+        config = upgrade_config(json.loads(metadata["config"]))
+        heads = json.loads(metadata["heads"])
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f"{path}: a karmma student export with broken metadata ({type(error).__name__}: {error})") from None
+    if not isinstance(heads, dict) or not heads or not all(isinstance(n, int) and n > 0 for n in heads.values()):
+        raise CheckpointError(f"{path}: metadata 'heads' must map head names to class counts, got {heads!r}")
+    model = build_stage_model(from_dict(TrainConfig, config, f"{path} (config metadata)"), heads, restore=True)
+    load_model_state(model, state, path)
     return model.eval(), config

@@ -7,12 +7,26 @@ A run folder ``<trainer.runs>/<trainer.name or stage>/`` holds the resolved
 resumes from ``checkpoints/last.ckpt`` (saved after every epoch): all
 randomness is derived from (seed, epoch, item / step), so the resumed run ends
 where an uninterrupted one would.
+
+A run folder belongs to one process and one config: ``.lock`` holds the
+owner's pid (an ``flock``, so the lock of a killed process is free again and
+is taken over), a second training of the same run name fails at once, and
+resuming with a different config is refused with the differences listed
+(``karmma train --force-new`` moves the old run aside into
+``replaced-<time>/``; nothing is deleted). ``csv/metrics.csv`` is appended to
+on resume, never truncated.
 """
 
 from __future__ import annotations
 
+import csv
+import fcntl
 import json
+import logging
+import os
+import socket
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -20,20 +34,147 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from karmma.configuration import save_config, to_dict
 from karmma.data.config import load_split
+from karmma.io import atomic_open, atomic_path, atomic_savefig, atomic_write_text
 from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.presets import get_preset
 from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
-from karmma.training.checkpoints import CheckpointError, SafeCheckpointIO, checkpoint_config, read_checkpoint
+from karmma.training.checkpoints import SafeCheckpointIO, checkpoint_config, read_checkpoint
 from karmma.training.config import TrainConfig
 from karmma.training.data import make_loader
 from karmma.training.module import KarmmaModule
 
 
+log = logging.getLogger("karmma.train")
+
+#: config keys that may change between a run and its resumption (display, speed, where the folder is)
+RESUMABLE_CHANGES = ("trainer.progress", "trainer.workers", "trainer.runs", "cache.in_memory")
+
+
 def run_dir(config: TrainConfig) -> Path:
     return Path(config.trainer.runs) / (config.trainer.name or config.stage)
+
+
+class RunFolderError(ValueError):
+    """A run folder is in use by another process, or holds a run of another config."""
+
+
+class RunLock:
+    """Exclusive ownership of a run folder: ``<folder>/.lock`` holds the owner's pid and host.
+
+    The lock is an ``flock`` on that file: the kernel frees it when the owner dies,
+    so a lock file left by a killed run (a stale pid) is detected and taken over.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 200, 0).decode(errors="replace").split()
+            os.close(fd)
+            who = f"process {owner[0]} on {owner[1]}" if len(owner) >= 2 else "another process"
+            raise RunFolderError(
+                f"run folder {self.path.parent} is in use by {who}: wait for it to finish, "
+                "or train under another trainer.name"
+            ) from None
+        previous = os.pread(fd, 200, 0).decode(errors="replace").split()
+        if previous:
+            log.warning("run folder %s: taking over the stale lock of process %s (no longer running)", self.path.parent, previous[0])
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)  # the file stays: deleting it would let a waiter lock a removed inode
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _launcher_rank_zero() -> bool:
+    """False in the extra processes of a distributed launch (they share rank 0's run folder)."""
+    return all(int(os.environ.get(var, 0) or 0) == 0 for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(previous: dict, current: dict) -> list[str]:
+    """``["optim.lr: 0.001 -> 0.0003", ...]`` for keys that differ (beyond :data:`RESUMABLE_CHANGES`)."""
+    old, new = _flatten(previous), _flatten(current)
+    changed = []
+    for key in sorted(old):  # keys newer than the run (added later, at their defaults) are not a change
+        a, b = old[key], new.get(key, "<unset>")
+        if key not in RESUMABLE_CHANGES and a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+            changed.append(f"{key}: {a!r} -> {b!r}")
+    return changed
+
+
+def move_aside(folder: Path) -> Path | None:
+    """``--force-new``: move an earlier run's files into ``folder/replaced-<time>/`` (nothing is deleted)."""
+    entries = [p for p in folder.iterdir() if p.name != ".lock" and not p.name.startswith("replaced-")]
+    if not entries:
+        return None
+    target = folder / time.strftime("replaced-%Y%m%d-%H%M%S")
+    target.mkdir()
+    for entry in entries:
+        entry.rename(target / entry.name)
+    return target
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing ``metrics.csv`` when a run resumes; this one
+    appends to it (continuing its columns), and rewrites it atomically when new columns appear."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = next(csv.reader(f), [])
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        with open(self.metrics_file_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        with atomic_open(self.metrics_file_path, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def log_hparams(self, params: dict) -> None:
+        from lightning.pytorch.core.saving import save_hparams_to_yaml
+
+        self.hparams.update(params)
+        path = Path(self.log_dir) / self.NAME_HPARAMS_FILE
+        with atomic_path(path) as tmp:
+            save_hparams_to_yaml(tmp, self.hparams)
+
+
+class AppendingCSVLogger(CSVLogger):
+    """:class:`CSVLogger` whose ``metrics.csv`` survives a resumed run (see :class:`_AppendingWriter`)."""
+
+    @property
+    def experiment(self) -> _AppendingWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def input_shapes(module: KarmmaModule) -> dict[str, tuple[int, ...]]:
@@ -49,9 +190,19 @@ def input_shapes(module: KarmmaModule) -> dict[str, tuple[int, ...]]:
 
 
 def clip_dataset(config: TrainConfig, module: KarmmaModule, split: str) -> ClipDataset:
-    """The media clips of ``split`` in the shapes the module needs (training sampling for ``train``)."""
-    return ClipDataset(load_split(config.data, split), input_shapes(module), train=split == "train", config=config.clip,
-                       missing=config.data.missing)
+    """The media clips of ``split`` in the shapes the module needs (training sampling for ``train``).
+
+    A split without any usable clip is an error naming ``data.root``, not an empty run."""
+    samples = load_split(config.data, split)
+    dataset = ClipDataset(samples, input_shapes(module), train=split == "train", config=config.clip, missing=config.data.missing)
+    if not len(dataset):
+        root = Path(config.data.root)
+        where = f"data.root {root} does not exist" if not root.is_dir() else (
+            f"the {split} annotations list no clip" if not samples else
+            f"none of its {len(samples)} annotated clips has media of {'/'.join(dataset.modalities)} under data.root {root}"
+        )
+        raise ValueError(f"no {split} clips: {where}; check data.root / data.annotations")
+    return dataset
 
 # Library messages that say nothing to a karmma user (frozen extractors are in eval mode on purpose).
 QUIET_WARNINGS = (
@@ -94,7 +245,7 @@ class EpochMetrics(Callback):
             if k.startswith("val/") or (k.startswith("train/") and k.endswith("_epoch"))
         }
         history.append({"epoch": trainer.current_epoch, **metrics})
-        path.write_text(json.dumps(history, indent=1))
+        atomic_write_text(path, json.dumps(history, indent=1))
         plot_curves(history, self.folder / "curves.png")
 
 
@@ -121,7 +272,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -133,21 +284,47 @@ def _git_commit() -> str:
 
 
 def check_resumable(last: Path, config: TrainConfig) -> None:
+    """Refuse to resume ``last`` under another config, listing what differs."""
     previous = checkpoint_config(read_checkpoint(last), last)
-    for key in ("stage", "preset"):
-        if previous.get(key) != getattr(config, key):
-            raise CheckpointError(
-                f"{last}: the run folder holds a {key}={previous.get(key)!r} run, this config says {getattr(config, key)!r}; "
-                "use another trainer.name"
-            )
+    changed = config_differences(previous, to_dict(config))
+    if changed:
+        shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
+        raise RunFolderError(
+            f"{last.parent.parent} holds a run with another config ({shown}): resume it with its own config, "
+            "start over with karmma train --force-new (the old run is moved aside), or use another trainer.name"
+        )
 
 
-def train(config: TrainConfig) -> dict:
-    """Train one stage; returns the final validation metrics and where things are."""
+def train(config: TrainConfig, force_new: bool = False) -> dict:
+    """Train one stage; returns the final validation metrics and where things are.
+
+    ``force_new``: start over even if the run folder holds a run (moved into ``replaced-<time>/``)."""
+    lock = RunLock(run_dir(config)) if _launcher_rank_zero() else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        return _train(config, force_new)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(config: TrainConfig, force_new: bool) -> dict:
+    accelerator = config.trainer.accelerator
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"trainer.accelerator={accelerator}: no CUDA GPU is available on this machine; use trainer.accelerator=cpu (or auto)")
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() and config.trainer.devices > torch.cuda.device_count():
+        raise ValueError(f"trainer.devices={config.trainer.devices}: this machine has {torch.cuda.device_count()} GPU(s)")
+    if config.data.root and not Path(config.data.root).is_dir() and not config.cache.path:
+        raise FileNotFoundError(f"data.root {config.data.root}: no such folder; set data.root to the prepared dataset")
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     folder = run_dir(config)
     checkpoints = folder / "checkpoints"
     last = checkpoints / "last.ckpt"
+    if force_new and _launcher_rank_zero() and folder.is_dir():
+        moved = move_aside(folder)
+        if moved:
+            print(f"--force-new: the earlier run is now in {moved}")
     resume = last if last.is_file() else None
     if resume:
         check_resumable(resume, config)
@@ -155,7 +332,7 @@ def train(config: TrainConfig) -> dict:
     module = KarmmaModule(to_dict(config))
     folder.mkdir(parents=True, exist_ok=True)
     save_config(config, folder / "config.yaml")
-    (folder / "git.txt").write_text(_git_commit() + "\n")
+    atomic_write_text(folder / "git.txt", _git_commit() + "\n")
 
     collate = collate_clips
     val_collate = collate_clips
@@ -200,7 +377,7 @@ def train(config: TrainConfig) -> dict:
         log_every_n_steps=1,
         default_root_dir=str(folder),
         plugins=[SafeCheckpointIO()],
-        logger=[CSVLogger(str(folder), name="", version="csv"), TensorBoardLogger(str(folder), name="", version="tensorboard")],
+        logger=[AppendingCSVLogger(str(folder), name="", version="csv"), TensorBoardLogger(str(folder), name="", version="tensorboard")],
         callbacks=[
             ModelCheckpoint(dirpath=str(checkpoints), filename="best", monitor="val/action_top1", mode="max", save_last=True),
             EpochMetrics(folder),
@@ -232,5 +409,5 @@ def train(config: TrainConfig) -> dict:
         "last_epoch": {"epoch": history[-1]["epoch"] if history else trainer.current_epoch - 1, "metrics": last_metrics},
     }
     if trainer.is_global_zero:
-        (folder / "result.json").write_text(json.dumps(result, indent=1))
+        atomic_write_text(folder / "result.json", json.dumps(result, indent=1))
     return result
