@@ -25,6 +25,8 @@ def karmma_commands(code: str) -> list[list[str]]:
     """The argument lists of every ``karmma ...`` (or ``-m karmma.cli ...``) command in a shell block."""
     commands = []
     for line in code.replace("\\\n", " ").splitlines():
+        if line.lstrip().startswith("#"):  # a comment line (it may hold ';' or an apostrophe)
+            continue
         for piece in re.split(r";|&&|\|\||\bdo\b|\bdone\b", line):
             words = shlex.split(piece, comments=True)
             if "karmma.cli" in words:
