@@ -86,3 +86,20 @@ def test_prepare_vfr_rotated_and_truncated_videos(media, tmp_path):
     assert upright[:30].mean() > 200 and upright[42:].mean() < 50
     info = (out / "video_info.csv").read_text()
     assert "phone," in info and "64x96" in info  # the upright source size
+
+
+def test_participants_split_into_train_validation_and_test(tmp_path):
+    import csv
+
+    from karmma.data.synth import participant_splits, synthesize
+
+    size = SynthSize(participants=4, validation_participants=1, test_participants=2, videos_per_participant=1, actions_per_video=2)
+    assert participant_splits(size) == {"P01": "train", "P02": "validation", "P03": "test", "P04": "test"}
+    synthesize(tmp_path, seed=0, size=size, workers=1, progress=False)
+    seen = {}
+    for split in ("train", "validation", "test"):
+        with (tmp_path / "annotations" / f"EPIC_100_{split}.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        seen[split] = {r["participant_id"] for r in rows}
+        assert rows and all(r["verb_class"] and r["noun_class"] for r in rows)  # the test split is labelled
+    assert seen == {"train": {"P01"}, "validation": {"P02"}, "test": {"P03", "P04"}}

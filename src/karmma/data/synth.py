@@ -26,7 +26,9 @@ The generative model (what each modality can know):
 
 Video ids mix the two EPIC generations (``P01_01`` 2018-style, flow at half
 rate; ``P01_101`` 2020-style) so both flow rules are exercised. Participants
-are split: the last ones form the validation set, as in EPIC-KITCHENS-100.
+are split: the last ones form the test set (``EPIC_100_test.csv``, labelled,
+when ``test_participants`` > 0), those before them the validation set, as the
+participants of EPIC-KITCHENS-100's splits are.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class SynthSize:
     validation_participants: int
     videos_per_participant: int
     actions_per_video: int
+    test_participants: int = 0  # the last participants, after the validation ones: a labelled test split
     width: int = 128
     height: int = 96
     fps: int = 24
@@ -272,17 +275,29 @@ def synthesize(
     jobs = [(str(out), seed, i, p, v, spec) for i, (p, v) in enumerate(video_ids(spec))]
     with process_pool(workers) as pool:
         results = list(tqdm(pool.map(_make_video, jobs), total=len(jobs), desc="synth", unit="video", disable=not progress))
-    validation = {f"P{p:02d}" for p in range(spec.participants - spec.validation_participants + 1, spec.participants + 1)}
-    write_annotations(out / "annotations", results, spec, validation)
+    splits = participant_splits(spec)
+    write_annotations(out / "annotations", results, spec, splits)
     return {
         "videos": len(results),
         "segments": sum(len(r[2]) for r in results),
         "without_audio": sum(not r[4] for r in results),
-        "validation_participants": sorted(validation),
+        "validation_participants": sorted(p for p, split in splits.items() if split == "validation"),
+        "test_participants": sorted(p for p, split in splits.items() if split == "test"),
     }
 
 
-def write_annotations(folder: Path, results: list, size: SynthSize, validation: set[str]) -> None:
+def participant_splits(size: SynthSize) -> dict[str, str]:
+    """Participant -> split: the last ``test_participants`` are test, the ``validation_participants``
+    before them validation, the rest train."""
+    test_from = size.participants - size.test_participants + 1
+    validation_from = test_from - size.validation_participants
+    if validation_from < 2:
+        raise ValueError(f"{size}: no participant left for training")
+    return {f"P{p:02d}": "test" if p >= test_from else "validation" if p >= validation_from else "train"
+            for p in range(1, size.participants + 1)}
+
+
+def write_annotations(folder: Path, results: list, size: SynthSize, splits: dict[str, str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, keys in (("verb", VERBS), ("noun", NOUNS)):
         with atomic_open(folder / f"EPIC_100_{name}_classes.csv", newline="") as f:
@@ -293,9 +308,9 @@ def write_annotations(folder: Path, results: list, size: SynthSize, validation: 
     header = ["narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp",
               "stop_timestamp", "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun",
               "noun_class", "all_nouns", "all_noun_classes"]
-    rows: dict[str, list] = {"train": [], "validation": []}
+    rows: dict[str, list] = {"train": [], "validation": [], **({"test": []} if size.test_participants else {})}
     for participant, video_id, actions, _, _ in results:
-        split = "validation" if participant in validation else "train"
+        split = splits[participant]
         for k, a in enumerate(actions):
             start_frame = int(round(a.start * size.fps)) + 1
             stop_frame = int(round(a.stop * size.fps)) + 1

@@ -349,8 +349,8 @@ class CachedTeacherViews(_ShardReader):
     from the per-epoch seed.
     """
 
-    def __init__(self, clips: ClipDataset, folder: str | Path, split: str = "train", in_memory: bool | None = None):
-        self.clips = clips
+    def __init__(self, clips: ClipDataset, folder: str | Path, split: str = "train", in_memory: bool | None = None,
+                 decode_once: bool = False, workers: int = 0):
         self.paths = shard_paths(folder, split)
         self.in_memory = in_memory
         with open_shard(self.paths[0]) as f:
@@ -360,6 +360,11 @@ class CachedTeacherViews(_ShardReader):
             self.heads = list(f["logits"].keys())
         if rows != len(clips.samples) * self.views:
             raise ValueError(f"{self.paths[0]}: cached for {rows // self.views} clips, the dataset has {len(clips.samples)}")
+        if decode_once:  # the very views the logits were cached for, decoded once (karmma.training.memory)
+            from karmma.training.memory import DecodedViews
+
+            clips = DecodedViews(clips, self.views, self.seed, workers)
+        self.clips = clips
         self._files: dict[int, h5py.File] = {}
 
     def __len__(self) -> int:
@@ -369,7 +374,10 @@ class CachedTeacherViews(_ShardReader):
         index, seed = key if isinstance(key, tuple) else (key, 0)
         view = seed % self.views
         row = index * self.views + view
-        item = self.clips[(index, view_seed(self.seed, index, view))]
+        if hasattr(self.clips, "view_item"):  # decoded once
+            item = self.clips.view_item(index, view)
+        else:
+            item = self.clips[(index, view_seed(self.seed, index, view))]
         f = self._file(row % len(self.paths))
         item["teacher_logits"] = {h: torch.from_numpy(f[f"logits/{h}"][row]) for h in self.heads}
         rng = np.random.default_rng(seed)

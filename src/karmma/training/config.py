@@ -72,6 +72,9 @@ class CacheConfig:
     path: str = ""  # folder with the HDF5 shards; empty = live extractors
     train_views: int = 4  # augmented views cached per training clip (0: only the centred view)
     in_memory: bool | None = None  # read shards whole into RAM (None: when they total at most 2 GiB)
+    #: student-sized stages: decode train_views views of every training clip once into memory
+    #: (karmma.training.memory); epochs then only compute. For small data (SynthKitchen).
+    decode_once: bool = False
 
     def __post_init__(self):
         check_range("cache", "train_views", self.train_views, 0)

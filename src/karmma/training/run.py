@@ -42,6 +42,7 @@ from karmma.io import atomic_open, atomic_path, atomic_savefig, atomic_write_tex
 from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.presets import get_preset
 from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
+from karmma.training.memory import DecodedViews
 from karmma.training.checkpoints import SafeCheckpointIO, checkpoint_config, read_checkpoint
 from karmma.training.config import TrainConfig
 from karmma.training.data import make_loader
@@ -339,7 +340,8 @@ def _train(config: TrainConfig, force_new: bool) -> dict:
     if config.stage == "student" and config.teacher_logits == "cache":
         if not config.cache.path:
             raise ValueError("teacher_logits=cache needs cache.path (written by karmma extract --logits)")
-        train_set = CachedTeacherViews(clip_dataset(config, module, "train"), config.cache.path, in_memory=config.cache.in_memory)
+        train_set = CachedTeacherViews(clip_dataset(config, module, "train"), config.cache.path, in_memory=config.cache.in_memory,
+                                       decode_once=config.cache.decode_once, workers=config.trainer.workers)
         val_set = clip_dataset(config, module, "validation")
         collate = collate_with_teacher_logits
         print(f"train: {len(train_set)} clips with cached teacher logits ({config.cache.path}), validation: {len(val_set)} clips")
@@ -352,6 +354,9 @@ def _train(config: TrainConfig, force_new: bool) -> dict:
         train_set = clip_dataset(config, module, "train")
         val_set = clip_dataset(config, module, "validation")
         print(f"train: {len(train_set)} clips\n{train_set.report}\nvalidation: {len(val_set)} clips\n{val_set.report}")
+        if config.cache.decode_once:
+            train_set = DecodedViews(train_set, config.cache.train_views, config.trainer.seed, config.trainer.workers)
+            print(f"decoded {train_set.views} views of every training clip into memory ({train_set.bytes / 2**20:.0f} MiB)")
 
     precision = config.trainer.precision
     if precision == "auto":

@@ -1,0 +1,51 @@
+"""Training views decoded once into memory (cache.decode_once)."""
+
+import torch
+
+from karmma.data.config import load_split
+from karmma.data.dataset import ClipDataset
+from karmma.presets import tiny_preset
+from karmma.training.cache import view_seed
+from karmma.training.memory import DecodedViews
+from karmma.training.run import train
+
+
+def _clips(synth_prepared, make_config):
+    config = make_config("baseline", synth_prepared, synth_prepared / "unused")
+    shapes = {k: tiny_preset().student[k].input_shape for k in ("V", "F", "A")}
+    return ClipDataset(load_split(config.data, "train"), shapes, train=True, config=config.clip)
+
+
+def test_decoded_views_are_the_seeded_views(synth_prepared, make_config):
+    clips = _clips(synth_prepared, make_config)
+    decoded = DecodedViews(clips, views=2, seed=7)
+    assert len(decoded) == len(clips.samples) and len(decoded.items) == 2 * len(clips.samples)
+    for index in (0, len(clips.samples) - 1):
+        for view in (0, 1):
+            live = clips[(index, view_seed(7, index, view))]
+            stored = decoded.view_item(index, view)
+            assert torch.equal(stored["availability"], live["availability"])
+            for key, value in live["inputs"].items():
+                assert stored["inputs"][key].dtype == torch.float32
+                torch.testing.assert_close(stored["inputs"][key], value, atol=2e-2, rtol=1e-2)  # kept as float16
+    # an epoch's item: view seed % views, with fresh dropout noise per seed
+    first, second = decoded[(0, 10)], decoded[(0, 12)]
+    torch.testing.assert_close(first["inputs"]["V"], decoded.view_item(0, 0)["inputs"]["V"])
+    torch.testing.assert_close(first["inputs"]["V"], second["inputs"]["V"])
+    assert not torch.equal(first["noise"], second["noise"])
+
+
+def test_a_stage_trains_from_decoded_views_without_decoding_again(synth_prepared, make_config, tmp_path, monkeypatch):
+    decoded_items = []
+    original = ClipDataset.__getitem__
+
+    def counting(self, key):
+        if self.train:
+            decoded_items.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(ClipDataset, "__getitem__", counting)
+    train(make_config("baseline_delta", synth_prepared, tmp_path, "cache.decode_once=true", "cache.train_views=2",
+                      "optim.epochs=2"))
+    clips = len(_clips(synth_prepared, make_config).samples)
+    assert len(decoded_items) == 2 * clips  # two views per clip, decoded once for both epochs
