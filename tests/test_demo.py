@@ -11,7 +11,7 @@ from karmma.demo import DEMO_MODELS, DemoError, run_demo
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    run_demo(out, quick=True, seed=0, progress=False)
+    run_demo(out, quick=True, seeds=(0,), progress=False)
     return out
 
 
@@ -21,6 +21,10 @@ def test_quick_demo_writes_every_artefact(quick_demo):
     assert list((quick_demo / "recordings" / "main").glob("P*/videos/*.MP4"))
     results = json.loads((quick_demo / "results.json").read_text())
     assert list(results["models"]) == list(DEMO_MODELS)
+    for name, model in results["models"].items():  # selected on validation, scored on the test participants
+        assert model["split"] == "test" and "chosen on the validation split, scored on test" in model["selection"], name
+    for model in ("baseline", "baseline_masked"):  # the paper's Baseline and ours, single modalities included
+        assert {"V", "F", "A"} <= set(results["models"][model]["subsets"])
     for model in results["models"].values():
         assert "V+F+A" in model["subsets"] and len(model["subsets"]) == 7
         assert list(model["sweep"]) == [f"{i / 10:.1f}" for i in range(10)]
@@ -32,16 +36,31 @@ def test_quick_demo_writes_every_artefact(quick_demo):
 def test_rerun_reuses_finished_stages_and_refuses_other_settings(quick_demo):
     stages = json.loads((quick_demo / "stages.json").read_text())
     results = (quick_demo / "results.json").read_text()
-    run_demo(quick_demo, quick=True, seed=0, progress=False)  # everything done: nothing reruns
+    run_demo(quick_demo, quick=True, seeds=(0,), progress=False)  # everything done: nothing reruns
     assert json.loads((quick_demo / "stages.json").read_text()) == stages
     assert (quick_demo / "results.json").read_text() == results
     with pytest.raises(DemoError, match="another --out"):
-        run_demo(quick_demo, quick=True, seed=1, progress=False)
+        run_demo(quick_demo, quick=True, seeds=(1,), progress=False)
 
 
-def test_same_seed_gives_the_same_results(quick_demo, tmp_path):
-    run_demo(tmp_path, quick=True, seed=0, progress=False)
-    assert (tmp_path / "results.json").read_text() == (quick_demo / "results.json").read_text()
+def test_several_seeds_give_intervals_and_verdicts_and_the_same_seed_the_same_results(quick_demo, tmp_path):
+    run_demo(tmp_path, quick=True, seeds=(0, 1), progress=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    single = json.loads((quick_demo / "results.json").read_text())
+    # seed 0 of the two-seed run is the single-seed demo, number for number
+    for name, model in single["models"].items():
+        again = results["seeds"]["0"]["models"][name]
+        assert again["subsets"] == model["subsets"] and again["sweep"] == model["sweep"], name
+    assert set(results["seeds"]) == {"0", "1"}
+    student = results["models"]["student"]
+    per_seed = [results["seeds"][s]["models"]["student"]["subsets"]["V+F+A"]["action_top1"] for s in ("0", "1")]
+    assert student["subsets"]["V+F+A"]["action_top1"] == pytest.approx(sum(per_seed) / 2)
+    assert "action_top1_ci95" in student["subsets"]["V+F+A"] and "action_top1_ci95" in student["sweep"]["0.5"]
+    claims = results["claims"]
+    assert claims and all(c["verdict"] in ("holds", "does not hold", "inconclusive") for c in claims)
+    assert all(set(c) >= {"claim", "verdict", "effect", "ci"} for c in claims)
+    report = (tmp_path / "report.md").read_text()
+    assert "decided over 2 seeds" in report and "95 % interval over 2 training seeds" in report
 
 
 def test_readme_after_the_demo_block_runs(quick_demo, tmp_path):

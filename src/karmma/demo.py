@@ -1,17 +1,26 @@
 """``karmma demo``: the whole method on the embedded SynthKitchen dataset, on a laptop CPU.
 
-Stages (each reused when re-run with the same ``--out``):
+The paper's regime (docs/method.md, "Training stages"), per seed:
 
 1. synthesise two disjoint SynthKitchen sets (MP4 + EPIC-format annotations):
-   one to pre-train the teacher's unimodal extractors, one for everything else;
+   one to pre-train extractors, one for everything else, whose participants
+   are split into train, validation (checkpoint selection) and test (every
+   reported number);
 2. prepare both (frames, DIS flow, 24 kHz audio);
-3. pre-train the teacher's extractors, one unimodal run per modality;
+3. pre-train extractors of both sizes on the first set, one unimodal run per
+   modality and size: the teacher's (frozen in the teacher) and the student's
+   (where the student and all three baselines start);
 4. cache the frozen extractors' tokens, train the teacher from the cache, and
    cache its logits for distillation;
 5. distil the student; train the Baseline (the paper's), the Masked Baseline
-   (ours) and the Baseline w/ δ;
-6. evaluate all five on every modality subset and along the dropout sweep;
-7. benchmark teacher and student resources; export the student; write the report.
+   (ours) and the Baseline w/ δ, all from the same pre-trained extractors, on
+   views decoded once into memory (``cache.decode_once``);
+6. evaluate all five on the test participants, on every modality subset and
+   along the dropout sweep.
+
+Then, once: benchmark teacher and student resources, aggregate the seeds
+(``--seeds``: means, 95 % intervals, a verdict per claim), export the student
+and write the report.
 
 Stage output goes to ``OUT/logs/<stage>.log``; the terminal shows one
 progress bar for the whole pipeline with an estimate of the time left.
@@ -34,8 +43,9 @@ from karmma.io import atomic_write_text
 from karmma.data.synth import SynthSize
 
 DEMO_MODELS = ("teacher", "baseline", "baseline_masked", "baseline_delta", "student")
+STUDENT_SIZED = ("student", "baseline", "baseline_masked", "baseline_delta")
 #: part of a demo folder's identity: a folder written by a demo with other stages is not reused
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -43,32 +53,34 @@ class DemoPlan:
     """Sizes and epochs of one demo flavour. ``seconds`` are rough per-stage costs on a
     2-core CPU, used only to weight the progress bar."""
 
-    data: SynthSize
-    pretrain_data: SynthSize
-    unimodal_epochs: int
+    data: SynthSize  # the fusion / distillation recordings: train, validation and test participants
+    pretrain_data: SynthSize  # disjoint recordings that pre-train the extractors of both sizes
+    unimodal_epochs: int  # the teacher's extractors
+    student_unimodal_epochs: int  # the student-sized extractors every student-sized model starts from
     teacher_epochs: int
     student_epochs: int  # student and the three baselines
     sweep_seeds: int
+    train_views: int = 4  # augmented views per training clip: the teacher's cache and the decoded views
     overrides: tuple[str, ...] = ()  # applied to every training stage
     seconds: dict[str, float] = field(default_factory=dict)
 
 
 PLANS = {
     "quick": DemoPlan(
-        data=SynthSize(participants=6, validation_participants=2, videos_per_participant=2, actions_per_video=8),
+        data=SynthSize(participants=7, validation_participants=2, test_participants=2, videos_per_participant=2,
+                       actions_per_video=8),
         pretrain_data=SynthSize(participants=4, validation_participants=1, videos_per_participant=2, actions_per_video=8),
-        unimodal_epochs=2, teacher_epochs=4, student_epochs=3, sweep_seeds=2,
-        seconds={"synth": 12, "prepare": 12, "unimodal": 7, "extract": 15, "teacher": 5, "train": 10, "evaluate": 8,
+        unimodal_epochs=2, student_unimodal_epochs=2, teacher_epochs=4, student_epochs=3, sweep_seeds=2, train_views=2,
+        seconds={"synth": 14, "prepare": 14, "unimodal": 7, "extract": 15, "teacher": 5, "train": 8, "evaluate": 8,
                  "benchmark": 10, "report": 3},
     ),
     "default": DemoPlan(
-        data=SynthSize(participants=12, validation_participants=4, videos_per_participant=3, actions_per_video=10),
+        data=SynthSize(participants=32, validation_participants=4, test_participants=20, videos_per_participant=3,
+                       actions_per_video=10),
         pretrain_data=SynthSize(participants=8, validation_participants=2, videos_per_participant=3, actions_per_video=8),
-        # 15 student epochs keep the default demo within 15 minutes on 2 CPU cores (20 took 16 min);
-        # the teacher trains from its cache, so its epochs are cheap
-        unimodal_epochs=8, teacher_epochs=40, student_epochs=15, sweep_seeds=3,
-        seconds={"synth": 36, "prepare": 62, "unimodal": 42, "extract": 61, "teacher": 70, "train": 150, "evaluate": 14,
-                 "benchmark": 9, "report": 2},
+        unimodal_epochs=8, student_unimodal_epochs=8, teacher_epochs=40, student_epochs=10, sweep_seeds=3,
+        seconds={"synth": 70, "prepare": 120, "unimodal": 42, "extract": 61, "teacher": 70, "train": 70, "evaluate": 60,
+                 "benchmark": 9, "report": 3},
     ),
 }
 
@@ -119,17 +131,22 @@ def _train_stage(config_name: str, overrides: list[str]) -> dict:
     return train(_stage_config(config_name, overrides))
 
 
-def demo_stages(out: Path, plan: DemoPlan, seed: int, workers: int = 2) -> list[Stage]:
-    """The pipeline as a list of stages; each writes only under ``out``."""
+def demo_stages(root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Path | None = None) -> list[Stage]:
+    """One seed's pipeline as a list of stages; each writes only under ``root`` (``out``, the
+    demo folder, is what results.json's paths are relative to)."""
     from karmma.data.prepare import PrepareSettings, prepare
     from karmma.data.synth import synthesize
 
-    raw, prepared, runs, cache = out / "recordings", out / "prepared", out / "runs", out / "cache"
-    common = [f"trainer.runs={runs}", f"trainer.seed={seed}", f"trainer.workers={workers}", "trainer.progress=false", *plan.overrides]
-    data = [f"data.root={prepared / 'main'}"]
+    out = out or root
+    raw, prepared, runs, cache = root / "recordings", root / "prepared", root / "runs", root / "cache"
+    common = [f"trainer.runs={runs}", f"trainer.seed={seed}", f"trainer.workers={workers}", "trainer.progress=false",
+              f"cache.train_views={plan.train_views}", *plan.overrides]
+    data = [f"data.root={prepared / 'main'}", "data.test=EPIC_100_test.csv"]
     extractors = [f"extractors.{m}={runs / f'unimodal_{m}' / 'checkpoints' / 'best.ckpt'}" for m in "VFA"]
     teacher_config = ["cache.path=" + str(cache), *extractors, *data, *common, f"optim.epochs={plan.teacher_epochs}"]
     teacher_ckpt = runs / "teacher" / "checkpoints" / "best.ckpt"
+    # the paper's regime: every student-sized model starts from the same pre-trained extractors
+    student_init = [f"pretrained.{m}={runs / f'unimodal_student_{m}' / 'checkpoints' / 'best.ckpt'}" for m in "VFA"]
     settings = PrepareSettings(flow="dis", short_side=64)
 
     def synth_stage():
@@ -140,12 +157,15 @@ def demo_stages(out: Path, plan: DemoPlan, seed: int, workers: int = 2) -> list[
         for name in ("pretrain", "main"):
             summary = prepare(raw / name, prepared / name, settings, workers=workers, progress=False)
             if summary.get("failed"):
-                raise DemoError(f"preparing {raw / name} failed for {summary['failed']} video(s); see {out / 'logs'}")
+                raise DemoError(f"preparing {raw / name} failed for {summary['failed']} video(s); see {root / 'logs'}")
 
-    def unimodal_stage(modality: str):
+    def unimodal_stage(modality: str, size: str):
+        name, epochs = (f"unimodal_{modality}", plan.unimodal_epochs) if size == "teacher" else \
+            (f"unimodal_student_{modality}", plan.student_unimodal_epochs)
+        extra = ["cache.decode_once=true"] if size == "student" else []
         return lambda: _train_stage("unimodal", [
-            f"data.root={prepared / 'pretrain'}", f"unimodal_modality={modality}", f"trainer.name=unimodal_{modality}",
-            *common, f"optim.epochs={plan.unimodal_epochs}"])
+            f"data.root={prepared / 'pretrain'}", f"unimodal_modality={modality}", f"unimodal_size={size}",
+            f"trainer.name={name}", *common, *extra, f"optim.epochs={epochs}"])
 
     def extract_stage():
         from karmma.data.config import dataset_heads
@@ -167,16 +187,34 @@ def demo_stages(out: Path, plan: DemoPlan, seed: int, workers: int = 2) -> list[
 
     def student_stage(name: str):
         extra = [f"teacher={teacher_ckpt}", "teacher_logits=cache", f"cache.path={cache}"] if name == "student" else []
-        return lambda: _train_stage(name, [*data, *common, *extra, f"optim.epochs={plan.student_epochs}"])
+        return lambda: _train_stage(name, [*data, *common, *student_init, "cache.decode_once=true", *extra,
+                                           f"optim.epochs={plan.student_epochs}"])
 
     def evaluate_stage():
         from karmma.evaluation.evaluate import EvaluationSettings, evaluate_models, load_for_evaluation
 
-        settings = EvaluationSettings(seeds=plan.sweep_seeds, workers=workers, progress=False)
+        # checkpoints were chosen on validation; every reported number is on the test participants
+        settings = EvaluationSettings(split="test", seeds=plan.sweep_seeds, workers=workers, progress=False)
         results = evaluate_models([load_for_evaluation(runs / name, name) for name in DEMO_MODELS], settings)
         for result in results["models"].values():
             result["source"] = str(Path(result["source"]).relative_to(out))  # the same file for any --out
-        _write_json(out / "results.json", results)
+        _write_json(root / "results.json", results)
+
+    s = plan.seconds
+    return [
+        Stage("synth", s["synth"], synth_stage),
+        Stage("prepare", s["prepare"], prepare_stage),
+        *(Stage(f"unimodal_{m}", s["unimodal"], unimodal_stage(m, "teacher")) for m in "VFA"),
+        *(Stage(f"unimodal_student_{m}", s["unimodal"], unimodal_stage(m, "student")) for m in "VFA"),
+        Stage("extract", s["extract"], extract_stage),
+        Stage("teacher", s["teacher"], teacher_stage),
+        *(Stage(name, s["train"], student_stage(name)) for name in STUDENT_SIZED),
+        Stage("evaluate", s["evaluate"], evaluate_stage),
+    ]
+
+
+def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan) -> list[Stage]:
+    """After every seed: the resource benchmark, results over seeds, the exported student, the report."""
 
     def benchmark_stage():
         from karmma.benchmark import BenchmarkSettings, benchmark_preset
@@ -187,45 +225,48 @@ def demo_stages(out: Path, plan: DemoPlan, seed: int, workers: int = 2) -> list[
         _write_json(out / "benchmark.json", results)
 
     def report_stage():
+        from karmma.evaluation.claims import aggregate_seeds
         from karmma.evaluation.report import write_report
         from karmma.training.export import export_student
 
-        export_student(runs / "student" / "checkpoints" / "best.ckpt", out / "student.safetensors")
+        first = roots[min(roots)]
+        if len(roots) > 1:
+            per_seed = {seed: json.loads((root / "results.json").read_text()) for seed, root in roots.items()}
+            _write_json(out / "results.json", aggregate_seeds(per_seed))
+        export_student(first / "runs" / "student" / "checkpoints" / "best.ckpt", out / "student.safetensors")
         write_report(out)
 
     s = plan.seconds
-    return [
-        Stage("synth", s["synth"], synth_stage),
-        Stage("prepare", s["prepare"], prepare_stage),
-        *(Stage(f"unimodal_{m}", s["unimodal"], unimodal_stage(m)) for m in "VFA"),
-        Stage("extract", s["extract"], extract_stage),
-        Stage("teacher", s["teacher"], teacher_stage),
-        *(Stage(name, s["train"], student_stage(name)) for name in ("student", "baseline", "baseline_masked", "baseline_delta")),
-        Stage("evaluate", s["evaluate"], evaluate_stage),
-        Stage("benchmark", s["benchmark"], benchmark_stage),
-        Stage("report", s["report"], report_stage),
-    ]
+    return [Stage("benchmark", s["benchmark"], benchmark_stage), Stage("report", s["report"], report_stage)]
 
 
 def _write_json(path: Path, value: dict) -> None:
     atomic_write_text(path, json.dumps(value, indent=1) + "\n")
 
 
-def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool = True, workers: int = 2) -> Path:
-    """Run (or finish) the demo pipeline under ``out``; returns the report path."""
+def run_demo(out: str | Path, quick: bool = False, seeds: tuple[int, ...] = (0,), progress: bool = True,
+             workers: int = 2) -> Path:
+    """Run (or finish) the demo under ``out`` for every seed; returns the report path.
+
+    One seed writes everything into ``out``; several write one pipeline each into
+    ``out/seed_<s>/`` and ``out/results.json`` holds the results over seeds
+    (means, 95 % intervals, per-seed results and the claims' verdicts)."""
     from tqdm import tqdm
 
     out = Path(out)
+    seeds = tuple(dict.fromkeys(seeds))
+    if not seeds:
+        raise DemoError("--seeds needs at least one seed")
     flavour = "quick" if quick else "default"
     plan = PLANS[flavour]
     settings = {k: v for k, v in dataclasses.asdict(plan).items() if k != "seconds"}  # progress weights do not matter
-    identity = json.loads(json.dumps({"version": DEMO_VERSION, "flavour": flavour, "seed": seed, "plan": settings}))
+    identity = json.loads(json.dumps({"version": DEMO_VERSION, "flavour": flavour, "seeds": list(seeds), "plan": settings}))
     marker = out / "demo.json"
     if marker.is_file():
         previous = json.loads(marker.read_text())
         if previous != identity:
             raise DemoError(
-                f"{out} holds a demo with other settings ({previous.get('flavour')}, seed {previous.get('seed')}, "
+                f"{out} holds a demo with other settings ({previous.get('flavour')}, seeds {previous.get('seeds', previous.get('seed'))}, "
                 f"version {previous.get('version', 1)}); use another --out"
             )
     out.mkdir(parents=True, exist_ok=True)
@@ -233,7 +274,14 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool
     done_file = out / "stages.json"
     done = json.loads(done_file.read_text()) if done_file.is_file() else {}
 
-    stages = demo_stages(out, plan, seed, workers)
+    roots = {seed: out if len(seeds) == 1 else out / f"seed_{seed}" for seed in seeds}
+    stages = []
+    for seed, root in roots.items():
+        for stage in demo_stages(root, plan, seed, workers, out):
+            if len(seeds) > 1:
+                stage.name = f"seed_{seed}/{stage.name}"
+            stages.append(stage)
+    stages += final_stages(out, roots, plan)
     bar = tqdm(total=sum(st.seconds for st in stages), desc="karmma demo", disable=not progress,
                bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed} elapsed, about {remaining} left]", file=sys.stderr)
     for stage in stages:
@@ -241,15 +289,16 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool
             bar.update(stage.seconds)
             continue
         bar.set_description(f"karmma demo ({stage.name})")
+        log_path = out / "logs" / f"{stage.name}.log"
         start = time.perf_counter()
         try:
-            with _output_to(out / "logs" / f"{stage.name}.log"):
+            with _output_to(log_path):
                 stage.run()
         except Exception as error:
             bar.close()
-            with open(out / "logs" / f"{stage.name}.log", "a") as log:
+            with open(log_path, "a") as log:
                 traceback.print_exc(file=log)
-            raise DemoError(f"demo stage {stage.name} failed: {error} (log: {out / 'logs' / f'{stage.name}.log'})") from error
+            raise DemoError(f"demo stage {stage.name} failed: {error} (log: {log_path})") from error
         done[stage.name] = round(time.perf_counter() - start, 1)
         _write_json(done_file, done)
         bar.update(stage.seconds)

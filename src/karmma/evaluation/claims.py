@@ -123,8 +123,9 @@ def aggregate_seeds(per_seed: dict[int, dict]) -> dict:
     for name in names:
         runs = [s["models"][name] for s in seeds if name in s["models"]]
         first = runs[0]
-        model = {k: v for k, v in first.items() if k not in ("subsets", "sweep", "per_clip", "confusion", "source", "tail", "unseen")}
+        model = {k: v for k, v in first.items() if k not in ("subsets", "sweep", "per_clip", "confusion", "tail", "unseen")}
         model["clips"] = sum(r["clips"] for r in runs)
+        model["source"] = first.get("source")  # the first seed's run: the report draws its training curves
         model["sources"] = [r.get("source") for r in runs]
         model["subsets"] = {s: _mean_over_seeds([r["subsets"][s] for r in runs]) for s in first["subsets"]}
         model["sweep"] = {p: _mean_over_seeds([r["sweep"][p] for r in runs]) for p in first["sweep"]}
