@@ -64,7 +64,7 @@ def ssv2(tmp_path_factory, shared_data):
     ids = write_ssv2_release(raw, shared_data)
     prepared = tmp_path_factory.mktemp("ssv2_prepared")
     karmma("prepare", raw, prepared, "--flow", "dis", "--short-side", "48", "--workers", "1")
-    return prepared, ids
+    return prepared, {**ids, "raw": raw}
 
 
 @pytest.mark.parametrize("dataset", ["epic100", "epic_star", "ssv2"])
@@ -113,7 +113,7 @@ def test_every_stage_on_the_official_layout(dataset, request, tmp_path):
 
         export = tmp_path / "export"
         karmma("export", runs / f"{dataset}_student", "--safetensors", export / "student.safetensors")
-        video = (root / "videos" / f"{ids['validation'][0]}.webm" if dataset == "ssv2"
+        video = (ids["raw"] / "videos" / f"{ids['validation'][0]}.webm" if dataset == "ssv2"
                  else write_epic_video(tmp_path / f"{next(iter(EPIC_VIDEOS))}.MP4"))
         karmma("predict", export / "student.safetensors", video, "--json", "--top-k", 3)
     finally:  # the teacher checkpoints hold three Swin3D-B: do not keep gigabytes in pytest's tmp
