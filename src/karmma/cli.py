@@ -98,40 +98,38 @@ def _inspect(args: argparse.Namespace) -> int:
 def _data_benchmark(args: argparse.Namespace) -> int:
     import torch
 
-    from karmma.benchmark import loader_throughput, train_step_throughput
+    from karmma.benchmark import train_step_throughput
     from karmma.data.config import dataset_heads, load_split
-    from karmma.data.dataset import ClipDataset, collate_clips
     from karmma.data.inspect import load_dataset_config
+    from karmma.data.throughput import benchmark_loader
     from karmma.presets import build_student, get_preset
 
     config = load_dataset_config(args.dataset)
     preset = get_preset(args.preset)
     modalities = [k for k in config.modalities if k in preset.student]
     shapes = {k: preset.student[k].input_shape for k in modalities}
-    dataset = ClipDataset(load_split(config, "train"), shapes, train=True)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers, collate_fn=collate_clips,
-        persistent_workers=False, drop_last=True,
-    )
-    batches = min(args.batches, len(dataset) // args.batch_size - 1)
-    loading = loader_throughput(loader, batches)
-    torch.manual_seed(0)
-    model = build_student(preset, dataset_heads(config), modalities)
-    training = train_step_throughput(model, args.batch_size, steps=args.steps)
-    result = {
-        "dataset": config.root, "preset": preset.name, "modalities": modalities, "input_shapes": shapes,
-        "workers": args.workers, "batch_size": args.batch_size, "loader_clips_per_s": round(loading, 1),
-        "train_clips_per_s": round(training, 1), "threads": torch.get_num_threads(),
-        "input_bound": loading < training,
-    }
-    print(
-        f"data loading: {loading:.1f} clips/s ({args.workers} workers, batch {args.batch_size}, {batches} batches); "
-        f"{preset.name} student training step: {training:.1f} clips/s ({args.steps} steps, {torch.get_num_threads()} threads) -> "
-        + ("training would be INPUT-BOUND" if loading < training else "loading keeps up with training"),
-        file=sys.stderr,
-    )
+    workers = [int(w) for w in str(args.workers).split(",")]
+    subsets = [[k] for k in modalities] + [modalities] if args.each and len(modalities) > 1 else [modalities]
+    samples = load_split(config, "train")
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    loading = benchmark_loader(samples, shapes, subsets, workers, args.batch_size, args.batches, args.breakdown, log)
+    result = {"dataset": config.root, "preset": preset.name, "modalities": modalities, "input_shapes": shapes,
+              "workers": workers, "threads": torch.get_num_threads(), **loading}
+    whole = loading["clips_per_s"]["+".join(modalities)]
+    if args.steps:
+        torch.manual_seed(0)
+        model = build_student(preset, dataset_heads(config), modalities)
+        training = train_step_throughput(model, args.batch_size, steps=args.steps)
+        result["train_clips_per_s"] = round(training, 1)
+        result["input_bound"] = {w: rate < training for w, rate in whole.items()}
+        log(f"{preset.name} student training step: {training:.1f} clips/s ({args.steps} steps, {torch.get_num_threads()} threads) -> "
+            + "; ".join(f"{w} worker(s): " + ("training would be INPUT-BOUND" if rate < training else "loading keeps up")
+                        for w, rate in whole.items()))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(args.json).with_name(Path(args.json).name + ".tmp")
+        temporary.write_text(json.dumps(result, indent=2) + "\n")
+        temporary.replace(args.json)
     return 0
 
 
@@ -484,10 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
     dbench = data_commands.add_parser("benchmark", help="clips/s of data loading vs the student's training step")
     dbench.add_argument("dataset", help="a prepared folder or a YAML config")
     dbench.add_argument("--preset", choices=["paper", "tiny"], default="tiny")
-    dbench.add_argument("--workers", type=int, default=2)
+    dbench.add_argument("--workers", default="2", help="loader worker processes; several: 0,1,2 (one run each)")
     dbench.add_argument("--batch-size", type=int, default=16)
     dbench.add_argument("--batches", type=int, default=10, help="measured loader batches (after one warm-up batch)")
-    dbench.add_argument("--steps", type=int, default=10, help="measured training steps (after two warm-up steps)")
+    dbench.add_argument("--each", action="store_true", help="also time each modality alone")
+    dbench.add_argument("--breakdown", type=int, default=0, metavar="CLIPS",
+                        help="also time each pipeline stage over CLIPS clips, and the bare JPEG decoders on the same files")
+    dbench.add_argument("--steps", type=int, default=10, help="measured training steps (after two warm-up steps); 0: no training step")
     dbench.add_argument("--json", help="also write the result as JSON")
     dbench.set_defaults(run=_data_benchmark)
     return parser

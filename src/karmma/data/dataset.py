@@ -33,8 +33,9 @@ import torch
 from torch.utils.data import Dataset
 
 from karmma.data.audio import LogMelConfig, log_mel, log_mel_images
-from karmma.data.media import MediaError
+from karmma.data.media import MediaError, decode_flow
 from karmma.data.sampling import audio_centre, segment_frame_numbers
+from karmma.data.timing import stage
 from karmma.data.transforms import crop_resize, eval_crop_params, normalise_flow, normalise_rgb, random_crop_params
 
 log = logging.getLogger("karmma.data")
@@ -210,7 +211,13 @@ class ClipDataset(Dataset):
         shape = self.input_shapes[key]
         key = modality_of(key)
         if key in ("V", "F"):
-            frames = source.load(numbers).float()
+            with stage(f"{key} read+decode"):
+                frames = source.load(numbers) if key == "V" else source.load_quantised(numbers)
+            if key == "F":
+                with stage("F de-quantise"):
+                    frames = decode_flow(*frames)
+            with stage(f"{key} to float"):
+                frames = frames.float()
             if crop is None:
                 aspect = frames.shape[-1] / frames.shape[-2]
                 crop = (
@@ -218,8 +225,10 @@ class ClipDataset(Dataset):
                     if self.train
                     else eval_crop_params(aspect, crop_view, self.config.num_crops)
                 )
-            out = crop_resize(frames, crop, shape[-1], flow=key == "F")
-            return (normalise_rgb(out) if key == "V" else normalise_flow(out, self.config.flow_scale)), crop
+            with stage(f"{key} crop/resize"):
+                out = crop_resize(frames, crop, shape[-1], flow=key == "F")
+            with stage(f"{key} normalise"):
+                return (normalise_rgb(out) if key == "V" else normalise_flow(out, self.config.flow_scale)), crop
         if key == "A":
             return self._load_audio(sample, source, numbers, shape, rng), crop
         if key == "D":
@@ -233,15 +242,19 @@ class ClipDataset(Dataset):
             mel_config = dataclasses.replace(config, n_mels=shape[1], frames=shape[2])
             centre = audio_centre(sample.start_time, sample.stop_time, self.train, rng)
             start = centre - mel_config.seconds / 2
-            waveform = source.load(start, mel_config.seconds, config.sample_rate)
-            return log_mel(waveform, mel_config)[None]
+            with stage("A read"):
+                waveform = source.load(start, mel_config.seconds, config.sample_rate)
+            with stage("A log-mel"):
+                return log_mel(waveform, mel_config)[None]
         # [T, 1, S, S]: one log-mel image per sampled frame
         times = [sample.start_time + (n - sample.start_frame) / sample.fps for n in numbers]
         window = self.config.audio_image_seconds
         start = min(times) - window / 2
-        waveform = source.load(start, max(times) - min(times) + window, config.sample_rate)
+        with stage("A read"):
+            waveform = source.load(start, max(times) - min(times) + window, config.sample_rate)
         mel_config = dataclasses.replace(config, n_mels=shape[2])
-        return log_mel_images(waveform, [t - start for t in times], shape[-1], window, mel_config)
+        with stage("A log-mel"):
+            return log_mel_images(waveform, [t - start for t in times], shape[-1], window, mel_config)
 
 
 def modality_of(key: str) -> str:

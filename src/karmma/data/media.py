@@ -62,13 +62,18 @@ def encode_flow(flow: np.ndarray, bound: float = FLOW_BOUND) -> tuple[np.ndarray
     return quantised[..., 0], quantised[..., 1]
 
 
-def read_flow_frames(u_paths: Sequence[str | Path], v_paths: Sequence[str | Path], bound: float = FLOW_BOUND) -> torch.Tensor:
-    """Pairs of grayscale flow JPEGs -> ``[T, 2, H, W]`` flow in pixels."""
+def read_quantised_flow(u_paths: Sequence[str | Path], v_paths: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of grayscale flow JPEGs -> quantised ``(u, v)``, each ``[T, H, W]`` uint8."""
     u = _stack([read_image(p, "L") for p in u_paths], u_paths)
     v = _stack([read_image(p, "L") for p in v_paths], v_paths)
     if u.shape != v.shape:
         raise MediaError(f"{u_paths[0]}: u and v flow frames differ in size ({u.shape} vs {v.shape})")
-    return decode_flow(u, v, bound)
+    return u, v
+
+
+def read_flow_frames(u_paths: Sequence[str | Path], v_paths: Sequence[str | Path], bound: float = FLOW_BOUND) -> torch.Tensor:
+    """Pairs of grayscale flow JPEGs -> ``[T, 2, H, W]`` flow in pixels."""
+    return decode_flow(*read_quantised_flow(u_paths, v_paths), bound)
 
 
 def read_video_frames(path: str | Path, frame_numbers: Sequence[int]) -> torch.Tensor:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from karmma.data.boxes import Box, boxes_tensor
-from karmma.data.media import MediaError, read_audio, read_flow_frames, read_rgb_frames, read_video_frames
+from karmma.data.media import MediaError, decode_flow, read_audio, read_quantised_flow, read_rgb_frames, read_video_frames
 
 FRAME_TEMPLATE = "frame_{:010d}.jpg"
 
@@ -59,7 +59,8 @@ class FlowSource:
         # a video has one flow frame fewer than RGB frames (per stride): the last may be absent
         return all(p.is_file() for n in (first, max(first, last - self.stride)) for p in self.paths(n))
 
-    def load(self, numbers: list[int]) -> torch.Tensor:
+    def load_quantised(self, numbers: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Quantised ``(u, v)``, each ``[T, H, W]`` uint8 (see :func:`karmma.data.media.decode_flow`)."""
         # The last flow frames of a video may be missing (one fewer flow than RGB frame):
         # fall back to the previous existing flow frame.
         indices = []
@@ -68,7 +69,11 @@ class FlowSource:
                 n -= self.stride
             indices.append(n)
         u, v = zip(*(self.paths(n) for n in indices))
-        return read_flow_frames(list(u), list(v))
+        return read_quantised_flow(list(u), list(v))
+
+    def load(self, numbers: list[int]) -> torch.Tensor:
+        """Flow in pixels ``[T, 2, H, W]``."""
+        return decode_flow(*self.load_quantised(numbers))
 
 
 @dataclass(frozen=True)
