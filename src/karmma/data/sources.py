@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from karmma.data.boxes import Box, boxes_tensor
-from karmma.data.media import MediaError, decode_flow, read_audio, read_quantised_flow, read_rgb_frames, read_video_frames
+from karmma.data.media import MediaError, read_audio, read_quantised_flow, read_rgb_frames, read_video_frames
 
 FRAME_TEMPLATE = "frame_{:010d}.jpg"
 
@@ -33,6 +33,7 @@ class FrameSource:
         return self.path(first).is_file() and self.path(last).is_file()
 
     def load(self, numbers: list[int]) -> torch.Tensor:
+        """``[T, 3, H, W]`` uint8."""
         return read_rgb_frames([self.path(n) for n in numbers])
 
 
@@ -59,8 +60,8 @@ class FlowSource:
         # a video has one flow frame fewer than RGB frames (per stride): the last may be absent
         return all(p.is_file() for n in (first, max(first, last - self.stride)) for p in self.paths(n))
 
-    def load_quantised(self, numbers: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Quantised ``(u, v)``, each ``[T, H, W]`` uint8 (see :func:`karmma.data.media.decode_flow`)."""
+    def load(self, numbers: list[int]) -> torch.Tensor:
+        """Quantised flow ``[T, 2, H, W]`` uint8 (:func:`karmma.data.media.decode_flow` gives pixels)."""
         # The last flow frames of a video may be missing (one fewer flow than RGB frame):
         # fall back to the previous existing flow frame.
         indices = []
@@ -70,10 +71,6 @@ class FlowSource:
             indices.append(n)
         u, v = zip(*(self.paths(n) for n in indices))
         return read_quantised_flow(list(u), list(v))
-
-    def load(self, numbers: list[int]) -> torch.Tensor:
-        """Flow in pixels ``[T, 2, H, W]``."""
-        return decode_flow(*self.load_quantised(numbers))
 
 
 @dataclass(frozen=True)
