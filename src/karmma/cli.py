@@ -112,7 +112,7 @@ def _data_benchmark(args: argparse.Namespace) -> int:
     subsets = [[k] for k in modalities] + [modalities] if args.each and len(modalities) > 1 else [modalities]
     samples = load_split(config, "train")
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    loading = benchmark_loader(samples, shapes, subsets, workers, args.batch_size, args.batches, args.breakdown, log)
+    loading = benchmark_loader(samples, shapes, subsets, workers, args.batch_size, args.batches, args.breakdown, args.repeats, log)
     result = {"dataset": config.root, "preset": preset.name, "modalities": modalities, "input_shapes": shapes,
               "workers": workers, "threads": torch.get_num_threads(), **loading}
     whole = loading["clips_per_s"]["+".join(modalities)]
@@ -488,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     dbench.add_argument("--each", action="store_true", help="also time each modality alone")
     dbench.add_argument("--breakdown", type=int, default=0, metavar="CLIPS",
                         help="also time each pipeline stage over CLIPS clips, and the bare JPEG decoders on the same files")
+    dbench.add_argument("--repeats", type=int, default=1, help="report the best of this many passes of each loader figure")
     dbench.add_argument("--steps", type=int, default=10, help="measured training steps (after two warm-up steps); 0: no training step")
     dbench.add_argument("--json", help="also write the result as JSON")
     dbench.set_defaults(run=_data_benchmark)

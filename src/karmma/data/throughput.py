@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from contextlib import contextmanager
@@ -39,43 +40,64 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def loader_clips_per_s(dataset: ClipDataset, workers: int, batch_size: int, batches: int, seed: int = 0) -> float:
-    """Clips/s of a ``DataLoader`` drawing ``batches`` random batches (with replacement, after
-    one untimed batch that starts the workers). With ``workers=0`` torch uses one thread,
-    as in a worker process."""
+def loader_clips_per_s(dataset: ClipDataset, workers: int, batch_size: int, batches: int, seed: int = 0) -> dict[str, float]:
+    """Clips/s of a ``DataLoader`` drawing ``batches`` random batches (with replacement) after one
+    untimed batch that starts the workers: ``{"wall": clips/s, "cpu": clips per CPU-second}``.
+
+    ``cpu`` counts every batch (the first too) against the CPU time of the processes that load
+    them (this one with ``workers=0``, else the workers): what a loader with cores to itself
+    would deliver. With ``workers=0`` torch uses one thread, as in a worker process.
+    """
     sampler = RandomSampler(dataset, replacement=True, num_samples=(batches + 1) * batch_size,
                             generator=torch.Generator().manual_seed(seed))
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_clips, drop_last=True)
-    clips, start = 0, None
+    clips, all_clips, start = 0, 0, None
+    cpu_start = _loading_cpu_seconds(workers)
     with torch_threads(1 if workers == 0 else torch.get_num_threads()):
-        for i, batch in enumerate(loader):
+        iterator = iter(loader)
+        for i, batch in enumerate(iterator):
             if i == 1:
                 start = time.perf_counter()
             if i >= 1:
                 clips += len(batch["ids"])
+            all_clips += len(batch["ids"])
+        wall = time.perf_counter() - start if start is not None else 0.0
+        del iterator  # joins the workers, so their CPU time is counted
     if start is None or clips == 0:
         raise ValueError("no batch was timed: ask for at least one measured batch")
-    return clips / (time.perf_counter() - start)
+    return {"wall": clips / wall, "cpu": all_clips / (_loading_cpu_seconds(workers) - cpu_start)}
 
 
-def stage_breakdown(dataset: ClipDataset, clips: int, batch_size: int, seed: int = 0) -> dict[str, float]:
+def _loading_cpu_seconds(workers: int) -> float:
+    """CPU seconds so far of this process (``workers=0``) or of its finished child processes."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF if workers == 0 else resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def stage_breakdown(dataset: ClipDataset, clips: int, batch_size: int, seed: int = 0) -> dict[str, dict[str, float]]:
     """Milliseconds per clip of every pipeline stage (plus ``collate`` and ``other``: sampling,
-    checks, the rest), over ``clips`` random clips loaded in this process on one thread."""
+    checks, the rest), ``{"wall": {...}, "cpu": {...}}``, over ``clips`` random clips loaded in
+    this process on one thread, in batches as a loader worker loads them."""
     rng = random.Random(seed)
     indices = [rng.randrange(len(dataset)) for _ in range(clips)]
     with torch_threads(1), record_stages() as totals:
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.thread_time()
         for first in range(0, clips, batch_size):
             keys = indices[first : first + batch_size]
             # as a DataLoader fetches a batch: at once when the dataset can (ClipDataset.__getitems__)
             items = dataset.__getitems__(keys) if hasattr(dataset, "__getitems__") else [dataset[i] for i in keys]
             with stage("collate"):
                 collate_clips(items)
-        wall = time.perf_counter() - start
-    result = {name: 1000 * seconds / clips for name, seconds in totals.items()}
-    result["other"] = max(0.0, 1000 * wall / clips - sum(result.values()))
-    result["total"] = 1000 * wall / clips
-    return {name: round(ms, 2) for name, ms in result.items()}
+        elapsed = {"wall": time.perf_counter() - wall, "cpu": time.thread_time() - cpu}
+    result = {}
+    for column, clock in (("wall", 0), ("cpu", 1)):
+        ms = {name: 1000 * seconds[clock] / clips for name, seconds in totals.items()}
+        ms["other"] = max(0.0, 1000 * elapsed[column] / clips - sum(ms.values()))
+        ms["total"] = 1000 * elapsed[column] / clips
+        result[column] = {name: round(value, 2) for name, value in ms.items()}
+    return result
 
 
 def _decoders() -> dict[str, Callable[[Path, str], object]]:
@@ -113,8 +135,9 @@ def clip_files(sample: ClipSample, frames: int) -> dict[str, list[Path]]:
     return files
 
 
-def bare_decode_ms(samples: Sequence[ClipSample], frames: int, clips: int, seed: int = 0) -> dict[str, dict[str, float]]:
-    """``{decoder: {"V": ms, "F": ms}}`` per clip: decoding the clips' frame files with the library alone.
+def bare_decode_ms(samples: Sequence[ClipSample], frames: int, clips: int, seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+    """``{decoder: {"V": {"wall": ms, "cpu": ms}, "F": ...}}`` per clip: decoding the clips' frame
+    files with the library alone.
 
     The files are those of the centre view of ``clips`` random samples
     (``frames`` RGB frames, ``2 * frames`` flow images); nothing else is done."""
@@ -125,7 +148,7 @@ def bare_decode_ms(samples: Sequence[ClipSample], frames: int, clips: int, seed:
     rng = random.Random(seed)
     chosen = [samples[rng.randrange(len(samples))] for _ in range(clips)]
     files = [clip_files(s, frames) for s in chosen]
-    results: dict[str, dict[str, float]] = {}
+    results: dict = {}
     cv2_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
@@ -139,10 +162,11 @@ def bare_decode_ms(samples: Sequence[ClipSample], frames: int, clips: int, seed:
                     if not paths:
                         continue
                     decode(paths[0], mode)  # warm-up: library initialisation
-                    start = time.perf_counter()
+                    wall, cpu = time.perf_counter(), time.thread_time()
                     for path in paths:
                         decode(path, mode)
-                    results[name][key] = round(1000 * (time.perf_counter() - start) / clips, 2)
+                    results[name][key] = {"wall": round(1000 * (time.perf_counter() - wall) / clips, 2),
+                                          "cpu": round(1000 * (time.thread_time() - cpu) / clips, 2)}
     finally:
         cv2.setNumThreads(cv2_threads)
     return results
@@ -156,29 +180,43 @@ def benchmark_loader(
     batch_size: int,
     batches: int,
     breakdown_clips: int = 0,
+    repeats: int = 1,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Loader clips/s per subset and worker count, then (``breakdown_clips > 0``) the stage
-    breakdown of the whole clip and the decoder libraries' speed on the same kind of files."""
-    result: dict = {"batch_size": batch_size, "batches": batches, "clips_per_s": {}}
+    breakdown of the whole clip and the decoder libraries' speed on the same kind of files.
+
+    Each figure is the best of ``repeats`` passes (on a shared machine, the pass
+    least disturbed by other processes); the breakdown is that of the fastest pass.
+    """
+    result: dict = {"batch_size": batch_size, "batches": batches, "repeats": repeats, "load_average_before": os.getloadavg(),
+                    "clips_per_s": {}, "clips_per_cpu_s": {}}
     for subset in subsets:
         name = "+".join(subset)
         dataset = ClipDataset(samples, {k: shapes[k] for k in subset}, train=True)
-        result["clips_per_s"][name] = {}
+        result["clips_per_s"][name], result["clips_per_cpu_s"][name] = {}, {}
         for count in workers:
-            rate = loader_clips_per_s(dataset, count, batch_size, batches)
+            passes = [loader_clips_per_s(dataset, count, batch_size, batches) for _ in range(repeats)]
+            rate, cpu_rate = max(p["wall"] for p in passes), max(p["cpu"] for p in passes)
             result["clips_per_s"][name][str(count)] = round(rate, 2)
-            log(f"loader {name:8s} {count} worker(s): {rate:7.2f} clips/s ({batches} batches of {batch_size})")
+            result["clips_per_cpu_s"][name][str(count)] = round(cpu_rate, 2)
+            log(f"loader {name:8s} {count} worker(s): {rate:7.2f} clips/s, {cpu_rate:7.2f} clips per CPU-second "
+                f"({batches} batches of {batch_size}, best of {repeats})")
     if breakdown_clips:
         everything = [k for k in shapes]
         dataset = ClipDataset(samples, dict(shapes), train=True)
-        stages = stage_breakdown(dataset, breakdown_clips, batch_size)
-        result["breakdown_ms_per_clip"] = {"modalities": "+".join(everything), "clips": breakdown_clips, "stages": stages}
-        log(f"stages ({'+'.join(everything)}, ms per clip over {breakdown_clips} clips, 1 thread): "
-            + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+        stages = min((stage_breakdown(dataset, breakdown_clips, batch_size) for _ in range(repeats)), key=lambda s: s["cpu"]["total"])
+        result["breakdown_ms_per_clip"] = {"modalities": "+".join(everything), "clips": breakdown_clips, **stages}
+        for column in ("cpu", "wall"):
+            log(f"stages, {column} ms per clip ({'+'.join(everything)}, {breakdown_clips} clips, 1 thread): "
+                + ", ".join(f"{k} {v:.1f}" for k, v in stages[column].items()))
         frames = next(s[0] for k, s in shapes.items() if k in ("V", "F"))
-        bare = bare_decode_ms(dataset.samples, frames, breakdown_clips)
+        passes = [bare_decode_ms(dataset.samples, frames, breakdown_clips) for _ in range(repeats)]
+        bare = {name: {key: {column: min(p[name][key][column] for p in passes) for column in ("wall", "cpu")}
+                       for key in passes[0][name]} for name in passes[0]}
         result["bare_decode_ms_per_clip"] = bare
         for decoder, ms in bare.items():
-            log(f"bare {decoder:11s} decode, ms per clip: " + ", ".join(f"{k} {v:.1f}" for k, v in ms.items()))
+            log(f"bare {decoder:11s} decode, ms per clip (cpu / wall): "
+                + ", ".join(f"{k} {v['cpu']:.1f} / {v['wall']:.1f}" for k, v in ms.items()))
+    result["load_average_after"] = os.getloadavg()
     return result

@@ -1,7 +1,10 @@
-"""Optional wall-clock timing of the loading pipeline's stages (``karmma data benchmark --breakdown``).
+"""Optional timing of the loading pipeline's stages (``karmma data benchmark --breakdown``).
 
-The dataset wraps each stage in ``with stage("V decode"):``; that costs a
-clock read when :func:`record_stages` is active and nothing else otherwise.
+The dataset wraps each stage in ``with stage("V decode"):``; while
+:func:`record_stages` is active that adds the block's wall-clock and
+CPU time (of this thread) to the stage, otherwise it does nothing. CPU time
+is what a loader worker with a core to itself would spend; on a shared
+machine wall time also counts the waits for other processes.
 """
 
 from __future__ import annotations
@@ -10,25 +13,27 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-_totals: dict[str, float] | None = None
+_totals: dict[str, list[float]] | None = None
 
 
 @contextmanager
 def stage(name: str) -> Iterator[None]:
-    """Add the time spent in the block to stage ``name`` (when recording)."""
+    """Add the wall and CPU time spent in the block to stage ``name`` (when recording)."""
     if _totals is None:
         yield
         return
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.thread_time()
     try:
         yield
     finally:
-        _totals[name] = _totals.get(name, 0.0) + time.perf_counter() - start
+        total = _totals.setdefault(name, [0.0, 0.0])
+        total[0] += time.perf_counter() - wall
+        total[1] += time.thread_time() - cpu
 
 
 @contextmanager
-def record_stages() -> Iterator[dict[str, float]]:
-    """Collect ``{stage: seconds}`` of the stages run in this process while active."""
+def record_stages() -> Iterator[dict[str, list[float]]]:
+    """Collect ``{stage: [wall seconds, CPU seconds]}`` of the stages run in this thread while active."""
     global _totals
     previous, _totals = _totals, {}
     try:
