@@ -56,14 +56,14 @@ def loader_clips_per_s(dataset: ClipDataset, workers: int, batch_size: int, batc
     with torch_threads(1 if workers == 0 else torch.get_num_threads()):
         iterator = iter(loader)
         for i, batch in enumerate(iterator):
-            if i == 1:
+            if i == 0:  # the clock starts when the warm-up batch has arrived
                 start = time.perf_counter()
-            if i >= 1:
+            else:
                 clips += len(batch["ids"])
             all_clips += len(batch["ids"])
         wall = time.perf_counter() - start if start is not None else 0.0
         del iterator  # joins the workers, so their CPU time is counted
-    if start is None or clips == 0:
+    if clips == 0:
         raise ValueError("no batch was timed: ask for at least one measured batch")
     return {"wall": clips / wall, "cpu": all_clips / (_loading_cpu_seconds(workers) - cpu_start)}
 
