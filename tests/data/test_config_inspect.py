@@ -140,5 +140,6 @@ def test_data_benchmark_breakdown_and_bare_decoders(synth_prepared, tmp_path):
         stages = result["breakdown_ms_per_clip"][column]
         assert {"V read+decode", "V crop/resize", "F de-quantise", "A log-mel", "collate"} <= set(stages)
         assert sum(v for k, v in stages.items() if k != "total") == pytest.approx(stages["total"], abs=0.05)
+    assert result["fresh_float_memory_ms_per_clip"]["cpu"] > 0
     assert set(result["bare_decode_ms_per_clip"]) == {"PIL", "OpenCV", "torchvision"}
     assert all(ms["V"]["cpu"] > 0 and ms["F"]["wall"] > 0 for ms in result["bare_decode_ms_per_clip"].values())

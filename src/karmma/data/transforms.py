@@ -83,8 +83,8 @@ def _affine(frames: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, out:
     """``frames * scale + shift`` per channel (``scale``, ``shift``: ``[C]``) as float, in ``out``
     (contiguous) or a new tensor."""
     out = torch.empty(frames.shape, dtype=torch.float32) if out is None else out
-    torch.mul(frames, scale.view(1, -1, 1, 1), out=out)  # the uint8 -> float conversion happens here, once
-    return out.add_(shift.view(1, -1, 1, 1))
+    out.copy_(frames)  # uint8 -> float (and any layout -> contiguous); then in place: 2x faster than a uint8 * float op
+    return out.mul_(scale.view(1, -1, 1, 1)).add_(shift.view(1, -1, 1, 1))
 
 
 def normalise_rgb(frames: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
