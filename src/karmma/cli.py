@@ -95,6 +95,17 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_counts(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (argparse names the option when this fails)."""
+    try:
+        counts = [int(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected worker counts like 0,1,2, got {text!r}") from None
+    if any(c < 0 for c in counts):
+        raise argparse.ArgumentTypeError(f"worker counts must be >= 0, got {text!r}")
+    return counts
+
+
 def _data_benchmark(args: argparse.Namespace) -> int:
     import torch
 
@@ -108,7 +119,7 @@ def _data_benchmark(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     modalities = [k for k in config.modalities if k in preset.student]
     shapes = {k: preset.student[k].input_shape for k in modalities}
-    workers = [int(w) for w in str(args.workers).split(",")]
+    workers = args.workers
     subsets = [[k] for k in modalities] + [modalities] if args.each and len(modalities) > 1 else [modalities]
     samples = load_split(config, "train")
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
@@ -482,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     dbench = data_commands.add_parser("benchmark", help="clips/s of data loading vs the student's training step")
     dbench.add_argument("dataset", help="a prepared folder or a YAML config")
     dbench.add_argument("--preset", choices=["paper", "tiny"], default="tiny")
-    dbench.add_argument("--workers", default="2", help="loader worker processes; several: 0,1,2 (one run each)")
+    dbench.add_argument("--workers", type=_worker_counts, default=[2], help="loader worker processes; several: 0,1,2 (one run each)")
     dbench.add_argument("--batch-size", type=int, default=16)
     dbench.add_argument("--batches", type=int, default=10, help="measured loader batches (after one warm-up batch)")
     dbench.add_argument("--each", action="store_true", help="also time each modality alone")

@@ -143,3 +143,9 @@ def test_data_benchmark_breakdown_and_bare_decoders(synth_prepared, tmp_path):
     assert result["fresh_float_memory_ms_per_clip"]["cpu"] > 0
     assert set(result["bare_decode_ms_per_clip"]) == {"PIL", "OpenCV", "torchvision"}
     assert all(ms["V"]["cpu"] > 0 and ms["F"]["wall"] > 0 for ms in result["bare_decode_ms_per_clip"].values())
+
+
+def test_data_benchmark_names_a_bad_worker_count(synth_prepared, capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "benchmark", str(synth_prepared), "--workers", "0,x"])
+    assert "argument --workers: expected worker counts like 0,1,2, got '0,x'" in capsys.readouterr().err

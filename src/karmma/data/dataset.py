@@ -173,7 +173,7 @@ class ClipDataset(Dataset):
         return [self._item(key, buffers, row) for row, key in enumerate(keys)]
 
     def _item(self, key: int | tuple[int, int], buffers: dict[str, torch.Tensor] | None = None, row: int = 0) -> dict:
-        """One item; with ``buffers``, its inputs are row ``row`` of them (zero where absent)."""
+        """One item; with ``buffers``, its inputs are row ``row`` of them (left as they are where absent)."""
         index, seed = key if isinstance(key, tuple) else (key, None)
         sample_index, view = divmod(index, self.views)
         sample = self.samples[sample_index]
@@ -206,8 +206,6 @@ class ClipDataset(Dataset):
                     code = UNREADABLE
             if code == PRESENT:
                 inputs[key] = tensor
-            elif out is not None:
-                out.zero_()
             status.append(code)
         status_tensor = torch.tensor(status, dtype=torch.int8)
         batch = {"batch_inputs": buffers, "batch_row": row} if buffers is not None else {}
@@ -320,6 +318,10 @@ def collate_clips(items: list[dict]) -> dict:
         item["batch_inputs"] is buffers for item in kept
     ):  # the items were loaded into one tensor per modality (ClipDataset.__getitems__), none dropped
         inputs = {key: buffers[key] for key in keys}
+        for key, tensor in inputs.items():
+            for i, item in enumerate(kept):
+                if key not in item["inputs"]:
+                    tensor[i] = 0  # a missing or unreadable modality's row
     for key in keys:
         if key in inputs:
             continue
