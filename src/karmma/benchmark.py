@@ -226,21 +226,6 @@ def plot_benchmark(results: dict, path: str) -> None:
     plt.close(fig)
 
 
-def loader_throughput(loader, max_batches: int, warmup_batches: int = 1) -> float:
-    """Clips per second delivered by a DataLoader (after ``warmup_batches``, which start the workers)."""
-    clips, start = 0, None
-    for i, batch in enumerate(loader):
-        if i == warmup_batches:
-            start = time.perf_counter()
-        if i >= warmup_batches:
-            clips += len(batch["ids"])
-        if i + 1 >= warmup_batches + max_batches:
-            break
-    if start is None or clips == 0:
-        raise ValueError("the dataset is too small for the requested warm-up and measured batches")
-    return clips / (time.perf_counter() - start)
-
-
 def train_step_throughput(model: KARMMA, batch_size: int, steps: int, warmup: int = 2) -> float:
     """Clips per second of full training steps (forward, cross-entropy, backward, AdamW) on random inputs."""
     import torch.nn.functional as F

@@ -172,41 +172,47 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_counts(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (argparse names the option when this fails)."""
+    try:
+        counts = [int(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected worker counts like 0,1,2, got {text!r}") from None
+    if any(c < 0 for c in counts):
+        raise argparse.ArgumentTypeError(f"worker counts must be >= 0, got {text!r}")
+    return counts
+
+
 def _data_benchmark(args: argparse.Namespace) -> int:
     import torch
 
-    from karmma.benchmark import loader_throughput, train_step_throughput
+    from karmma.benchmark import train_step_throughput
     from karmma.data.config import dataset_heads, load_split
-    from karmma.data.dataset import ClipDataset, collate_clips
     from karmma.data.inspect import load_dataset_config
+    from karmma.data.throughput import benchmark_loader
     from karmma.presets import build_student, get_preset
 
     config = load_dataset_config(args.dataset)
     preset = get_preset(args.preset)
     modalities = [k for k in config.modalities if k in preset.student]
     shapes = {k: preset.student[k].input_shape for k in modalities}
-    dataset = ClipDataset(load_split(config, "train"), shapes, train=True)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers, collate_fn=collate_clips,
-        persistent_workers=False, drop_last=True,
-    )
-    batches = min(args.batches, len(dataset) // args.batch_size - 1)
-    loading = loader_throughput(loader, batches)
-    torch.manual_seed(0)
-    model = build_student(preset, dataset_heads(config), modalities)
-    training = train_step_throughput(model, args.batch_size, steps=args.steps)
-    result = {
-        "dataset": config.root, "preset": preset.name, "modalities": modalities, "input_shapes": shapes,
-        "workers": args.workers, "batch_size": args.batch_size, "loader_clips_per_s": round(loading, 1),
-        "train_clips_per_s": round(training, 1), "threads": torch.get_num_threads(),
-        "input_bound": loading < training,
-    }
-    print(
-        f"data loading: {loading:.1f} clips/s ({args.workers} workers, batch {args.batch_size}, {batches} batches); "
-        f"{preset.name} student training step: {training:.1f} clips/s ({args.steps} steps, {torch.get_num_threads()} threads) -> "
-        + ("training would be INPUT-BOUND" if loading < training else "loading keeps up with training"),
-        file=sys.stderr,
-    )
+    workers = args.workers
+    subsets = [[k] for k in modalities] + [modalities] if args.each and len(modalities) > 1 else [modalities]
+    samples = load_split(config, "train")
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    loading = benchmark_loader(samples, shapes, subsets, workers, args.batch_size, args.batches, args.breakdown, args.repeats, log)
+    result = {"dataset": config.root, "preset": preset.name, "modalities": modalities, "input_shapes": shapes,
+              "workers": workers, "threads": torch.get_num_threads(), **loading}
+    whole = loading["clips_per_s"]["+".join(modalities)]
+    if args.steps:
+        torch.manual_seed(0)
+        model = build_student(preset, dataset_heads(config), modalities)
+        training = train_step_throughput(model, args.batch_size, steps=args.steps)
+        result["train_clips_per_s"] = round(training, 1)
+        result["input_bound"] = {w: rate < training for w, rate in whole.items()}
+        log(f"{preset.name} student training step: {training:.1f} clips/s ({args.steps} steps, {torch.get_num_threads()} threads) -> "
+            + "; ".join(f"{w} worker(s): " + ("training would be INPUT-BOUND" if rate < training else "loading keeps up")
+                        for w, rate in whole.items()))
     if args.json:
         _write_json(args.json, result)
     return 0
@@ -521,16 +527,22 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(run=_inspect)
     dbench = _command(
         data_commands, "benchmark", "clips/s of data loading vs the student's training step",
-        "  karmma data benchmark karmma-demo/prepared/main --preset tiny --workers 2\n",
+        "  karmma data benchmark karmma-demo/prepared/main --preset tiny --workers 0,2 --each --breakdown 32\n",
         "If loading is slower than training, training is input-bound: add --workers,\n"
         "lower the frame size with 'karmma prepare --short-side', or use a feature cache.",
     )
     dbench.add_argument("dataset", help="a prepared folder or a YAML config")
     dbench.add_argument("--preset", choices=["paper", "tiny"], default="tiny", help=preset_help)
-    dbench.add_argument("--workers", type=NON_NEGATIVE_INT, default=2, help="data loader processes (default %(default)s)")
+    dbench.add_argument("--workers", type=_worker_counts, default=[2],
+                        help="loader worker processes; several (e.g. 0,1,2) are measured one after the other (default 2)")
     dbench.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="clips per batch (default %(default)s)")
     dbench.add_argument("--batches", type=POSITIVE_INT, default=10, help="measured loader batches, after one warm-up batch (default %(default)s)")
-    dbench.add_argument("--steps", type=POSITIVE_INT, default=10, help="measured training steps, after two warm-up steps (default %(default)s)")
+    dbench.add_argument("--each", action="store_true", help="also time each modality alone")
+    dbench.add_argument("--breakdown", type=NON_NEGATIVE_INT, default=0, metavar="CLIPS",
+                        help="also time each pipeline stage over CLIPS clips, and the bare JPEG decoders on the same files")
+    dbench.add_argument("--repeats", type=POSITIVE_INT, default=1, help="report the best of this many passes of each loader figure (default %(default)s)")
+    dbench.add_argument("--steps", type=NON_NEGATIVE_INT, default=10,
+                        help="measured training steps, after two warm-up steps; 0: no training step (default %(default)s)")
     dbench.add_argument("--json", metavar="FILE", help="also write the result as JSON")
     dbench.set_defaults(run=_data_benchmark)
 

@@ -126,5 +126,30 @@ def test_data_benchmark_command(synth_prepared, tmp_path):
     code = main(["data", "benchmark", str(synth_prepared), "--batch-size", "2", "--batches", "2", "--steps", "1", "--workers", "0", "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
-    assert result["loader_clips_per_s"] > 0 and result["train_clips_per_s"] > 0
+    assert result["clips_per_s"]["V+F+A"]["0"] > 0 and result["train_clips_per_s"] > 0
     assert result["input_shapes"]["V"] == [8, 3, 64, 64] and result["modalities"] == ["V", "F", "A"]
+
+
+def test_data_benchmark_breakdown_and_bare_decoders(synth_prepared, tmp_path):
+    out = tmp_path / "bench.json"
+    code = main(["data", "benchmark", str(synth_prepared), "--batch-size", "2", "--batches", "1", "--steps", "0",
+                 "--workers", "0,1", "--each", "--breakdown", "4", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert set(result["clips_per_s"]) == {"V", "F", "A", "V+F+A"}
+    assert all(rate > 0 for rates in result["clips_per_s"].values() for rate in rates.values())
+    assert set(result["clips_per_s"]["V"]) == {"0", "1"} and "train_clips_per_s" not in result
+    assert all(rate > 0 for rates in result["clips_per_cpu_s"].values() for rate in rates.values())
+    for column in ("wall", "cpu"):
+        stages = result["breakdown_ms_per_clip"][column]
+        assert {"V read+decode", "V crop/resize", "F de-quantise", "A log-mel", "collate"} <= set(stages)
+        assert sum(v for k, v in stages.items() if k != "total") == pytest.approx(stages["total"], abs=0.05)
+    assert result["fresh_float_memory_ms_per_clip"]["cpu"] > 0
+    assert set(result["bare_decode_ms_per_clip"]) == {"PIL", "OpenCV", "torchvision"}
+    assert all(ms["V"]["cpu"] > 0 and ms["F"]["wall"] > 0 for ms in result["bare_decode_ms_per_clip"].values())
+
+
+def test_data_benchmark_names_a_bad_worker_count(synth_prepared, capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "benchmark", str(synth_prepared), "--workers", "0,x"])
+    assert "argument --workers: expected worker counts like 0,1,2, got '0,x'" in capsys.readouterr().err

@@ -179,3 +179,74 @@ def test_segments_past_the_last_frame_are_missing_and_reported(prepared_copy):
     problems = inspect_dataset(detect_dataset(prepared_copy), workers=0)["problems"]
     assert any("V media do not cover" in p and "past the media's end" in p for p in problems), problems
     assert any("A media do not cover" in p for p in problems), problems
+
+
+def test_items_match_the_float_pipeline_on_the_files(synth_prepared):
+    """V and F of an evaluation item vs the replaced pipeline (PIL decode, float crop/resize), computed
+    here from the same JPEG files: within the documented tolerance of one grey level."""
+    import numpy as np
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from karmma.data.sampling import segment_frame_numbers
+    from karmma.data.transforms import IMAGENET_MEAN, IMAGENET_STD, crop_box, eval_crop_params
+
+    shapes = {"V": (4, 3, 24, 24), "F": (4, 2, 24, 24)}
+    config = ClipConfig(flow_scale=2.0)
+    dataset = _dataset(synth_prepared, train=False, shapes=shapes, config=config)
+    sample = dataset.samples[5]
+    item = dataset[5]
+    numbers = segment_frame_numbers(sample.start_frame, sample.stop_frame, 4, train=False)
+
+    def pixels(paths, mode):
+        return torch.from_numpy(np.stack([np.asarray(Image.open(p).convert(mode)) for p in paths])).float()
+
+    def float_crop_resize(frames):  # [T, C, H, W] float
+        top, left, ch, cw = crop_box(eval_crop_params(frames.shape[-1] / frames.shape[-2]), *frames.shape[-2:])
+        out = F.interpolate(frames[..., top : top + ch, left : left + cw], size=(24, 24), mode="bilinear", antialias=True)
+        return out, ch, cw
+
+    rgb, _, _ = float_crop_resize(pixels([sample.sources["V"].path(n) for n in numbers], "RGB").permute(0, 3, 1, 2))
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert ((item["inputs"]["V"] - (rgb / 255 - mean) / std).abs() * std * 255).max() <= 1.0 + 1e-3
+
+    flow_paths = [sample.sources["F"].paths(n) for n in numbers]
+    u, v = (pixels([p[i] for p in flow_paths], "L") for i in (0, 1))
+    flow, ch, cw = float_crop_resize(torch.stack([u, v], 1) / 255 * 40 - 20)
+    expected = flow * torch.tensor([24 / cw, 24 / ch]).view(1, 2, 1, 1) / 2.0
+    level = 40 / 255 * 24 / min(ch, cw) / 2.0
+    assert (item["inputs"]["F"] - expected).abs().max() <= level + 1e-4
+
+
+def test_batches_loaded_in_place_equal_item_by_item_batches(prepared_copy):
+    """__getitems__ writes inputs into one tensor per modality (shared memory in a worker): the batch
+    equals stacking the items one by one, with zero rows where a modality is missing or unreadable."""
+    import shutil
+
+    shutil.rmtree(next(prepared_copy.rglob("flow_frames/P01_01")))
+    for jpg in (prepared_copy / "P02" / "rgb_frames").rglob("*.jpg"):
+        jpg.write_bytes(b"not a jpeg")
+    dataset = _dataset(prepared_copy)
+    keys = [(i, 1000 + i) for i in range(len(dataset))]
+    one_by_one = collate_clips([dataset[k] for k in keys])
+    in_place = collate_clips(dataset.__getitems__(keys))
+    loader = DataLoader(dataset, batch_size=len(keys), sampler=keys, num_workers=1, collate_fn=collate_clips)
+    from_worker = next(iter(loader))
+    status = one_by_one["status"]
+    assert (status == MISSING).any() and (status == UNREADABLE).any()  # both kinds of zero rows are exercised
+    for batch, tolerance in ((in_place, 0.0), (from_worker, 1e-5)):  # a worker has one thread: log-mel sums round differently
+        assert batch["ids"] == one_by_one["ids"] and torch.equal(batch["status"], status)
+        for key, tensor in one_by_one["inputs"].items():
+            assert torch.allclose(batch["inputs"][key], tensor, rtol=0.0, atol=tolerance), key
+    absent = status[:, 1] != PRESENT
+    assert one_by_one["inputs"]["F"][absent].abs().sum() == 0
+
+
+def test_in_place_batch_with_a_dropped_item_is_copied(synth_prepared):
+    dataset = _dataset(synth_prepared)
+    keys = [(i, i) for i in range(4)]
+    items = dataset.__getitems__(keys)
+    items[1]["availability"][:] = False  # as if every modality of it had been unreadable
+    batch = collate_clips(items)
+    assert batch["dropped"] == [items[1]["id"]] and batch["inputs"]["V"].shape[0] == 3
+    assert torch.equal(batch["inputs"]["V"][1], items[2]["inputs"]["V"])

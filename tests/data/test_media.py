@@ -2,6 +2,7 @@ import wave
 
 import numpy as np
 import pytest
+import torch
 
 from karmma.data.media import MediaError, decode_audio_track, decode_flow, encode_flow, read_audio, read_image
 
@@ -73,3 +74,35 @@ def test_truncated_image(tmp_path):
     (tmp_path / "f.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(MediaError, match="f.jpg: unreadable image"):
         read_image(tmp_path / "f.jpg")
+
+
+def test_each_distinct_frame_is_decoded_once_and_repeats_are_copied(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from karmma.data import media
+
+    paths = []
+    for i in range(3):
+        Image.fromarray(np.full((6, 10, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    calls = []
+    real = media.read_image
+    monkeypatch.setattr(media, "read_image", lambda path, mode="RGB": calls.append(path) or real(path, mode))
+    frames = media.read_rgb_frames([paths[0], paths[0], paths[2], paths[0]])
+    assert sorted(calls) == [paths[0], paths[2]]
+    assert frames.shape == (4, 3, 6, 10) and frames.is_contiguous(memory_format=torch.channels_last)
+    assert frames[:, 0, 0, 0].tolist() == [0, 0, 80, 0]
+
+
+def test_quantised_flow_keeps_u_and_v_apart_and_names_a_frame_of_another_size(tmp_path):
+    from PIL import Image
+
+    from karmma.data.media import read_quantised_flow
+
+    for name, value, size in (("u1", 10, (8, 6)), ("v1", 200, (8, 6)), ("v2", 200, (9, 6))):
+        Image.fromarray(np.full(size[::-1], value, np.uint8)).save(tmp_path / f"{name}.png")
+    flow = read_quantised_flow([tmp_path / "u1.png"], [tmp_path / "v1.png"])
+    assert flow.shape == (1, 2, 6, 8) and flow.dtype == torch.uint8
+    assert flow[0, 0].unique().tolist() == [10] and flow[0, 1].unique().tolist() == [200]
+    with pytest.raises(MediaError, match="v2.png: 9x6 pixels, unlike the clip's other frames"):
+        read_quantised_flow([tmp_path / "u1.png"], [tmp_path / "v2.png"])

@@ -39,7 +39,8 @@ from torch.utils.data import Dataset
 from karmma.data.audio import LogMelConfig, log_mel, log_mel_images
 from karmma.data.media import MediaError
 from karmma.data.sampling import audio_centre, segment_frame_numbers
-from karmma.data.transforms import crop_resize, eval_crop_params, normalise_flow, normalise_rgb, random_crop_params
+from karmma.data.timing import stage
+from karmma.data.transforms import crop_resize, dequantise_flow, eval_crop_params, normalise_rgb, random_crop_params
 
 log = logging.getLogger("karmma.data")
 
@@ -209,6 +210,17 @@ class ClipDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         """``key`` is an index, or ``(index, seed)`` from a seeded sampler: then every random
         choice of the item (frames, crop, flip, modality-dropout noise) follows from the seed."""
+        return self._item(key)
+
+    def __getitems__(self, keys: list) -> list[dict]:
+        """The items of one batch (a ``DataLoader`` asks for them so). Their inputs are written
+        straight into one ``[B, ...]`` tensor per modality (in shared memory in a loader worker),
+        which :func:`collate_clips` takes as the batch: no second copy of the clips."""
+        buffers = {k: _batch_tensor(torch.float32, (len(keys), *self.input_shapes[k])) for k in self.modalities}
+        return [self._item(key, buffers, row) for row, key in enumerate(keys)]
+
+    def _item(self, key: int | tuple[int, int], buffers: dict[str, torch.Tensor] | None = None, row: int = 0) -> dict:
+        """One item; with ``buffers``, its inputs are row ``row`` of them (left as they are where absent)."""
         index, seed = key if isinstance(key, tuple) else (key, None)
         sample_index, view = divmod(index, self.views)
         sample = self.samples[sample_index]
@@ -225,24 +237,27 @@ class ClipDataset(Dataset):
         crop = None  # shared by V and F: chosen from the first visual modality's aspect ratio
         inputs, status = {}, []
         for key in self.modalities:
+            out = buffers[key][row] if buffers is not None else None  # where the input goes, in a batch
             source = sample.sources.get(modality_of(key))
-            if source is None or self._index_status(sample, key) == MISSING:
-                status.append(MISSING)
-                continue
-            try:
-                tensor, crop = self._load(key, sample, source, numbers, crop, rng, crop_view)
-            except MediaError as error:
-                log.warning("unreadable %s of sample %s: %s", key, sample.id, error)
-                status.append(UNREADABLE)
-                continue
-            if not torch.isfinite(tensor).all():
-                log.warning("non-finite %s of sample %s: treated as unreadable", key, sample.id)
-                status.append(UNREADABLE)
-                continue
-            inputs[key] = tensor
-            status.append(PRESENT)
+            code = MISSING
+            if source is not None and self._index_status(sample, key) != MISSING:
+                try:
+                    tensor, crop = self._load(key, sample, source, numbers, crop, rng, crop_view, out)
+                    code = PRESENT
+                except MediaError as error:
+                    log.warning("unreadable %s of sample %s: %s", key, sample.id, error)
+                    code = UNREADABLE
+                # V and F are made from uint8 by a finite affine map: only A and D can hold NaN or inf
+                if code == PRESENT and modality_of(key) not in ("V", "F") and not torch.isfinite(tensor).all():
+                    log.warning("non-finite %s of sample %s: treated as unreadable", key, sample.id)
+                    code = UNREADABLE
+            if code == PRESENT:
+                inputs[key] = tensor
+            status.append(code)
         status_tensor = torch.tensor(status, dtype=torch.int8)
+        batch = {"batch_inputs": buffers, "batch_row": row} if buffers is not None else {}
         return {
+            **batch,
             "id": sample.id,
             "view": view,
             "inputs": inputs,
@@ -253,11 +268,13 @@ class ClipDataset(Dataset):
             "noise": noise,  # [2, M] uniform numbers for modality dropout (drop draw, keep-one choice)
         }
 
-    def _load(self, key, sample, source, numbers, crop, rng, crop_view):
+    def _load(self, key, sample, source, numbers, crop, rng, crop_view, out=None):
+        """The input ``key`` of a sample (written into ``out`` when given) and the crop of V and F."""
         shape = self.input_shapes[key]
         key = modality_of(key)
         if key in ("V", "F"):
-            frames = source.load(numbers).float()
+            with stage(f"{key} read+decode"):
+                frames = source.load(numbers)  # uint8 [T, C, H, W]: RGB, or quantised flow
             if crop is None:
                 aspect = frames.shape[-1] / frames.shape[-2]
                 crop = (
@@ -265,14 +282,21 @@ class ClipDataset(Dataset):
                     if self.train
                     else eval_crop_params(aspect, crop_view, self.config.num_crops)
                 )
-            out = crop_resize(frames, crop, shape[-1], flow=key == "F")
-            return (normalise_rgb(out) if key == "V" else normalise_flow(out, self.config.flow_scale)), crop
+            with stage(f"{key} crop/resize"):
+                resized = crop_resize(frames, crop, shape[-1])  # uint8 [T, C, S, S]
+            if key == "V":
+                with stage("V normalise"):
+                    return normalise_rgb(resized, out), crop
+            with stage("F de-quantise"):  # with the vector rescaling and the normalisation: one pass
+                return dequantise_flow(resized, crop, tuple(frames.shape[-2:]), self.config.flow_scale, out=out), crop
         if key == "A":
-            return self._load_audio(sample, source, numbers, shape, rng), crop
-        if key == "D":
+            tensor = self._load_audio(sample, source, numbers, shape, rng)
+        elif key == "D":
             boxes = source.load(numbers, self.config.box_slots or shape[1])
-            return (boxes if crop is None else crop_boxes(boxes, crop)), crop
-        raise ValueError(f"no loader for modality {key!r}")
+            tensor = boxes if crop is None else crop_boxes(boxes, crop)
+        else:
+            raise ValueError(f"no loader for modality {key!r}")
+        return (tensor if out is None else out.copy_(tensor)), crop
 
     def _load_audio(self, sample, source, numbers, shape, rng) -> torch.Tensor:
         config = self.config.audio
@@ -280,15 +304,19 @@ class ClipDataset(Dataset):
             mel_config = dataclasses.replace(config, n_mels=shape[1], frames=shape[2])
             centre = audio_centre(sample.start_time, sample.stop_time, self.train, rng)
             start = centre - mel_config.seconds / 2
-            waveform = source.load(start, mel_config.seconds, config.sample_rate)
-            return log_mel(waveform, mel_config)[None]
+            with stage("A read"):
+                waveform = source.load(start, mel_config.seconds, config.sample_rate)
+            with stage("A log-mel"):
+                return log_mel(waveform, mel_config)[None]
         # [T, 1, S, S]: one log-mel image per sampled frame
         times = [sample.start_time + (n - sample.start_frame) / sample.fps for n in numbers]
         window = self.config.audio_image_seconds
         start = min(times) - window / 2
-        waveform = source.load(start, max(times) - min(times) + window, config.sample_rate)
+        with stage("A read"):
+            waveform = source.load(start, max(times) - min(times) + window, config.sample_rate)
         mel_config = dataclasses.replace(config, n_mels=shape[2])
-        return log_mel_images(waveform, [t - start for t in times], shape[-1], window, mel_config)
+        with stage("A log-mel"):
+            return log_mel_images(waveform, [t - start for t in times], shape[-1], window, mel_config)
 
 
 def modality_of(key: str) -> str:
@@ -307,6 +335,18 @@ def crop_boxes(boxes: torch.Tensor, crop) -> torch.Tensor:
     return out
 
 
+def _batch_tensor(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised tensor; in a loader worker, in shared memory straight away (as torch's
+    ``default_collate`` does): no copy to hand the batch to the main process."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = 1
+    for n in shape:
+        numel *= n
+    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
+    return torch.empty(0, dtype=dtype).new(storage).view(shape)
+
+
 def collate_clips(items: list[dict]) -> dict:
     """Stack dataset items into a batch.
 
@@ -320,12 +360,25 @@ def collate_clips(items: list[dict]) -> dict:
     batch_size = len(kept)
     keys = list(dict.fromkeys(k for item in kept for k in item["inputs"]))
     inputs = {}
+    buffers = kept[0].get("batch_inputs") if kept else None
+    if buffers is not None and [item.get("batch_row") for item in kept] == list(range(len(items))) and all(
+        item["batch_inputs"] is buffers for item in kept
+    ):  # the items were loaded into one tensor per modality (ClipDataset.__getitems__), none dropped
+        inputs = {key: buffers[key] for key in keys}
+        for key, tensor in inputs.items():
+            for i, item in enumerate(kept):
+                if key not in item["inputs"]:
+                    tensor[i] = 0  # a missing or unreadable modality's row
     for key in keys:
+        if key in inputs:
+            continue
         example = next(item["inputs"][key] for item in kept if key in item["inputs"])
-        stacked = example.new_zeros(batch_size, *example.shape)
+        stacked = _batch_tensor(example.dtype, (batch_size, *example.shape))
         for i, item in enumerate(kept):
             if key in item["inputs"]:
                 stacked[i] = item["inputs"][key]
+            else:
+                stacked[i] = 0
         inputs[key] = stacked
     heads = list(kept[0]["labels"]) if kept else []
     return {

@@ -13,9 +13,9 @@ import wave
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 import torch
-from PIL import Image
 
 #: EPIC/TSN flow JPEGs map [-bound, bound] pixels linearly to [0, 255].
 FLOW_BOUND = 20.0
@@ -26,28 +26,42 @@ class MediaError(RuntimeError):
 
 
 def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
-    """One image as ``[H, W, C]`` (RGB) or ``[H, W]`` (L) uint8; truncated files raise."""
+    """One image as ``[H, W, 3]`` (RGB) or ``[H, W]`` (L) uint8, decoded by OpenCV (libjpeg-turbo
+    for JPEGs, straight into the array); truncated or corrupt files raise."""
     try:
-        with Image.open(path) as image:
-            image.load()  # PIL refuses truncated data here (LOAD_TRUNCATED_IMAGES is off)
-            return np.asarray(image.convert(mode))
+        data = np.fromfile(path, np.uint8)
     except FileNotFoundError:
         raise MediaError(f"{path}: file not found") from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except OSError as error:
         raise MediaError(f"{path}: unreadable image ({error})") from None
+    flags = (cv2.IMREAD_COLOR_RGB if mode == "RGB" else cv2.IMREAD_GRAYSCALE) | cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(data, flags) if len(data) else None
+    if image is None:  # OpenCV returns nothing for truncated or corrupt data
+        raise MediaError(f"{path}: unreadable image (truncated or not an image)")
+    return image
 
 
-def _stack(images: list[np.ndarray], paths: Sequence[str | Path]) -> np.ndarray:
-    shapes = {img.shape for img in images}
-    if len(shapes) > 1:
-        raise MediaError(f"{paths[0]}..{paths[-1]}: frames of different sizes {sorted(shapes)}")
-    return np.stack(images)
+def read_jpegs(paths: Sequence[str | Path], mode: str = "RGB", out: np.ndarray | None = None) -> np.ndarray:
+    """Image files -> ``[N, H, W, 3]`` (RGB) or ``[N, H, W]`` (L) uint8, written into ``out`` when
+    given; each distinct file is decoded once."""
+    first: dict[str | Path, int] = {}
+    for i, path in enumerate(paths):
+        if path in first:  # a short segment samples the same frame several times
+            out[i] = out[first[path]]
+            continue
+        image = read_image(path, mode)
+        if out is None:
+            out = np.empty((len(paths), *image.shape), np.uint8)
+        if out.shape[1:3] != image.shape[:2]:
+            raise MediaError(f"{path}: {image.shape[1]}x{image.shape[0]} pixels, unlike the clip's other frames ({out.shape[2]}x{out.shape[1]})")
+        out[i] = image
+        first[path] = i
+    return out
 
 
 def read_rgb_frames(paths: Sequence[str | Path]) -> torch.Tensor:
-    """JPEG frames -> ``[T, 3, H, W]`` uint8."""
-    frames = _stack([read_image(p, "RGB") for p in paths], paths)
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+    """JPEG frames -> ``[T, 3, H, W]`` uint8, stored channels-last (as decoded; the fast layout for resizing)."""
+    return torch.from_numpy(read_jpegs(paths, "RGB")).permute(0, 3, 1, 2)
 
 
 def decode_flow(u: np.ndarray | torch.Tensor, v: np.ndarray | torch.Tensor, bound: float = FLOW_BOUND) -> torch.Tensor:
@@ -62,17 +76,19 @@ def encode_flow(flow: np.ndarray, bound: float = FLOW_BOUND) -> tuple[np.ndarray
     return quantised[..., 0], quantised[..., 1]
 
 
-def read_flow_frames(u_paths: Sequence[str | Path], v_paths: Sequence[str | Path], bound: float = FLOW_BOUND) -> torch.Tensor:
-    """Pairs of grayscale flow JPEGs -> ``[T, 2, H, W]`` flow in pixels."""
-    u = _stack([read_image(p, "L") for p in u_paths], u_paths)
-    v = _stack([read_image(p, "L") for p in v_paths], v_paths)
-    if u.shape != v.shape:
-        raise MediaError(f"{u_paths[0]}: u and v flow frames differ in size ({u.shape} vs {v.shape})")
-    return decode_flow(u, v, bound)
+def read_quantised_flow(u_paths: Sequence[str | Path], v_paths: Sequence[str | Path]) -> torch.Tensor:
+    """Pairs of grayscale flow JPEGs -> quantised flow ``[T, 2, H, W]`` uint8 (:func:`decode_flow` gives pixels)."""
+    if len(u_paths) != len(v_paths) or not u_paths:
+        raise MediaError(f"{(u_paths or v_paths or ['flow'])[0]}: {len(u_paths)} u but {len(v_paths)} v flow frames")
+    u = read_jpegs(u_paths, "L")
+    flow = np.empty((u.shape[0], 2, *u.shape[1:]), np.uint8)
+    flow[:, 0] = u
+    read_jpegs(v_paths, "L", out=flow[:, 1])
+    return torch.from_numpy(flow)
 
 
 def read_video_frames(path: str | Path, frame_numbers: Sequence[int]) -> torch.Tensor:
-    """Decode the given 1-based frame numbers of a video -> ``[T, 3, H, W]`` uint8."""
+    """Decode the given 1-based frame numbers of a video -> ``[T, 3, H, W]`` uint8 (channels-last)."""
     import av
 
     wanted = sorted(set(frame_numbers))
@@ -92,8 +108,11 @@ def read_video_frames(path: str | Path, frame_numbers: Sequence[int]) -> torch.T
         raise MediaError(f"{path}: undecodable video ({error})") from None
     if len(found) < len(wanted):
         raise MediaError(f"{path}: video ends before frame {wanted[-1]} (decoded {len(found)} of {len(wanted)} frames)")
-    frames = _stack([found[n] for n in frame_numbers], [path])
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+    shapes = {found[n].shape for n in wanted}
+    if len(shapes) > 1:
+        raise MediaError(f"{path}: frames of different sizes {sorted(shapes)}")
+    frames = np.stack([found[n] for n in frame_numbers])
+    return torch.from_numpy(frames).permute(0, 3, 1, 2)  # channels-last, as decoded
 
 
 def video_frame_count(path: str | Path) -> tuple[int, float, tuple[int, int]]:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from karmma.data.boxes import Box, boxes_tensor
-from karmma.data.media import MediaError, read_audio, read_flow_frames, read_rgb_frames, read_video_frames
+from karmma.data.media import MediaError, read_audio, read_quantised_flow, read_rgb_frames, read_video_frames
 
 FRAME_TEMPLATE = "frame_{:010d}.jpg"
 
@@ -87,6 +87,7 @@ class FrameSource:
         return None
 
     def load(self, numbers: list[int]) -> torch.Tensor:
+        """``[T, 3, H, W]`` uint8."""
         return read_rgb_frames([self.path(n) for n in numbers])
 
 
@@ -119,6 +120,7 @@ class FlowSource:
         return None
 
     def load(self, numbers: list[int]) -> torch.Tensor:
+        """Quantised flow ``[T, 2, H, W]`` uint8 (:func:`karmma.data.media.decode_flow` gives pixels)."""
         # The last flow frames of a video may be missing (one fewer flow than RGB frame):
         # fall back to the previous existing flow frame.
         indices = []
@@ -127,7 +129,7 @@ class FlowSource:
                 n -= self.stride
             indices.append(n)
         u, v = zip(*(self.paths(n) for n in indices))
-        return read_flow_frames(list(u), list(v))
+        return read_quantised_flow(list(u), list(v))
 
 
 @dataclass(frozen=True)

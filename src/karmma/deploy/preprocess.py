@@ -27,10 +27,10 @@ import torch
 
 from karmma.data.audio import log_mel
 from karmma.data.dataset import ClipConfig
-from karmma.data.media import crop_or_pad, decode_flow, encode_flow
+from karmma.data.media import crop_or_pad, encode_flow
 from karmma.data.prepare import flow_calculator
 from karmma.data.sampling import segment_frame_numbers
-from karmma.data.transforms import CropParams, crop_resize, eval_crop_params, normalise_flow, normalise_rgb
+from karmma.data.transforms import CropParams, eval_crop_params, flow_input, rgb_input
 from karmma.deploy.student import StudentInfo
 
 RAW_MODALITIES = ("V", "F", "A")  # what a video file can give (D needs a detector)
@@ -96,8 +96,8 @@ class Preprocessor:
     def video(self, frames: list[np.ndarray], numbers: list[int], first_number: int = 1) -> torch.Tensor:
         """V ``[T, 3, S, S]`` from RGB frames ``[h, w, 3]``; ``frames[0]`` is frame ``first_number``."""
         picked = np.stack([frames[n - first_number] for n in numbers])
-        tensor = torch.from_numpy(picked).permute(0, 3, 1, 2).float()
-        return normalise_rgb(crop_resize(tensor, self.crop(frames), self.input_shapes["V"][-1]))
+        tensor = torch.from_numpy(picked).permute(0, 3, 1, 2)  # uint8, channels-last
+        return rgb_input(tensor, self.crop(frames), self.input_shapes["V"][-1])
 
     def flow(self, frames: list[np.ndarray], numbers: list[int], stride: int = 1, first_number: int = 1) -> torch.Tensor:
         """F ``[T, 2, S, S]``: flow from each sampled frame to the one ``stride`` later.
@@ -118,10 +118,9 @@ class Preprocessor:
             a = frames[base - first_number]
             b = frames[min(base + stride, first_number + len(frames) - 1) - first_number]
             grey_a, grey_b = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
-            flows[base] = decode_flow(*encode_flow(self._flow.calc(grey_a, grey_b, None)))  # [2, h, w], quantised
-        stacked = torch.stack([flows[base] for base in pairs])
-        out = crop_resize(stacked, self.crop(frames), self.input_shapes["F"][-1], flow=True)
-        return normalise_flow(out, self.clip.flow_scale)
+            flows[base] = np.stack(encode_flow(self._flow.calc(grey_a, grey_b, None)))  # [2, h, w] uint8, quantised
+        stacked = torch.from_numpy(np.stack([flows[base] for base in pairs]))
+        return flow_input(stacked, self.crop(frames), self.input_shapes["F"][-1], self.clip.flow_scale)
 
     def _mel_config(self):
         shape = self.input_shapes.get("A", (1, self.clip.audio.n_mels, self.clip.audio.frames))

@@ -183,11 +183,11 @@ class Recognizer:
             if key == "V":
                 out = pre.video(frames, numbers)
             else:  # flow given in pixels: quantise, crop and scale as F is
-                from karmma.data.media import decode_flow, encode_flow
-                from karmma.data.transforms import crop_resize, normalise_flow
+                from karmma.data.media import encode_flow
+                from karmma.data.transforms import flow_input
 
-                picked = torch.stack([decode_flow(*encode_flow(frames[n - 1])) for n in numbers])
-                out = normalise_flow(crop_resize(picked, pre.crop(frames), shape[-1], flow=True), pre.clip.flow_scale)
+                picked = torch.from_numpy(np.stack([np.stack(encode_flow(frames[n - 1])) for n in numbers]))  # uint8 [T, 2, h, w]
+                out = flow_input(picked, pre.crop(frames), shape[-1], pre.clip.flow_scale)
         elif key == "A" and tensor.dim() == 1:
             seconds = len(tensor) / pre.sample_rate
             out = pre.audio(tensor.float().numpy(), 0.0, seconds)

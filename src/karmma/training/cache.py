@@ -75,14 +75,20 @@ class _Rows(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> dict:
+    def _clip_key(self, i: int):
         row = self.rows[i]
         index, view = divmod(row, self.views)
         # training rows: view v of the clip is drawn from its own seed; evaluation rows are
         # the dataset's own (clip, view) items
-        item = self.clips[(index, view_seed(self.seed, index, view))] if self.train else self.clips[row]
-        item["row"] = row
-        return item
+        return (index, view_seed(self.seed, index, view)) if self.train else row
+
+    def __getitem__(self, i: int) -> dict:
+        return {**self.clips[self._clip_key(i)], "row": self.rows[i]}
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """A batch at once (see :meth:`ClipDataset.__getitems__`)."""
+        items = self.clips.__getitems__([self._clip_key(i) for i in indices])
+        return [{**item, "row": self.rows[i]} for item, i in zip(items, indices)]
 
 
 def extract_features(config: TrainConfig, model, rank: int = 0, world_size: int = 1, batch_size: int = 8, progress: bool = True) -> dict:
@@ -370,19 +376,32 @@ class CachedTeacherViews(_ShardReader):
     def __len__(self) -> int:
         return len(self.clips.samples)
 
-    def __getitem__(self, key) -> dict:
+    def _clip_key(self, key) -> tuple[int, int]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
         view = seed % self.views
-        row = index * self.views + view
-        if hasattr(self.clips, "view_item"):  # decoded once
-            item = self.clips.view_item(index, view)
-        else:
-            item = self.clips[(index, view_seed(self.seed, index, view))]
+        return index, view_seed(self.seed, index, view)
+
+    def _with_logits(self, item: dict, key) -> dict:
+        index, seed = key if isinstance(key, tuple) else (key, 0)
+        row = index * self.views + seed % self.views
         f = self._file(row % len(self.paths))
         item["teacher_logits"] = {h: torch.from_numpy(f[f"logits/{h}"][row]) for h in self.heads}
         rng = np.random.default_rng(seed)
         item["noise"] = torch.from_numpy(rng.random(item["noise"].shape).astype(np.float32))
         return item
+
+    def __getitem__(self, key) -> dict:
+        if hasattr(self.clips, "view_item"):  # decoded once: the view straight from memory
+            index, seed = key if isinstance(key, tuple) else (key, 0)
+            return self._with_logits(self.clips.view_item(index, seed % self.views), key)
+        return self._with_logits(self.clips[self._clip_key(key)], key)
+
+    def __getitems__(self, keys: list) -> list[dict]:
+        """A batch at once (see :meth:`ClipDataset.__getitems__`)."""
+        if hasattr(self.clips, "view_item"):
+            return [self[key] for key in keys]
+        items = self.clips.__getitems__([self._clip_key(key) for key in keys])
+        return [self._with_logits(item, key) for item, key in zip(items, keys)]
 
 
 
