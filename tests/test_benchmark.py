@@ -78,3 +78,16 @@ def test_tiny_student_under_half_a_gflop():
     with torch.no_grad():
         flops = count_flops(lambda: model(inputs, torch.ones(1, 4, dtype=torch.bool)))
     assert flops <= 0.5e9
+
+
+def test_step_benchmark_splits_data_wait_and_compute(synth_prepared, make_config, tmp_path):
+    from karmma.training.bench import benchmark_steps
+
+    config = make_config("baseline", synth_prepared, tmp_path, "cache.train_views=2")
+    result = benchmark_steps(config)
+    for name in ("live", "decoded_once"):
+        entry = result[name]
+        assert entry["steps"] == -(-result["clips"] // 4)  # every batch of the epoch, batch size 4
+        assert 0 <= entry["data_wait_share"] <= 1 and entry["compute_s"] > 0
+        total = entry["data_wait_s"] + entry["compute_s"]
+        assert entry["step_ms"] == pytest.approx(1000 * total / entry["steps"], abs=0.1)

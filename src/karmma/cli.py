@@ -270,11 +270,13 @@ def _extract(args: argparse.Namespace) -> int:
 
 def _benchmark_training(args: argparse.Namespace) -> int:
     from karmma.configuration import load_config
-    from karmma.training.bench import benchmark_cache, benchmark_distillation
+    from karmma.training.bench import benchmark_cache, benchmark_distillation, benchmark_steps
     from karmma.training.config import TrainConfig
 
     config = load_config(TrainConfig, args.config, args.overrides)
-    result = benchmark_cache(config, args.cache_workers) if args.what == "cache" else benchmark_distillation(config)
+    benchmarks = {"cache": lambda: benchmark_cache(config, args.cache_workers), "distill": lambda: benchmark_distillation(config),
+                  "steps": lambda: benchmark_steps(config)}
+    result = benchmarks[args.what]()
     print(json.dumps(result, indent=2))
     if args.json:
         _write_json(args.json, result)
@@ -689,13 +691,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(run=_benchmark)
 
     btrain = _command(
-        commands, "benchmark-training", "teacher cache speed-up, or distillation step cost",
+        commands, "benchmark-training", "teacher cache speed-up, distillation step cost, or data wait vs compute",
         "  karmma benchmark-training distill configs/synthkitchen/student.yaml data.root=karmma-demo/prepared/main \\\n"
-        "      teacher_logits=cache cache.path=karmma-demo/cache\n",
+        "      teacher_logits=cache cache.path=karmma-demo/cache\n"
+        "  karmma benchmark-training steps configs/synthkitchen/baseline.yaml data.root=karmma-demo/prepared/main\n",
         "cache: one teacher epoch with live extractors against one from the feature cache.\n"
-        "distill: a student training step with cached teacher logits against a Baseline step.",
+        "distill: a student training step with cached teacher logits against a Baseline step.\n"
+        "steps: one epoch of a student-sized stage split into waiting for data and computing,\n"
+        "decoding media live against views decoded once into memory (cache.decode_once).",
     )
-    btrain.add_argument("what", choices=["cache", "distill"], help="cache: teacher cache speed-up; distill: distillation step cost")
+    btrain.add_argument("what", choices=["cache", "distill", "steps"],
+                        help="cache: teacher cache speed-up; distill: distillation step cost; "
+                             "steps: a student-sized stage's data wait vs compute, live vs decoded once")
     btrain.add_argument("config", help="teacher config with cache.path (cache) or student config with teacher_logits=cache (distill)")
     btrain.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=/data")
     btrain.add_argument("--json", metavar="FILE", help="also write the result as JSON")

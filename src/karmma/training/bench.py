@@ -4,6 +4,9 @@
   extractors reading media, against one epoch from the feature cache.
 * ``distill``: a student step with cached teacher logits against a Baseline
   step on the same in-memory batches (so data loading is excluded).
+* ``steps``: where a student-sized stage's training step goes, waiting for
+  data or computing (forward, loss, backward, AdamW), one epoch decoding media
+  live against one epoch from views decoded once (``cache.decode_once``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_fe
 from karmma.training.config import TrainConfig
 from karmma.training.data import make_loader
 from karmma.training.module import KarmmaModule
-from karmma.training.run import clip_dataset
+from karmma.training.run import clip_dataset, stage_datasets
 
 
 def _epoch_seconds(module: KarmmaModule, loader: DataLoader) -> tuple[float, int]:
@@ -107,3 +110,55 @@ def benchmark_distillation(config: TrainConfig, batches: int = 8, repeats: int =
         "ratio": round(timings["student"] / timings["baseline"], 3),
         "ratio_no_dropout": round(timings["student_no_dropout"] / timings["baseline"], 3),
     }
+
+
+def _epoch_split(module: KarmmaModule, loader: DataLoader) -> dict:
+    """One epoch: seconds waiting for the next batch vs computing the step."""
+    optimizer = torch.optim.AdamW([p for p in module.model.parameters() if p.requires_grad], lr=1e-4, foreach=True)
+    module.train()
+    wait = compute = 0.0
+    steps = 0
+    batches = iter(loader)
+    mark = time.perf_counter()
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
+        arrived = time.perf_counter()
+        wait += arrived - mark
+        loss = _loss(module, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        mark = time.perf_counter()
+        compute += mark - arrived
+        steps += 1
+    total = wait + compute
+    return {"steps": steps, "data_wait_s": round(wait, 3), "compute_s": round(compute, 3),
+            "data_wait_share": round(wait / total, 3) if total else None,
+            "step_ms": round(1000 * total / max(steps, 1), 1)}
+
+
+def benchmark_steps(config: TrainConfig) -> dict:
+    """A student-sized stage's epoch with live decoding vs decoded once, split into data wait and compute."""
+    if config.stage in ("teacher", "unimodal"):
+        raise ValueError("the steps benchmark is for the student-sized stages (student and the baselines)")
+    module = KarmmaModule(to_dict(config))
+    batch, seed, workers = config.optim.batch_size, config.trainer.seed, config.trainer.workers
+    result = {"what": "one training epoch: waiting for data vs computing", "stage": config.stage, "batch_size": batch,
+              "workers": workers, "threads": torch.get_num_threads()}
+    for name, decode_once in (("live", False), ("decoded_once", True)):
+        stage_config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, decode_once=decode_once))
+        start = time.perf_counter()
+        train_set, _, collate, _ = stage_datasets(stage_config, module, verbose=False)
+        prepared = time.perf_counter() - start
+        result[name] = {**_epoch_split(module, make_loader(train_set, batch, seed, True, workers, collate=collate)),
+                        "setup_s": round(prepared, 3)}
+        if hasattr(train_set, "close"):
+            train_set.close()
+    result["clips"] = len(train_set)
+    result["compute_bound_speedup"] = round(
+        (result["live"]["data_wait_s"] + result["live"]["compute_s"])
+        / (result["decoded_once"]["data_wait_s"] + result["decoded_once"]["compute_s"]), 2)
+    return result

@@ -228,6 +228,33 @@ def best_epoch(history: list[dict], monitor: str = "val/action_top1") -> dict | 
     return max(scored, key=lambda h: h[monitor], default=None)  # max keeps the first of equal values
 
 
+def stage_datasets(config: TrainConfig, module: KarmmaModule, verbose: bool = True) -> tuple:
+    """``(train set, validation set, train collate, validation collate)`` of a stage: clips from
+    the media (decoded once into memory with ``cache.decode_once``), with the teacher's cached
+    logits for a student, or the teacher's cached tokens."""
+    say = print if verbose else (lambda *args, **kwargs: None)
+    if config.stage == "student" and config.teacher_logits == "cache":
+        if not config.cache.path:
+            raise ValueError("teacher_logits=cache needs cache.path (written by karmma extract --logits)")
+        train_set = CachedTeacherViews(clip_dataset(config, module, "train"), config.cache.path, in_memory=config.cache.in_memory,
+                                       decode_once=config.cache.decode_once, workers=config.trainer.workers)
+        val_set = clip_dataset(config, module, "validation")
+        say(f"train: {len(train_set)} clips with cached teacher logits ({config.cache.path}), validation: {len(val_set)} clips")
+        return train_set, val_set, collate_with_teacher_logits, collate_clips
+    if config.stage == "teacher" and config.cache.path:
+        train_set = CachedFeatures(config.cache.path, "train", module.modalities, config.cache.in_memory)
+        val_set = CachedFeatures(config.cache.path, "validation", module.modalities, config.cache.in_memory)
+        say(f"train: {len(train_set)} clips, validation: {len(val_set)} clips (teacher feature cache {config.cache.path})")
+        return train_set, val_set, collate_features, collate_features
+    train_set = clip_dataset(config, module, "train")
+    val_set = clip_dataset(config, module, "validation")
+    say(f"train: {len(train_set)} clips\n{train_set.report}\nvalidation: {len(val_set)} clips\n{val_set.report}")
+    if config.cache.decode_once:
+        train_set = DecodedViews(train_set, config.cache.train_views, config.trainer.seed, config.trainer.workers)
+        say(f"decoded {train_set.views} views of every training clip into memory ({train_set.bytes / 2**20:.0f} MiB)")
+    return train_set, val_set, collate_clips, collate_clips
+
+
 class EpochMetrics(Callback):
     """Writes ``metrics.json`` (one entry per epoch) and ``curves.png`` into the run folder."""
 
@@ -335,28 +362,7 @@ def _train(config: TrainConfig, force_new: bool) -> dict:
     save_config(config, folder / "config.yaml")
     atomic_write_text(folder / "git.txt", _git_commit() + "\n")
 
-    collate = collate_clips
-    val_collate = collate_clips
-    if config.stage == "student" and config.teacher_logits == "cache":
-        if not config.cache.path:
-            raise ValueError("teacher_logits=cache needs cache.path (written by karmma extract --logits)")
-        train_set = CachedTeacherViews(clip_dataset(config, module, "train"), config.cache.path, in_memory=config.cache.in_memory,
-                                       decode_once=config.cache.decode_once, workers=config.trainer.workers)
-        val_set = clip_dataset(config, module, "validation")
-        collate = collate_with_teacher_logits
-        print(f"train: {len(train_set)} clips with cached teacher logits ({config.cache.path}), validation: {len(val_set)} clips")
-    elif config.stage == "teacher" and config.cache.path:
-        train_set = CachedFeatures(config.cache.path, "train", module.modalities, config.cache.in_memory)
-        val_set = CachedFeatures(config.cache.path, "validation", module.modalities, config.cache.in_memory)
-        collate = val_collate = collate_features
-        print(f"train: {len(train_set)} clips, validation: {len(val_set)} clips (teacher feature cache {config.cache.path})")
-    else:
-        train_set = clip_dataset(config, module, "train")
-        val_set = clip_dataset(config, module, "validation")
-        print(f"train: {len(train_set)} clips\n{train_set.report}\nvalidation: {len(val_set)} clips\n{val_set.report}")
-        if config.cache.decode_once:
-            train_set = DecodedViews(train_set, config.cache.train_views, config.trainer.seed, config.trainer.workers)
-            print(f"decoded {train_set.views} views of every training clip into memory ({train_set.bytes / 2**20:.0f} MiB)")
+    train_set, val_set, collate, val_collate = stage_datasets(config, module)
 
     precision = config.trainer.precision
     if precision == "auto":
