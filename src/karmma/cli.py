@@ -413,11 +413,19 @@ def _benchmark_deploy(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     modalities = parse_subset(args.modalities)
     results = {}
-    for preset in args.presets:
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.model:  # an existing export instead of random students of the presets
+        from karmma.deploy.latency import benchmark_export
+
+        repeats = args.repeats if args.repeats is not None else 30
+        warmup = args.warmup if args.warmup is not None else 5
+        results["model"] = benchmark_export(Path(args.model), repeats, warmup, Path(args.video) if args.video else None,
+                                            args.clip_seconds, log=log)
+        print(format_table(results["model"]) + "\n")
+    for preset in [] if args.model else args.presets:
         big = preset == "paper"
         repeats = args.repeats if args.repeats is not None else (2 if big else 30)
         warmup = args.warmup if args.warmup is not None else (1 if big else 5)
-        log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
         results[preset] = benchmark_preset(preset, modalities, repeats, warmup, Path(args.video) if args.video else None, args.clip_seconds, log=log)
         print(format_table(results[preset]) + "\n")
     if args.json:
@@ -711,9 +719,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bdep = _command(
         commands, "benchmark-deploy", "student latency: eager PyTorch vs ONNX Runtime per subset, with pre-processing",
-        "  karmma benchmark-deploy --presets tiny --repeats 10\n",
+        "  karmma benchmark-deploy --presets tiny --repeats 10\n"
+        "  karmma benchmark-deploy --model student-onnx --repeats 10\n",
     )
     bdep.add_argument("--presets", nargs="+", choices=["tiny", "paper"], default=["tiny"], help="student sizes to time (default: tiny)")
+    bdep.add_argument("--model", metavar="EXPORT",
+                      help="time this export instead (.onnx, split-ONNX folder, .safetensors, .ckpt or run folder)")
     bdep.add_argument("--modalities", default="V,F,A", help="modalities of the student (default %(default)s)")
     bdep.add_argument("--repeats", type=POSITIVE_INT, help="timed runs per subset (default: 30 tiny, 2 paper)")
     bdep.add_argument("--warmup", type=NON_NEGATIVE_INT, help="untimed runs first (default: 5 tiny, 1 paper)")

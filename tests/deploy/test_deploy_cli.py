@@ -88,6 +88,15 @@ def test_predict_bad_inputs_give_one_line_errors(onnx_student, student_file, syn
     _one_line_error(capsys, ["predict", str(text), video], "unreadable or truncated checkpoint")
     _one_line_error(capsys, ["predict", str(onnx_student), video, "--modalities", "V,D"], "not trained on modality D")
     _one_line_error(capsys, ["predict", str(onnx_student), video, "--modalities", "X"], "not trained on modality X")
+    _one_line_error(capsys, ["predict", str(tmp_path), video], "nor a training run folder (no checkpoints/); export a run first")
+
+
+def test_predict_runs_a_training_run_folder(trained_runs, synth_videos, capsys):
+    video = str(next(synth_videos[0].rglob("*.MP4")))
+    _, results = trained_runs
+    assert main(["predict", results["student"]["run"], video, "--json", "--top-k", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["backend"] != "onnx" and len(result["actions"]) == 2
 
 
 def _damaged_export(student_file, out, change):
@@ -154,3 +163,13 @@ def test_stream_with_sensor_failures(onnx_student, synth_videos, capsys):
     assert main(["predict", str(onnx_student), video, "--stream", "--window", "1.0"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines and all(line.startswith("[") and "V+F+A" in line for line in lines)
+
+
+def test_benchmark_deploy_times_an_existing_export(onnx_student, tmp_path, capsys):
+    out = tmp_path / "latency.json"
+    assert main(["benchmark-deploy", "--model", str(onnx_student), "--repeats", "2", "--warmup", "0",
+                 "--clip-seconds", "0.5", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())["model"]
+    assert result["backend"] == "OnnxRunner" and set(result["subsets"]) == {"V+F+A", "V+F", "V+A", "F+A", "V", "F", "A"}
+    assert all(row["model_ms"] > 0 for row in result["subsets"].values())
+    assert "| V+F+A |" in capsys.readouterr().out

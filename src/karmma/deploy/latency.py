@@ -144,9 +144,45 @@ def benchmark_preset(
     }
 
 
+def benchmark_export(path: Path, repeats: int, warmup: int, video: Path | None = None, clip_seconds: float = 2.0,
+                     workdir: Path | None = None, log=print) -> dict:
+    """Latency of an existing export (``.onnx``, a split-ONNX folder, ``.safetensors`` / ``.ckpt`` or a run
+    folder) on every subset of its modalities, with its own pre-processing; the ``model_ms`` column."""
+    from karmma.deploy.runtime import open_runner
+
+    runner = open_runner(path)
+    info = runner.info
+    pre = Preprocessor.for_student(info)
+    rng = np.random.default_rng(0)
+    example = {k: rng.standard_normal((1, *shape)).astype(np.float32) for k, shape in info.input_shapes.items()}
+    subsets = {}
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        if video is None:
+            video = synthetic_video(Path(tmp) / "clip.mp4", clip_seconds + 0.5, pre.short_side)
+        preprocessing = preprocessing_latency(pre, video, clip_seconds, max(repeats, 3))
+    for subset in all_subsets(list(info.modalities)):
+        mask = availability_for_subset(subset, info.modalities)
+        inputs = {k: example[k] for k in subset}
+        row = {"model_ms": measure_latency(lambda: runner.logits(inputs, mask), repeats, warmup, CPU)}
+        row["preprocess_ms"] = preprocessing["decode"] + sum(
+            preprocessing[step] for key, step in (("V", "rgb"), ("F", "flow"), ("A", "spectrogram")) if key in subset
+        )
+        subsets[subset_name(subset)] = row
+        log(f"{path} {subset_name(subset):8s} " + "  ".join(f"{k} {v:.2f}" for k, v in row.items()))
+    return {"model": str(path), "backend": type(runner).__name__, "modalities": list(info.modalities), "repeats": repeats,
+            "warmup": warmup, "threads": torch.get_num_threads(), "video": str(video) if video else "synthetic",
+            "clip_seconds": clip_seconds, "short_side": pre.short_side, "flow": pre.flow_method,
+            "preprocessing_ms": preprocessing, "subsets": subsets}
+
+
 def format_table(result: dict) -> str:
     """A markdown table of :func:`benchmark_preset`'s result."""
     pre = result["preprocessing_ms"]
+    if "model" in result:  # an existing export (benchmark_export)
+        lines = [f"{result['model']} ({result['backend']}), batch 1, {result['threads']} threads, median of {result['repeats']} run(s)",
+                 "", "| subset | model ms | pre-processing ms |", "|---|---:|---:|"]
+        lines += [f"| {name} | {row['model_ms']:.1f} | {row['preprocess_ms']:.1f} |" for name, row in result["subsets"].items()]
+        return "\n".join(lines)
     lines = [
         f"preset {result['preset']}, batch 1, {result['threads']} threads, median of {result['repeats']} run(s); "
         f"pre-processing of a {result['clip_seconds']} s clip ({pre['frames_decoded']} frames at {pre['frame_size'][0]}x{pre['frame_size'][1]}): "

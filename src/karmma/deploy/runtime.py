@@ -100,7 +100,10 @@ class SplitOnnxRunner:
             manifest = json.loads((folder / SPLIT_MANIFEST).read_text())
             self.info = StudentInfo.from_json(json.dumps(manifest["info"]))
         except (OSError, ValueError, KeyError, TypeError):
-            raise CheckpointError(f"{folder}: not a karmma split-ONNX folder (no valid {SPLIT_MANIFEST})") from None
+            raise CheckpointError(
+                f"{folder}: neither a split-ONNX folder (no valid {SPLIT_MANIFEST}) nor a training run folder "
+                f"(no checkpoints/); export a run first: karmma export RUN --onnx-split {folder}"
+            ) from None
         self.token_shapes = {k: tuple(v) for k, v in manifest["token_shapes"].items()}
         self.extractors = {k: _session(folder / name, threads) for k, name in manifest["extractors"].items()}
         self.fusion = _session(folder / manifest["fusion"], threads)
@@ -122,6 +125,9 @@ def open_runner(path: str | Path, threads: int | None = None) -> TorchRunner | O
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
+    if path.is_dir() and (path / "checkpoints").is_dir():  # a training run folder: its best checkpoint, eagerly
+        model, info = load_torch_student(path)
+        return TorchRunner(model, info, threads)
     if path.is_dir():
         return SplitOnnxRunner(path, threads)
     if path.suffix == ".onnx":
