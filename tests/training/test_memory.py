@@ -49,3 +49,9 @@ def test_a_stage_trains_from_decoded_views_without_decoding_again(synth_prepared
                       "optim.epochs=2"))
     clips = len(_clips(synth_prepared, make_config).samples)
     assert len(decoded_items) == 2 * clips  # two views per clip, decoded once for both epochs
+
+
+def test_views_decoded_by_workers_are_not_left_in_shared_memory(synth_prepared, make_config):
+    decoded = DecodedViews(_clips(synth_prepared, make_config), views=2, seed=3, workers=1)
+    tensors = [t for item in decoded.items for t in (*item["inputs"].values(), item["availability"], item["noise"])]
+    assert tensors and not any(t.is_shared() for t in tensors)

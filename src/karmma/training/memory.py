@@ -34,6 +34,17 @@ class _Views(Dataset):
         return item
 
 
+def _own_memory(value):
+    """``value`` with every tensor copied out of shared memory (dicts and lists walked)."""
+    if isinstance(value, torch.Tensor):
+        return value.clone() if value.is_shared() else value
+    if isinstance(value, dict):
+        return {k: _own_memory(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_own_memory(v) for v in value]
+    return value
+
+
 class DecodedViews(Dataset):
     """``views`` decoded views per training clip, held in memory.
 
@@ -56,7 +67,10 @@ class DecodedViews(Dataset):
         self.clips, self.views, self.seed = clips, max(1, views), seed
         self.samples = clips.samples
         loader = DataLoader(_Views(clips, self.views, seed), batch_size=None, num_workers=workers)
-        self.items = list(tqdm(loader, desc="decode training views", unit="view", disable=not progress, leave=False))
+        # Tensors from worker processes live in shared memory, one file descriptor each: copy them
+        # into ordinary memory, or thousands of kept views would exhaust the process's descriptors.
+        self.items = [_own_memory(item) for item in
+                      tqdm(loader, desc="decode training views", unit="view", disable=not progress, leave=False)]
         self.report = clips.report
 
     @property
