@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from karmma.evaluation.report import model_label
 from karmma.evaluation.statistics import BOOTSTRAP_RESAMPLES, paired_bootstrap, seed_interval
 from karmma.modalities import largest_first
 
@@ -34,17 +35,11 @@ SUBSET_CLAIMS = (
     ("student", "baseline_masked", "ours"),
 )
 SWEEP_POINTS = ("0.3", "0.5", "0.7")
-LABELS = {"teacher": "KARMMA_T", "student": "KARMMA_S", "baseline": "Baseline", "baseline_delta": "Baseline w/ δ",
-          "baseline_masked": "Masked Baseline (ours)"}
 
 
 def _codes(text: str) -> np.ndarray:
     """'10.1' -> [1, 0, nan, 1]"""
     return np.array([math.nan if c == "." else float(c) for c in text])
-
-
-def _label(name: str) -> str:
-    return LABELS.get(name, name)
 
 
 def _paired(seeds: list[dict], better: str, worse: str, select) -> list[np.ndarray]:
@@ -83,7 +78,7 @@ def decide_claims(seeds: list[dict]) -> list[dict]:
             continue
         for subset in subsets:
             differences = _paired(seeds, better, worse, lambda c, s=subset: _codes(c["subsets"][s]))
-            claims.append(_claim(f"{_label(better)} more accurate than {_label(worse)} on {subset}", source, differences))
+            claims.append(_claim(f"{model_label(better)} more accurate than {model_label(worse)} on {subset}", source, differences))
     if "student" in first and "baseline" in first:
         for p in SWEEP_POINTS:
             if p not in first["student"]["per_clip"]["sweep"]:

@@ -199,37 +199,31 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
                 dropped = modality_dropout(availability, p, noise=noise[seed][clip_indices])
                 _fuse_subset(model, tokens, dropped, clip_indices, sums)
 
-    def metrics_of(sums: _ProbabilitySums) -> tuple[dict[str, float], torch.Tensor, dict]:
+    def score(sums: _ProbabilitySums) -> tuple[dict[str, float], str]:
+        """The metrics of one condition, and per clip in dataset order '1' action right, '0' wrong,
+        '.' not scored (for paired tests)."""
         seen, probs = sums.averaged()
         clip_labels = {h: labels[h][seen] for h in heads}
-        result = classification_metrics(probs, clip_labels)
-        result["samples"] = int(len(seen))
-        return result, seen, probs
-
-    def correctness(sums: _ProbabilitySums) -> str:
-        """Per clip, in dataset order: '1' action right, '0' wrong, '.' not scored (for paired tests)."""
-        seen, probs = sums.averaged()
+        metrics = {**classification_metrics(probs, clip_labels), "samples": int(len(seen))}
         codes = ["."] * clips
-        right = action_correct(probs, {h: labels[h][seen] for h in heads})
-        for i, ok in zip(seen.tolist(), right.tolist()):
+        for i, ok in zip(seen.tolist(), action_correct(probs, clip_labels).tolist()):
             codes[i] = "1" if ok else "0"
-        return "".join(codes)
+        return metrics, "".join(codes)
 
     results: dict = {"stage": config.stage, "missing_modality": config.missing_strategy, "source": evaluated.source, "modalities": list(model.modalities),
                      "split": split, "selection": selection_note(config, split), "clips": clips, "views": clip.num_clips * clip.num_crops,
                      "availability": {k: int(c) for k, c in zip(model.modalities, availability_counts.tolist())},
                      "subsets": {}, "sweep": {}}
+    per_clip = {"ids": [sample.id for sample in dataset.samples], "subsets": {}, "sweep": {}}
     for name, sums in subset_sums.items():
-        results["subsets"][name] = metrics_of(sums)[0]
-    results["sweep"]["0.0"] = {**{k: v for k, v in metrics_of(as_recorded)[0].items() if k != "samples"}, "std": 0.0}
-    results["per_clip"] = {
-        "ids": [sample.id for sample in dataset.samples],
-        "subsets": {name: correctness(sums) for name, sums in subset_sums.items()},
-        "sweep": {"0.0": [correctness(as_recorded)],
-                  **{f"{p:.1f}": [correctness(sweep_sums[(p, s)]) for s in range(settings.seeds)] for p in sweep_ps}},
-    }
+        results["subsets"][name], per_clip["subsets"][name] = score(sums)
+    recorded, recorded_codes = score(as_recorded)
+    results["sweep"]["0.0"] = {**{k: v for k, v in recorded.items() if k != "samples"}, "std": 0.0}
+    per_clip["sweep"]["0.0"] = [recorded_codes]
     for p in sweep_ps:
-        per_seed = [metrics_of(sweep_sums[(p, s)])[0] for s in range(settings.seeds)]
+        scored = [score(sweep_sums[(p, s)]) for s in range(settings.seeds)]
+        per_seed = [metrics for metrics, _ in scored]
+        per_clip["sweep"][f"{p:.1f}"] = [codes for _, codes in scored]
         entry = {}
         for key in per_seed[0]:
             if key == "samples":
@@ -239,6 +233,7 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
             entry[f"{key}_std"] = values.std(unbiased=False).item()
         entry["std"] = entry["action_top1_std"]
         results["sweep"][f"{p:.1f}"] = entry
+    results["per_clip"] = per_clip
 
     # per-class view of every clip (with the modalities it has): the report's per-class table and
     # confusion figure, and the EPIC tail / unseen splits

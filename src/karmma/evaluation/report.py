@@ -64,7 +64,7 @@ PER_CLASS_ROWS = 15  # the most frequent classes shown per head (EPIC has 97 ver
 METHOD_DOC = "docs/method.md in the karmma repository"
 
 
-def _label(name: str) -> str:
+def model_label(name: str) -> str:
     info = MODELS.get(name)
     return info.label if info else name
 
@@ -152,7 +152,7 @@ def model_table(results: dict) -> str:
         info = MODELS.get(name)
         description = info.description if info else f"a model evaluated under the name `{name}` (no description known)"
         strategy = model.get("missing_modality")
-        lines.append(f"| {_label(name)} | `{name}` | {description} | {STRATEGIES.get(strategy, strategy or '–')} | "
+        lines.append(f"| {model_label(name)} | `{name}` | {description} | {STRATEGIES.get(strategy, strategy or '–')} | "
                      f"{model.get('selection', '–')} |")
     return "\n".join(lines)
 
@@ -188,7 +188,7 @@ def trust_section(results: dict) -> list[str]:
     for name, model in models.items():
         value = model["subsets"].get(_full_subset(model), {}).get("action_top1")
         if value is not None:
-            examples.append(f"{_label(name)} {value:.1f} ± {wilson_half_width(value, clips):.1f}")
+            examples.append(f"{model_label(name)} {value:.1f} ± {wilson_half_width(value, clips):.1f}")
     lines += [
         f"**Noise.** With {clips} clips, one clip is {100 / clips:.1f} points of accuracy. The 95 % binomial (Wilson) "
         f"interval of an accuracy is about ± {wilson_half_width(50, clips):.1f} points at 50 %, "
@@ -208,7 +208,7 @@ def subset_table(results: dict, metric: str = "action_top1") -> str:
     models = results["models"]
     subsets = largest_first({s for m in models.values() for s in m["subsets"]})
     names = list(models)
-    lines = ["| subset | " + " | ".join(_label(n) for n in names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines = ["| subset | " + " | ".join(model_label(n) for n in names) + " |", "|---" * (len(names) + 1) + "|"]
     for subset in subsets:
         values = {n: models[n]["subsets"].get(subset, {}).get(metric) for n in names}
         contenders = [v for n, v in values.items() if n != "teacher" and v is not None]
@@ -243,14 +243,14 @@ def full_set_table(results: dict) -> str:
                 cells.append(f"{value:.2f} ± {wilson_half_width(value, row.get('samples', model['clips'])):.1f}")
             else:
                 cells.append(f"{value:.2f}")
-        lines.append(f"| {_label(name)} | {full} | " + " | ".join(cells) + " |")
+        lines.append(f"| {model_label(name)} | {full} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def sweep_table(results: dict) -> str:
     models = results["models"]
     ps = list(next(iter(models.values()))["sweep"])
-    lines = ["| p | " + " | ".join(_label(n) for n in models) + " |", "|---" * (len(models) + 1) + "|"]
+    lines = ["| p | " + " | ".join(model_label(n) for n in models) + " |", "|---" * (len(models) + 1) + "|"]
     for p in ps:
         cells = []
         for m in models.values():
@@ -278,7 +278,7 @@ def _frequent_classes(results: dict, head: str) -> list[tuple[int, int]]:
 def per_class_table(results: dict, head: str) -> str:
     """Top-1 per true class of ``head`` (full modality set), the most frequent classes first."""
     models = results["models"]
-    lines = [f"| {head} | clips | " + " | ".join(_label(n) for n in models) + " |", "|---" * (len(models) + 2) + "|"]
+    lines = [f"| {head} | clips | " + " | ".join(model_label(n) for n in models) + " |", "|---" * (len(models) + 2) + "|"]
     for cls, clips in _frequent_classes(results, head):
         cells = []
         for model in models.values():
@@ -293,7 +293,7 @@ def per_class_table(results: dict, head: str) -> str:
 def resource_table(benchmark: dict) -> str:
     models = benchmark["models"]
     subsets = list(next(iter(models.values()))["subsets"])
-    header = "| subset | " + " | ".join(f"{_label(n)} GFLOPs | {_label(n)} peak MB | {_label(n)} latency ms" for n in models) + " |"
+    header = "| subset | " + " | ".join(f"{model_label(n)} GFLOPs | {model_label(n)} peak MB | {model_label(n)} latency ms" for n in models) + " |"
     lines = [header, "|---" * (3 * len(models) + 1) + "|"]
     for subset in subsets:
         cells = []
@@ -382,7 +382,7 @@ def plot_sweep(results: dict, path: Path) -> None:
         ps = [float(p) + shift for p in m["sweep"]]
         mean = [e["action_top1"] for e in m["sweep"].values()]
         std = [e.get("action_top1_ci95", e.get("std", 0.0)) for e in m["sweep"].values()]
-        line = absolute.errorbar(ps, mean, yerr=std, marker="o", markersize=4, capsize=3, label=_label(name))
+        line = absolute.errorbar(ps, mean, yerr=std, marker="o", markersize=4, capsize=3, label=model_label(name))
         zero = mean[0] or float("nan")
         relative.plot(ps, [v / zero * 100 for v in mean], marker="o", markersize=4, color=line[0].get_color())
     uniform, majority = chance_levels(results).get("action_top1", (None, None))
@@ -435,7 +435,7 @@ def plot_per_class(results: dict, name: str, path: Path) -> list[str]:
         ax.set_yticks(range(len(names)), names)
         ax.set(xlabel=f"predicted {head}", ylabel=f"true {head}", title=f"{head}: top-1 {model['subsets'][_full_subset(model)].get(f'{head}_top1', 0):.1f} %")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of the true class's clips")
-    fig.suptitle(f"{_label(name)} on {_full_subset(model)} (numbers: clips)")
+    fig.suptitle(f"{model_label(name)} on {_full_subset(model)} (numbers: clips)")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -519,7 +519,7 @@ def find_runs(results: dict, folder: Path) -> dict[str, Path]:
     for name, model in results["models"].items():
         run = _run_folder(model.get("source"), folder)
         if run is not None:
-            found[run.resolve()] = _label(name)
+            found[run.resolve()] = model_label(name)
     return {label: run for run, label in found.items()}
 
 
@@ -606,7 +606,7 @@ def write_report(folder: str | Path) -> Path:
                       + (f" (of {heads[head]} classes)" if heads.get(head, 0) > shown else "") + ":", "",
                       per_class_table(results, head), ""]
         if drawn:
-            lines += [f"Confusion matrices of {_label(featured)} (rows: true class; colour: share of its clips; "
+            lines += [f"Confusion matrices of {model_label(featured)} (rows: true class; colour: share of its clips; "
                       "numbers: clips); the other models' counts are under `confusion` in results.json.", "",
                       "![per class](per_class.png)", ""]
 

@@ -71,7 +71,6 @@ class DecodedViews(Dataset):
         # into ordinary memory, or thousands of kept views would exhaust the process's descriptors.
         self.items = [_own_memory(item) for item in
                       tqdm(loader, desc="decode training views", unit="view", disable=not progress, leave=False)]
-        self.report = clips.report
 
     @property
     def bytes(self) -> int:

@@ -121,7 +121,19 @@ def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool 
 
 def load_extractor(model: KARMMA, key: str, path: str) -> None:
     """Initialise ``model``'s ``key`` extractor from any karmma checkpoint that has one of the same size."""
-    checkpoint = read_checkpoint(path)
+    _load_extractor_state(model, key, read_checkpoint(path), path)
+
+
+def load_unimodal_extractor(model: KARMMA, key: str, path: str, preset: str) -> None:
+    checkpoint, source = expect_checkpoint(path, "unimodal", preset)
+    if source.get("unimodal_modality") != key:
+        raise CheckpointError(f"{path}: a unimodal checkpoint of {source.get('unimodal_modality')!r}, not of {key!r}")
+    if source.get("unimodal_size", "teacher") != "teacher":
+        raise CheckpointError(f"{path}: pre-trains a student-sized extractor; the teacher needs unimodal_size=teacher")
+    _load_extractor_state(model, key, checkpoint, path)
+
+
+def _load_extractor_state(model: KARMMA, key: str, checkpoint: dict, path: str) -> None:
     state = model_state(checkpoint, f"model.extractors.{key}.")
     if not state:
         raise CheckpointError(f"{path}: holds no {key} extractor (pretrained.{key} needs a checkpoint of a model with {key})")
@@ -131,15 +143,6 @@ def load_extractor(model: KARMMA, key: str, path: str) -> None:
         raise CheckpointError(
             f"{path}: its {key} extractor does not match this model's (another preset or size?): {str(error)[:200]}"
         ) from None
-
-
-def load_unimodal_extractor(model: KARMMA, key: str, path: str, preset: str) -> None:
-    checkpoint, source = expect_checkpoint(path, "unimodal", preset)
-    if source.get("unimodal_modality") != key:
-        raise CheckpointError(f"{path}: a unimodal checkpoint of {source.get('unimodal_modality')!r}, not of {key!r}")
-    if source.get("unimodal_size", "teacher") != "teacher":
-        raise CheckpointError(f"{path}: pre-trains a student-sized extractor; the teacher needs unimodal_size=teacher")
-    model.extractors[key].load_state_dict(model_state(checkpoint, f"model.extractors.{key}."))
 
 
 def load_teacher(path: str, config: TrainConfig, heads: dict[str, int]) -> KARMMA:
