@@ -40,3 +40,18 @@ def test_real_dataset_configs_build_paper_models(dataset, stage, shared_data):
 def test_unknown_shipped_config_is_named():
     with pytest.raises(FileNotFoundError, match="synthkitchen/student"):
         config_path("nowhere", "student")
+
+
+def test_token_pooling_reaches_every_swin_extractor_and_is_checked():
+    from karmma.models.video_swin import VideoSwinConfig
+    from karmma.presets import get_preset
+    from karmma.training.config import TrainConfig
+
+    preset = get_preset("tiny", spatial_pool="max")
+    pools = {spec.extractor.spatial_pool for specs in (preset.teacher, preset.student)
+             for spec in specs.values() if isinstance(spec.extractor, VideoSwinConfig)}
+    assert pools == {"max"}
+    assert {s.extractor.spatial_pool for s in get_preset("paper").student.values()
+            if isinstance(s.extractor, VideoSwinConfig)} == {"mean"}  # the paper preset keeps the mean
+    with pytest.raises(ValueError, match="token_pooling must be one of mean, max"):
+        TrainConfig(token_pooling="median")

@@ -46,7 +46,7 @@ from karmma.data.synth import SynthSize
 DEMO_MODELS = ("teacher", "baseline", "baseline_masked", "baseline_delta", "student")
 STUDENT_SIZED = ("student", "baseline", "baseline_masked", "baseline_delta")
 #: part of a demo folder's identity: a folder written by a demo with other stages is not reused
-DEMO_VERSION = 3
+DEMO_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ whole student forward pass costs well under 0.5 GFLOPs on a laptop CPU.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -92,9 +93,16 @@ def tiny_preset(frames: int = 8, size: int = 64, box_slots: int = 4, audio_frame
     )
 
 
-def get_preset(name: str, frames: int | None = None, size: int | None = None, audio_frames: int | None = None) -> Preset:
+def get_preset(
+    name: str,
+    frames: int | None = None,
+    size: int | None = None,
+    audio_frames: int | None = None,
+    spatial_pool: str | None = None,
+) -> Preset:
     """Preset ``name``, optionally with another input geometry (``clip.frames`` / ``clip.size`` /
-    ``clip.audio_frames``): same extractors and fusion, shorter or smaller clips."""
+    ``clip.audio_frames``): same extractors and fusion, shorter or smaller clips; and with
+    another spatial pooling of the Swin3D extractors' tokens (``token_pooling``: mean or max)."""
     builders = {"paper": paper_preset, "tiny": tiny_preset}
     if name not in builders:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
@@ -102,7 +110,15 @@ def get_preset(name: str, frames: int | None = None, size: int | None = None, au
     for key, value in geometry.items():
         if value is not None and value < 1:
             raise ValueError(f"clip.{key} must be a positive integer, got {value}")
-    return builders[name](**{k: v for k, v in geometry.items() if v is not None})
+    preset = builders[name](**{k: v for k, v in geometry.items() if v is not None})
+    if spatial_pool is None:
+        return preset
+
+    def pooled(specs: Mapping[str, ModalitySpec]) -> dict[str, ModalitySpec]:
+        return {key: dataclasses.replace(spec, extractor=dataclasses.replace(spec.extractor, spatial_pool=spatial_pool))
+                if isinstance(spec.extractor, VideoSwinConfig) else spec for key, spec in specs.items()}
+
+    return dataclasses.replace(preset, teacher=pooled(preset.teacher), student=pooled(preset.student))
 
 
 def _specs(table: Mapping[str, ModalitySpec], modalities: Sequence[str]) -> list[ModalitySpec]:

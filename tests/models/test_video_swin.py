@@ -45,3 +45,30 @@ def test_mismatched_weights_are_a_clear_error(tmp_path):
     torch.save({"something.else": torch.zeros(1)}, path)
     with pytest.raises(ValueError, match="do not match"):
         VideoSwinConfig(embed_dim=8, depths=(1, 1), num_heads=(1, 2), weights=str(path)).build((8, 3, 32, 32))
+
+
+def test_max_pooling_keeps_a_small_moving_patch_that_the_mean_dilutes():
+    """Token pooling (docs/method.md): with ``spatial_pool="max"`` a change confined to one
+    corner of the frame moves the token as much as the strongest location responds; the mean
+    spreads it over every location."""
+    torch.manual_seed(0)
+    mean_pooled = VideoSwinConfig(embed_dim=8, depths=(1, 1), num_heads=(1, 2), window_size=(2, 4, 4),
+                                  stochastic_depth_prob=0.0).build((4, 2, 64, 64)).eval()
+    max_pooled = VideoSwinConfig(embed_dim=8, depths=(1, 1), num_heads=(1, 2), window_size=(2, 4, 4),
+                                 stochastic_depth_prob=0.0, spatial_pool="max").build((4, 2, 64, 64)).eval()
+    max_pooled.load_state_dict(mean_pooled.state_dict())  # same weights, only the pooling differs
+    still = torch.zeros(1, 4, 2, 64, 64)
+    moving = still.clone()
+    moving[..., :8, :8] = 3.0  # a small object's flow in one corner
+    with torch.no_grad():
+        features = mean_pooled.swin.norm(mean_pooled.swin.features(mean_pooled.swin.patch_embed(moving.transpose(1, 2))))
+        assert torch.allclose(max_pooled(moving), features.amax(dim=(2, 3)))
+        assert torch.allclose(mean_pooled(moving), features.mean(dim=(2, 3)))
+        mean_change = (mean_pooled(moving) - mean_pooled(still)).abs().mean()
+        max_change = (max_pooled(moving) - max_pooled(still)).abs().mean()
+    assert max_change > 2 * mean_change
+
+
+def test_unknown_spatial_pool_is_a_clear_error():
+    with pytest.raises(ValueError, match="spatial_pool must be one of mean, max"):
+        VideoSwinConfig(spatial_pool="median")

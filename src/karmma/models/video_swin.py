@@ -1,10 +1,11 @@
 """Video Swin Transformer token extractor (RGB, flow, spectrogram clips).
 
 Wraps torchvision's :class:`~torchvision.models.video.SwinTransformer3d`. The
-last feature map ``[B, T/2, H/32, W/32, C]`` is average-pooled over space,
-giving one token per temporal position: ``[B, T/2, C]`` (16 tokens of 768
-channels for Swin3D-T on 32 frames). Short sequences keep the fusion block
-cheap (docs/method.md, "Token pooling").
+last feature map ``[B, T/2, H/32, W/32, C]`` is pooled over space (average by
+default, or maximum: ``spatial_pool``), giving one token per temporal
+position: ``[B, T/2, C]`` (16 tokens of 768 channels for Swin3D-T on 32
+frames). Short sequences keep the fusion block cheap (docs/method.md, "Token
+pooling").
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from torchvision.models.video.swin_transformer import PatchEmbed3d
 from karmma.models.weights import load_pretrained
 
 
+SPATIAL_POOLS = ("mean", "max")
+
+
 @dataclass(frozen=True)
 class VideoSwinConfig:
     """Architecture of a Swin3D extractor. Defaults are Swin3D-T."""
@@ -29,8 +33,16 @@ class VideoSwinConfig:
     patch_size: tuple[int, int, int] = (2, 4, 4)
     window_size: tuple[int, int, int] = (8, 7, 7)
     stochastic_depth_prob: float = 0.1
+    #: how the last feature map is pooled over space into one token per time step: ``"mean"``
+    #: (the spec's example, what Kinetics weights were trained with) or ``"max"`` (ours: keeps a
+    #: small moving hand/object from being averaged away by the whole frame's camera motion)
+    spatial_pool: str = "mean"
     #: local checkpoint path or torchvision weights name (``"KINETICS400_V1"``)
     weights: str | None = None
+
+    def __post_init__(self):
+        if self.spatial_pool not in SPATIAL_POOLS:
+            raise ValueError(f"spatial_pool must be one of {', '.join(SPATIAL_POOLS)}, got {self.spatial_pool!r}")
 
     @property
     def token_dim(self) -> int:
@@ -100,4 +112,6 @@ class VideoSwinTokens(nn.Module):
         x = self.swin.pos_drop(x)
         x = self.swin.features(x)  # [B, T', H'', W'', C]
         x = self.swin.norm(x)
+        if self.config.spatial_pool == "max":
+            return x.amax(dim=(2, 3))  # [B, T', C]
         return x.mean(dim=(2, 3))  # [B, T', C]

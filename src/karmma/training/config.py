@@ -9,6 +9,7 @@ from karmma.data.config import DatasetConfig
 from karmma.data.dataset import ClipConfig
 
 from karmma.models.karmma import MISSING_STRATEGIES
+from karmma.models.video_swin import SPATIAL_POOLS
 
 MODALITY_KEYS = ("V", "F", "A", "D")
 STAGES = ("unimodal", "teacher", "student", "baseline", "baseline_masked", "baseline_delta")
@@ -128,6 +129,9 @@ class TrainConfig:
     pretrained: dict[str, str] = field(default_factory=dict)
     missing_modality: str = ""  # learned | zeros | mask; empty: the stage's default (DEFAULT_MISSING)
     fusion_dropout: float | None = None  # None: the preset's
+    #: mean | max: how Swin3D extractors pool their last feature map over space (docs/method.md,
+    #: "Token pooling"); empty: the preset's (mean)
+    token_pooling: str = ""
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -144,6 +148,8 @@ class TrainConfig:
             unknown = sorted(set(getattr(self, section)) - set(MODALITY_KEYS))
             if unknown:
                 raise ValueError(f"{section}.{unknown[0]}: not a modality key (use {', '.join(MODALITY_KEYS)})")
+        if self.token_pooling and self.token_pooling not in SPATIAL_POOLS:
+            raise ValueError(f"token_pooling must be one of {', '.join(SPATIAL_POOLS)}, got {self.token_pooling!r}")
         if self.fusion_dropout is not None:
             check_range("config", "fusion_dropout", self.fusion_dropout, 0, 1, high_open=True)
 

@@ -46,10 +46,10 @@ def stage_modalities(config: TrainConfig, preset: Preset) -> list[str]:
 
 
 def stage_preset(config: TrainConfig) -> Preset:
-    """The config's preset with its clip geometry (``clip.frames`` / ``size`` / ``audio_frames``)
-    and fusion dropout applied."""
+    """The config's preset with its clip geometry (``clip.frames`` / ``size`` / ``audio_frames``),
+    token pooling and fusion dropout applied."""
     clip = config.clip
-    preset = get_preset(config.preset, clip.frames, clip.size, clip.audio_frames)
+    preset = get_preset(config.preset, clip.frames, clip.size, clip.audio_frames, config.token_pooling or None)
     if config.fusion_dropout is not None:
         preset = dataclasses.replace(
             preset,
