@@ -81,3 +81,32 @@ def test_readme_after_the_demo_block_runs(quick_demo, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "student-onnx" / "fusion.onnx").is_file() and (tmp_path / "student.safetensors").is_file()
     assert "# KARMMA report" in done.stdout and "verb" in done.stdout
+
+
+def test_tuning_trains_one_run_per_value_on_validation_and_leaves_the_test_results_alone(quick_demo):
+    from karmma.demo import parse_knob
+
+    results = (quick_demo / "results.json").read_text()
+    run_demo(quick_demo, quick=True, seeds=(0,), progress=False, tune=(parse_knob("loss.distill_weight=0,1"),))
+    tuning = json.loads((quick_demo / "tuning.json").read_text())
+    assert tuning["split"] == "validation" and tuning["seeds"] == [0]
+    knob = tuning["knobs"]["student:loss.distill_weight=0,1"]
+    assert set(knob["values"]) == {"0", "1"} and knob["chosen"] in ("0", "1")
+    for value in ("0", "1"):
+        run = quick_demo / "runs" / f"tune_student_loss.distill_weight={value}"
+        assert f"distill_weight: {float(value)}" in (run / "config.yaml").read_text()
+        assert 0 <= knob["values"][value]["val/action_top1"] <= 100
+    assert (quick_demo / "results.json").read_text() == results  # the reported (test) numbers are untouched
+    assert "Knobs tuned on validation" in (quick_demo / "report.md").read_text()
+
+
+@pytest.mark.parametrize("text,message", [
+    ("loss.distill_weight=0.3", "at least two distinct values"),
+    ("teacher:loss.distill_weight=0,1", "the stage must be one of"),
+    ("loss.no_such_knob=0,1", "unknown key"),
+])
+def test_bad_tuning_knob_is_a_clear_error(text, message):
+    from karmma.demo import parse_knob
+
+    with pytest.raises(ValueError, match=message):
+        parse_knob(text)

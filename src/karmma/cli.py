@@ -51,6 +51,16 @@ def _seed_list(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def _knob(text: str):
+    """``[STAGE:]KEY=V1,V2,...`` -> a demo tuning knob (checked against the stage's config)."""
+    from karmma.demo import parse_knob
+
+    try:
+        return parse_knob(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _probabilities(text: str) -> tuple[float, ...]:
     """``"0,0.1,0.5"`` -> probabilities in [0, 1]."""
     parse = _number(float, 0, 1)
@@ -332,7 +342,8 @@ def _demo(args: argparse.Namespace) -> int:
     from karmma.demo import run_demo
 
     seeds = args.seeds if args.seeds is not None else (args.seed,)
-    report = run_demo(args.out, quick=args.quick, seeds=seeds, progress=not args.no_progress, workers=args.workers)
+    report = run_demo(args.out, quick=args.quick, seeds=seeds, progress=not args.no_progress, workers=args.workers,
+                      tune=tuple(args.tune))
     print(f"done: {report}\nresults: {report.parent / 'results.json'}, student: {report.parent / 'student.safetensors'}", file=sys.stderr)
     return 0
 
@@ -485,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
                       help="run the whole pipeline once per seed (each in OUT/seed_<s>/) and report means, 95 %% "
                            "intervals and a verdict per claim of the paper, e.g. 0,1,2")
+    demo.add_argument("--tune", type=_knob, action="append", default=[], metavar="[STAGE:]KEY=V1,V2,...",
+                      help="also train the student (or STAGE) once per value and score each on validation only "
+                           "(OUT/tuning.json, a report section); repeatable, e.g. loss.distill_weight=0,0.3,1")
     demo.add_argument("--workers", type=POSITIVE_INT, default=2, help="processes for synthesis/preparation and data loading (default %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="one line per stage instead of a progress bar")
     demo.set_defaults(run=_demo)

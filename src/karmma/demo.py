@@ -93,6 +93,7 @@ class Stage:
     name: str
     seconds: float
     run: Callable[[], None]
+    refresh: bool = False  # run again whenever an earlier stage ran (the report: new tuning runs)
 
 
 class DemoError(ValueError):
@@ -134,9 +135,11 @@ def _train_stage(config_name: str, overrides: list[str]) -> dict:
     return train(_stage_config(config_name, overrides))
 
 
-def demo_stages(root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Path | None = None) -> list[Stage]:
+def demo_stages(root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Path | None = None,
+                knobs: tuple["Knob", ...] = ()) -> list[Stage]:
     """One seed's pipeline as a list of stages; each writes only under ``root`` (``out``, the
-    demo folder, is what results.json's paths are relative to)."""
+    demo folder, is what results.json's paths are relative to). ``knobs`` add one training
+    run per value, scored on validation only (``tuning.json``)."""
     from karmma.data.prepare import PrepareSettings, prepare
     from karmma.data.synth import synthesize
 
@@ -187,12 +190,14 @@ def demo_stages(root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Pa
         train(config)
         write_teacher_logits(cache, load_teacher(str(teacher_ckpt), config, dataset_heads(config.data)))
 
-    def student_stage(name: str):
+    def student_stage(name: str, knob: tuple[str, str] | None = None):
         # The student trains on the views its teacher's logits were cached for, decoded once; the
         # baselines on fresh augmented views every epoch, as in the paper (both are compute-bound here).
         extra = [f"teacher={teacher_ckpt}", "teacher_logits=cache", f"cache.path={cache}", "cache.decode_once=true"] \
             if name == "student" else []
-        return lambda: _train_stage(name, [*data, *common, *student_init, *extra, f"optim.epochs={plan.student_epochs}"])
+        tuned = [f"{knob[0]}={knob[1]}", f"trainer.name={tuning_run(name, *knob)}"] if knob else []
+        return lambda: _train_stage(name, [*data, *common, *student_init, *extra, f"optim.epochs={plan.student_epochs}",
+                                           *tuned])
 
     def evaluate_stage():
         from karmma.evaluation.evaluate import EvaluationSettings, evaluate_models, load_for_evaluation
@@ -204,7 +209,14 @@ def demo_stages(root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Pa
             result["source"] = str(Path(result["source"]).relative_to(out))  # the same file for any --out
         _write_json(root / "results.json", results)
 
+    def tuning_stage():
+        _write_json(runs / "tuning.json", tuning_results(runs, knobs))
+
     s = plan.seconds
+    tuning = [Stage(f"tune/{tuning_run(knob.stage, knob.key, value)}", s["train"], student_stage(knob.stage, (knob.key, value)))
+              for knob in knobs for value in knob.values]
+    if tuning:
+        tuning.append(Stage("tune/" + "+".join(knob.text for knob in knobs), 1, tuning_stage))
     return [
         Stage("synth", s["synth"], synth_stage),
         Stage("prepare", s["prepare"], prepare_stage),
@@ -214,10 +226,72 @@ def demo_stages(root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Pa
         Stage("teacher", s["teacher"], teacher_stage),
         *(Stage(name, s["train"], student_stage(name)) for name in STUDENT_SIZED),
         Stage("evaluate", s["evaluate"], evaluate_stage),
+        *tuning,
     ]
 
 
-def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan) -> list[Stage]:
+@dataclass(frozen=True)
+class Knob:
+    """A hyper-parameter swept on validation (``--tune``): ``[STAGE:]KEY=V1,V2,...``."""
+
+    stage: str
+    key: str
+    values: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return f"{self.stage}:{self.key}={','.join(self.values)}"
+
+
+def parse_knob(text: str) -> Knob:
+    """``"loss.distill_weight=0,0.3,1"`` (the student's) or ``"baseline:loss.modality_dropout=0.3,0.5"``."""
+    head, _, listed = text.partition("=")
+    stage, _, key = head.rpartition(":")
+    stage = stage or "student"
+    values = tuple(v.strip() for v in listed.split(",") if v.strip())
+    if stage not in STUDENT_SIZED:
+        raise ValueError(f"--tune {text!r}: the stage must be one of {', '.join(STUDENT_SIZED)}, got {stage!r}")
+    if "." not in key or len(values) < 2 or len(set(values)) != len(values):
+        raise ValueError(f"--tune {text!r}: expected [STAGE:]SECTION.KEY=V1,V2,... with at least two distinct values, "
+                         "e.g. loss.distill_weight=0,0.3,1")
+    for value in values:  # an unknown key or a bad value fails now, not after the pipeline
+        try:
+            _stage_config(stage, [f"{key}={value}"])
+        except ValueError as error:
+            raise ValueError(f"--tune {text!r}: {error}") from None
+    return Knob(stage, key, values)
+
+
+def tuning_run(stage: str, key: str, value: str) -> str:
+    """Run folder name of one tuning value: ``tune_student_loss.distill_weight=0.3``."""
+    return f"tune_{stage}_{key}={value}"
+
+
+def tuning_results(runs: Path, knobs: tuple[Knob, ...]) -> dict:
+    """``{knob text: {value: metrics}}``: the best validation metrics of every tuning run (what
+    checkpoint selection sees; no test clip)."""
+    return {
+        knob.text: {value: json.loads((runs / tuning_run(knob.stage, knob.key, value) / "result.json").read_text())
+                    ["best_checkpoint"]["metrics"] for value in knob.values}
+        for knob in knobs
+    }
+
+
+def aggregate_tuning(per_seed: dict[int, dict]) -> dict:
+    """Tuning results of every seed -> ``{"split", "seeds", "knobs": {knob: {value: {"val/action_top1":
+    mean over seeds, "per_seed": {seed: value}}}}}``, the value with the best mean marked ``chosen``."""
+    knobs = {}
+    for knob in next(iter(per_seed.values())):
+        values = {}
+        for value in per_seed[min(per_seed)][knob]:
+            scores = {str(seed): results[knob][value]["val/action_top1"] for seed, results in per_seed.items()}
+            values[value] = {"val/action_top1": round(sum(scores.values()) / len(scores), 2), "per_seed": scores}
+        chosen = max(values, key=lambda v: values[v]["val/action_top1"])
+        knobs[knob] = {"values": values, "chosen": chosen}
+    return {"split": "validation", "metric": "val/action_top1 of the best epoch", "seeds": sorted(per_seed), "knobs": knobs}
+
+
+def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool = False) -> list[Stage]:
     """After every seed: the resource benchmark, results over seeds, the exported student, the report."""
 
     def benchmark_stage():
@@ -237,11 +311,14 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan) -> list[Stag
         if len(roots) > 1:
             per_seed = {seed: json.loads((root / "results.json").read_text()) for seed, root in roots.items()}
             _write_json(out / "results.json", aggregate_seeds(per_seed))
+        if tuned:
+            per_seed = {seed: json.loads((root / "runs" / "tuning.json").read_text()) for seed, root in roots.items()}
+            _write_json(out / "tuning.json", aggregate_tuning(per_seed))
         export_student(first / "runs" / "student" / "checkpoints" / "best.ckpt", out / "student.safetensors")
         write_report(out)
 
     s = plan.seconds
-    return [Stage("benchmark", s["benchmark"], benchmark_stage), Stage("report", s["report"], report_stage)]
+    return [Stage("benchmark", s["benchmark"], benchmark_stage), Stage("report", s["report"], report_stage, refresh=True)]
 
 
 def _write_json(path: Path, value: dict) -> None:
@@ -249,12 +326,14 @@ def _write_json(path: Path, value: dict) -> None:
 
 
 def run_demo(out: str | Path, quick: bool = False, seeds: tuple[int, ...] = (0,), progress: bool = True,
-             workers: int = 2) -> Path:
+             workers: int = 2, tune: tuple[Knob, ...] = ()) -> Path:
     """Run (or finish) the demo under ``out`` for every seed; returns the report path.
 
     One seed writes everything into ``out``; several write one pipeline each into
     ``out/seed_<s>/`` and ``out/results.json`` holds the results over seeds
-    (means, 95 % intervals, per-seed results and the claims' verdicts)."""
+    (means, 95 % intervals, per-seed results and the claims' verdicts). ``tune``
+    adds, per seed, one training run per value of each knob, scored on
+    validation only; ``out/tuning.json`` holds them (mean over seeds)."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -281,17 +360,19 @@ def run_demo(out: str | Path, quick: bool = False, seeds: tuple[int, ...] = (0,)
     roots = {seed: out if len(seeds) == 1 else out / f"seed_{seed}" for seed in seeds}
     stages = []
     for seed, root in roots.items():
-        for stage in demo_stages(root, plan, seed, workers, out):
+        for stage in demo_stages(root, plan, seed, workers, out, knobs=tune):
             if len(seeds) > 1:
                 stage.name = f"seed_{seed}/{stage.name}"
             stages.append(stage)
-    stages += final_stages(out, roots, plan)
+    stages += final_stages(out, roots, plan, tuned=bool(tune))
     bar = tqdm(total=sum(st.seconds for st in stages), desc="karmma demo", disable=not progress,
                bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed} elapsed, about {remaining} left]", file=sys.stderr)
+    ran = False
     for stage in stages:
-        if stage.name in done:
+        if stage.name in done and not (stage.refresh and ran):
             bar.update(stage.seconds)
             continue
+        ran = True
         bar.set_description(f"karmma demo ({stage.name})")
         log_path = out / "logs" / f"{stage.name}.log"
         start = time.perf_counter()

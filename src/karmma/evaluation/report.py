@@ -526,6 +526,23 @@ def find_runs(results: dict, folder: Path) -> dict[str, Path]:
 # ---------------------------------------------------------------- the report
 
 
+def tuning_section(tuning: dict) -> list[str]:
+    """The ``--tune`` sweeps: validation action top-1 per value (never a test number)."""
+    seeds = tuning.get("seeds", [])
+    lines = ["## Knobs tuned on validation (`karmma demo --tune`)", "",
+             f"One training run per value on the validation participants, {len(seeds)} seed(s) "
+             f"({', '.join(map(str, seeds))}); the number is the best epoch's validation action top-1, the one "
+             "checkpoint selection uses. No test clip was used: take the chosen value into the stage's config "
+             "and rerun to report it on test.", "",
+             "| knob | value | validation action top-1 (mean) | per seed | |", "|---|---|---|---|---|"]
+    for knob, entry in tuning["knobs"].items():
+        for value, scores in entry["values"].items():
+            per_seed = ", ".join(f"{v:.1f}" for v in scores["per_seed"].values())
+            chosen = "best" if value == entry["chosen"] else ""
+            lines.append(f"| `{knob.split('=')[0]}` | {value} | {scores['val/action_top1']:.1f} | {per_seed} | {chosen} |")
+    return lines + [""]
+
+
 def write_report(folder: str | Path) -> Path:
     """Write ``report.md`` and its figures into ``folder`` (which holds ``results.json``)."""
     folder = Path(folder)
@@ -646,6 +663,10 @@ def write_report(folder: str | Path) -> Path:
         lines += ["## Training modality-dropout rate of the teacher (paper Fig. 5)", "",
                   "One teacher trained per modality-dropout rate, each scored on every subset.", "",
                   "![dropout study](dropout_study.png)", "", study_table(study), ""]
+
+    tuning_path = folder / "tuning.json"
+    if tuning_path.is_file():
+        lines += tuning_section(json.loads(tuning_path.read_text()))
 
     runs = {label: json.loads((run / "metrics.json").read_text()) for label, run in find_runs(results, folder).items()}
     runs = {label: history for label, history in runs.items() if history}
