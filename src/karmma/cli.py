@@ -283,14 +283,6 @@ def _benchmark_training(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_student(args: argparse.Namespace) -> int:
-    from karmma.training.export import export_student
-
-    path = export_student(args.checkpoint, args.out)
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MB)", file=sys.stderr)
-    return 0
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from karmma.evaluation.evaluate import EvaluationSettings, evaluate_models, load_for_evaluation, unique_names
 
@@ -339,7 +331,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _dropout_study(args: argparse.Namespace) -> int:
     from karmma.configuration import load_config
-    from karmma.evaluation.dropout_study import plot_dropout_study, run_dropout_study, study_table
+    from karmma.evaluation.dropout_study import plot_dropout_study, study_table
+    from karmma.experiments.dropout_study import run_dropout_study
     from karmma.training.config import TrainConfig
 
     config = load_config(TrainConfig, args.config, args.overrides)
@@ -351,15 +344,16 @@ def _dropout_study(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from karmma.artifacts import load_model, save_student
     from karmma.deploy.onnx_export import export_onnx, export_split_onnx
-    from karmma.deploy.student import load_torch_student, save_safetensors
+    from karmma.stages import STUDENT_STAGES
 
     if not (args.safetensors or args.onnx or args.onnx_split):
         raise ValueError("nothing to write: give --safetensors, --onnx and/or --onnx-split")
-    model, info = load_torch_student(args.student)
+    model, info = load_model(args.student, stages=STUDENT_STAGES)
     written = []
     if args.safetensors:
-        written.append(save_safetensors(model, info, args.safetensors))
+        written.append(save_student(model, info, args.safetensors))
     if args.onnx:
         written.append(export_onnx(model, info, args.onnx))
     if args.onnx_split:
@@ -645,15 +639,6 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--onnx", metavar="OUT", help="write one ONNX graph taking every modality input and the availability mask")
     exp.add_argument("--onnx-split", metavar="DIR", help="write one ONNX graph per extractor plus a fusion graph to DIR")
     exp.set_defaults(run=_export)
-
-    export = _command(
-        commands, "export-student", "a trained student alone, as safetensors with its config",
-        "  karmma export-student karmma-demo/runs/student/checkpoints/best.ckpt student.safetensors\n",
-        "'karmma export --safetensors' does the same from a run folder.",
-    )
-    export.add_argument("checkpoint", help="a student / baseline / baseline_masked / baseline_delta checkpoint")
-    export.add_argument("out", help="output .safetensors file")
-    export.set_defaults(run=_export_student)
 
     pred = _command(
         commands, "predict", "predict the action in a video with a trained student",

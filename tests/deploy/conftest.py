@@ -8,7 +8,7 @@ import torch
 
 from karmma.data.config import DatasetConfig, dataset_heads
 from karmma.data.dataset import ClipConfig
-from karmma.training.config import TrainConfig
+from karmma.train_config import TrainConfig
 from karmma.training.module import build_stage_model
 
 

@@ -12,7 +12,7 @@ from karmma.deploy.runtime import OnnxRunner, SplitOnnxRunner, TorchRunner
 from karmma.deploy.student import StudentInfo, load_torch_student
 from karmma.modalities import all_subsets, subset_name
 from karmma.presets import SSV2_HEADS, build_student, tiny_preset
-from karmma.training.config import TrainConfig
+from karmma.train_config import TrainConfig
 
 TOLERANCE = 1e-4
 

@@ -7,7 +7,7 @@ from karmma.availability import availability_for_subset
 from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation
 from karmma.modalities import all_subsets, subset_name
 from karmma.presets import build_baseline, build_student, build_teacher
-from karmma.training.checkpoints import CheckpointError, resolve_checkpoint
+from karmma.checkpoints import CheckpointError, resolve_checkpoint
 
 
 @pytest.mark.parametrize("build", [build_student, build_baseline, build_teacher])
@@ -108,7 +108,7 @@ def test_evaluate_cli(trained_runs, tmp_path):
 
 def test_overrides_apply_before_the_model_is_built(trained_runs, synth_prepared, tmp_path):
     """A checkpoint whose data moved: ``--set data.root=NEW`` is what the heads are read from."""
-    from karmma.training.checkpoints import read_checkpoint
+    from karmma.checkpoints import read_checkpoint
 
     _, results = trained_runs
     checkpoint = read_checkpoint(results["student"]["best"])

@@ -9,7 +9,7 @@ from karmma.cli import main
 from karmma.configs import config_path
 from karmma.configuration import ConfigError, load_config
 from karmma.models.weights import MissingWeightsError
-from karmma.training.config import TrainConfig
+from karmma.train_config import TrainConfig
 from karmma.training.module import build_stage_model
 
 HEADS = {"verb": 97, "noun": 300}
@@ -70,7 +70,7 @@ def test_pretrained_key_for_a_modality_the_stage_lacks(tmp_path):
 
 def test_pretrained_from_a_karmma_checkpoint(trained_runs, synth_prepared, make_config):
     """A student-sized extractor from any karmma run with one (e.g. a Baseline trained before)."""
-    from karmma.training.checkpoints import read_checkpoint
+    from karmma.checkpoints import read_checkpoint
 
     _, results = trained_runs
     config = make_config("baseline", synth_prepared, Path("unused"), f"pretrained.V={results['student']['best']}")

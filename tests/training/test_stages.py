@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from karmma.training.checkpoints import CheckpointError, read_checkpoint
+from karmma.checkpoints import CheckpointError, read_checkpoint
 from karmma.training.run import QUIET_WARNINGS, ProgressBar, RunFolderError, best_epoch, train
 
 

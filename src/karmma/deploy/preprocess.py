@@ -31,7 +31,7 @@ from karmma.data.media import crop_or_pad, encode_flow
 from karmma.data.prepare import flow_calculator
 from karmma.data.sampling import segment_frame_numbers
 from karmma.data.transforms import CropParams, eval_crop_params, flow_input, rgb_input
-from karmma.deploy.student import StudentInfo
+from karmma.artifacts import ModelInfo
 
 RAW_MODALITIES = ("V", "F", "A")  # what a video file can give (D needs a detector)
 
@@ -58,7 +58,7 @@ class Preprocessor:
         self._flow = flow_calculator(self.flow_method)
 
     @classmethod
-    def for_student(cls, info: StudentInfo, flow: str | None = None, short_side: int | None = None) -> "Preprocessor":
+    def for_student(cls, info: ModelInfo, flow: str | None = None, short_side: int | None = None) -> "Preprocessor":
         """Settings from the student's preparation record; ``flow`` and ``short_side`` override it.
 
         Without a record: DIS flow, and the short side is the input size

@@ -23,9 +23,10 @@ import torch
 
 from karmma.data.epic import flow_stride
 from karmma.data.media import MediaError
-from karmma.data.prepare import iter_frames, resize_short_side
 from karmma.data.sources import coverage_problem, media_seconds
-from karmma.data.video import NoAudioTrack, iter_audio, iter_video_frames, probe_video, read_audio_window
+from karmma.data.video import (
+    NoAudioTrack, iter_audio, iter_frames, iter_video_frames, probe_video, read_audio_window, resize_short_side,
+)
 from karmma.deploy.preprocess import RAW_MODALITIES, Preprocessor
 from karmma.deploy.runtime import open_runner
 from karmma.modalities import MODALITY_NAMES, order_keys

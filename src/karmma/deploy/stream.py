@@ -19,9 +19,8 @@ import numpy as np
 
 from karmma.data.epic import flow_stride
 from karmma.data.media import MediaError
-from karmma.data.prepare import iter_frames, resize_short_side
 from karmma.data.sources import media_seconds
-from karmma.data.video import AudioWindows, probe_video
+from karmma.data.video import AudioWindows, iter_frames, probe_video, resize_short_side
 from karmma.deploy.recognizer import DecodedVideo, Prediction, Recognizer
 
 
