@@ -369,7 +369,8 @@ def _predict(args: argparse.Namespace) -> int:
     from karmma.deploy.recognizer import Recognizer
 
     try:
-        recognizer = Recognizer.load(args.model, threads=args.threads, flow=args.flow, short_side=args.short_side)
+        recognizer = Recognizer.load(args.model, threads=args.threads, flow=args.flow, short_side=args.short_side,
+                                     flow_stride=args.flow_stride)
         modalities = parse_subset(args.modalities) if args.modalities else None
         if args.stream:
             return _predict_stream(args, recognizer, modalities)
@@ -656,6 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--end", type=POSITIVE_FLOAT, help="segment end in seconds (default: the end)")
     pred.add_argument("--flow", choices=["dis", "tvl1"], help="optical flow method (default: the training data's, else dis)")
     pred.add_argument("--short-side", type=_number(int, 8), help="frame short side in pixels (default: the training data's)")
+    pred.add_argument("--flow-stride", type=POSITIVE_INT, metavar="FRAMES",
+                      help="frames between the two frames of each flow pair (default: from the frame rate, pairs about 1/30 s apart)")
     pred.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for the model (default: the runtime's choice)")
     pred.add_argument("--stream", action="store_true", help="one prediction per sliding window")
     pred.add_argument("--window", type=POSITIVE_FLOAT, default=2.0, help="window length in seconds, with --stream (default %(default)s)")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from karmma.configuration import check_range
 from karmma.data.config import DatasetConfig
-from karmma.data.dataset import ClipConfig
+from karmma.data.views import ClipConfig
 
 from karmma.models.karmma import MISSING_STRATEGIES
 

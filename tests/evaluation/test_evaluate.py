@@ -68,9 +68,9 @@ def test_evaluation_is_deterministic_and_accepts_every_model_form(evaluated_stud
     result, settings, results = evaluated_student
     again = evaluate_model(load_for_evaluation(results["student"]["best"]), settings)
     assert again["subsets"] == result["subsets"] and again["sweep"] == result["sweep"]
-    from karmma.training.export import export_student
+    from karmma.artifacts import load_model, save_student
 
-    exported = export_student(results["student"]["best"], tmp_path / "student.safetensors")
+    exported = save_student(*load_model(results["student"]["best"]), tmp_path / "student.safetensors")
     from_export = evaluate_model(load_for_evaluation(exported), settings)
     assert from_export["subsets"] == result["subsets"]
 

@@ -10,7 +10,7 @@ from karmma.configs import config_path
 from karmma.configuration import ConfigError, load_config
 from karmma.models.weights import MissingWeightsError
 from karmma.train_config import TrainConfig
-from karmma.training.module import build_stage_model
+from karmma.stages import build_stage_model
 
 HEADS = {"verb": 97, "noun": 300}
 SMALL = ["clip.frames=4", "clip.size=32", "clip.audio_frames=64"]
@@ -45,6 +45,7 @@ def test_every_student_sized_stage_starts_from_the_pretrained_extractors(stage, 
     # restoring a checkpoint reads no weights file
     monkeypatch.setenv("TORCH_HOME", str(home / "elsewhere"))
     build_stage_model(_paper_config(stage), HEADS, restore=True)
+    build_stage_model(_paper_config(stage, "pretrained.V=/no/such.pth", "pretrained.F=/no/such.ckpt"), HEADS, restore=True)
 
 
 def test_a_missing_weights_file_stops_the_stage_naming_it(capsys, shared_data, tmp_path):
