@@ -141,7 +141,8 @@ def _check_stage(file: Path, stage: str | None, stages: Sequence[str]) -> None:
         return
     if tuple(stages) == STUDENT_STAGES:
         raise CheckpointError(f"{file}: not a karmma student (a {stage!r} model; students are {', '.join(STUDENT_STAGES)})")
-    raise CheckpointError(f"{file}: a {stage!r} model, but one of {', '.join(stages)} is needed here")
+    wanted = f"a {stages[0]!r} checkpoint" if len(stages) == 1 else f"one of {', '.join(stages)}"
+    raise CheckpointError(f"{file}: a {stage!r} checkpoint, but {wanted} is needed here")
 
 
 def _dataset_heads(config: TrainConfig, file: Path) -> dict[str, int]:

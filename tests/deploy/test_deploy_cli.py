@@ -130,9 +130,9 @@ def test_broken_student_exports_give_one_line_errors(student_file, synth_videos,
     _one_line_error(capsys, ["predict", str(missing), video], "weights do not match the model")
 
     def other_heads(state, metadata):
-        heads = json.loads(metadata["heads"])
-        metadata["heads"] = json.dumps({h: n + 1 for h, n in heads.items()})
-        metadata.pop("karmma_deploy", None)
+        info = json.loads(metadata["karmma_deploy"])
+        info["heads"] = {h: n + 1 for h, n in info["heads"].items()}
+        metadata["karmma_deploy"] = json.dumps(info)
 
     wrong = _damaged_export(student_file, tmp_path / "heads.safetensors", other_heads)
     _one_line_error(capsys, ["predict", str(wrong), video], "weights do not match the model")
