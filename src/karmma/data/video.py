@@ -11,6 +11,10 @@
   error in the middle. A shorter video is never returned silently.
 * **Bounded memory.** Frames are yielded one at a time and audio in chunks; only
   what a caller keeps stays in memory. ``start`` seeks instead of decoding from 0.
+
+``iter_frames`` (decoded and resized to a short side), ``resize_short_side`` and
+``flow_calculator`` (OpenCV TV-L1 or DIS) are shared by ``karmma prepare`` and
+deployment, which needs nothing else of the preparation pipeline.
 """
 
 from __future__ import annotations
