@@ -43,7 +43,7 @@ def check_command(args: list[str]) -> None:
     parsed = build_parser().parse_args(args)
     if parsed.command in CONFIG_COMMANDS:
         from karmma.configuration import load_config
-        from karmma.training.config import TrainConfig
+        from karmma.train_config import TrainConfig
 
         load_config(TrainConfig, parsed.config, [o for o in parsed.overrides if "$" not in o])
 

@@ -8,7 +8,7 @@ import torch
 
 from karmma.configuration import load_config
 from karmma.presets import tiny_preset
-from karmma.training.config import TrainConfig
+from karmma.train_config import TrainConfig
 
 
 # The real annotation files live in shared/ beside the checkout (as in CI);

@@ -43,7 +43,7 @@ def _subcommands(parser: argparse.ArgumentParser, prefix: str = "karmma"):
 
 def test_every_command_help_has_an_example_and_every_option_a_description():
     commands = list(_subcommands(build_parser()))
-    assert len(commands) >= 17  # 15 commands + data inspect / data benchmark
+    assert len(commands) >= 16  # 14 commands + data inspect / data benchmark
     for command, parser in commands:
         text = parser.format_help()
         assert "example:\n  " + command in text, f"{command} --help has no example starting with {command!r}"

@@ -6,8 +6,8 @@ import torch
 from karmma.configs import CONFIGS, config_path
 from karmma.configuration import load_config
 from karmma.data.config import dataset_heads
-from karmma.training.config import TrainConfig
-from karmma.training.module import build_stage_model
+from karmma.train_config import TrainConfig
+from karmma.stages import build_stage_model
 
 SHIPPED = sorted(CONFIGS.glob("*/*.yaml"))
 

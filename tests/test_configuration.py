@@ -1,7 +1,7 @@
 import pytest
 
 from karmma.configuration import ConfigError, load_config, save_config
-from karmma.training.config import TrainConfig
+from karmma.train_config import TrainConfig
 
 
 def test_yaml_and_overrides(tmp_path):

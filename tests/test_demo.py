@@ -19,6 +19,10 @@ def test_quick_demo_writes_every_artefact(quick_demo):
     for name in ("results.json", "benchmark.json", "report.md", "student.safetensors", "sweep.png", "resources.png", "training.png"):
         assert (quick_demo / name).is_file(), name
     assert list((quick_demo / "recordings" / "main").glob("P*/videos/*.MP4"))
+    from karmma.artifacts import load_model
+
+    _, info = load_model(quick_demo / "student.safetensors")  # the full format: class names and preparation too
+    assert info.config["stage"] == "student" and info.classes and info.preparation["flow"] == "dis"
     results = json.loads((quick_demo / "results.json").read_text())
     assert list(results["models"]) == list(DEMO_MODELS)
     for name, model in results["models"].items():  # selected on validation, scored on the test participants

@@ -293,14 +293,6 @@ def _benchmark_training(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_student(args: argparse.Namespace) -> int:
-    from karmma.training.export import export_student
-
-    path = export_student(args.checkpoint, args.out)
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MB)", file=sys.stderr)
-    return 0
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from karmma.evaluation.evaluate import EvaluationSettings, evaluate_models, load_for_evaluation, unique_names
 
@@ -350,7 +342,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _dropout_study(args: argparse.Namespace) -> int:
     from karmma.configuration import load_config
-    from karmma.evaluation.dropout_study import plot_dropout_study, run_dropout_study, study_table
+    from karmma.evaluation.dropout_study import plot_dropout_study, study_table
+    from karmma.experiments.dropout_study import run_dropout_study
     from karmma.training.config import TrainConfig
 
     config = load_config(TrainConfig, args.config, args.overrides)
@@ -362,15 +355,16 @@ def _dropout_study(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from karmma.artifacts import load_model, save_student
     from karmma.deploy.onnx_export import export_onnx, export_split_onnx
-    from karmma.deploy.student import load_torch_student, save_safetensors
+    from karmma.stages import STUDENT_STAGES
 
     if not (args.safetensors or args.onnx or args.onnx_split):
         raise ValueError("nothing to write: give --safetensors, --onnx and/or --onnx-split")
-    model, info = load_torch_student(args.student)
+    model, info = load_model(args.student, stages=STUDENT_STAGES)
     written = []
     if args.safetensors:
-        written.append(save_safetensors(model, info, args.safetensors))
+        written.append(save_student(model, info, args.safetensors))
     if args.onnx:
         written.append(export_onnx(model, info, args.onnx))
     if args.onnx_split:
@@ -386,7 +380,8 @@ def _predict(args: argparse.Namespace) -> int:
     from karmma.deploy.recognizer import Recognizer
 
     try:
-        recognizer = Recognizer.load(args.model, threads=args.threads, flow=args.flow, short_side=args.short_side)
+        recognizer = Recognizer.load(args.model, threads=args.threads, flow=args.flow, short_side=args.short_side,
+                                     flow_stride=args.flow_stride)
         modalities = parse_subset(args.modalities) if args.modalities else None
         if args.stream:
             return _predict_stream(args, recognizer, modalities)
@@ -660,15 +655,6 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--onnx-split", metavar="DIR", help="write one ONNX graph per extractor plus a fusion graph to DIR")
     exp.set_defaults(run=_export)
 
-    export = _command(
-        commands, "export-student", "a trained student alone, as safetensors with its config",
-        "  karmma export-student karmma-demo/runs/student/checkpoints/best.ckpt student.safetensors\n",
-        "'karmma export --safetensors' does the same from a run folder.",
-    )
-    export.add_argument("checkpoint", help="a student / baseline / baseline_masked / baseline_delta checkpoint")
-    export.add_argument("out", help="output .safetensors file")
-    export.set_defaults(run=_export_student)
-
     pred = _command(
         commands, "predict", "predict the action in a video with a trained student",
         "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --start 0.4 --end 2.2\n"
@@ -685,6 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--end", type=POSITIVE_FLOAT, help="segment end in seconds (default: the end)")
     pred.add_argument("--flow", choices=["dis", "tvl1"], help="optical flow method (default: the training data's, else dis)")
     pred.add_argument("--short-side", type=_number(int, 8), help="frame short side in pixels (default: the training data's)")
+    pred.add_argument("--flow-stride", type=POSITIVE_INT, metavar="FRAMES",
+                      help="frames between the two frames of each flow pair (default: from the frame rate, pairs about 1/30 s apart)")
     pred.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for the model (default: the runtime's choice)")
     pred.add_argument("--stream", action="store_true", help="one prediction per sliding window")
     pred.add_argument("--window", type=POSITIVE_FLOAT, default=2.0, help="window length in seconds, with --stream (default %(default)s)")

@@ -306,7 +306,8 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
     def report_stage():
         from karmma.evaluation.claims import aggregate_seeds
         from karmma.evaluation.report import write_report
-        from karmma.training.export import export_student
+        from karmma.artifacts import load_model, save_student
+        from karmma.stages import STUDENT_STAGES
 
         first = roots[min(roots)]
         if len(roots) > 1:
@@ -315,7 +316,8 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
         if tuned:
             per_seed = {seed: json.loads((root / "runs" / "tuning.json").read_text()) for seed, root in roots.items()}
             _write_json(out / "tuning.json", aggregate_tuning(per_seed))
-        export_student(first / "runs" / "student" / "checkpoints" / "best.ckpt", out / "student.safetensors")
+        student, info = load_model(first / "runs" / "student" / "checkpoints" / "best.ckpt", stages=STUDENT_STAGES)
+        save_student(student, info, out / "student.safetensors")
         write_report(out)
 
     s = plan.seconds

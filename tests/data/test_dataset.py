@@ -6,7 +6,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from karmma.data.annotations import read_epic_segments
-from karmma.data.dataset import MISSING, PRESENT, UNREADABLE, ClipConfig, ClipDataset, DataReport, collate_clips
+from karmma.data.dataset import MISSING, PRESENT, UNREADABLE, ClipDataset, DataReport, collate_clips
+from karmma.data.views import ClipConfig
 from karmma.data.epic import EpicLayout, epic_samples, read_video_info
 
 SHAPES = {"V": (4, 3, 32, 32), "F": (4, 2, 32, 32), "A": (1, 64, 100)}

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from karmma.data.config import DatasetConfig, dataset_heads
-from karmma.data.dataset import ClipConfig
-from karmma.training.config import TrainConfig
-from karmma.training.module import build_stage_model
+from karmma.data.views import ClipConfig
+from karmma.train_config import TrainConfig
+from karmma.stages import build_stage_model
 
 
 @pytest.fixture(scope="session")
@@ -28,19 +28,19 @@ def student_config(root: Path, modalities=()) -> TrainConfig:
 @pytest.fixture(scope="session")
 def student_file(synth_videos, tmp_path_factory) -> Path:
     """A tiny V/F/A student with random weights, exported to safetensors (with class names and preparation)."""
-    from karmma.deploy.student import describe_student, save_safetensors
+    from karmma.artifacts import describe_model, save_student
 
     config = student_config(synth_videos[1])
     heads = dataset_heads(config.data)
     torch.manual_seed(0)
     model = build_stage_model(config, heads).eval()
-    return save_safetensors(model, describe_student(model, asdict(config), heads), tmp_path_factory.mktemp("student") / "student.safetensors")
+    return save_student(model, describe_model(model, asdict(config), heads), tmp_path_factory.mktemp("student") / "student.safetensors")
 
 
 @pytest.fixture(scope="session")
 def onnx_student(student_file) -> Path:
     from karmma.deploy.onnx_export import export_onnx
-    from karmma.deploy.student import load_torch_student
+    from karmma.artifacts import load_model
 
-    model, info = load_torch_student(student_file)
+    model, info = load_model(student_file)
     return export_onnx(model, info, student_file.with_name("student.onnx"))

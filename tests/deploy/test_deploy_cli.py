@@ -18,13 +18,13 @@ def _one_line_error(capsys, argv, pattern):
 
 
 def test_export_writes_every_form(student_file, tmp_path, capsys):
-    from karmma.deploy.runtime import OnnxRunner
-    from karmma.training.export import load_student
+    from karmma.artifacts import load_model
 
     out = tmp_path / "again.safetensors"
     assert main(["export", str(student_file), "--safetensors", str(out)]) == 0
-    model, config = load_student(out)  # the training-side loader still reads it
-    assert config["stage"] == "student" and model.modalities == ["V", "F", "A"]
+    model, info = load_model(out)
+    assert info.config["stage"] == "student" and model.modalities == ["V", "F", "A"]
+    assert info.classes and info.preparation  # class names and preparation travel in the file
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not safetensors' owner-only 0600: exports are shared
@@ -39,16 +39,20 @@ def test_export_writes_every_form(student_file, tmp_path, capsys):
 
 
 
-def test_export_takes_a_run_folder(trained_runs, tmp_path):
-    from karmma.training.export import export_student, load_student
+def test_export_takes_a_run_folder_and_refuses_a_teacher(trained_runs, tmp_path, capsys):
+    from karmma.artifacts import load_model
 
     _, results = trained_runs
     out = tmp_path / "student.safetensors"
     assert main(["export", results["student"]["run"], "--safetensors", str(out)]) == 0
-    model, config = load_student(out)
-    assert config["stage"] == "student"
-    exported = export_student(results["student"]["best"], tmp_path / "export-student.safetensors")
-    assert exported.stat().st_mode & 0o777 == out.stat().st_mode & 0o777  # the mode of any new file (see above)
+    model, info = load_model(out)
+    assert info.config["stage"] == "student" and info.classes is not None
+    capsys.readouterr()
+    _one_line_error(capsys, ["export", results["teacher"]["run"], "--safetensors", str(tmp_path / "t.safetensors")],
+                    "not a karmma student (a 'teacher' model")
+    from karmma.cli import build_parser
+
+    assert "export-student" not in build_parser().format_help()  # one export command, the forms are flags
 
 def test_predict_table_and_json(onnx_student, synth_videos, capsys):
     raw, _ = synth_videos
@@ -126,9 +130,9 @@ def test_broken_student_exports_give_one_line_errors(student_file, synth_videos,
     _one_line_error(capsys, ["predict", str(missing), video], "weights do not match the model")
 
     def other_heads(state, metadata):
-        heads = json.loads(metadata["heads"])
-        metadata["heads"] = json.dumps({h: n + 1 for h, n in heads.items()})
-        metadata.pop("karmma_deploy", None)
+        info = json.loads(metadata["karmma_deploy"])
+        info["heads"] = {h: n + 1 for h, n in info["heads"].items()}
+        metadata["karmma_deploy"] = json.dumps(info)
 
     wrong = _damaged_export(student_file, tmp_path / "heads.safetensors", other_heads)
     _one_line_error(capsys, ["predict", str(wrong), video], "weights do not match the model")

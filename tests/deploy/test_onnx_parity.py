@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from karmma.artifacts import ModelInfo, load_model
 from karmma.availability import availability_for_subset
 from karmma.deploy.onnx_export import export_onnx, export_split_onnx
 from karmma.deploy.runtime import OnnxRunner, SplitOnnxRunner, TorchRunner
-from karmma.deploy.student import StudentInfo, load_torch_student
 from karmma.modalities import all_subsets, subset_name
 from karmma.presets import SSV2_HEADS, build_student, tiny_preset
-from karmma.training.config import TrainConfig
+from karmma.train_config import TrainConfig
 
 TOLERANCE = 1e-4
 
@@ -42,13 +42,13 @@ def test_every_sample_extract_gives_the_same_logits(tiny):
 
 @pytest.mark.parametrize("subset", all_subsets(["V", "F", "A"]), ids=subset_name)
 def test_onnx_matches_pytorch_epic(onnx_student, student_file, subset):
-    model, _ = load_torch_student(student_file)
+    model, _ = load_model(student_file)
     runner = OnnxRunner(onnx_student)
     assert _max_difference(runner, model, subset) < TOLERANCE
 
 
 def test_onnx_mixed_availability_batch(onnx_student, student_file):
-    model, _ = load_torch_student(student_file)
+    model, _ = load_model(student_file)
     inputs = model.example_inputs(3)
     mask = torch.tensor([[True, False, False], [False, True, True], [True, False, True]])
     with torch.no_grad():
@@ -58,7 +58,7 @@ def test_onnx_mixed_availability_batch(onnx_student, student_file):
 
 
 def test_fully_missing_mask_is_refused(onnx_student, student_file):
-    model, _ = load_torch_student(student_file)
+    model, _ = load_model(student_file)
     mask = torch.tensor([[True, True, True], [False, False, False]])
     for runner in (OnnxRunner(onnx_student), TorchRunner(model, OnnxRunner(onnx_student).info)):
         with pytest.raises(ValueError, match=r"no modality for sample\(s\) \[1\]"):
@@ -78,7 +78,7 @@ def ssv2_student(tmp_path_factory):
     torch.manual_seed(1)
     model = build_student(tiny_preset(), SSV2_HEADS, ["V", "F", "D"]).eval()
     config = asdict(TrainConfig(preset="tiny", modalities=["V", "F", "D"]))
-    info = StudentInfo(config, SSV2_HEADS, {k: tuple(model.specs[k].input_shape) for k in model.modalities})
+    info = ModelInfo(config, SSV2_HEADS, {k: tuple(model.specs[k].input_shape) for k in model.modalities})
     path = export_onnx(model, info, tmp_path_factory.mktemp("ssv2") / "student.onnx")
     return model, OnnxRunner(path)
 
@@ -90,7 +90,7 @@ def test_onnx_matches_pytorch_ssv2_with_boxes(ssv2_student, subset):
 
 
 def test_split_onnx_matches_pytorch(student_file, tmp_path):
-    model, info = load_torch_student(student_file)
+    model, info = load_model(student_file)
     runner = SplitOnnxRunner(export_split_onnx(model, info, tmp_path / "split"))
     assert sorted(p.name for p in (tmp_path / "split").iterdir()) == [
         "extractor_A.onnx", "extractor_F.onnx", "extractor_V.onnx", "fusion.onnx", "manifest.json"]

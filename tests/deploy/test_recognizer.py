@@ -8,6 +8,7 @@ import torch
 
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset
+from karmma.data.views import flow_stride_for_rate
 from karmma.deploy import Recognizer
 from karmma.deploy.stream import SensorFailures
 
@@ -61,20 +62,33 @@ def test_video_inputs_match_the_training_pipeline(synth_videos, student_file):
     dataset = ClipDataset(load_split(config.data, "validation"), recognizer.info.input_shapes, train=False, config=config.clip)
     rows = _validation_rows(raw)
     assert len(dataset) == len(rows) == 3
-    for item, row in zip(dataset, rows):
+    for sample, item, row in zip(dataset.samples, dataset, rows):
         video = recognizer.decode(next(raw.rglob(f"{row['video_id']}.MP4")))
         inputs, _ = recognizer.preprocessor.inputs(
             video.frames, video.rate, video.audio, [k for k in "VFA" if k in item["inputs"]],
-            int(row["start_frame"]), int(row["stop_frame"]), stride=video.flow_stride,
+            int(row["start_frame"]), int(row["stop_frame"]),
+            stride=sample.sources["F"].stride,  # the stride the prepared flow was computed at
             times=(float(row["start_timestamp"][-5:]), float(row["stop_timestamp"][-5:])),
         )
-        assert video.flow_stride == (2 if row["video_id"].count("_") == 1 and len(row["video_id"]) == 6 else 1)
         for key, expected in item["inputs"].items():
             difference = (inputs[key] - expected).abs()
             # differences come from JPEG compression (RGB, flow) and 16-bit WAV quantisation (audio) only
             assert difference.mean() < {"V": 0.06, "F": 0.02, "A": 0.005}[key], (key, float(difference.mean()))
             if key == "V":  # an unrelated frame is far away
                 assert (inputs[key] - expected.roll(1, dims=0)).abs().mean() > 2.5 * difference.mean()
+
+
+def test_the_flow_stride_comes_from_the_frame_rate_or_the_argument_never_the_file_name(synth_videos, student_file, tmp_path):
+    raw, _ = synth_videos
+    path = next(p for p in raw.rglob("*.MP4") if len(p.stem) == 6)  # a 2018-style EPIC name (P01_01)
+    renamed = tmp_path / "my clip.mp4"
+    renamed.write_bytes(path.read_bytes())
+    recognizer = Recognizer.load(student_file)
+    video = recognizer.decode(path)
+    assert video.rate == 24 and video.flow_stride == recognizer.decode(renamed).flow_stride == 1  # pairs ~1/30 s apart
+    assert recognizer.predict_file(path).heads == recognizer.predict_file(renamed).heads
+    assert Recognizer.load(student_file, flow_stride=2).decode(renamed).flow_stride == 2
+    assert flow_stride_for_rate(59.94) == 2 and flow_stride_for_rate(30) == 1
 
 
 def test_sensor_failures_are_seeded_stretches():

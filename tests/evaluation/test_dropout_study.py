@@ -1,7 +1,8 @@
 import json
 
 from karmma.cli import main
-from karmma.evaluation.dropout_study import plot_dropout_study, run_dropout_study, study_table
+from karmma.evaluation.dropout_study import plot_dropout_study, study_table
+from karmma.experiments.dropout_study import run_dropout_study
 from karmma.evaluation.report import write_report
 
 

@@ -7,7 +7,7 @@ from karmma.availability import availability_for_subset
 from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation
 from karmma.modalities import all_subsets, subset_name
 from karmma.presets import build_baseline, build_student, build_teacher
-from karmma.training.checkpoints import CheckpointError, resolve_checkpoint
+from karmma.checkpoints import CheckpointError, resolve_checkpoint
 
 
 @pytest.mark.parametrize("build", [build_student, build_baseline, build_teacher])
@@ -68,9 +68,9 @@ def test_evaluation_is_deterministic_and_accepts_every_model_form(evaluated_stud
     result, settings, results = evaluated_student
     again = evaluate_model(load_for_evaluation(results["student"]["best"]), settings)
     assert again["subsets"] == result["subsets"] and again["sweep"] == result["sweep"]
-    from karmma.training.export import export_student
+    from karmma.artifacts import load_model, save_student
 
-    exported = export_student(results["student"]["best"], tmp_path / "student.safetensors")
+    exported = save_student(*load_model(results["student"]["best"]), tmp_path / "student.safetensors")
     from_export = evaluate_model(load_for_evaluation(exported), settings)
     assert from_export["subsets"] == result["subsets"]
 
@@ -108,7 +108,7 @@ def test_evaluate_cli(trained_runs, tmp_path):
 
 def test_overrides_apply_before_the_model_is_built(trained_runs, synth_prepared, tmp_path):
     """A checkpoint whose data moved: ``--set data.root=NEW`` is what the heads are read from."""
-    from karmma.training.checkpoints import read_checkpoint
+    from karmma.checkpoints import read_checkpoint
 
     _, results = trained_runs
     checkpoint = read_checkpoint(results["student"]["best"])

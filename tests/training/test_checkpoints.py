@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from karmma.training.checkpoints import CheckpointError, SafeCheckpointIO, load_model_state, read_checkpoint
+from karmma.checkpoints import CheckpointError, load_model_state, read_checkpoint
+from karmma.training.checkpoints import SafeCheckpointIO
 
 
 def test_a_failed_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ from karmma.cli import main
 from karmma.configs import config_path
 from karmma.configuration import ConfigError, load_config
 from karmma.models.weights import MissingWeightsError
-from karmma.training.config import TrainConfig
-from karmma.training.module import build_stage_model
+from karmma.train_config import TrainConfig
+from karmma.stages import build_stage_model
 
 HEADS = {"verb": 97, "noun": 300}
 SMALL = ["clip.frames=4", "clip.size=32", "clip.audio_frames=64"]
@@ -45,6 +45,7 @@ def test_every_student_sized_stage_starts_from_the_pretrained_extractors(stage, 
     # restoring a checkpoint reads no weights file
     monkeypatch.setenv("TORCH_HOME", str(home / "elsewhere"))
     build_stage_model(_paper_config(stage), HEADS, restore=True)
+    build_stage_model(_paper_config(stage, "pretrained.V=/no/such.pth", "pretrained.F=/no/such.ckpt"), HEADS, restore=True)
 
 
 def test_a_missing_weights_file_stops_the_stage_naming_it(capsys, shared_data, tmp_path):
@@ -70,7 +71,7 @@ def test_pretrained_key_for_a_modality_the_stage_lacks(tmp_path):
 
 def test_pretrained_from_a_karmma_checkpoint(trained_runs, synth_prepared, make_config):
     """A student-sized extractor from any karmma run with one (e.g. a Baseline trained before)."""
-    from karmma.training.checkpoints import read_checkpoint
+    from karmma.checkpoints import read_checkpoint
 
     _, results = trained_runs
     config = make_config("baseline", synth_prepared, Path("unused"), f"pretrained.V={results['student']['best']}")

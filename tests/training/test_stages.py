@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from karmma.training.checkpoints import CheckpointError, read_checkpoint
+from karmma.checkpoints import CheckpointError, read_checkpoint
 from karmma.training.run import QUIET_WARNINGS, ProgressBar, RunFolderError, best_epoch, train
 
 
@@ -100,18 +100,3 @@ def test_unknown_config_key_on_the_command_line(synth_prepared, tmp_path, capsys
 
     assert main(["train", "configs/synthkitchen/student.yaml", "optim.learning_rate=1"]) == 2
     assert "unknown key(s) ['learning_rate']" in capsys.readouterr().err
-
-
-def test_export_student_as_safetensors(trained_runs, tmp_path):
-    from karmma.training.export import export_student, load_student
-    from karmma.training.module import KarmmaModule
-
-    _, results = trained_runs
-    path = export_student(results["student"]["best"], tmp_path / "student.safetensors")
-    model, config = load_student(path)
-    assert config["stage"] == "student"
-    original = read_checkpoint(results["student"]["best"])["state_dict"]
-    assert torch.equal(model.state_dict()["head.classifiers.verb.weight"], original["model.head.classifiers.verb.weight"])
-    assert path.stat().st_size < 10 * 2**20
-    with pytest.raises(CheckpointError, match="'teacher' checkpoint; export takes one of"):
-        export_student(results["teacher"]["best"], tmp_path / "teacher.safetensors")

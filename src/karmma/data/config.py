@@ -26,7 +26,7 @@ from karmma.data.annotations import (
     read_ssv2_split,
     split_train_validation,
 )
-from karmma.data.dataset import ClipSample
+from karmma.data.views import ClipSample
 
 FORMATS = ("epic", "epic_star", "ssv2", "manifest")
 SPLITS = ("train", "validation", "test")

@@ -30,74 +30,22 @@ import dataclasses
 import logging
 import random
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
 import torch
 from torch.utils.data import Dataset
 
-from karmma.data.audio import LogMelConfig, log_mel, log_mel_images
+from karmma.data.audio import log_mel, log_mel_images
 from karmma.data.media import MediaError
-from karmma.data.sampling import audio_centre, segment_frame_numbers
+from karmma.data.sampling import segment_frame_numbers
 from karmma.data.timing import stage
 from karmma.data.transforms import crop_resize, dequantise_flow, eval_crop_params, normalise_rgb, random_crop_params
+from karmma.data.views import ClipConfig, ClipSample, audio_window_start, clip_frames, spectrogram_config
 
 log = logging.getLogger("karmma.data")
 
 PRESENT, MISSING, UNREADABLE = 0, 1, 2
 STATUS_NAMES = {PRESENT: "present", MISSING: "missing", UNREADABLE: "unreadable"}
-
-
-@dataclass(frozen=True)
-class ClipSample:
-    """One clip: labels, frame range, times, and a source per modality it may have."""
-
-    id: str
-    labels: dict[str, int]
-    start_frame: int
-    stop_frame: int
-    start_time: float
-    stop_time: float
-    fps: float
-    sources: dict[str, Any] = field(default_factory=dict)
-    group: str = ""  # video or participant, for splits and reports
-
-
-@dataclass(frozen=True)
-class ClipConfig:
-    """How clips are sampled and what the evaluation views are.
-
-    ``frames``, ``size`` and ``audio_frames`` override the preset's input
-    geometry (frames per clip, crop side, the student's log-mel width) while
-    keeping its architecture; ``None`` keeps the preset's.
-    """
-
-    frames: int | None = None
-    size: int | None = None
-    audio_frames: int | None = None
-    num_clips: int = 1  # temporal views at evaluation
-    num_crops: int = 1  # spatial views at evaluation (1 centre or 3 left/centre/right)
-    crop_scale: tuple[float, float] = (0.4, 1.0)
-    flip: bool = True
-    audio: LogMelConfig = LogMelConfig()
-    audio_image_seconds: float = 1.28  # window of each teacher log-mel image
-    box_slots: int | None = None  # taken from the D input shape when None
-    #: flow (pixels) is divided by this; 9.04 matches TSN's (x / 255 - 0.5) / 0.226 on
-    #: flow JPEGs quantised over [-20, 20] px. Slow motion (SynthKitchen) wants less.
-    flow_scale: float = 9.04
-
-    def __post_init__(self):
-        from karmma.configuration import check_range
-
-        check_range("clip", "num_clips", self.num_clips, 1)
-        if self.num_crops not in (1, 3):
-            raise ValueError(f"clip.num_crops must be 1 or 3, got {self.num_crops}")
-        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
-            raise ValueError(f"clip.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(self.crop_scale)}")
-        check_range("clip", "audio_image_seconds", self.audio_image_seconds, 0, low_open=True)
-        if self.box_slots is not None:
-            check_range("clip", "box_slots", self.box_slots, 1)
-        check_range("clip", "flow_scale", self.flow_scale, 0, low_open=True)
 
 
 class DataReport:
@@ -161,10 +109,7 @@ class ClipDataset(Dataset):
             raise ValueError(f"missing must be 'skip' or 'error', got {missing!r}")
         self.modalities = list(input_shapes)
         self.input_shapes = dict(input_shapes)
-        # V, F and D are sampled at the same frame numbers, so they must ask for as many frames.
-        frame_counts = {k: s[0] for k, s in self.input_shapes.items() if modality_of(k) in ("V", "F", "D")}
-        if len(set(frame_counts.values())) > 1:
-            raise ValueError(f"the video, flow and box inputs must have the same number of frames, got {frame_counts}")
+        self.frames = clip_frames(self.input_shapes)  # V, F and D are sampled at the same frame numbers
         self.train = train
         self.config = config
         self.views = 1 if train else config.num_clips * config.num_crops
@@ -230,9 +175,8 @@ class ClipDataset(Dataset):
             rng = random.Random(torch.randint(0, 2**62, ()).item()) if self.train else random.Random(index)
         noise = torch.tensor([[rng.random() for _ in self.modalities] for _ in range(2)])
         clip_view, crop_view = divmod(view, self.config.num_crops)
-        frames = next((s[0] for k, s in self.input_shapes.items() if k in ("V", "F", "D")), 8)
         numbers = segment_frame_numbers(
-            sample.start_frame, sample.stop_frame, frames, self.train, rng, clip_view, self.config.num_clips
+            sample.start_frame, sample.stop_frame, self.frames, self.train, rng, clip_view, self.config.num_clips
         )
         crop = None  # shared by V and F: chosen from the first visual modality's aspect ratio
         inputs, status = {}, []
@@ -301,9 +245,8 @@ class ClipDataset(Dataset):
     def _load_audio(self, sample, source, numbers, shape, rng) -> torch.Tensor:
         config = self.config.audio
         if len(shape) == 3:  # [1, n_mels, frames]: one spectrogram around the segment
-            mel_config = dataclasses.replace(config, n_mels=shape[1], frames=shape[2])
-            centre = audio_centre(sample.start_time, sample.stop_time, self.train, rng)
-            start = centre - mel_config.seconds / 2
+            mel_config = spectrogram_config(config, shape)
+            start = audio_window_start(sample.start_time, sample.stop_time, mel_config.seconds, self.train, rng)
             with stage("A read"):
                 waveform = source.load(start, mel_config.seconds, config.sample_rate)
             with stage("A log-mel"):

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from karmma.data.annotations import Segment
-from karmma.data.dataset import ClipSample
 from karmma.data.sources import AudioSource, FlowSource, FrameSource
+from karmma.data.views import ClipSample, flow_frame
 
 EPIC_2018_VIDEO = re.compile(r"P\d{2}_\d{2}")
 DEFAULT_FPS = 59.94
@@ -34,7 +34,7 @@ def flow_stride(video_id: str) -> int:
 
 def flow_index(video_id: str, rgb_frame: int) -> int:
     """The flow frame number that goes with 1-based RGB frame ``rgb_frame``."""
-    return (rgb_frame - 1) // flow_stride(video_id) + 1
+    return flow_frame(rgb_frame, flow_stride(video_id))
 
 
 def read_video_info(path: str | Path) -> dict[str, tuple[float, float, tuple[int, int]]]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from karmma.data.annotations import AnnotationError
 from karmma.data.boxes import Box
-from karmma.data.dataset import ClipSample
+from karmma.data.views import ClipSample
 from karmma.data.media import MediaError, video_frame_count
 from karmma.data.sources import AudioSource, BoxSource, FlowSource, FrameSource, VideoSource
 

@@ -19,6 +19,7 @@ import torch
 
 from karmma.data.boxes import Box, boxes_tensor
 from karmma.data.media import MediaError, read_audio, read_quantised_flow, read_rgb_frames, read_video_frames
+from karmma.data.views import flow_frame
 
 FRAME_TEMPLATE = "frame_{:010d}.jpg"
 
@@ -104,7 +105,7 @@ class FlowSource:
     template: str = FRAME_TEMPLATE
 
     def index(self, rgb_number: int) -> int:
-        return (rgb_number - 1) // self.stride + 1
+        return flow_frame(rgb_number, self.stride)
 
     def paths(self, rgb_number: int) -> tuple[Path, Path]:
         name = self.template.format(self.index(rgb_number))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from karmma.data.annotations import Segment
 from karmma.data.boxes import Box
-from karmma.data.dataset import ClipSample
+from karmma.data.views import ClipSample
 from karmma.data.sources import BoxSource, FlowSource, FrameSource, VideoSource
 
 log = logging.getLogger("karmma.data")

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from karmma.data.dataset import ClipDataset, ClipSample, collate_clips
+from karmma.data.dataset import ClipDataset, collate_clips
+from karmma.data.views import ClipSample
 from karmma.data.sampling import segment_frame_numbers
 from karmma.data.sources import FlowSource, FrameSource
 from karmma.data.timing import record_stages, stage

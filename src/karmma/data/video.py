@@ -11,6 +11,10 @@
   error in the middle. A shorter video is never returned silently.
 * **Bounded memory.** Frames are yielded one at a time and audio in chunks; only
   what a caller keeps stays in memory. ``start`` seeks instead of decoding from 0.
+
+``iter_frames`` (decoded and resized to a short side), ``resize_short_side`` and
+``flow_calculator`` (OpenCV TV-L1 or DIS) are shared by ``karmma prepare`` and
+deployment, which needs nothing else of the preparation pipeline.
 """
 
 from __future__ import annotations
@@ -176,6 +180,42 @@ def iter_video_frames(source, fps: float | None = None, start: float = 0.0, thre
         while k / rate < end - 1e-6:
             yield TimedFrame(k + 1, k / rate, image_of(previous), previous[0], rate)
             k += 1
+
+
+def flow_calculator(method: str):
+    """An OpenCV optical-flow calculator: ``"tvl1"`` (TV-L1, as the official data) or ``"dis"`` (DIS, fast)."""
+    import cv2
+
+    if method == "tvl1":
+        return cv2.optflow.DualTVL1OpticalFlow_create()
+    if method == "dis":
+        return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    raise ValueError(f"unknown flow method {method!r}; choose tvl1 or dis")
+
+
+def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
+    """Resize ``[H, W, C]`` so its short side is ``short_side`` (area filter when shrinking)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = short_side / min(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def iter_frames(
+    source, fps: float | None, short_side: int, threads: int = 1, start: float = 0.0,
+) -> Iterator[tuple[np.ndarray, float, tuple[int, int]]]:
+    """Decode a video (path or binary file object, e.g. a pipe) frame by frame.
+
+    Yields ``(rgb, rate, (width, height))``: the upright RGB frame ``[h, w, 3]``
+    uint8 resized to ``short_side``, the frame rate (``fps``, or the video's
+    average rate when None) and the upright source size. Frames are placed by
+    presentation time on the grid ``k / rate`` (see :mod:`karmma.data.video`):
+    a variable-frame-rate video is resampled by time. ``start`` seeks (seconds).
+    """
+    for frame in iter_video_frames(source, fps, start, threads):
+        yield resize_short_side(frame.image, short_side), frame.rate, (frame.image.shape[1], frame.image.shape[0])
 
 
 def _from_start(source, fps, start, threads) -> Iterator[TimedFrame]:

@@ -23,10 +23,10 @@ from karmma.benchmark import measure_latency
 from karmma.deploy.onnx_export import export_onnx, export_split_onnx
 from karmma.deploy.preprocess import Preprocessor
 from karmma.deploy.runtime import OnnxRunner, SplitOnnxRunner, TorchRunner
-from karmma.deploy.student import StudentInfo
+from karmma.artifacts import ModelInfo
 from karmma.modalities import all_subsets, subset_name
 from karmma.presets import EPIC_HEADS, SSV2_HEADS, build_student, get_preset
-from karmma.training.config import TrainConfig
+from karmma.train_config import TrainConfig
 
 CPU = torch.device("cpu")
 
@@ -38,7 +38,7 @@ def _random_student(preset_name: str, modalities: Sequence[str]):
     torch.manual_seed(0)
     model = build_student(get_preset(preset_name), heads, modalities).eval()
     config = asdict(TrainConfig(preset=preset_name, modalities=list(modalities)))
-    info = StudentInfo(config, heads, {k: tuple(model.specs[k].input_shape) for k in model.modalities})
+    info = ModelInfo(config, heads, {k: tuple(model.specs[k].input_shape) for k in model.modalities})
     return model, info
 
 
@@ -75,7 +75,7 @@ def synthetic_video(path: Path, seconds: float, short_side: int, fps: int = 30) 
 
 def preprocessing_latency(pre: Preprocessor, video: Path, clip_seconds: float, repeats: int) -> dict[str, float]:
     """Median ms per clip of ``clip_seconds``: decoding it, and building each modality's input."""
-    from karmma.data.prepare import iter_frames
+    from karmma.data.video import iter_frames
 
     def decode():
         frames = []

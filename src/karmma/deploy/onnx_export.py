@@ -12,9 +12,9 @@ every subset. It cannot skip the extractor of a missing modality.
 ``fusion.onnx`` (``tokens_<key>`` for every modality + ``availability`` ->
 logits). At run time only the extractors of the available modalities run;
 the fusion graph gets zeros for the others. ``manifest.json`` holds the
-:class:`~karmma.deploy.student.StudentInfo`.
+:class:`~karmma.artifacts.ModelInfo`.
 
-Both forms carry the ``StudentInfo`` (ONNX metadata key ``karmma_deploy``),
+Both forms carry the ``ModelInfo`` (ONNX metadata key ``karmma_deploy``),
 so ``Recognizer.load`` needs nothing else. The batch dimension is dynamic.
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from karmma.deploy.student import METADATA_KEY, StudentInfo
+from karmma.artifacts import METADATA_KEY, ModelInfo
 from karmma.io import atomic_path, atomic_write_text
 from karmma.models.karmma import KARMMA
 
@@ -66,8 +66,8 @@ class FusionGraph(nn.Module):
         return tuple(logits[h] for h in self.model.heads)
 
 
-def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str], output_names: list[str], info: StudentInfo) -> Path:
-    """Dynamo export with a dynamic batch dimension, then the StudentInfo as metadata."""
+def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str], output_names: list[str], info: ModelInfo) -> Path:
+    """Dynamo export with a dynamic batch dimension, then the ModelInfo as metadata."""
     import onnx
 
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -99,7 +99,7 @@ def _example_availability(model: KARMMA, batch: int) -> torch.Tensor:
     return torch.ones(batch, len(model.modalities), dtype=torch.bool)
 
 
-def export_onnx(model: KARMMA, info: StudentInfo, path: str | Path) -> Path:
+def export_onnx(model: KARMMA, info: ModelInfo, path: str | Path) -> Path:
     """One graph for every modality subset (see the module docstring)."""
     model = model.eval()
     example = model.example_inputs(2)
@@ -108,7 +108,7 @@ def export_onnx(model: KARMMA, info: StudentInfo, path: str | Path) -> Path:
     return _export(StudentGraph(model), args, Path(path), names, list(model.heads), info)
 
 
-def export_split_onnx(model: KARMMA, info: StudentInfo, folder: str | Path) -> Path:
+def export_split_onnx(model: KARMMA, info: ModelInfo, folder: str | Path) -> Path:
     """One graph per extractor and a fusion graph, in ``folder`` (see the module docstring)."""
     model = model.eval()
     folder = Path(folder)

@@ -4,13 +4,15 @@ The dataset path (``karmma prepare`` then :class:`~karmma.data.dataset.ClipDatas
 with the centre view) is reproduced on decoded frames in memory:
 
 * frames decoded with PyAV and resized to the training short side
-  (:func:`karmma.data.prepare.iter_frames`);
+  (:func:`karmma.data.video.iter_frames`);
 * ``T`` frame numbers at the centre of ``T`` equal parts of the segment
-  (:func:`~karmma.data.sampling.segment_frame_numbers`, evaluation view);
+  (:mod:`karmma.data.views`, the recipe the dataset follows too);
 * V: centre square crop, resize, ImageNet normalisation;
-* F: DIS (or TV-L1) flow between each sampled frame and the next one at the
-  flow stride, quantised to ``[-20, 20]`` px as the flow JPEGs are, then the
-  same crop, resize (vectors rescaled) and ``clip.flow_scale``;
+* F: DIS (or TV-L1) flow between the two frames of each sampled frame's flow
+  pair (:func:`~karmma.data.views.flow_pair`; the stride is ``flow_stride``,
+  else set by the video's frame rate, :func:`~karmma.data.views.flow_stride_for_rate`),
+  quantised to ``[-20, 20]`` px as the flow JPEGs are, then the same crop,
+  resize (vectors rescaled) and ``clip.flow_scale``;
 * A: the log-mel spectrogram of the window around the segment centre.
 
 Not reproduced: the JPEG compression of the prepared frames (quality 90).
@@ -18,20 +20,21 @@ Not reproduced: the JPEG compression of the prepared frames (quality 90).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from karmma.artifacts import ModelInfo
 from karmma.data.audio import log_mel
-from karmma.data.dataset import ClipConfig
 from karmma.data.media import crop_or_pad, encode_flow
-from karmma.data.prepare import flow_calculator
 from karmma.data.sampling import segment_frame_numbers
 from karmma.data.transforms import CropParams, eval_crop_params, flow_input, rgb_input
-from karmma.deploy.student import StudentInfo
+from karmma.data.video import flow_calculator
+from karmma.data.views import (
+    ClipConfig, audio_window_start, clip_frames, flow_pair, flow_stride_for_rate, spectrogram_config,
+)
 
 RAW_MODALITIES = ("V", "F", "A")  # what a video file can give (D needs a detector)
 
@@ -46,6 +49,8 @@ class Preprocessor:
         flow_method: ``"dis"`` or ``"tvl1"``.
         short_side: frames are resized to this short side before anything else.
         fps: frame rate the training frames were extracted at (None: the video's).
+        flow_stride: frames between the two frames of a flow pair (None: from the
+            video's frame rate, :func:`~karmma.data.views.flow_stride_for_rate`).
     """
 
     input_shapes: dict[str, tuple[int, ...]]
@@ -53,12 +58,15 @@ class Preprocessor:
     flow_method: str = "dis"
     short_side: int = 256
     fps: float | None = None
+    flow_stride: int | None = None
 
     def __post_init__(self):
         self._flow = flow_calculator(self.flow_method)
 
     @classmethod
-    def for_student(cls, info: StudentInfo, flow: str | None = None, short_side: int | None = None) -> "Preprocessor":
+    def for_student(
+        cls, info: ModelInfo, flow: str | None = None, short_side: int | None = None, flow_stride: int | None = None,
+    ) -> "Preprocessor":
         """Settings from the student's preparation record; ``flow`` and ``short_side`` override it.
 
         Without a record: DIS flow, and the short side is the input size
@@ -71,11 +79,16 @@ class Preprocessor:
             flow_method=flow or prepared.get("flow") or "dis",
             short_side=short_side or prepared.get("short_side") or (256 if size >= 224 else size),
             fps=prepared.get("fps"),
+            flow_stride=flow_stride,
         )
 
     @property
     def num_frames(self) -> int:
-        return next((s[0] for k, s in self.input_shapes.items() if k in ("V", "F", "D")), 8)
+        return clip_frames(self.input_shapes)
+
+    def stride_for(self, rate: float) -> int:
+        """The flow stride for a video of ``rate`` fps: ``flow_stride`` when set, else from the rate."""
+        return self.flow_stride or flow_stride_for_rate(rate)
 
     @property
     def audio_seconds(self) -> float:
@@ -107,34 +120,29 @@ class Preprocessor:
         video the previous pair is used, as the dataset does."""
         import cv2
 
-        pairs = []
-        for n in numbers:
-            base = ((n - 1) // stride) * stride + 1  # first RGB frame of its flow frame
-            if base + stride > first_number + len(frames) - 1:
-                base = max(first_number, base - stride)
-            pairs.append(base)
+        last = first_number + len(frames) - 1
+        pairs = [flow_pair(n, stride, first_number, last) for n in numbers]
         flows = {}
-        for base in dict.fromkeys(pairs):
-            a = frames[base - first_number]
-            b = frames[min(base + stride, first_number + len(frames) - 1) - first_number]
-            grey_a, grey_b = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
-            flows[base] = np.stack(encode_flow(self._flow.calc(grey_a, grey_b, None)))  # [2, h, w] uint8, quantised
-        stacked = torch.from_numpy(np.stack([flows[base] for base in pairs]))
+        for a, b in dict.fromkeys(pairs):
+            grey_a = cv2.cvtColor(frames[a - first_number], cv2.COLOR_RGB2GRAY)
+            grey_b = cv2.cvtColor(frames[b - first_number], cv2.COLOR_RGB2GRAY)
+            flows[a, b] = np.stack(encode_flow(self._flow.calc(grey_a, grey_b, None)))  # [2, h, w] uint8, quantised
+        stacked = torch.from_numpy(np.stack([flows[pair] for pair in pairs]))
         return flow_input(stacked, self.crop(frames), self.input_shapes["F"][-1], self.clip.flow_scale)
 
     def _mel_config(self):
         shape = self.input_shapes.get("A", (1, self.clip.audio.n_mels, self.clip.audio.frames))
         if len(shape) != 3:
             raise ValueError(f"audio input of shape {list(shape)}: only the student's single spectrogram [1, mels, frames] is supported")
-        return dataclasses.replace(self.clip.audio, n_mels=shape[1], frames=shape[2])
+        return spectrogram_config(self.clip.audio, shape)
 
     def audio(self, samples: np.ndarray, start_time: float, stop_time: float, offset: float = 0.0) -> torch.Tensor:
         """A ``[1, n_mels, frames]``: log-mel of the window around the segment centre.
 
         ``samples`` are mono at :attr:`sample_rate`, sample 0 at time ``offset`` (s)."""
         config = self._mel_config()
-        centre = (start_time + stop_time) / 2
-        first = int(round((centre - config.seconds / 2) * config.sample_rate)) - int(round(offset * config.sample_rate))
+        window_start = audio_window_start(start_time, stop_time, config.seconds)
+        first = int(round(window_start * config.sample_rate)) - int(round(offset * config.sample_rate))
         window = crop_or_pad(samples, first, int(round(config.seconds * config.sample_rate)))
         return log_mel(torch.from_numpy(window), config)[None]
 

@@ -21,11 +21,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from karmma.data.epic import flow_stride
 from karmma.data.media import MediaError
-from karmma.data.prepare import iter_frames, resize_short_side
 from karmma.data.sources import coverage_problem, media_seconds
-from karmma.data.video import NoAudioTrack, iter_audio, iter_video_frames, probe_video, read_audio_window
+from karmma.data.video import (
+    NoAudioTrack, iter_audio, iter_frames, iter_video_frames, probe_video, read_audio_window, resize_short_side,
+)
 from karmma.deploy.preprocess import RAW_MODALITIES, Preprocessor
 from karmma.deploy.runtime import open_runner
 from karmma.modalities import MODALITY_NAMES, order_keys
@@ -122,17 +122,22 @@ class Recognizer:
         runner: a runner from :mod:`karmma.deploy.runtime`.
         flow, short_side: override the training preparation settings (flow
             method, frame short side) used for raw media.
+        flow_stride: frames between the two frames of a flow pair (default: set
+            by each video's frame rate, never by its file name).
     """
 
-    def __init__(self, runner, flow: str | None = None, short_side: int | None = None):
+    def __init__(self, runner, flow: str | None = None, short_side: int | None = None, flow_stride: int | None = None):
         self.runner = runner
         self.info = runner.info
-        self.preprocessor = Preprocessor.for_student(self.info, flow, short_side)
+        self.preprocessor = Preprocessor.for_student(self.info, flow, short_side, flow_stride)
 
     @classmethod
-    def load(cls, path: str | Path, threads: int | None = None, flow: str | None = None, short_side: int | None = None) -> "Recognizer":
-        """A ``.onnx`` graph or split-ONNX folder (ONNX Runtime), or a ``.ckpt`` / ``.safetensors`` student (PyTorch)."""
-        return cls(open_runner(path, threads), flow, short_side)
+    def load(
+        cls, path: str | Path, threads: int | None = None, flow: str | None = None, short_side: int | None = None,
+        flow_stride: int | None = None,
+    ) -> "Recognizer":
+        """A ``.onnx`` graph or split-ONNX folder (ONNX Runtime), or a run folder, ``.ckpt`` or ``.safetensors`` student (PyTorch)."""
+        return cls(open_runner(path, threads), flow, short_side, flow_stride)
 
     @property
     def modalities(self) -> list[str]:
@@ -213,7 +218,7 @@ class Recognizer:
         decoded = []
         for item in iter_frames(path, pre.fps, pre.short_side, threads=0):
             decoded.append(item)
-            if until is not None and len(decoded) > until * item[1] + 2 * flow_stride(path.stem):
+            if until is not None and len(decoded) > until * item[1] + 2 * pre.stride_for(item[1]):
                 break
         if not decoded:
             raise MediaError(f"{path}: no frames decoded")
@@ -227,7 +232,7 @@ class Recognizer:
                 note = str(error)
         frames = [image for image, _, _ in decoded]
         seconds = len(audio) / pre.sample_rate if audio is not None else None
-        return DecodedVideo(frames, decoded[0][1], audio, note, flow_stride(path.stem), (time.perf_counter() - start) * 1000,
+        return DecodedVideo(frames, decoded[0][1], audio, note, pre.stride_for(decoded[0][1]), (time.perf_counter() - start) * 1000,
                             audio_seconds=seconds)
 
     def decode_segment(self, path: str | Path, start: float | None, end: float | None, need_audio: bool) -> DecodedVideo:
@@ -241,7 +246,7 @@ class Recognizer:
         clock = time.perf_counter()
         probe = probe_video(path)
         rate = pre.fps or probe.rate
-        stride = flow_stride(path.stem)
+        stride = pre.stride_for(rate)
         start_time = 0.0 if start is None else start
         stop_time = end if end is not None else probe.duration
         if stop_time is None:  # no declared duration (rare): the whole file, as before

@@ -15,10 +15,11 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from karmma.artifacts import METADATA_KEY, ModelInfo, load_model
 from karmma.availability import check_availability
+from karmma.checkpoints import CheckpointError
 from karmma.deploy.onnx_export import SPLIT_MANIFEST
-from karmma.deploy.student import METADATA_KEY, StudentInfo, load_torch_student
-from karmma.training.checkpoints import CheckpointError
+from karmma.stages import STUDENT_STAGES
 
 Inputs = Mapping[str, "torch.Tensor | np.ndarray"]
 
@@ -38,7 +39,7 @@ class TorchRunner:
 
     kind = "torch"
 
-    def __init__(self, model, info: StudentInfo, threads: int | None = None):
+    def __init__(self, model, info: ModelInfo, threads: int | None = None):
         self.model, self.info = model.eval(), info
         if threads:
             torch.set_num_threads(threads)
@@ -63,11 +64,11 @@ def _session(path: Path, threads: int | None):
         raise CheckpointError(f"{path}: not a readable ONNX model ({str(error).splitlines()[0][:160]})") from None
 
 
-def _session_info(session, path: Path) -> StudentInfo:
+def _session_info(session, path: Path) -> ModelInfo:
     metadata = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in metadata:
         raise CheckpointError(f"{path}: not a karmma student (an ONNX model without karmma metadata)")
-    return StudentInfo.from_json(metadata[METADATA_KEY])
+    return ModelInfo.from_json(metadata[METADATA_KEY])
 
 
 class OnnxRunner:
@@ -98,7 +99,7 @@ class SplitOnnxRunner:
         folder = Path(folder)
         try:
             manifest = json.loads((folder / SPLIT_MANIFEST).read_text())
-            self.info = StudentInfo.from_json(json.dumps(manifest["info"]))
+            self.info = ModelInfo.from_json(json.dumps(manifest["info"]))
         except (OSError, ValueError, KeyError, TypeError):
             raise CheckpointError(
                 f"{folder}: neither a split-ONNX folder (no valid {SPLIT_MANIFEST}) nor a training run folder "
@@ -126,11 +127,11 @@ def open_runner(path: str | Path, threads: int | None = None) -> TorchRunner | O
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
     if path.is_dir() and (path / "checkpoints").is_dir():  # a training run folder: its best checkpoint, eagerly
-        model, info = load_torch_student(path)
+        model, info = load_model(path, stages=STUDENT_STAGES)
         return TorchRunner(model, info, threads)
     if path.is_dir():
         return SplitOnnxRunner(path, threads)
     if path.suffix == ".onnx":
         return OnnxRunner(path, threads)
-    model, info = load_torch_student(path)
+    model, info = load_model(path, stages=STUDENT_STAGES)
     return TorchRunner(model, info, threads)

@@ -17,11 +17,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from karmma.data.epic import flow_stride
 from karmma.data.media import MediaError
-from karmma.data.prepare import iter_frames, resize_short_side
 from karmma.data.sources import media_seconds
-from karmma.data.video import AudioWindows, probe_video
+from karmma.data.video import AudioWindows, iter_frames, probe_video, resize_short_side
 from karmma.deploy.recognizer import DecodedVideo, Prediction, Recognizer
 
 
@@ -133,7 +131,6 @@ def stream_predictions(
             audio_seconds = media_seconds(Path(source), None, Path(source).stat().st_mtime)
         else:
             note = "no audio track"
-    stride = flow_stride(source.rsplit("/", 1)[-1].rsplit(".", 1)[0]) if is_file else 1
     buffer: list[np.ndarray] = []
     first = 1  # frame number of buffer[0]
     index, rate, emitted = 0, None, False
@@ -147,7 +144,8 @@ def stream_predictions(
             audio, reached = windows.window(offset, pre.audio_seconds)
             if seconds is None and reached < offset + pre.audio_seconds - 1e-3:
                 seconds = reached  # the track ended inside this window
-        video = DecodedVideo(buffer[begin : begin + count], rate, audio, note, stride, audio_offset=offset, audio_seconds=seconds)
+        video = DecodedVideo(buffer[begin : begin + count], rate, audio, note, pre.stride_for(rate), audio_offset=offset,
+                             audio_seconds=seconds)
         down = failures.dropped(wanted, (t0 + t1) / 2) if failures else []
         prediction = recognizer.predict_decoded(
             video, wanted, top_k=top_k, dropped={k: "sensor failure" for k in down}, first_number=start_number,

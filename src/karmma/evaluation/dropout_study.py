@@ -1,45 +1,12 @@
-"""``karmma dropout-study``: the teacher's training modality-dropout rate (paper Fig. 5).
-
-Trains one teacher per rate (best from the feature cache: only the fusion
-block trains) and evaluates each on every modality subset.
-"""
+"""The dropout study's table and figure: accuracy per test subset against the teacher's
+training modality-dropout rate (paper Fig. 5). :mod:`karmma.experiments.dropout_study` runs it."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
-from karmma.io import atomic_savefig, atomic_write_text
+from karmma.io import atomic_savefig
 from karmma.modalities import largest_first
-from karmma.training.config import TrainConfig
-
-
-def run_dropout_study(config: TrainConfig, rates: list[float], out: str | Path) -> dict:
-    """Train ``config`` (a teacher config) at every rate; returns and writes ``out/dropout_study.json``."""
-    from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation
-    from karmma.training.run import train
-
-    if config.stage != "teacher":
-        raise ValueError(f"the dropout study trains teachers: the config's stage is {config.stage!r}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    study = {"stage": config.stage, "rates": {}}
-    for rate in rates:
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout rates must be in [0, 1), got {rate}")
-        name = f"{config.trainer.name or 'teacher'}_dropout{rate:g}"
-        run = dataclasses.replace(
-            config,
-            loss=dataclasses.replace(config.loss, modality_dropout=rate),
-            trainer=dataclasses.replace(config.trainer, name=name),
-        )
-        result = train(run)
-        evaluated = evaluate_model(load_for_evaluation(result["run"], name),
-                                   EvaluationSettings(probabilities=(0.0,), seeds=1, progress=False))
-        study["rates"][f"{rate:g}"] = {"run": result["run"], "subsets": evaluated["subsets"]}
-    atomic_write_text(out / "dropout_study.json", json.dumps(study, indent=1) + "\n")
-    return study
 
 
 def _subsets(study: dict) -> list[str]:

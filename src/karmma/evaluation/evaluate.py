@@ -22,23 +22,20 @@ from pathlib import Path
 
 import torch
 
+from karmma.artifacts import load_model
 from karmma.availability import modality_dropout
-from karmma.configuration import apply_override, from_dict
+from karmma.checkpoints import resolve_checkpoint
+from karmma.configuration import from_dict
 from karmma.data.config import dataset_heads, load_split
 from karmma.data.dataset import ClipDataset
 from karmma.data.inspect import class_names
+from karmma.data.loader import item_seed, make_loader
 from karmma.evaluation.metrics import action_correct, classification_metrics, confusion_counts, tail_metrics
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
-from karmma.training.checkpoints import (
-    CheckpointError, checkpoint_config, load_model_state, model_state, read_checkpoint, resolve_checkpoint,
-)
-from karmma.training.config import TrainConfig
-from karmma.training.data import item_seed, make_loader
-from karmma.training.module import build_stage_model
+from karmma.train_config import TrainConfig
 
 SWEEP_PROBABILITIES = tuple(round(0.1 * i, 1) for i in range(10))
-EVALUABLE_STAGES = ("teacher", "student", "baseline", "baseline_masked", "baseline_delta", "unimodal")
 
 
 @dataclass
@@ -56,25 +53,9 @@ def load_for_evaluation(path: str | Path, name: str = "", overrides: list[str] =
     change the stored training config before the model is built, e.g. when the data
     moved; ``checkpoint`` picks a run folder's ``best`` or ``last`` checkpoint."""
     file = resolve_checkpoint(path, checkpoint)
-    if file.suffix == ".safetensors":
-        from karmma.training.export import load_student
-
-        model, raw = load_student(file)
-        state = None
-    else:
-        loaded = read_checkpoint(file)
-        raw = checkpoint_config(loaded, file)
-        state = model_state(loaded)
-    if raw.get("stage") not in EVALUABLE_STAGES:
-        raise CheckpointError(f"{file}: unknown stage {raw.get('stage')!r}")
-    raw = dict(raw)
-    for override in overrides:
-        apply_override(raw, override)
-    config = from_dict(TrainConfig, raw, str(file))
-    if state is not None:
-        model = build_stage_model(config, dataset_heads(config.data), restore=True)
-        load_model_state(model, state, file)
-    return EvaluatedModel(name or config.stage, model.eval(), config, str(file))
+    model, info = load_model(file, overrides=overrides)
+    config = from_dict(TrainConfig, info.config, str(file))
+    return EvaluatedModel(name or config.stage, model, config, str(file))
 
 
 def default_split(config: TrainConfig) -> str:

@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 
 from karmma.configuration import to_dict
 from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
-from karmma.training.config import TrainConfig
-from karmma.training.data import make_loader
+from karmma.train_config import TrainConfig
+from karmma.data.loader import make_loader
 from karmma.training.module import KarmmaModule
 from karmma.training.run import clip_dataset, stage_datasets
 

@@ -32,8 +32,8 @@ from torch.utils.data import DataLoader, Dataset
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.io import atomic_path
-from karmma.training.config import TrainConfig
-from karmma.training.data import item_seed
+from karmma.train_config import TrainConfig
+from karmma.data.loader import item_seed
 
 log = logging.getLogger("karmma.cache")
 VIEW_EPOCH = 1_000_000  # item seeds of cached view v use "epoch" VIEW_EPOCH + v

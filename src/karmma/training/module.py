@@ -15,145 +15,30 @@ student-sized one for student and baselines); docs/method.md lists every choice.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
 import lightning as L
 import torch
 
+from karmma.artifacts import load_model
 from karmma.availability import modality_dropout
-from karmma.configuration import ConfigError, from_dict
+from karmma.checkpoints import CheckpointError
+from karmma.configuration import from_dict
 from karmma.data.config import dataset_heads
 from karmma.losses import distillation_kl, info_nce, multihead_cross_entropy
 from karmma.models.karmma import KARMMA
-from karmma.presets import Preset, build_student, build_teacher, get_preset
-from karmma.training.checkpoints import CheckpointError, expect_checkpoint, model_state, read_checkpoint
-from karmma.training.config import DROPOUT_STAGES, TrainConfig
-from karmma.training.data import item_seed
-
-
-def stage_modalities(config: TrainConfig, preset: Preset) -> list[str]:
-    if config.stage == "unimodal":
-        if not config.unimodal_modality:
-            raise ValueError("the unimodal stage needs unimodal_modality (e.g. V)")
-        return [config.unimodal_modality]
-    modalities = list(config.modalities) or [k for k in config.data.modalities if k in preset.student]
-    unknown = [k for k in modalities if k not in preset.student]
-    if unknown:
-        raise ValueError(f"modalities {unknown} are not in preset {preset.name!r}")
-    return modalities
-
-
-def stage_preset(config: TrainConfig) -> Preset:
-    """The config's preset with its clip geometry (``clip.frames`` / ``size`` / ``audio_frames``),
-    token pooling and fusion dropout applied."""
-    clip = config.clip
-    preset = get_preset(config.preset, clip.frames, clip.size, clip.audio_frames, config.token_pooling or None)
-    if config.fusion_dropout is not None:
-        preset = dataclasses.replace(
-            preset,
-            teacher_fusion=dataclasses.replace(preset.teacher_fusion, dropout=config.fusion_dropout),
-            student_fusion=dataclasses.replace(preset.student_fusion, dropout=config.fusion_dropout),
-        )
-    return preset
-
-
-def _with_weights(specs: dict, pretrained: dict[str, str]) -> dict:
-    """``specs`` with ``weights`` set on the extractor configs named in ``pretrained``
-    (local files and torchvision names; karmma checkpoints are loaded after building)."""
-    specs = dict(specs)
-    for key, weights in pretrained.items():
-        if weights.endswith(".ckpt"):
-            continue
-        spec = specs[key]
-        if not any(f.name == "weights" for f in dataclasses.fields(spec.extractor)):
-            raise ConfigError(
-                f"pretrained.{key}: the {type(spec.extractor).__name__} extractor takes no weights file; "
-                f"give a karmma checkpoint (.ckpt) with a trained {key} extractor instead"
-            )
-        specs[key] = dataclasses.replace(spec, extractor=dataclasses.replace(spec.extractor, weights=weights))
-    return specs
-
-
-def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool = False) -> KARMMA:
-    """The stage's model, its extractors initialised from ``pretrained.<M>`` (and, for the
-    teacher, ``extractors.<M>``). ``restore=True`` builds it to load a checkpoint into: no
-    initial weights are read."""
-    preset = stage_preset(config)
-    modalities = stage_modalities(config, preset)
-    unknown = sorted(set(config.pretrained) - set(modalities))
-    if unknown:
-        raise ConfigError(
-            f"pretrained.{unknown[0]}: the {config.stage} stage has no modality {unknown[0]} "
-            f"(its modalities: {', '.join(modalities)})"
-        )
-    pretrained = {} if restore else config.pretrained
-    # The teacher (and the pre-training of its extractors) uses teacher-sized extractors; the rest the student's.
-    teacher_sized = config.stage == "teacher" or (config.stage == "unimodal" and config.unimodal_size == "teacher")
-    specs = _with_weights(preset.teacher if teacher_sized else preset.student, pretrained)
-    preset = dataclasses.replace(preset, **{"teacher" if teacher_sized else "student": specs})
-    strategy = config.missing_strategy
-    if config.stage == "unimodal":
-        key = modalities[0]
-        spec = (preset.teacher if teacher_sized else preset.student)[key]
-        model = KARMMA([spec], heads, preset.student_fusion, strategy, freeze_extractors=False)
-    elif config.stage == "teacher":
-        model = build_teacher(preset, heads, modalities, strategy)
-    else:
-        model = build_student(preset, heads, modalities, strategy)
-    if restore:
-        return model
-    for key, path in pretrained.items():
-        if path.endswith(".ckpt"):
-            load_extractor(model, key, path)
-    if config.stage == "teacher":
-        for key, path in config.extractors.items():
-            load_unimodal_extractor(model, key, path, config.preset)
-        missing = [k for k in modalities if k not in config.extractors and k not in config.pretrained]
-        if missing and not config.cache.path:
-            raise ValueError(
-                f"the teacher's extractors must be pre-trained: give extractors.{missing[0]}=<unimodal checkpoint> "
-                f"or pretrained.{missing[0]}=<weights> for {missing}"
-            )
-    return model
-
-
-def load_extractor(model: KARMMA, key: str, path: str) -> None:
-    """Initialise ``model``'s ``key`` extractor from any karmma checkpoint that has one of the same size."""
-    _load_extractor_state(model, key, read_checkpoint(path), path)
-
-
-def load_unimodal_extractor(model: KARMMA, key: str, path: str, preset: str) -> None:
-    checkpoint, source = expect_checkpoint(path, "unimodal", preset)
-    if source.get("unimodal_modality") != key:
-        raise CheckpointError(f"{path}: a unimodal checkpoint of {source.get('unimodal_modality')!r}, not of {key!r}")
-    if source.get("unimodal_size", "teacher") != "teacher":
-        raise CheckpointError(f"{path}: pre-trains a student-sized extractor; the teacher needs unimodal_size=teacher")
-    _load_extractor_state(model, key, checkpoint, path)
-
-
-def _load_extractor_state(model: KARMMA, key: str, checkpoint: dict, path: str) -> None:
-    state = model_state(checkpoint, f"model.extractors.{key}.")
-    if not state:
-        raise CheckpointError(f"{path}: holds no {key} extractor (pretrained.{key} needs a checkpoint of a model with {key})")
-    try:
-        model.extractors[key].load_state_dict(state)
-    except RuntimeError as error:
-        raise CheckpointError(
-            f"{path}: its {key} extractor does not match this model's (another preset or size?): {str(error)[:200]}"
-        ) from None
+from karmma.stages import build_stage_model
+from karmma.train_config import DROPOUT_STAGES, TrainConfig
+from karmma.data.loader import item_seed
 
 
 def load_teacher(path: str, config: TrainConfig, heads: dict[str, int]) -> KARMMA:
-    checkpoint, teacher_config = expect_checkpoint(path, "teacher", config.preset)
-    teacher_train = from_dict(TrainConfig, teacher_config, str(path))
-    teacher = build_stage_model(teacher_train, heads, restore=True)
-    try:
-        teacher.load_state_dict(model_state(checkpoint))
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: teacher does not match this run's heads/modalities ({str(error)[:200]})") from None
-    return teacher.eval().requires_grad_(False)
+    """The frozen teacher a student of ``config`` distils from (same preset and heads)."""
+    teacher, info = load_model(path, stages=("teacher",), heads=heads)
+    if info.config.get("preset") != config.preset:
+        raise CheckpointError(f"{path}: trained with preset {info.config.get('preset')!r}, this run uses {config.preset!r}")
+    return teacher.requires_grad_(False)
 
 
 def topk_correct(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:

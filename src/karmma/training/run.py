@@ -43,9 +43,10 @@ from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.presets import get_preset
 from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
 from karmma.training.memory import DecodedViews
-from karmma.training.checkpoints import SafeCheckpointIO, checkpoint_config, read_checkpoint
-from karmma.training.config import TrainConfig
-from karmma.training.data import make_loader
+from karmma.checkpoints import checkpoint_config, read_checkpoint
+from karmma.training.checkpoints import SafeCheckpointIO
+from karmma.train_config import TrainConfig
+from karmma.data.loader import make_loader
 from karmma.training.module import KarmmaModule
 
 

@@ -1,0 +1,97 @@
+"""Reading karmma checkpoints without unpickling arbitrary objects, and finding them in run folders.
+
+No Lightning here: evaluation and deployment read checkpoints too. Writing them
+(atomically, through Lightning) is :mod:`karmma.training.checkpoints`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable, truncated, or of the wrong kind; the message names it."""
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
+    """``torch.load(weights_only=True)`` with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises RuntimeError/UnpicklingError/EOFError/zipfile errors
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({type(error).__name__}: {str(error)[:200]})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not a karmma training checkpoint (no state_dict)")
+    check_finite(checkpoint["state_dict"], path)
+    return checkpoint
+
+
+def check_finite(state: dict, path: str | Path) -> None:
+    """Refuse weights holding NaN or infinity: they would give NaN predictions, silently."""
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: weight {key!r} holds NaN or infinite values (a diverged or corrupted model); use another checkpoint")
+
+
+def load_model_state(model: torch.nn.Module, state: dict, path: str | Path) -> None:
+    """``model.load_state_dict(state)`` with one-line errors naming ``path`` (missing or
+    unexpected tensors, wrong shapes e.g. other heads, non-finite values)."""
+    check_finite(state, path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())
+        raise CheckpointError(f"{path}: weights do not match the model its config describes ({detail[:240]})") from None
+
+
+def checkpoint_config(checkpoint: dict, path: str | Path) -> dict:
+    try:
+        config = checkpoint["hyper_parameters"]["config"]
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{path}: not a karmma training checkpoint (no config)") from None
+    return upgrade_config(config)
+
+
+def upgrade_config(config: dict) -> dict:
+    """A stored training config as today's code reads it: a ``baseline`` saved before
+    ``missing_modality`` existed was the masked Baseline, and is restored as one."""
+    if isinstance(config, dict) and config.get("stage") == "baseline" and "missing_modality" not in config:
+        config = {**config, "missing_modality": "mask"}
+    return config
+
+
+def model_state(checkpoint: dict, prefix: str = "model.") -> dict:
+    """The weights under ``prefix`` in a Lightning checkpoint's ``state_dict``, with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+
+
+def expect_checkpoint(path: str | Path, stage: str, preset: str) -> tuple[dict, dict]:
+    """Read a checkpoint and check it comes from ``stage`` with ``preset``; returns (checkpoint, config)."""
+    checkpoint = read_checkpoint(path)
+    config = checkpoint_config(checkpoint, path)
+    if config.get("stage") != stage:
+        raise CheckpointError(f"{path}: a {config.get('stage')!r} checkpoint, but a {stage!r} checkpoint is needed here")
+    if config.get("preset") != preset:
+        raise CheckpointError(f"{path}: trained with preset {config.get('preset')!r}, this run uses {preset!r}")
+    return checkpoint, config
+
+
+def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
+    """A run folder (its ``checkpoints/best.ckpt``, or ``last.ckpt`` with ``which="last"``;
+    best falls back to last when no epoch was validated), a ``.ckpt`` or an exported ``.safetensors``."""
+    if which not in ("best", "last"):
+        raise ValueError(f"checkpoint must be best or last, got {which!r}")
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.ckpt", "last.ckpt") if which == "best" else ("last.ckpt",):
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
+        raise CheckpointError(f"{path}: a folder without checkpoints/{which}.ckpt (not a karmma run folder?)")
+    if not path.is_file():
+        raise CheckpointError(f"model not found: {path}")
+    return path

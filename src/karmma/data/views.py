@@ -1,0 +1,131 @@
+"""The clip recipe: what one clip's inputs are, shared by the dataset and deployment.
+
+:class:`~karmma.data.dataset.ClipDataset` (prepared frames, flow JPEGs, WAV)
+and :class:`~karmma.deploy.preprocess.Preprocessor` (a raw video in memory)
+build the same inputs through these rules:
+
+* ``T`` frames per clip for V, F and D (:func:`clip_frames`), at the centre of
+  ``T`` equal parts of the segment in the evaluation view
+  (:func:`~karmma.data.sampling.segment_frame_numbers`);
+* F at a sampled RGB frame is the flow of its pair of RGB frames ``stride``
+  apart (:func:`flow_frame`, :func:`flow_pair`);
+* A is one log-mel spectrogram ``[1, n_mels, frames]`` of the window around
+  the segment centre (:func:`spectrogram_config`, :func:`audio_window_start`).
+
+:class:`ClipSample` (where one labelled clip's media live) and
+:class:`ClipConfig` (sampling and view settings) are here so that modules
+can name them without importing the Dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from karmma.data.audio import LogMelConfig
+from karmma.data.sampling import audio_centre
+
+#: modalities sampled at the same frame numbers (so they ask for as many frames)
+FRAME_MODALITIES = ("V", "F", "D")
+#: flow is computed between frames about this many seconds apart in a user's video (the
+#: EPIC-KITCHENS flow rate: 2018 videos at 59.94 fps have flow at every second frame)
+FLOW_PAIR_SECONDS = 1 / 30
+
+
+@dataclass(frozen=True)
+class ClipSample:
+    """One clip: labels, frame range, times, and a source per modality it may have."""
+
+    id: str
+    labels: dict[str, int]
+    start_frame: int
+    stop_frame: int
+    start_time: float
+    stop_time: float
+    fps: float
+    sources: dict[str, Any] = field(default_factory=dict)
+    group: str = ""  # video or participant, for splits and reports
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """How clips are sampled and what the evaluation views are.
+
+    ``frames``, ``size`` and ``audio_frames`` override the preset's input
+    geometry (frames per clip, crop side, the student's log-mel width) while
+    keeping its architecture; ``None`` keeps the preset's.
+    """
+
+    frames: int | None = None
+    size: int | None = None
+    audio_frames: int | None = None
+    num_clips: int = 1  # temporal views at evaluation
+    num_crops: int = 1  # spatial views at evaluation (1 centre or 3 left/centre/right)
+    crop_scale: tuple[float, float] = (0.4, 1.0)
+    flip: bool = True
+    audio: LogMelConfig = LogMelConfig()
+    audio_image_seconds: float = 1.28  # window of each teacher log-mel image
+    box_slots: int | None = None  # taken from the D input shape when None
+    #: flow (pixels) is divided by this; 9.04 matches TSN's (x / 255 - 0.5) / 0.226 on
+    #: flow JPEGs quantised over [-20, 20] px. Slow motion (SynthKitchen) wants less.
+    flow_scale: float = 9.04
+
+    def __post_init__(self):
+        from karmma.configuration import check_range
+
+        check_range("clip", "num_clips", self.num_clips, 1)
+        if self.num_crops not in (1, 3):
+            raise ValueError(f"clip.num_crops must be 1 or 3, got {self.num_crops}")
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"clip.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(self.crop_scale)}")
+        check_range("clip", "audio_image_seconds", self.audio_image_seconds, 0, low_open=True)
+        if self.box_slots is not None:
+            check_range("clip", "box_slots", self.box_slots, 1)
+        check_range("clip", "flow_scale", self.flow_scale, 0, low_open=True)
+
+
+def clip_frames(input_shapes: Mapping[str, tuple[int, ...]]) -> int:
+    """Frames per clip of the V, F and D inputs (``[T, ...]``; 8 when the model has none of them).
+
+    Raises ``ValueError`` when they ask for different numbers of frames."""
+    counts = {k: s[0] for k, s in input_shapes.items() if k.split(":", 1)[0] in FRAME_MODALITIES}
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"the video, flow and box inputs must have the same number of frames, got {counts}")
+    return next(iter(counts.values()), 8)
+
+
+def spectrogram_config(audio: LogMelConfig, shape: tuple[int, ...]) -> LogMelConfig:
+    """The log-mel settings of an A input ``[1, n_mels, frames]`` (its window is ``frames`` hops long)."""
+    return dataclasses.replace(audio, n_mels=shape[1], frames=shape[2])
+
+
+def audio_window_start(start_time: float, stop_time: float, seconds: float, train: bool = False,
+                       rng: random.Random | None = None) -> float:
+    """Where (s) the ``seconds``-long audio window of a segment starts: centred on the segment
+    (training: on a random time inside it)."""
+    return audio_centre(start_time, stop_time, train, rng) - seconds / 2
+
+
+def flow_frame(rgb_number: int, stride: int) -> int:
+    """The 1-based flow frame that goes with RGB frame ``rgb_number``: flow frame ``k`` is the motion
+    from RGB frame ``(k - 1) * stride + 1`` to ``k * stride + 1`` (how ``karmma prepare`` writes it)."""
+    return (rgb_number - 1) // stride + 1
+
+
+def flow_pair(rgb_number: int, stride: int, first: int, last: int) -> tuple[int, int]:
+    """The two RGB frames whose flow stands for ``rgb_number`` when frames ``first..last`` exist.
+
+    At the end of a video, where the pair's second frame is missing (a video has one flow
+    frame fewer than RGB frames per stride), the previous pair, as the dataset reads it."""
+    base = (flow_frame(rgb_number, stride) - 1) * stride + 1
+    if base + stride > last:
+        base = max(first, base - stride)
+    return base, min(base + stride, last)
+
+
+def flow_stride_for_rate(rate: float) -> int:
+    """RGB frames between the two frames of a flow pair in a video of ``rate`` fps: about
+    :data:`FLOW_PAIR_SECONDS` apart (2 at 50-60 fps, 1 at 30 fps and less)."""
+    return max(1, round(rate * FLOW_PAIR_SECONDS))

@@ -1,0 +1,1 @@
+"""Experiments that train and evaluate several models: the dropout study."""

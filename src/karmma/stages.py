@@ -1,0 +1,137 @@
+"""The stage -> model factory: which model each training stage trains, built from its config.
+
+| stage | model |
+|---|---|
+| ``unimodal`` | one extractor (``unimodal_size``: teacher or student) + fusion + heads |
+| ``teacher`` | teacher-sized extractors of every modality (from unimodal checkpoints or pretrained weights) |
+| ``student``, ``baseline``, ``baseline_masked``, ``baseline_delta`` | the student architecture; they differ in training and in ``missing_modality`` |
+
+``pretrained.<M>`` initialises modality M's extractor of the stage's model (the
+student-sized one for student and baselines); docs/method.md lists every choice.
+No Lightning here: evaluation and deployment rebuild models through this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from karmma.checkpoints import CheckpointError, expect_checkpoint, model_state, read_checkpoint
+from karmma.configuration import ConfigError
+from karmma.models.karmma import KARMMA
+from karmma.presets import Preset, build_student, build_teacher, get_preset
+from karmma.train_config import STAGES, TrainConfig
+
+#: Stages whose model is the student architecture: what ``karmma export`` and deployment take.
+STUDENT_STAGES = tuple(s for s in STAGES if s not in ("unimodal", "teacher"))
+
+
+def stage_modalities(config: TrainConfig, preset: Preset) -> list[str]:
+    if config.stage == "unimodal":
+        if not config.unimodal_modality:
+            raise ValueError("the unimodal stage needs unimodal_modality (e.g. V)")
+        return [config.unimodal_modality]
+    modalities = list(config.modalities) or [k for k in config.data.modalities if k in preset.student]
+    unknown = [k for k in modalities if k not in preset.student]
+    if unknown:
+        raise ValueError(f"modalities {unknown} are not in preset {preset.name!r}")
+    return modalities
+
+
+def stage_preset(config: TrainConfig) -> Preset:
+    """The config's preset with its clip geometry (``clip.frames`` / ``size`` / ``audio_frames``),
+    token pooling and fusion dropout applied."""
+    clip = config.clip
+    preset = get_preset(config.preset, clip.frames, clip.size, clip.audio_frames, config.token_pooling or None)
+    if config.fusion_dropout is not None:
+        preset = dataclasses.replace(
+            preset,
+            teacher_fusion=dataclasses.replace(preset.teacher_fusion, dropout=config.fusion_dropout),
+            student_fusion=dataclasses.replace(preset.student_fusion, dropout=config.fusion_dropout),
+        )
+    return preset
+
+
+def _with_weights(specs: dict, pretrained: dict[str, str]) -> dict:
+    """``specs`` with ``weights`` set on the extractor configs named in ``pretrained``
+    (local files and torchvision names; karmma checkpoints are loaded after building)."""
+    specs = dict(specs)
+    for key, weights in pretrained.items():
+        if weights.endswith(".ckpt"):
+            continue
+        spec = specs[key]
+        if not any(f.name == "weights" for f in dataclasses.fields(spec.extractor)):
+            raise ConfigError(
+                f"pretrained.{key}: the {type(spec.extractor).__name__} extractor takes no weights file; "
+                f"give a karmma checkpoint (.ckpt) with a trained {key} extractor instead"
+            )
+        specs[key] = dataclasses.replace(spec, extractor=dataclasses.replace(spec.extractor, weights=weights))
+    return specs
+
+
+def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool = False) -> KARMMA:
+    """The stage's model, its extractors initialised from ``pretrained.<M>`` (and, for the
+    teacher, ``extractors.<M>``). ``restore=True`` builds it to load a checkpoint into: no
+    initial weights are read."""
+    preset = stage_preset(config)
+    modalities = stage_modalities(config, preset)
+    unknown = sorted(set(config.pretrained) - set(modalities))
+    if unknown:
+        raise ConfigError(
+            f"pretrained.{unknown[0]}: the {config.stage} stage has no modality {unknown[0]} "
+            f"(its modalities: {', '.join(modalities)})"
+        )
+    pretrained = {} if restore else config.pretrained
+    # The teacher (and the pre-training of its extractors) uses teacher-sized extractors; the rest the student's.
+    teacher_sized = config.stage == "teacher" or (config.stage == "unimodal" and config.unimodal_size == "teacher")
+    specs = _with_weights(preset.teacher if teacher_sized else preset.student, pretrained)
+    preset = dataclasses.replace(preset, **{"teacher" if teacher_sized else "student": specs})
+    strategy = config.missing_strategy
+    if config.stage == "unimodal":
+        key = modalities[0]
+        spec = (preset.teacher if teacher_sized else preset.student)[key]
+        model = KARMMA([spec], heads, preset.student_fusion, strategy, freeze_extractors=False)
+    elif config.stage == "teacher":
+        model = build_teacher(preset, heads, modalities, strategy)
+    else:
+        model = build_student(preset, heads, modalities, strategy)
+    if restore:
+        return model
+    for key, path in pretrained.items():
+        if path.endswith(".ckpt"):
+            load_extractor(model, key, path)
+    if config.stage == "teacher":
+        for key, path in config.extractors.items():
+            load_unimodal_extractor(model, key, path, config.preset)
+        missing = [k for k in modalities if k not in config.extractors and k not in config.pretrained]
+        if missing and not config.cache.path:
+            raise ValueError(
+                f"the teacher's extractors must be pre-trained: give extractors.{missing[0]}=<unimodal checkpoint> "
+                f"or pretrained.{missing[0]}=<weights> for {missing}"
+            )
+    return model
+
+
+def load_extractor(model: KARMMA, key: str, path: str) -> None:
+    """Initialise ``model``'s ``key`` extractor from any karmma checkpoint that has one of the same size."""
+    _load_extractor_state(model, key, read_checkpoint(path), path)
+
+
+def load_unimodal_extractor(model: KARMMA, key: str, path: str, preset: str) -> None:
+    checkpoint, source = expect_checkpoint(path, "unimodal", preset)
+    if source.get("unimodal_modality") != key:
+        raise CheckpointError(f"{path}: a unimodal checkpoint of {source.get('unimodal_modality')!r}, not of {key!r}")
+    if source.get("unimodal_size", "teacher") != "teacher":
+        raise CheckpointError(f"{path}: pre-trains a student-sized extractor; the teacher needs unimodal_size=teacher")
+    _load_extractor_state(model, key, checkpoint, path)
+
+
+def _load_extractor_state(model: KARMMA, key: str, checkpoint: dict, path: str) -> None:
+    state = model_state(checkpoint, f"model.extractors.{key}.")
+    if not state:
+        raise CheckpointError(f"{path}: holds no {key} extractor (pretrained.{key} needs a checkpoint of a model with {key})")
+    try:
+        model.extractors[key].load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{path}: its {key} extractor does not match this model's (another preset or size?): {str(error)[:200]}"
+        ) from None
