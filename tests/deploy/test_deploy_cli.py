@@ -39,6 +39,7 @@ def test_export_writes_every_form(student_file, tmp_path, capsys):
 
 
 
+@pytest.mark.e2e
 def test_export_takes_a_run_folder(trained_runs, tmp_path):
     from karmma.training.export import export_student, load_student
 
@@ -91,6 +92,7 @@ def test_predict_bad_inputs_give_one_line_errors(onnx_student, student_file, syn
     _one_line_error(capsys, ["predict", str(tmp_path), video], "nor a training run folder (no checkpoints/); export a run first")
 
 
+@pytest.mark.e2e
 def test_predict_runs_a_training_run_folder(trained_runs, synth_videos, capsys):
     video = str(next(synth_videos[0].rglob("*.MP4")))
     _, results = trained_runs
@@ -167,7 +169,7 @@ def test_stream_with_sensor_failures(onnx_student, synth_videos, capsys):
 
 def test_benchmark_deploy_times_an_existing_export(onnx_student, tmp_path, capsys):
     out = tmp_path / "latency.json"
-    assert main(["benchmark-deploy", "--model", str(onnx_student), "--repeats", "2", "--warmup", "0",
+    assert main(["benchmark", "deploy", "--model", str(onnx_student), "--repeats", "2", "--warmup", "0",
                  "--clip-seconds", "0.5", "--json", str(out)]) == 0
     result = json.loads(out.read_text())["model"]
     assert result["backend"] == "OnnxRunner" and set(result["subsets"]) == {"V+F+A", "V+F", "V+A", "F+A", "V", "F", "A"}

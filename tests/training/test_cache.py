@@ -9,6 +9,8 @@ from karmma.training.cache import CachedFeatures, extract_features, write_teache
 from karmma.training.module import build_stage_model, load_teacher
 from karmma.training.run import train
 
+pytestmark = pytest.mark.e2e  # extracts a cache and trains from it
+
 
 @pytest.fixture(scope="module")
 def cache(trained_runs, synth_prepared, make_config, tmp_path_factory):

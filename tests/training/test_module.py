@@ -68,6 +68,7 @@ def test_pretrained_key_for_a_modality_the_stage_lacks(tmp_path):
         build_stage_model(_paper_config("student", "pretrained={}", "pretrained.D=/x.pth"), HEADS)
 
 
+@pytest.mark.e2e
 def test_pretrained_from_a_karmma_checkpoint(trained_runs, synth_prepared, make_config):
     """A student-sized extractor from any karmma run with one (e.g. a Baseline trained before)."""
     from karmma.training.checkpoints import read_checkpoint

@@ -10,6 +10,8 @@ import torch
 from karmma.training.checkpoints import CheckpointError, read_checkpoint
 from karmma.training.run import QUIET_WARNINGS, ProgressBar, RunFolderError, best_epoch, train
 
+pytestmark = pytest.mark.e2e  # trains every stage
+
 
 def test_every_stage_writes_a_complete_run_folder(trained_runs, synth_prepared, make_config):
     runs, results = trained_runs

@@ -34,7 +34,7 @@ from karmma.training.checkpoints import (
     CheckpointError, checkpoint_config, load_model_state, model_state, read_checkpoint, resolve_checkpoint,
 )
 from karmma.training.config import TrainConfig
-from karmma.training.data import item_seed, make_loader
+from karmma.training.data import SWEEP_NOISE_SLOT, item_seed, make_loader
 from karmma.training.module import build_stage_model
 
 SWEEP_PROBABILITIES = tuple(round(0.1 * i, 1) for i in range(10))
@@ -137,12 +137,9 @@ def _epic_extras(config: TrainConfig) -> tuple[set[int], set[int], set[str]] | N
     files = [config.data.path(n) for n in ("EPIC_100_tail_verbs.csv", "EPIC_100_tail_nouns.csv", "EPIC_100_unseen_participant_ids_validation.csv")]
     if not all(f.is_file() for f in files):
         return None
+    from karmma.data.annotations import read_epic_tail_classes, read_epic_unseen_participants
 
-    def column(path: Path) -> list[str]:
-        lines = [line.strip() for line in path.read_text().splitlines()]
-        return [line.split(",")[0] for line in lines[1:] if line]
-
-    return {int(v) for v in column(files[0])}, {int(n) for n in column(files[1])}, set(column(files[2]))
+    return read_epic_tail_classes(files[0], "verb"), read_epic_tail_classes(files[1], "noun"), read_epic_unseen_participants(files[2])
 
 
 def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = EvaluationSettings()) -> dict:
@@ -172,7 +169,7 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
     sweep_ps = [p for p in settings.probabilities if p > 0]
     # One noise tensor per seed for all clips: the same draws for every p, so a sensor
     # dropped at p is also dropped at every larger p (smooth curves), and every view agrees.
-    noise = [torch.rand(clips, 2, len(model.modalities), generator=torch.Generator().manual_seed(item_seed(s, 0, -7)))
+    noise = [torch.rand(clips, 2, len(model.modalities), generator=torch.Generator().manual_seed(item_seed(s, 0, SWEEP_NOISE_SLOT)))
              for s in range(settings.seeds)]
     subset_sums = {name: _ProbabilitySums(clips, heads) for name in subsets}
     as_recorded = _ProbabilitySums(clips, heads)  # every clip with the modalities it has (sweep p = 0)

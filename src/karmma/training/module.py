@@ -30,7 +30,7 @@ from karmma.models.karmma import KARMMA
 from karmma.presets import Preset, build_student, build_teacher, get_preset
 from karmma.training.checkpoints import CheckpointError, expect_checkpoint, model_state, read_checkpoint
 from karmma.training.config import DROPOUT_STAGES, TrainConfig
-from karmma.training.data import item_seed
+from karmma.training.data import item_seed, step_slot
 
 
 def stage_modalities(config: TrainConfig, preset: Preset) -> list[str]:
@@ -202,7 +202,7 @@ class KarmmaModule(L.LightningModule):
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Layer dropout / stochastic depth draw from the global RNG: reseed per step so
         # a resumed run makes the same draws as an uninterrupted one.
-        torch.manual_seed(item_seed(self.config.trainer.seed, self.current_epoch, batch_idx * 1000 + self.global_rank))
+        torch.manual_seed(item_seed(self.config.trainer.seed, self.current_epoch, step_slot(batch_idx, self.global_rank)))
 
     # -- steps ------------------------------------------------------------------
     def _columns(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
