@@ -126,7 +126,9 @@ def test_data_benchmark_command(synth_prepared, tmp_path):
     code = main(["benchmark", "data", str(synth_prepared), "--batch-size", "2", "--batches", "2", "--steps", "1", "--workers", "0", "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
-    assert result["clips_per_s"]["V+F+A"]["0"] > 0 and result["train_clips_per_s"] > 0
+    loading, training = result["clips_per_s"]["V+F+A"]["0"], result["train_clips_per_s"]
+    assert loading > 0 and training > 0
+    assert result["input_bound"] == {"0": loading < training}  # the verdict follows the two measured rates
     assert result["input_shapes"]["V"] == [8, 3, 64, 64] and result["modalities"] == ["V", "F", "A"]
 
 

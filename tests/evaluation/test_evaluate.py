@@ -40,7 +40,9 @@ def test_results_layout(evaluated_student):
     assert set(result["subsets"]) == {"V+F+A", "V+F", "V+A", "F+A", "V", "F", "A"}
     for metrics in result["subsets"].values():
         assert {"action_top1", "action_top5", "verb_top1", "noun_top5", "verb_ece", "noun_ece", "samples"} <= set(metrics)
-        assert 0 <= metrics["action_top1"] <= 100
+        # an action is right only when its verb and its noun are; top-1 is among the top-5
+        assert 0 <= metrics["action_top1"] <= min(metrics["verb_top1"], metrics["noun_top1"]) <= 100
+        assert metrics["action_top1"] <= metrics["action_top5"] and metrics["verb_top1"] <= metrics["verb_top5"]
     assert list(result["sweep"]) == ["0.0", "0.5", "0.9"]
     # p = 0 scores every clip with the modalities it has; the V+F+A row only clips that have all three
     assert result["subsets"]["V+F+A"]["samples"] == result["availability"]["A"] <= result["clips"]
