@@ -80,6 +80,7 @@ def test_tiny_student_under_half_a_gflop():
     assert flops <= 0.5e9
 
 
+@pytest.mark.e2e
 def test_step_benchmark_splits_data_wait_and_compute(synth_prepared, make_config, tmp_path):
     from karmma.training.bench import benchmark_steps
 

@@ -8,6 +8,7 @@ import pytest
 from karmma.cli import build_parser, main
 
 
+@pytest.mark.e2e
 def test_benchmark_tiny_writes_json_and_plot(tmp_path):
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
     code = main(["benchmark", "model", "--preset", "tiny", "--json", str(out), "--plot", str(plot), "--repeats", "1", "--warmup", "0"])
@@ -215,6 +216,8 @@ def test_read_only_output_folder_is_one_line(monkeypatch, tmp_path, capsys):
     def read_only(self, *args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(self))
 
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "P01_01.MP4").touch()  # found as a video; the output folder is made before any is read
     monkeypatch.setattr(Path, "mkdir", read_only)
-    code = main(["synth", str(tmp_path / "out"), "--workers", "1"])
+    code = main(["prepare", str(tmp_path / "src"), str(tmp_path / "out"), "--workers", "1"])
     one_line_error(capsys, code, "Read-only file system", "writable output folder")

@@ -1,4 +1,8 @@
-"""Resource measurements: FLOPs, parameters, peak memory and latency of a forward pass.
+"""Resource measurements: FLOPs, parameters, peak memory and latency of a forward pass
+(``karmma benchmark model``), and data loading against a training step (``karmma benchmark data``).
+
+The other two measurements of ``karmma benchmark`` live with what they measure:
+``training/bench.py`` (``benchmark training``) and ``deploy/latency.py`` (``benchmark deploy``).
 
 FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`
 (2 FLOPs per multiply-add; convolutions, matmuls and attention). FLOPs and

@@ -29,6 +29,7 @@ def _paper_config(stage: str, *overrides: str) -> TrainConfig:
     return load_config(TrainConfig, config_path("epic100", stage), [*SMALL, *overrides])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("stage", ["student", "baseline", "baseline_masked", "baseline_delta"])
 def test_every_student_sized_stage_starts_from_the_pretrained_extractors(stage, torchvision_cache, monkeypatch):
     home, files = torchvision_cache
