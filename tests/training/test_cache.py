@@ -123,7 +123,15 @@ def test_training_benchmarks_run(cache, cached_logits, make_config, synth_prepar
 
     folder, config, _ = cache
     result = benchmark_cache(config)
-    assert result["live_seconds"] > 0 and result["cached_seconds"] > 0 and result["steps"] == 2
+    assert result["steps"] == 2
+    # an epoch from the cache skips decoding and the frozen extractors: faster than live
+    # (6.1 s live vs 1.0 s cached, 6.2x, in one run on the shared 2-core CPU)
+    assert result["cached_seconds"] < result["live_seconds"], result
     student = make_config("student", synth_prepared, tmp_path, "teacher_logits=cache", f"cache.path={folder}")
     result = benchmark_distillation(student, batches=2, repeats=2)
-    assert result["steps_timed"] == 2 and result["ratio"] > 0 and result["ratio_no_dropout"] > 0
+    # Two timed steps on this tiny set are too noisy for a speed bound (one run gave 9.7x, the
+    # demo's data 0.67x): `karmma benchmark training distill` checks the claim; here, the ratios
+    # are those of the step times reported.
+    assert result["steps_timed"] == 2 and result["baseline_ms"] > 0
+    assert result["ratio"] == pytest.approx(result["student_cached_logits_ms"] / result["baseline_ms"], abs=0.002)
+    assert result["ratio_no_dropout"] == pytest.approx(result["student_no_dropout_ms"] / result["baseline_ms"], abs=0.002)
