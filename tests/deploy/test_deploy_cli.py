@@ -9,6 +9,8 @@ import pytest
 from karmma.cli import main
 from karmma.data.synth import write_mp4
 
+pytestmark = pytest.mark.e2e  # exports and predicts through the command line (ONNX export, video decoding)
+
 
 def _one_line_error(capsys, argv, pattern):
     assert main(argv) == 2
@@ -39,7 +41,6 @@ def test_export_writes_every_form(student_file, tmp_path, capsys):
 
 
 
-@pytest.mark.e2e
 def test_export_takes_a_run_folder(trained_runs, tmp_path):
     from karmma.training.export import export_student, load_student
 
@@ -92,7 +93,6 @@ def test_predict_bad_inputs_give_one_line_errors(onnx_student, student_file, syn
     _one_line_error(capsys, ["predict", str(tmp_path), video], "nor a training run folder (no checkpoints/); export a run first")
 
 
-@pytest.mark.e2e
 def test_predict_runs_a_training_run_folder(trained_runs, synth_videos, capsys):
     video = str(next(synth_videos[0].rglob("*.MP4")))
     _, results = trained_runs
