@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-CONFIG_COMMANDS = ("train", "extract", "dropout-study", "benchmark-training")
+CONFIG_COMMANDS = ("train", "extract", "dropout-study", "benchmark training")
 
 
 def code_blocks(markdown: str) -> list[tuple[str, str]]:
@@ -41,7 +41,8 @@ def check_command(args: list[str]) -> None:
     from karmma.cli import build_parser
 
     parsed = build_parser().parse_args(args)
-    if parsed.command in CONFIG_COMMANDS:
+    command = parsed.command + (f" {parsed.subcommand}" if getattr(parsed, "subcommand", None) else "")
+    if command in CONFIG_COMMANDS:
         from karmma.configuration import load_config
         from karmma.train_config import TrainConfig
 

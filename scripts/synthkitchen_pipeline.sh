@@ -15,10 +15,10 @@ for m in V F A; do
 done
 E="extractors.V=$OUT/runs/unimodal_V/checkpoints/best.ckpt extractors.F=$OUT/runs/unimodal_F/checkpoints/best.ckpt extractors.A=$OUT/runs/unimodal_A/checkpoints/best.ckpt"
 $K extract configs/synthkitchen/teacher.yaml data.root="$OUT/data" $E cache.path="$OUT/cache"
-$K benchmark-training cache configs/synthkitchen/teacher.yaml data.root="$OUT/data" $E cache.path="$OUT/cache" --json "$OUT/bench_cache.json"
+$K benchmark training cache configs/synthkitchen/teacher.yaml data.root="$OUT/data" $E cache.path="$OUT/cache" --json "$OUT/bench_cache.json"
 $K train configs/synthkitchen/teacher.yaml data.root="$OUT/data" $E optim.epochs=$EPOCHS $C
 $K extract configs/synthkitchen/teacher.yaml data.root="$OUT/data" $E cache.path="$OUT/cache" --logits "$OUT/runs/teacher/checkpoints/best.ckpt"
-$K benchmark-training distill configs/synthkitchen/student.yaml data.root="$OUT/data" teacher_logits=cache cache.path="$OUT/cache" --json "$OUT/bench_distill.json"
+$K benchmark training distill configs/synthkitchen/student.yaml data.root="$OUT/data" teacher_logits=cache cache.path="$OUT/cache" --json "$OUT/bench_distill.json"
 $K train configs/synthkitchen/student.yaml data.root="$OUT/data" teacher="$OUT/runs/teacher/checkpoints/best.ckpt" optim.epochs=$EPOCHS $C
 $K train configs/synthkitchen/baseline.yaml data.root="$OUT/data" optim.epochs=$EPOCHS $C
 $K train configs/synthkitchen/baseline_delta.yaml data.root="$OUT/data" optim.epochs=$EPOCHS $C

@@ -8,9 +8,10 @@ import pytest
 from karmma.cli import build_parser, main
 
 
+@pytest.mark.e2e
 def test_benchmark_tiny_writes_json_and_plot(tmp_path):
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
-    code = main(["benchmark", "--preset", "tiny", "--json", str(out), "--plot", str(plot), "--repeats", "1", "--warmup", "0"])
+    code = main(["benchmark", "model", "--preset", "tiny", "--json", str(out), "--plot", str(plot), "--repeats", "1", "--warmup", "0"])
     assert code == 0
     results = json.loads(out.read_text())
     assert results["preset"] == "tiny"
@@ -27,7 +28,7 @@ def test_benchmark_tiny_writes_json_and_plot(tmp_path):
 
 
 def test_benchmark_rejects_unknown_modality(tmp_path, capsys):
-    code = main(["benchmark", "--json", str(tmp_path / "x.json"), "--modalities", "V,X", "--repeats", "1"])
+    code = main(["benchmark", "model", "--json", str(tmp_path / "x.json"), "--modalities", "V,X", "--repeats", "1"])
     assert code == 2
     assert "no modality ['X']" in capsys.readouterr().err
 
@@ -43,7 +44,7 @@ def _subcommands(parser: argparse.ArgumentParser, prefix: str = "karmma"):
 
 def test_every_command_help_has_an_example_and_every_option_a_description():
     commands = list(_subcommands(build_parser()))
-    assert len(commands) >= 16  # 14 commands + data inspect / data benchmark
+    assert len(commands) >= 17  # 12 commands + data inspect + benchmark model / data / training / deploy
     for command, parser in commands:
         text = parser.format_help()
         assert "example:\n  " + command in text, f"{command} --help has no example starting with {command!r}"
@@ -63,6 +64,34 @@ def test_help_examples_parse(capsys):
             words = shlex.split(line, comments=True)
             assert words[0] == "karmma", line
             parser.parse_args(words[1:])  # raises SystemExit on an unknown option
+
+
+def test_every_command_has_a_function_and_every_function_a_command():
+    from karmma.cli import COMMANDS
+
+    leaves = {command.removeprefix("karmma ") for command, parser in _subcommands(build_parser())
+              if not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)}
+    assert leaves == set(COMMANDS)
+
+
+def test_benchmark_is_one_command_with_four_measurements():
+    parser = build_parser()
+    assert {a.dest for a in parser._actions if isinstance(a, argparse._SubParsersAction)} == {"command"}
+    top = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert not [name for name in top.choices if name.startswith("benchmark-")]  # the old names are gone
+    assert set(dict(_subcommands(top.choices["benchmark"], "benchmark"))) == {
+        "benchmark model", "benchmark data", "benchmark training", "benchmark deploy"}
+    assert set(dict(_subcommands(top.choices["data"], "data"))) == {"data inspect"}
+
+
+def test_parsing_mirrors_the_library_names():
+    """cli.py keeps its own copies (parsing must not import torchvision or Lightning)."""
+    from karmma import cli
+    from karmma.presets import PRESET_NAMES
+    from karmma.training.bench import TRAINING_BENCHMARKS
+
+    assert cli.PRESET_NAMES == PRESET_NAMES and cli.TRAINING_BENCHMARKS == TRAINING_BENCHMARKS
+    assert set(cli.MODEL_LATENCY_RUNS) == set(PRESET_NAMES) and set(cli.DEPLOY_LATENCY_RUNS) == {*PRESET_NAMES, "export"}
 
 
 def test_top_level_help_is_plain_text(capsys):
@@ -156,7 +185,7 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatc
     def broken(args):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(cli, "_report", broken)
+    monkeypatch.setitem(cli.COMMANDS, "report", broken)
     assert main(["report", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "internal error (KeyError)" in err and "--debug" in err
@@ -175,7 +204,7 @@ def test_full_disk_keeps_the_previous_results_and_is_one_line(monkeypatch, tmp_p
         raise OSError(errno.ENOSPC, "No space left on device", str(dst))
 
     monkeypatch.setattr(karmma.io.os, "replace", full)
-    code = main(["benchmark", "--json", str(out), "--repeats", "1", "--warmup", "0", "--models", "student"])
+    code = main(["benchmark", "model", "--json", str(out), "--repeats", "1", "--warmup", "0", "--models", "student"])
     one_line_error(capsys, code, f"{out}: No space left on device", "free disk space")
     assert out.read_text() == '{"old": true}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]  # no temporary left behind
@@ -187,6 +216,8 @@ def test_read_only_output_folder_is_one_line(monkeypatch, tmp_path, capsys):
     def read_only(self, *args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(self))
 
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "P01_01.MP4").touch()  # found as a video; the output folder is made before any is read
     monkeypatch.setattr(Path, "mkdir", read_only)
-    code = main(["synth", str(tmp_path / "out"), "--workers", "1"])
+    code = main(["prepare", str(tmp_path / "src"), str(tmp_path / "out"), "--workers", "1"])
     one_line_error(capsys, code, "Read-only file system", "writable output folder")

@@ -45,7 +45,7 @@ def test_unknown_shipped_config_is_named():
 def test_token_pooling_reaches_every_swin_extractor_and_is_checked():
     from karmma.models.video_swin import VideoSwinConfig
     from karmma.presets import get_preset
-    from karmma.training.config import TrainConfig
+    from karmma.train_config import TrainConfig
 
     preset = get_preset("tiny", spatial_pool="max")
     pools = {spec.extractor.spatial_pool for specs in (preset.teacher, preset.student)

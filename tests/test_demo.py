@@ -7,6 +7,8 @@ import pytest
 
 from karmma.demo import DEMO_MODELS, DemoError, run_demo
 
+pytestmark = pytest.mark.e2e  # runs the quick demo
+
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):

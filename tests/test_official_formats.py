@@ -27,6 +27,8 @@ from official_formats import (
     write_torchvision_cache,
 )
 
+pytestmark = pytest.mark.e2e  # every stage of every real-data config
+
 FRAMES = 4
 GEOMETRY = [f"clip.frames={FRAMES}", "clip.size=32", "clip.audio_frames=64"]
 MODELS = ["teacher", "student", "baseline", "baseline_masked", "baseline_delta"]

@@ -1,4 +1,8 @@
-"""Resource measurements: FLOPs, parameters, peak memory and latency of a forward pass.
+"""Resource measurements: FLOPs, parameters, peak memory and latency of a forward pass
+(``karmma benchmark model``), and data loading against a training step (``karmma benchmark data``).
+
+The other two measurements of ``karmma benchmark`` live with what they measure:
+``training/bench.py`` (``benchmark training``) and ``deploy/latency.py`` (``benchmark deploy``).
 
 FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`
 (2 FLOPs per multiply-add; convolutions, matmuls and attention). FLOPs and
@@ -159,15 +163,37 @@ def benchmark_model(
     return {"subsets": results}
 
 
-def benchmark_preset(preset, heads: dict[str, int], modalities: Sequence[str], models: Sequence[str], settings: BenchmarkSettings) -> dict:
-    """``benchmark_model`` for the teacher and/or student of a preset; the layout of ``karmma benchmark --json``."""
-    from karmma.presets import build_student, build_teacher
+def model_heads(modalities: Sequence[str]) -> dict[str, int]:
+    """The classification heads a benchmark gives the models: SSv2's with boxes (D) and no audio, else EPIC's."""
+    from karmma.presets import EPIC_HEADS, SSV2_HEADS
 
+    return dict(SSV2_HEADS if "D" in modalities and "A" not in modalities else EPIC_HEADS)
+
+
+def benchmark_preset_resources(
+    preset_name: str,
+    modalities: Sequence[str] | None = None,
+    models: Sequence[str] = ("teacher", "student"),
+    repeats: int = 20,
+    warmup: int = 3,
+    device: str = "cpu",
+    heads: dict[str, int] | None = None,
+) -> dict:
+    """``benchmark_model`` for the teacher and/or student of a preset (``karmma benchmark model``).
+
+    ``modalities`` default to the preset's, ``heads`` to :func:`model_heads`; latency is the median
+    of ``repeats`` runs after ``warmup`` untimed ones. Returns the layout of ``karmma benchmark model --json``."""
+    from karmma.presets import build_student, build_teacher, get_preset
+
+    preset = get_preset(preset_name)
+    modalities = list(modalities or preset.default_modalities)
+    heads = dict(heads or model_heads(modalities))
+    settings = BenchmarkSettings(repeats=repeats, warmup=warmup, device=device)
     results = {
         "preset": preset.name,
         "device": settings.device,
-        "modalities": list(modalities),
-        "heads": dict(heads),
+        "modalities": modalities,
+        "heads": heads,
         "latency_repeats": settings.repeats,
         "latency_warmup": settings.warmup,
         "threads": torch.get_num_threads(),
@@ -245,3 +271,44 @@ def train_step_throughput(model: KARMMA, batch_size: int, steps: int, warmup: in
         loss.backward()
         optimizer.step()
     return batch_size * steps / (time.perf_counter() - start)
+
+
+def benchmark_data_loading(
+    dataset: str,
+    preset_name: str = "tiny",
+    workers: Sequence[int] = (2,),
+    batch_size: int = 16,
+    batches: int = 10,
+    each: bool = False,
+    breakdown_clips: int = 0,
+    repeats: int = 1,
+    steps: int = 10,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> dict:
+    """``karmma benchmark data``: loader clips/s on ``dataset``'s train split (a prepared folder or
+    YAML config) against the preset student's training step; training is input-bound where
+    loading is slower. Returns the layout of ``karmma benchmark data --json``."""
+    from karmma.data.config import dataset_heads, load_split
+    from karmma.data.inspect import load_dataset_config
+    from karmma.data.throughput import benchmark_loader
+    from karmma.presets import build_student, get_preset
+
+    config = load_dataset_config(dataset)
+    preset = get_preset(preset_name)
+    modalities = [k for k in config.modalities if k in preset.student]
+    shapes = {k: preset.student[k].input_shape for k in modalities}
+    subsets = [[k] for k in modalities] + [modalities] if each and len(modalities) > 1 else [modalities]
+    loading = benchmark_loader(load_split(config, "train"), shapes, subsets, workers, batch_size, batches, breakdown_clips, repeats, log)
+    result = {"dataset": config.root, "preset": preset.name, "modalities": modalities, "input_shapes": shapes,
+              "workers": list(workers), "threads": torch.get_num_threads(), **loading}
+    whole = loading["clips_per_s"]["+".join(modalities)]
+    if steps:
+        torch.manual_seed(0)
+        model = build_student(preset, dataset_heads(config), modalities)
+        training = train_step_throughput(model, batch_size, steps=steps)
+        result["train_clips_per_s"] = round(training, 1)
+        result["input_bound"] = {w: rate < training for w, rate in whole.items()}
+        log(f"{preset.name} student training step: {training:.1f} clips/s ({steps} steps, {torch.get_num_threads()} threads) -> "
+            + "; ".join(f"{w} worker(s): " + ("training would be INPUT-BOUND" if rate < training else "loading keeps up")
+                        for w, rate in whole.items()))
+    return result

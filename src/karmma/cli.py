@@ -70,6 +70,30 @@ def _probabilities(text: str) -> tuple[float, ...]:
     return values
 
 
+# Mirrors of library names, kept here so that parsing does not import torchvision or Lightning
+# (tests/test_cli.py checks that they equal karmma.presets.PRESET_NAMES and
+# karmma.training.bench.TRAINING_BENCHMARKS).
+PRESET_NAMES = ("paper", "tiny")
+TRAINING_BENCHMARKS = ("cache", "distill", "steps")
+
+# Latency runs (timed repeats, untimed warm-up runs) when --repeats / --warmup are not given,
+# per preset: a paper-size teacher forward pass takes about a minute on a CPU, a tiny one
+# milliseconds. The help texts are written from these tables.
+MODEL_LATENCY_RUNS = {"tiny": (20, 3), "paper": (1, 0)}  # karmma benchmark model
+DEPLOY_LATENCY_RUNS = {"tiny": (30, 5), "paper": (2, 1), "export": (30, 5)}  # karmma benchmark deploy (export: --model)
+
+
+def _latency_runs(args: argparse.Namespace, defaults: tuple[int, int]) -> tuple[int, int]:
+    """``(repeats, warmup)``: --repeats / --warmup where given, else ``defaults``."""
+    repeats, warmup = defaults
+    return (repeats if args.repeats is None else args.repeats, warmup if args.warmup is None else args.warmup)
+
+
+def _per_preset(table: dict[str, tuple[int, int]], column: int) -> str:
+    """Help text of a default taken from a latency table, e.g. ``20 tiny, 1 paper``."""
+    return ", ".join(f"{runs[column]} {name}" for name, runs in table.items() if name in PRESET_NAMES)
+
+
 def resolve_device(device: str, option: str = "--device") -> str:
     """``auto`` -> cuda when a GPU is there, else cpu; an explicit device must exist here."""
     import torch
@@ -98,30 +122,19 @@ def _write_json(path: str | Path, value) -> None:
     atomic_write_text(path, json.dumps(value, indent=2) + "\n")
 
 
-def _benchmark(args: argparse.Namespace) -> int:
+def _benchmark_model(args: argparse.Namespace) -> int:
     import torch
 
-    from karmma.benchmark import BenchmarkSettings, benchmark_preset, plot_benchmark
-    from karmma.presets import EPIC_HEADS, SSV2_HEADS, get_preset
+    from karmma.benchmark import benchmark_preset_resources, plot_benchmark
 
-    preset = get_preset(args.preset)
-    modalities = parse_subset(args.modalities) if args.modalities else list(preset.default_modalities)
-    heads = SSV2_HEADS if "D" in modalities and "A" not in modalities else EPIC_HEADS
-    big = args.preset == "paper"
-    settings = BenchmarkSettings(
-        repeats=args.repeats if args.repeats is not None else (1 if big else 20),
-        warmup=args.warmup if args.warmup is not None else (0 if big else 3),
-        device=resolve_device(args.device),
-    )
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(
-        f"benchmark: preset {preset.name}, modalities {'+'.join(modalities)}, heads {heads}, device {args.device}, "
-        f"latency = median of {settings.repeats} run(s) after {settings.warmup} warm-up run(s), "
-        f"{torch.get_num_threads()} CPU threads",
-        file=sys.stderr,
-    )
-    results = benchmark_preset(preset, heads, modalities, args.models, settings)
+    modalities = parse_subset(args.modalities) if args.modalities else None
+    print(f"benchmark model: preset {args.preset}, device {args.device}, {torch.get_num_threads()} CPU threads", file=sys.stderr)
+    repeats, warmup = _latency_runs(args, MODEL_LATENCY_RUNS[args.preset])
+    results = benchmark_preset_resources(args.preset, modalities, args.models, repeats, warmup, resolve_device(args.device))
+    print(f"modalities {'+'.join(results['modalities'])}, heads {results['heads']}, latency = median of "
+          f"{results['latency_repeats']} run(s) after {results['latency_warmup']} warm-up run(s)", file=sys.stderr)
     _write_json(args.json, results)
     print(f"wrote {args.json}", file=sys.stderr)
     if args.plot:
@@ -193,36 +206,11 @@ def _worker_counts(text: str) -> list[int]:
     return counts
 
 
-def _data_benchmark(args: argparse.Namespace) -> int:
-    import torch
+def _benchmark_data(args: argparse.Namespace) -> int:
+    from karmma.benchmark import benchmark_data_loading
 
-    from karmma.benchmark import train_step_throughput
-    from karmma.data.config import dataset_heads, load_split
-    from karmma.data.inspect import load_dataset_config
-    from karmma.data.throughput import benchmark_loader
-    from karmma.presets import build_student, get_preset
-
-    config = load_dataset_config(args.dataset)
-    preset = get_preset(args.preset)
-    modalities = [k for k in config.modalities if k in preset.student]
-    shapes = {k: preset.student[k].input_shape for k in modalities}
-    workers = args.workers
-    subsets = [[k] for k in modalities] + [modalities] if args.each and len(modalities) > 1 else [modalities]
-    samples = load_split(config, "train")
-    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    loading = benchmark_loader(samples, shapes, subsets, workers, args.batch_size, args.batches, args.breakdown, args.repeats, log)
-    result = {"dataset": config.root, "preset": preset.name, "modalities": modalities, "input_shapes": shapes,
-              "workers": workers, "threads": torch.get_num_threads(), **loading}
-    whole = loading["clips_per_s"]["+".join(modalities)]
-    if args.steps:
-        torch.manual_seed(0)
-        model = build_student(preset, dataset_heads(config), modalities)
-        training = train_step_throughput(model, args.batch_size, steps=args.steps)
-        result["train_clips_per_s"] = round(training, 1)
-        result["input_bound"] = {w: rate < training for w, rate in whole.items()}
-        log(f"{preset.name} student training step: {training:.1f} clips/s ({args.steps} steps, {torch.get_num_threads()} threads) -> "
-            + "; ".join(f"{w} worker(s): " + ("training would be INPUT-BOUND" if rate < training else "loading keeps up")
-                        for w, rate in whole.items()))
+    result = benchmark_data_loading(args.dataset, args.preset, args.workers, args.batch_size, args.batches, args.each,
+                                    args.breakdown, args.repeats, args.steps)
     if args.json:
         _write_json(args.json, result)
     return 0
@@ -230,7 +218,7 @@ def _data_benchmark(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from karmma.configuration import load_config
-    from karmma.training.config import TrainConfig
+    from karmma.train_config import TrainConfig
     from karmma.training.run import train
 
     config = load_config(TrainConfig, args.config, args.overrides)
@@ -248,45 +236,27 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    import torch
-
     from karmma.configuration import load_config
-    from karmma.data.config import dataset_heads
-    from karmma.training.cache import distributed_rank, extract_features
-    from karmma.training.config import TrainConfig
-    from karmma.training.module import build_stage_model
+    from karmma.training.cache import cache_teacher_logits, extract_teacher_cache
+    from karmma.train_config import TrainConfig
 
     config = load_config(TrainConfig, args.config, args.overrides)
-    if config.stage != "teacher":
-        raise ValueError(f"karmma extract caches the teacher's frozen extractors: the config's stage is {config.stage!r}, not 'teacher'")
-    if not config.cache.path:
-        raise ValueError("set cache.path (the cache folder) in the config or as an override")
-    rank, world = (args.rank, args.world_size) if args.world_size else distributed_rank()
-    model = build_stage_model(config, dataset_heads(config.data))
-    if torch.cuda.is_available():
-        model = model.cuda(rank % torch.cuda.device_count())
-    summary = extract_features(config, model, rank, world, batch_size=args.batch_size)
+    rank, world = (args.rank, args.world_size) if args.world_size else (None, None)
+    summary = extract_teacher_cache(config, rank, world, batch_size=args.batch_size)
     for split, info in summary.items():
         print(f"{split}: wrote {info['written']} of {info['rows']} rows -> {info['file']}", file=sys.stderr)
     if args.logits:
-        from karmma.training.cache import write_teacher_logits
-        from karmma.training.module import load_teacher
-
-        teacher = load_teacher(args.logits, config, dataset_heads(config.data))
-        rows = write_teacher_logits(config.cache.path, teacher)
+        rows = cache_teacher_logits(config, args.logits)
         print(f"teacher logits of {args.logits} written for {rows} cached rows", file=sys.stderr)
     return 0
 
 
 def _benchmark_training(args: argparse.Namespace) -> int:
     from karmma.configuration import load_config
-    from karmma.training.bench import benchmark_cache, benchmark_distillation, benchmark_steps
-    from karmma.training.config import TrainConfig
+    from karmma.training.bench import benchmark_training
+    from karmma.train_config import TrainConfig
 
-    config = load_config(TrainConfig, args.config, args.overrides)
-    benchmarks = {"cache": lambda: benchmark_cache(config, args.cache_workers), "distill": lambda: benchmark_distillation(config),
-                  "steps": lambda: benchmark_steps(config)}
-    result = benchmarks[args.what]()
+    result = benchmark_training(args.what, load_config(TrainConfig, args.config, args.overrides), args.cache_workers)
     print(json.dumps(result, indent=2))
     if args.json:
         _write_json(args.json, result)
@@ -344,7 +314,7 @@ def _dropout_study(args: argparse.Namespace) -> int:
     from karmma.configuration import load_config
     from karmma.evaluation.dropout_study import plot_dropout_study, study_table
     from karmma.experiments.dropout_study import run_dropout_study
-    from karmma.training.config import TrainConfig
+    from karmma.train_config import TrainConfig
 
     config = load_config(TrainConfig, args.config, args.overrides)
     rates = list(args.rates)
@@ -413,26 +383,22 @@ def _predict_stream(args: argparse.Namespace, recognizer, modalities) -> int:
 def _benchmark_deploy(args: argparse.Namespace) -> int:
     import torch
 
-    from karmma.deploy.latency import benchmark_preset, format_table
+    from karmma.deploy.latency import benchmark_export, format_table
+    from karmma.deploy.latency import benchmark_preset as benchmark_student_latency
 
     if args.threads:
         torch.set_num_threads(args.threads)
     modalities = parse_subset(args.modalities)
-    results = {}
+    video = Path(args.video) if args.video else None
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    results = {}
     if args.model:  # an existing export instead of random students of the presets
-        from karmma.deploy.latency import benchmark_export
-
-        repeats = args.repeats if args.repeats is not None else 30
-        warmup = args.warmup if args.warmup is not None else 5
-        results["model"] = benchmark_export(Path(args.model), repeats, warmup, Path(args.video) if args.video else None,
-                                            args.clip_seconds, log=log)
+        runs = _latency_runs(args, DEPLOY_LATENCY_RUNS["export"])
+        results["model"] = benchmark_export(Path(args.model), *runs, video, args.clip_seconds, log=log)
         print(format_table(results["model"]) + "\n")
     for preset in [] if args.model else args.presets:
-        big = preset == "paper"
-        repeats = args.repeats if args.repeats is not None else (2 if big else 30)
-        warmup = args.warmup if args.warmup is not None else (1 if big else 5)
-        results[preset] = benchmark_preset(preset, modalities, repeats, warmup, Path(args.video) if args.video else None, args.clip_seconds, log=log)
+        runs = _latency_runs(args, DEPLOY_LATENCY_RUNS[preset])
+        results[preset] = benchmark_student_latency(preset, modalities, *runs, video, args.clip_seconds, log=log)
         print(format_table(results[preset]) + "\n")
     if args.json:
         _write_json(args.json, results)
@@ -496,7 +462,6 @@ def build_parser() -> argparse.ArgumentParser:
                            "(OUT/tuning.json, a report section); repeatable, e.g. loss.distill_weight=0,0.3,1")
     demo.add_argument("--workers", type=POSITIVE_INT, default=2, help="processes for synthesis/preparation and data loading (default %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="one line per stage instead of a progress bar")
-    demo.set_defaults(run=_demo)
 
     synth = _command(
         commands, "synth", "generate SynthKitchen recordings (MP4 with audio + EPIC-format annotations)",
@@ -511,7 +476,6 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--layout", choices=["epic", "ssv2"], default="epic",
                        help="EPIC-KITCHENS (V, F, A) or Something-Something v2 with Something-Else boxes (V, F, D); default %(default)s")
     synth.add_argument("--workers", type=POSITIVE_INT, default=2, help="rendering processes (default %(default)s)")
-    synth.set_defaults(run=_synth)
 
     prep = _command(
         commands, "prepare", "raw videos -> RGB frames, optical flow and 24 kHz audio (EPIC layout)",
@@ -527,14 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--short-side", type=_number(int, 8), default=256, help="resize frames to this short side in pixels (default %(default)s)")
     prep.add_argument("--workers", type=POSITIVE_INT, default=2, help="videos prepared in parallel (default %(default)s)")
     prep.add_argument("--json", metavar="FILE", help="also write the summary (counts, time per step) as JSON")
-    prep.set_defaults(run=_prepare)
 
     data = _command(
-        commands, "data", "dataset tools: inspect a dataset, or check whether training would be input-bound",
-        "  karmma data inspect karmma-demo/prepared/main\n"
-        "  karmma data benchmark karmma-demo/prepared/main --preset tiny\n",
+        commands, "data", "dataset tools: inspect a dataset (its size, classes, availability and problems)",
+        "  karmma data inspect karmma-demo/prepared/main\n",
     )
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="TOOL")
+    data_commands = data.add_subparsers(dest="subcommand", required=True, metavar="TOOL")
     inspect = _command(
         data_commands, "inspect", "size, classes, availability per modality and problems of a dataset",
         "  karmma data inspect karmma-demo/prepared/main --deep\n",
@@ -543,28 +505,6 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--deep", action="store_true", help="decode every clip (finds unreadable files; slower)")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument("--workers", type=NON_NEGATIVE_INT, default=2, help="processes decoding clips with --deep (default %(default)s)")
-    inspect.set_defaults(run=_inspect)
-    dbench = _command(
-        data_commands, "benchmark", "clips/s of data loading vs the student's training step",
-        "  karmma data benchmark karmma-demo/prepared/main --preset tiny --workers 0,2 --each --breakdown 32\n",
-        "If loading is slower than training, training is input-bound: add --workers,\n"
-        "lower the frame size with 'karmma prepare --short-side', or use a feature cache.",
-    )
-    dbench.add_argument("dataset", help="a prepared folder or a YAML config")
-    dbench.add_argument("--preset", choices=["paper", "tiny"], default="tiny", help=preset_help)
-    dbench.add_argument("--workers", type=_worker_counts, default=[2],
-                        help="loader worker processes; several (e.g. 0,1,2) are measured one after the other (default 2)")
-    dbench.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="clips per batch (default %(default)s)")
-    dbench.add_argument("--batches", type=POSITIVE_INT, default=10, help="measured loader batches, after one warm-up batch (default %(default)s)")
-    dbench.add_argument("--each", action="store_true", help="also time each modality alone")
-    dbench.add_argument("--breakdown", type=NON_NEGATIVE_INT, default=0, metavar="CLIPS",
-                        help="also time each pipeline stage over CLIPS clips, and the bare JPEG decoders on the same files")
-    dbench.add_argument("--repeats", type=POSITIVE_INT, default=1, help="report the best of this many passes of each loader figure (default %(default)s)")
-    dbench.add_argument("--steps", type=NON_NEGATIVE_INT, default=10,
-                        help="measured training steps, after two warm-up steps; 0: no training step (default %(default)s)")
-    dbench.add_argument("--json", metavar="FILE", help="also write the result as JSON")
-    dbench.set_defaults(run=_data_benchmark)
-
     train = _command(
         commands, "train", "train a stage: unimodal, teacher, student, baseline, baseline_masked or baseline_delta",
         "  karmma train configs/synthkitchen/baseline.yaml data.root=karmma-demo/prepared/main optim.epochs=2\n",
@@ -576,7 +516,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="config overrides, e.g. optim.lr=3e-4 data.root=/data (an unknown key is an error listing the valid ones)")
     train.add_argument("--force-new", action="store_true",
                        help="start over when the run folder holds a run (it is moved into replaced-<time>/, not deleted)")
-    train.set_defaults(run=_train)
 
     extract = _command(
         commands, "extract", "cache the teacher's frozen extractor tokens (HDF5, sharded, resumable)",
@@ -592,7 +531,6 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--world-size", type=NON_NEGATIVE_INT, default=0, help="number of shards (default: from torchrun/SLURM, else 1)")
     extract.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="clips per extractor batch (default %(default)s)")
     extract.add_argument("--logits", metavar="TEACHER_CKPT", help="also cache this trained teacher's logits (for students with teacher_logits=cache)")
-    extract.set_defaults(run=_extract)
 
     evaluate = _command(
         commands, "evaluate", "accuracy on every modality subset and along the missing-modality sweep",
@@ -619,7 +557,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
     evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                           help="override the stored training config, e.g. --set data.root=/new/place (repeatable)")
-    evaluate.set_defaults(run=_evaluate)
 
     report = _command(
         commands, "report", "Markdown report + figures from a folder with results.json (and benchmark.json)",
@@ -627,7 +564,6 @@ def build_parser() -> argparse.ArgumentParser:
         "Training curves are read from the run folders named in results.json.",
     )
     report.add_argument("folder", help="folder with results.json; report.md and the PNG figures are written there")
-    report.set_defaults(run=_report)
 
     study = _command(
         commands, "dropout-study", "train the teacher at several modality-dropout rates; accuracy per subset",
@@ -641,7 +577,6 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--rates", type=_probabilities, default=(0.0, 0.25, 0.5, 0.75),
                        help="modality-dropout probabilities to train with, comma-separated (default 0,0.25,0.5,0.75)")
     study.add_argument("--out", required=True, help="folder for dropout_study.json and .png")
-    study.set_defaults(run=_dropout_study)
 
     exp = _command(
         commands, "export", "a trained student as safetensors, one ONNX graph and/or split ONNX graphs",
@@ -684,58 +619,111 @@ def build_parser() -> argparse.ArgumentParser:
     pred.set_defaults(run=_predict)
 
     bench = _command(
-        commands, "benchmark", "GFLOPs, parameters, peak memory and latency of teacher and student on every modality subset",
-        "  karmma benchmark --preset tiny --json benchmark.json --plot benchmark.png\n",
+        commands, "benchmark", "measure a model's resources, data loading, training speed or deployed latency",
+        "  karmma benchmark model --preset tiny --json benchmark.json --plot benchmark.png\n"
+        "  karmma benchmark data karmma-demo/prepared/main --preset tiny\n"
+        "  karmma benchmark training steps configs/synthkitchen/baseline.yaml data.root=karmma-demo/prepared/main\n"
+        "  karmma benchmark deploy --presets tiny --repeats 10\n",
+        "model: GFLOPs, parameters, peak memory and latency of teacher and student per subset.\n"
+        "data: clips/s of data loading vs the student's training step (is training input-bound?).\n"
+        "training: teacher cache speed-up, distillation step cost, or data wait vs compute.\n"
+        "deploy: student latency, eager PyTorch vs ONNX Runtime, with pre-processing.",
+    )
+    bench_commands = bench.add_subparsers(dest="subcommand", required=True, metavar="WHAT")
+    model = _command(
+        bench_commands, "model", "GFLOPs, parameters, peak memory and latency of teacher and student on every modality subset",
+        "  karmma benchmark model --preset tiny --json benchmark.json --plot benchmark.png\n",
         "GFLOPs at batch 1 (2 FLOPs per multiply-add); latency is the median of --repeats runs.",
     )
-    bench.add_argument("--preset", choices=["paper", "tiny"], default="tiny", help=preset_help)
-    bench.add_argument("--json", required=True, metavar="FILE", help="where to write the results (JSON)")
-    bench.add_argument("--plot", metavar="FILE", help="also draw the teacher/student bars to this PNG")
-    bench.add_argument("--modalities", help="modalities of the models, e.g. V,F,A (default) or V,F,D")
-    bench.add_argument("--models", nargs="+", choices=["teacher", "student"], default=["teacher", "student"],
+    model.add_argument("--preset", choices=PRESET_NAMES, default="tiny", help=preset_help)
+    model.add_argument("--json", required=True, metavar="FILE", help="where to write the results (JSON)")
+    model.add_argument("--plot", metavar="FILE", help="also draw the teacher/student bars to this PNG")
+    model.add_argument("--modalities", help="modalities of the models, e.g. V,F,A (default) or V,F,D")
+    model.add_argument("--models", nargs="+", choices=["teacher", "student"], default=["teacher", "student"],
                        help="which models to measure (default: both)")
-    bench.add_argument("--repeats", type=POSITIVE_INT, help="latency runs per subset (default: 20 tiny, 1 paper)")
-    bench.add_argument("--warmup", type=NON_NEGATIVE_INT, help="untimed runs first (default: 3 tiny, 0 paper)")
-    bench.add_argument("--device", default="cpu", help="torch device for latency, e.g. cpu or cuda (default %(default)s)")
-    bench.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for torch (default: torch's choice)")
-    bench.set_defaults(run=_benchmark)
+    model.add_argument("--repeats", type=POSITIVE_INT, help=f"latency runs per subset (default: {_per_preset(MODEL_LATENCY_RUNS, 0)})")
+    model.add_argument("--warmup", type=NON_NEGATIVE_INT, help=f"untimed runs first (default: {_per_preset(MODEL_LATENCY_RUNS, 1)})")
+    model.add_argument("--device", default="cpu", help="torch device for latency, e.g. cpu or cuda (default %(default)s)")
+    model.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for torch (default: torch's choice)")
+
+    dbench = _command(
+        bench_commands, "data", "clips/s of data loading vs the student's training step",
+        "  karmma benchmark data karmma-demo/prepared/main --preset tiny --workers 0,2 --each --breakdown 32\n",
+        "If loading is slower than training, training is input-bound: add --workers,\n"
+        "lower the frame size with 'karmma prepare --short-side', or use a feature cache.",
+    )
+    dbench.add_argument("dataset", help="a prepared folder or a YAML config")
+    dbench.add_argument("--preset", choices=PRESET_NAMES, default="tiny", help=preset_help)
+    dbench.add_argument("--workers", type=_worker_counts, default=[2],
+                        help="loader worker processes; several (e.g. 0,1,2) are measured one after the other (default 2)")
+    dbench.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="clips per batch (default %(default)s)")
+    dbench.add_argument("--batches", type=POSITIVE_INT, default=10, help="measured loader batches, after one warm-up batch (default %(default)s)")
+    dbench.add_argument("--each", action="store_true", help="also time each modality alone")
+    dbench.add_argument("--breakdown", type=NON_NEGATIVE_INT, default=0, metavar="CLIPS",
+                        help="also time each pipeline stage over CLIPS clips, and the bare JPEG decoders on the same files")
+    dbench.add_argument("--repeats", type=POSITIVE_INT, default=1, help="report the best of this many passes of each loader figure (default %(default)s)")
+    dbench.add_argument("--steps", type=NON_NEGATIVE_INT, default=10,
+                        help="measured training steps, after two warm-up steps; 0: no training step (default %(default)s)")
+    dbench.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+
 
     btrain = _command(
-        commands, "benchmark-training", "teacher cache speed-up, distillation step cost, or data wait vs compute",
-        "  karmma benchmark-training distill configs/synthkitchen/student.yaml data.root=karmma-demo/prepared/main \\\n"
+        bench_commands, "training", "teacher cache speed-up, distillation step cost, or data wait vs compute",
+        "  karmma benchmark training distill configs/synthkitchen/student.yaml data.root=karmma-demo/prepared/main \\\n"
         "      teacher_logits=cache cache.path=karmma-demo/cache\n"
-        "  karmma benchmark-training steps configs/synthkitchen/baseline.yaml data.root=karmma-demo/prepared/main\n",
+        "  karmma benchmark training steps configs/synthkitchen/baseline.yaml data.root=karmma-demo/prepared/main\n",
         "cache: one teacher epoch with live extractors against one from the feature cache.\n"
         "distill: a student training step with cached teacher logits against a Baseline step.\n"
         "steps: one epoch of a student-sized stage split into waiting for data and computing,\n"
         "decoding media live against views decoded once into memory (cache.decode_once).",
     )
-    btrain.add_argument("what", choices=["cache", "distill", "steps"],
+    btrain.add_argument("what", choices=TRAINING_BENCHMARKS,
                         help="cache: teacher cache speed-up; distill: distillation step cost; "
                              "steps: a student-sized stage's data wait vs compute, live vs decoded once")
     btrain.add_argument("config", help="teacher config with cache.path (cache) or student config with teacher_logits=cache (distill)")
     btrain.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=/data")
     btrain.add_argument("--json", metavar="FILE", help="also write the result as JSON")
     btrain.add_argument("--cache-workers", type=NON_NEGATIVE_INT, default=0, help="loader workers reading the cache (cache benchmark; default %(default)s)")
-    btrain.set_defaults(run=_benchmark_training)
 
     bdep = _command(
-        commands, "benchmark-deploy", "student latency: eager PyTorch vs ONNX Runtime per subset, with pre-processing",
-        "  karmma benchmark-deploy --presets tiny --repeats 10\n"
-        "  karmma benchmark-deploy --model student-onnx --repeats 10\n",
+        bench_commands, "deploy", "student latency: eager PyTorch vs ONNX Runtime per subset, with pre-processing",
+        "  karmma benchmark deploy --presets tiny --repeats 10\n"
+        "  karmma benchmark deploy --model student-onnx --repeats 10\n",
     )
-    bdep.add_argument("--presets", nargs="+", choices=["tiny", "paper"], default=["tiny"], help="student sizes to time (default: tiny)")
+    bdep.add_argument("--presets", nargs="+", choices=PRESET_NAMES, default=["tiny"], help="student sizes to time (default: tiny)")
     bdep.add_argument("--model", metavar="EXPORT",
                       help="time this export instead (.onnx, split-ONNX folder, .safetensors, .ckpt or run folder)")
     bdep.add_argument("--modalities", default="V,F,A", help="modalities of the student (default %(default)s)")
-    bdep.add_argument("--repeats", type=POSITIVE_INT, help="timed runs per subset (default: 30 tiny, 2 paper)")
-    bdep.add_argument("--warmup", type=NON_NEGATIVE_INT, help="untimed runs first (default: 5 tiny, 1 paper)")
+    bdep.add_argument("--repeats", type=POSITIVE_INT, help=f"timed runs per subset (default: {_per_preset(DEPLOY_LATENCY_RUNS, 0)}, "
+                                                         f"{DEPLOY_LATENCY_RUNS['export'][0]} with --model)")
+    bdep.add_argument("--warmup", type=NON_NEGATIVE_INT, help=f"untimed runs first (default: {_per_preset(DEPLOY_LATENCY_RUNS, 1)}, "
+                                                             f"{DEPLOY_LATENCY_RUNS['export'][1]} with --model)")
     bdep.add_argument("--video", help="video for the pre-processing columns (default: a synthetic 16:9 clip)")
     bdep.add_argument("--clip-seconds", type=POSITIVE_FLOAT, default=2.0, help="clip length whose pre-processing is timed (default %(default)s)")
     bdep.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for torch (ONNX Runtime uses its default)")
     bdep.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    bdep.set_defaults(run=_benchmark_deploy)
     return parser
+
+
+# command -> the function that runs it; build_parser defines each command's arguments.
+COMMANDS = {
+    "demo": _demo,
+    "synth": _synth,
+    "prepare": _prepare,
+    "data inspect": _inspect,
+    "train": _train,
+    "extract": _extract,
+    "evaluate": _evaluate,
+    "report": _report,
+    "dropout-study": _dropout_study,
+    "export": _export,
+    "export-student": _export_student,
+    "predict": _predict,
+    "benchmark model": _benchmark_model,
+    "benchmark data": _benchmark_data,
+    "benchmark training": _benchmark_training,
+    "benchmark deploy": _benchmark_deploy,
+}
 
 
 def describe_error(error: BaseException) -> tuple[str, bool]:
@@ -786,9 +774,9 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     args = parser.parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
-    command = args.command + (f" {args.data_command}" if getattr(args, "data_command", None) else "")
+    command = args.command + (f" {args.subcommand}" if getattr(args, "subcommand", None) else "")
     try:
-        return args.run(args)
+        return COMMANDS[command](args)
     except KeyboardInterrupt:
         if args.debug:
             raise

@@ -125,7 +125,7 @@ def _stage_config(config_name: str, overrides: list[str]):
     """A shipped SynthKitchen config with the demo's overrides."""
     from karmma.configs import config_path
     from karmma.configuration import load_config
-    from karmma.training.config import TrainConfig
+    from karmma.train_config import TrainConfig
 
     return load_config(TrainConfig, config_path("synthkitchen", config_name), overrides)
 
@@ -174,22 +174,17 @@ def demo_stages(root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Pa
             f"trainer.name={name}", *common, f"optim.epochs={epochs}"])
 
     def extract_stage():
-        from karmma.data.config import dataset_heads
-        from karmma.training.cache import extract_features
-        from karmma.training.module import build_stage_model
+        from karmma.training.cache import extract_teacher_cache
 
-        config = _stage_config("teacher", teacher_config)
-        extract_features(config, build_stage_model(config, dataset_heads(config.data)), progress=False)
+        extract_teacher_cache(_stage_config("teacher", teacher_config), rank=0, world_size=1, progress=False)
 
     def teacher_stage():
-        from karmma.data.config import dataset_heads
-        from karmma.training.cache import write_teacher_logits
-        from karmma.training.module import load_teacher
+        from karmma.training.cache import cache_teacher_logits
         from karmma.training.run import train
 
         config = _stage_config("teacher", teacher_config)
         train(config)
-        write_teacher_logits(cache, load_teacher(str(teacher_ckpt), config, dataset_heads(config.data)))
+        cache_teacher_logits(config, teacher_ckpt)
 
     def student_stage(name: str, knob: tuple[str, str] | None = None):
         # The student trains on the views its teacher's logits were cached for, decoded once; the
@@ -296,11 +291,9 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
     """After every seed: the resource benchmark, results over seeds, the exported student, the report."""
 
     def benchmark_stage():
-        from karmma.benchmark import BenchmarkSettings, benchmark_preset
-        from karmma.presets import EPIC_HEADS, get_preset
+        from karmma.benchmark import benchmark_preset_resources
 
-        preset = get_preset("tiny")
-        results = benchmark_preset(preset, EPIC_HEADS, ["V", "F", "A"], ["teacher", "student"], BenchmarkSettings(repeats=10, warmup=2))
+        results = benchmark_preset_resources("tiny", ["V", "F", "A"], ["teacher", "student"], repeats=10, warmup=2)
         _write_json(out / "benchmark.json", results)
 
     def report_stage():

@@ -3,6 +3,8 @@ import json
 import pytest
 
 from karmma.data.annotations import (
+    read_epic_tail_classes,
+    read_epic_unseen_participants,
     AnnotationError,
     read_class_list,
     read_epic_segments,
@@ -40,6 +42,21 @@ def test_epic_training_format_and_test_timestamps(shared_data):
     assert len(test) > 13000 and not test[0].labels
     with pytest.raises(AnnotationError, match="expected labelled"):
         read_epic_segments(epic / "EPIC_100_test_timestamps.csv", require_labels=True)
+
+
+def test_epic_tail_classes_and_unseen_participants(shared_data, tmp_path):
+    epic = shared_data / "epic-kitchens-100"
+    verbs = read_epic_tail_classes(epic / "EPIC_100_tail_verbs.csv", "verb")
+    nouns = read_epic_tail_classes(epic / "EPIC_100_tail_nouns.csv", "noun")
+    assert (len(verbs), len(nouns)) == (86, 228) and {10, 12} <= verbs and 56 in nouns
+    assert read_epic_unseen_participants(epic / "EPIC_100_unseen_participant_ids_validation.csv") == {"P18", "P32"}
+    wrong = tmp_path / "EPIC_100_tail_verbs.csv"
+    wrong.write_text("noun\n3\n")
+    with pytest.raises(AnnotationError, match=r"EPIC_100_tail_verbs.csv:1: expected a column 'verb'"):
+        read_epic_tail_classes(wrong, "verb")
+    wrong.write_text("verb\nten\n")
+    with pytest.raises(AnnotationError, match=r"EPIC_100_tail_verbs.csv: verb class ids must be integers"):
+        read_epic_tail_classes(wrong, "verb")
 
 
 def test_flow_index_rule_for_both_generations():

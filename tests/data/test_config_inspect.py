@@ -123,16 +123,18 @@ def test_ssv2_layout_with_boxes(tmp_path):
 
 def test_data_benchmark_command(synth_prepared, tmp_path):
     out = tmp_path / "bench.json"
-    code = main(["data", "benchmark", str(synth_prepared), "--batch-size", "2", "--batches", "2", "--steps", "1", "--workers", "0", "--json", str(out)])
+    code = main(["benchmark", "data", str(synth_prepared), "--batch-size", "2", "--batches", "2", "--steps", "1", "--workers", "0", "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
-    assert result["clips_per_s"]["V+F+A"]["0"] > 0 and result["train_clips_per_s"] > 0
+    loading, training = result["clips_per_s"]["V+F+A"]["0"], result["train_clips_per_s"]
+    assert loading > 0 and training > 0
+    assert result["input_bound"] == {"0": loading < training}  # the verdict follows the two measured rates
     assert result["input_shapes"]["V"] == [8, 3, 64, 64] and result["modalities"] == ["V", "F", "A"]
 
 
 def test_data_benchmark_breakdown_and_bare_decoders(synth_prepared, tmp_path):
     out = tmp_path / "bench.json"
-    code = main(["data", "benchmark", str(synth_prepared), "--batch-size", "2", "--batches", "1", "--steps", "0",
+    code = main(["benchmark", "data", str(synth_prepared), "--batch-size", "2", "--batches", "1", "--steps", "0",
                  "--workers", "0,1", "--each", "--breakdown", "4", "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
@@ -151,5 +153,5 @@ def test_data_benchmark_breakdown_and_bare_decoders(synth_prepared, tmp_path):
 
 def test_data_benchmark_names_a_bad_worker_count(synth_prepared, capsys):
     with pytest.raises(SystemExit):
-        main(["data", "benchmark", str(synth_prepared), "--workers", "0,x"])
+        main(["benchmark", "data", str(synth_prepared), "--workers", "0,x"])
     assert "argument --workers: expected worker counts like 0,1,2, got '0,x'" in capsys.readouterr().err

@@ -9,6 +9,8 @@ import pytest
 from karmma.cli import main
 from karmma.data.synth import write_mp4
 
+pytestmark = pytest.mark.e2e  # exports and predicts through the command line (ONNX export, video decoding)
+
 
 def _one_line_error(capsys, argv, pattern):
     assert main(argv) == 2
@@ -171,7 +173,7 @@ def test_stream_with_sensor_failures(onnx_student, synth_videos, capsys):
 
 def test_benchmark_deploy_times_an_existing_export(onnx_student, tmp_path, capsys):
     out = tmp_path / "latency.json"
-    assert main(["benchmark-deploy", "--model", str(onnx_student), "--repeats", "2", "--warmup", "0",
+    assert main(["benchmark", "deploy", "--model", str(onnx_student), "--repeats", "2", "--warmup", "0",
                  "--clip-seconds", "0.5", "--json", str(out)]) == 0
     result = json.loads(out.read_text())["model"]
     assert result["backend"] == "OnnxRunner" and set(result["subsets"]) == {"V+F+A", "V+F", "V+A", "F+A", "V", "F", "A"}

@@ -83,12 +83,14 @@ def ssv2_student(tmp_path_factory):
     return model, OnnxRunner(path)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("subset", all_subsets(["V", "F", "D"]), ids=subset_name)
 def test_onnx_matches_pytorch_ssv2_with_boxes(ssv2_student, subset):
     model, runner = ssv2_student
     assert _max_difference(runner, model, subset) < TOLERANCE
 
 
+@pytest.mark.e2e
 def test_split_onnx_matches_pytorch(student_file, tmp_path):
     model, info = load_model(student_file)
     runner = SplitOnnxRunner(export_split_onnx(model, info, tmp_path / "split"))

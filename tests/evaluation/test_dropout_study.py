@@ -1,9 +1,13 @@
 import json
 
+import pytest
+
 from karmma.cli import main
 from karmma.evaluation.dropout_study import plot_dropout_study, study_table
 from karmma.experiments.dropout_study import run_dropout_study
 from karmma.evaluation.report import write_report
+
+pytestmark = pytest.mark.e2e  # trains the teacher at several dropout rates
 
 
 def test_dropout_study_trains_one_teacher_per_rate(trained_runs, synth_prepared, make_config, tmp_path):

@@ -9,6 +9,8 @@ from karmma.training.cache import CachedFeatures, extract_features, write_teache
 from karmma.training.module import build_stage_model, load_teacher
 from karmma.training.run import train
 
+pytestmark = pytest.mark.e2e  # extracts a cache and trains from it
+
 
 @pytest.fixture(scope="module")
 def cache(trained_runs, synth_prepared, make_config, tmp_path_factory):
@@ -21,6 +23,20 @@ def cache(trained_runs, synth_prepared, make_config, tmp_path_factory):
     for rank in range(2):
         extract_features(config, model, rank=rank, world_size=2, batch_size=4, progress=False)
     return folder, config, model
+
+
+@pytest.fixture(scope="module")
+def cached_logits(cache, trained_runs):
+    """``(rows, teacher)``: the trained teacher's logits added to the cache (tests may run in any order)."""
+    folder, config, _ = cache
+    _, results = trained_runs
+    teacher = load_teacher(results["teacher"]["best"], config, dataset_heads(config.data))
+    return write_teacher_logits(folder, teacher), teacher
+
+
+def _top1_consistent(metrics: dict) -> None:
+    """An action is right only when its verb and its noun are: action top-1 <= both head top-1s."""
+    assert 0 <= metrics["val/action_top1"] <= min(metrics["val/verb_top1"], metrics["val/noun_top1"])
 
 
 def test_cache_holds_the_extractor_tokens(cache):
@@ -85,30 +101,37 @@ def test_a_truncated_shard_is_a_one_line_error(cache, tmp_path):
 def test_teacher_trains_from_the_cache(cache, make_config, synth_prepared, tmp_path):
     folder, _, _ = cache
     result = train(make_config("teacher", synth_prepared, tmp_path, f"cache.path={folder}", "extractors={}"))
-    assert 0 <= result["last_epoch"]["metrics"]["val/action_top1"] <= 100
+    _top1_consistent(result["last_epoch"]["metrics"])
 
 
-def test_student_with_cached_teacher_logits(cache, trained_runs, make_config, synth_prepared, tmp_path):
-    folder, config, _ = cache
-    _, results = trained_runs
-    teacher = load_teacher(results["teacher"]["best"], config, dataset_heads(config.data))
-    assert write_teacher_logits(folder, teacher) == 6 * 2 + 6
+def test_student_with_cached_teacher_logits(cache, cached_logits, make_config, synth_prepared, tmp_path):
+    folder, _, _ = cache
+    rows, teacher = cached_logits
+    assert rows == 6 * 2 + 6
     with h5py.File(folder / "validation.rank0-of-2.h5", "r") as f:
         row = int(np.flatnonzero(f["done"][...])[0])
         tokens = {k: torch.from_numpy(f[f"tokens/{k}"][row : row + 1].astype(np.float32)) for k in teacher.modalities}
         expected = teacher.fuse(tokens, torch.from_numpy(f["availability"][row : row + 1])).logits["verb"]
         assert torch.allclose(torch.from_numpy(f["logits/verb"][row]), expected[0], atol=1e-5)
     result = train(make_config("student", synth_prepared, tmp_path, "teacher_logits=cache", f"cache.path={folder}"))
-    assert 0 <= result["last_epoch"]["metrics"]["val/action_top1"] <= 100
+    _top1_consistent(result["last_epoch"]["metrics"])
 
 
-def test_training_benchmarks_run(cache, make_config, synth_prepared, tmp_path):
-    """Runs after the logits test (file order): both benchmarks on the tiny cache."""
+def test_training_benchmarks_run(cache, cached_logits, make_config, synth_prepared, tmp_path):
+    """Both benchmarks on the tiny cache (with the teacher's logits)."""
     from karmma.training.bench import benchmark_cache, benchmark_distillation
 
     folder, config, _ = cache
     result = benchmark_cache(config)
-    assert result["live_seconds"] > 0 and result["cached_seconds"] > 0 and result["steps"] == 2
+    assert result["steps"] == 2
+    # an epoch from the cache skips decoding and the frozen extractors: faster than live
+    # (6.1 s live vs 1.0 s cached, 6.2x, in one run on the shared 2-core CPU)
+    assert result["cached_seconds"] < result["live_seconds"], result
     student = make_config("student", synth_prepared, tmp_path, "teacher_logits=cache", f"cache.path={folder}")
     result = benchmark_distillation(student, batches=2, repeats=2)
-    assert result["steps_timed"] == 2 and result["ratio"] > 0 and result["ratio_no_dropout"] > 0
+    # Two timed steps on this tiny set are too noisy for a speed bound (one run gave 9.7x, the
+    # demo's data 0.67x): `karmma benchmark training distill` checks the claim; here, the ratios
+    # are those of the step times reported.
+    assert result["steps_timed"] == 2 and result["baseline_ms"] > 0
+    assert result["ratio"] == pytest.approx(result["student_cached_logits_ms"] / result["baseline_ms"], abs=0.002)
+    assert result["ratio_no_dropout"] == pytest.approx(result["student_no_dropout_ms"] / result["baseline_ms"], abs=0.002)

@@ -1,5 +1,6 @@
 """Training views decoded once into memory (cache.decode_once)."""
 
+import pytest
 import torch
 
 from karmma.data.config import load_split
@@ -35,6 +36,7 @@ def test_decoded_views_are_the_seeded_views(synth_prepared, make_config):
     assert not torch.equal(first["noise"], second["noise"])
 
 
+@pytest.mark.e2e
 def test_a_stage_trains_from_decoded_views_without_decoding_again(synth_prepared, make_config, tmp_path, monkeypatch):
     decoded_items = []
     original = ClipDataset.__getitem__

@@ -29,6 +29,7 @@ def _paper_config(stage: str, *overrides: str) -> TrainConfig:
     return load_config(TrainConfig, config_path("epic100", stage), [*SMALL, *overrides])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("stage", ["student", "baseline", "baseline_masked", "baseline_delta"])
 def test_every_student_sized_stage_starts_from_the_pretrained_extractors(stage, torchvision_cache, monkeypatch):
     home, files = torchvision_cache
@@ -69,6 +70,7 @@ def test_pretrained_key_for_a_modality_the_stage_lacks(tmp_path):
         build_stage_model(_paper_config("student", "pretrained={}", "pretrained.D=/x.pth"), HEADS)
 
 
+@pytest.mark.e2e
 def test_pretrained_from_a_karmma_checkpoint(trained_runs, synth_prepared, make_config):
     """A student-sized extractor from any karmma run with one (e.g. a Baseline trained before)."""
     from karmma.checkpoints import read_checkpoint

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # trains through the command line, kills and resumes, DDP
+
 KARMMA = [sys.executable, "-m", "karmma.cli"]
 CONFIG = str(Path(__file__).resolve().parents[2] / "src" / "karmma" / "configs" / "synthkitchen" / "baseline_delta.yaml")
 

@@ -30,6 +30,7 @@ def test_the_stale_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
     lock.release()
 
 
+@pytest.mark.e2e
 def test_a_second_training_of_the_same_run_fails_with_one_line(synth_prepared, tmp_path, capsys):
     folder = tmp_path / "runs" / "baseline"
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True)
@@ -56,6 +57,7 @@ def _lines(path):
         return list(csv.reader(f))
 
 
+@pytest.mark.e2e
 def test_resume_is_refused_under_another_config_and_logs_survive(synth_prepared, make_config, tmp_path, capsys):
     config = make_config("baseline", synth_prepared, tmp_path, "optim.epochs=1")
     result = train(config)

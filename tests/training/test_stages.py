@@ -10,6 +10,8 @@ import torch
 from karmma.checkpoints import CheckpointError, read_checkpoint
 from karmma.training.run import QUIET_WARNINGS, ProgressBar, RunFolderError, best_epoch, train
 
+pytestmark = pytest.mark.e2e  # trains every stage
+
 
 def test_every_stage_writes_a_complete_run_folder(trained_runs, synth_prepared, make_config):
     runs, results = trained_runs
@@ -31,7 +33,8 @@ def test_every_stage_writes_a_complete_run_folder(trained_runs, synth_prepared, 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = train(make_config(stage, synth_prepared, runs))
-        assert 0 <= result["last_epoch"]["metrics"]["val/action_top1"] <= 100
+        metrics = result["last_epoch"]["metrics"]  # an action is right only when its verb and its noun are
+        assert 0 <= metrics["val/action_top1"] <= min(metrics["val/verb_top1"], metrics["val/noun_top1"])
         noise = [str(w.message) for w in caught if any(re.search(m, str(w.message)) for m in QUIET_WARNINGS)]
         assert not noise, noise
 

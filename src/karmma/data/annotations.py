@@ -5,7 +5,8 @@ and line (``path:line: message``): an unknown or missing column, a class id
 outside the class list, a stop before the start, a duplicated id.
 
 * EPIC-KITCHENS-100: ``EPIC_100_{train,validation}.csv`` (labelled),
-  ``EPIC_100_test_timestamps.csv`` (unlabelled), ``EPIC_100_{verb,noun}_classes.csv``.
+  ``EPIC_100_test_timestamps.csv`` (unlabelled), ``EPIC_100_{verb,noun}_classes.csv``,
+  ``EPIC_100_tail_{verbs,nouns}.csv`` and ``EPIC_100_unseen_participant_ids_validation.csv``.
 * Something-Something v2: ``labels.json`` (template -> class id as a string)
   and the split JSON files (``id``, ``template`` with brackets, ``placeholders``).
 """
@@ -77,6 +78,30 @@ def read_class_list(path: str | Path) -> list[str]:
     if not keys:
         raise AnnotationError(path, None, "the class list is empty")
     return keys
+
+
+def _read_column(path: str | Path, column: str) -> list[str]:
+    """The values of ``column`` in a CSV with a header row (empty lines skipped)."""
+    path = Path(path)
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or column not in reader.fieldnames:
+            raise AnnotationError(path, 1, f"expected a column {column!r}, found {reader.fieldnames}")
+        return [row[column].strip() for row in reader if (row[column] or "").strip()]
+
+
+def read_epic_tail_classes(path: str | Path, head: str) -> set[int]:
+    """``EPIC_100_tail_{verbs,nouns}.csv`` (one column, ``verb`` or ``noun``) -> the tail class ids."""
+    values = _read_column(path, head)
+    try:
+        return {int(v) for v in values}
+    except ValueError:
+        raise AnnotationError(path, None, f"{head} class ids must be integers, got {values[:5]}") from None
+
+
+def read_epic_unseen_participants(path: str | Path) -> set[str]:
+    """``EPIC_100_unseen_participant_ids_*.csv`` (column ``participant_id``) -> the participant ids."""
+    return set(_read_column(path, "participant_id"))
 
 
 def read_epic_segments(

@@ -1,4 +1,4 @@
-"""Datasets and loaders for training: seeded sampling that makes runs exactly resumable."""
+"""Seeded loaders: sampling that makes training runs exactly resumable and evaluation repeatable."""
 
 from __future__ import annotations
 
@@ -12,9 +12,24 @@ from karmma.data.dataset import collate_clips
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A well-mixed 63-bit seed for (run seed, epoch, item)."""
+    """A well-mixed 63-bit seed for (run seed, epoch, slot): slot ``index >= 0`` is dataset item
+    ``index`` (its crop, frames and dropout noise); the named slots below are the other draws."""
     digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+# Negative slots of item_seed belong to no dataset item, so they never repeat an item's draws.
+SHUFFLE_SLOT = -1  # the epoch's shuffling order (SeededSampler)
+SWEEP_NOISE_SLOT = -7  # evaluation: the missing-modality sweep's noise, item_seed(sweep seed, 0, SWEEP_NOISE_SLOT)
+# Training reseeds torch's global RNG (layer dropout, stochastic depth) at every step from
+# slot batch_idx * MAX_RANKS + rank: distinct for every (step, rank) with fewer than MAX_RANKS
+# ranks, and the same after a resume, so a resumed run draws as an uninterrupted one.
+MAX_RANKS = 1000
+
+
+def step_slot(batch_idx: int, rank: int) -> int:
+    """The item_seed slot of training step ``batch_idx`` on ``rank`` (see MAX_RANKS)."""
+    return batch_idx * MAX_RANKS + rank
 
 
 class SeededSampler(Sampler):
@@ -38,7 +53,7 @@ class SeededSampler(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         if self.shuffle:
-            generator = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, -1))
+            generator = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, SHUFFLE_SLOT))
             order = torch.randperm(self.size, generator=generator).tolist()
         else:
             order = list(range(self.size))

@@ -1,4 +1,4 @@
-"""``karmma data benchmark``: how fast the loader feeds a model, and where the time goes.
+"""``karmma benchmark data``: how fast the loader feeds a model, and where the time goes.
 
 * :func:`loader_clips_per_s`: clips/s of a real ``DataLoader`` (``collate_clips``)
   over a dataset, per modality subset and number of worker processes.

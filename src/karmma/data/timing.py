@@ -1,4 +1,4 @@
-"""Optional timing of the loading pipeline's stages (``karmma data benchmark --breakdown``).
+"""Optional timing of the loading pipeline's stages (``karmma benchmark data --breakdown``).
 
 The dataset wraps each stage in ``with stage("V decode"):``; while
 :func:`record_stages` is active that adds the block's wall-clock and

@@ -29,7 +29,7 @@ from karmma.configuration import from_dict
 from karmma.data.config import dataset_heads, load_split
 from karmma.data.dataset import ClipDataset
 from karmma.data.inspect import class_names
-from karmma.data.loader import item_seed, make_loader
+from karmma.data.loader import SWEEP_NOISE_SLOT, item_seed, make_loader
 from karmma.evaluation.metrics import action_correct, classification_metrics, confusion_counts, tail_metrics
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
@@ -118,12 +118,9 @@ def _epic_extras(config: TrainConfig) -> tuple[set[int], set[int], set[str]] | N
     files = [config.data.path(n) for n in ("EPIC_100_tail_verbs.csv", "EPIC_100_tail_nouns.csv", "EPIC_100_unseen_participant_ids_validation.csv")]
     if not all(f.is_file() for f in files):
         return None
+    from karmma.data.annotations import read_epic_tail_classes, read_epic_unseen_participants
 
-    def column(path: Path) -> list[str]:
-        lines = [line.strip() for line in path.read_text().splitlines()]
-        return [line.split(",")[0] for line in lines[1:] if line]
-
-    return {int(v) for v in column(files[0])}, {int(n) for n in column(files[1])}, set(column(files[2]))
+    return read_epic_tail_classes(files[0], "verb"), read_epic_tail_classes(files[1], "noun"), read_epic_unseen_participants(files[2])
 
 
 def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = EvaluationSettings()) -> dict:
@@ -153,7 +150,7 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
     sweep_ps = [p for p in settings.probabilities if p > 0]
     # One noise tensor per seed for all clips: the same draws for every p, so a sensor
     # dropped at p is also dropped at every larger p (smooth curves), and every view agrees.
-    noise = [torch.rand(clips, 2, len(model.modalities), generator=torch.Generator().manual_seed(item_seed(s, 0, -7)))
+    noise = [torch.rand(clips, 2, len(model.modalities), generator=torch.Generator().manual_seed(item_seed(s, 0, SWEEP_NOISE_SLOT)))
              for s in range(settings.seeds)]
     subset_sums = {name: _ProbabilitySums(clips, heads) for name in subsets}
     as_recorded = _ProbabilitySums(clips, heads)  # every clip with the modalities it has (sweep p = 0)

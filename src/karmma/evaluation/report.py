@@ -1,7 +1,7 @@
 """karmma report DIR: a Markdown report with PNG figures, built only from result files.
 
 Reads DIR/results.json (karmma evaluate), and when present DIR/benchmark.json
-(karmma benchmark --json), DIR/dropout_study.json (karmma dropout-study) and
+(karmma benchmark model --json), DIR/dropout_study.json (karmma dropout-study) and
 the training logs (metrics.json) of the run folders named in results.json
 (models.<name>.source) or found under DIR/runs/. Writes DIR/report.md with
 sweep.png, per_class.png, training.png, resources.png and dropout_study.png.

@@ -1,4 +1,4 @@
-"""``karmma benchmark-training``: the two training-speed claims, each measured in one run.
+"""``karmma benchmark training``: the training-speed claims, each measured in one run.
 
 * ``cache``: one teacher epoch (forward, loss, backward, AdamW) with live frozen
   extractors reading media, against one epoch from the feature cache.
@@ -162,3 +162,17 @@ def benchmark_steps(config: TrainConfig) -> dict:
         (result["live"]["data_wait_s"] + result["live"]["compute_s"])
         / (result["decoded_once"]["data_wait_s"] + result["decoded_once"]["compute_s"]), 2)
     return result
+
+
+TRAINING_BENCHMARKS = ("cache", "distill", "steps")
+
+
+def benchmark_training(what: str, config: TrainConfig, cache_workers: int = 0) -> dict:
+    """``karmma benchmark training WHAT``: one of :data:`TRAINING_BENCHMARKS` on ``config``."""
+    if what == "cache":
+        return benchmark_cache(config, cache_workers)
+    if what == "distill":
+        return benchmark_distillation(config)
+    if what == "steps":
+        return benchmark_steps(config)
+    raise ValueError(f"unknown training benchmark {what!r}; choose one of {', '.join(TRAINING_BENCHMARKS)}")

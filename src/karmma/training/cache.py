@@ -135,6 +135,36 @@ def extract_features(config: TrainConfig, model, rank: int = 0, world_size: int 
     return summary
 
 
+def extract_teacher_cache(config: TrainConfig, rank: int | None = None, world_size: int | None = None,
+                          batch_size: int = 8, progress: bool = True) -> dict:
+    """``karmma extract``: build the teacher of ``config`` (its frozen extractors from ``extractors.*``)
+    and write this rank's cache shards (:func:`extract_features`). ``rank`` / ``world_size`` default
+    to the torchrun / SLURM environment; on a GPU machine rank r uses GPU r mod the GPU count."""
+    from karmma.data.config import dataset_heads
+    from karmma.training.module import build_stage_model
+
+    if config.stage != "teacher":
+        raise ValueError(f"karmma extract caches the teacher's frozen extractors: the config's stage is {config.stage!r}, not 'teacher'")
+    if not config.cache.path:
+        raise ValueError("set cache.path (the cache folder) in the config or as an override")
+    if rank is None or not world_size:
+        rank, world_size = distributed_rank()
+    model = build_stage_model(config, dataset_heads(config.data))
+    if torch.cuda.is_available():
+        model = model.cuda(rank % torch.cuda.device_count())
+    return extract_features(config, model, rank, world_size, batch_size=batch_size, progress=progress)
+
+
+def cache_teacher_logits(config: TrainConfig, teacher_checkpoint: str | Path) -> int:
+    """Load the trained teacher at ``teacher_checkpoint`` and add its logits to the cache at
+    ``config.cache.path`` (:func:`write_teacher_logits`); returns the number of rows."""
+    from karmma.data.config import dataset_heads
+    from karmma.training.module import load_teacher
+
+    teacher = load_teacher(str(teacher_checkpoint), config, dataset_heads(config.data))
+    return write_teacher_logits(config.cache.path, teacher)
+
+
 def _collate_rows(items: list[dict]) -> dict:
     batch = collate_clips(items)
     batch["rows"] = torch.tensor([item["row"] for item in items if item["availability"].any()], dtype=torch.long)

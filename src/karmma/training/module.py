@@ -30,7 +30,7 @@ from karmma.losses import distillation_kl, info_nce, multihead_cross_entropy
 from karmma.models.karmma import KARMMA
 from karmma.stages import build_stage_model
 from karmma.train_config import DROPOUT_STAGES, TrainConfig
-from karmma.data.loader import item_seed
+from karmma.data.loader import item_seed, step_slot
 
 
 def load_teacher(path: str, config: TrainConfig, heads: dict[str, int]) -> KARMMA:
@@ -87,7 +87,7 @@ class KarmmaModule(L.LightningModule):
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Layer dropout / stochastic depth draw from the global RNG: reseed per step so
         # a resumed run makes the same draws as an uninterrupted one.
-        torch.manual_seed(item_seed(self.config.trainer.seed, self.current_epoch, batch_idx * 1000 + self.global_rank))
+        torch.manual_seed(item_seed(self.config.trainer.seed, self.current_epoch, step_slot(batch_idx, self.global_rank)))
 
     # -- steps ------------------------------------------------------------------
     def _columns(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
