@@ -383,8 +383,7 @@ def _predict_stream(args: argparse.Namespace, recognizer, modalities) -> int:
 def _benchmark_deploy(args: argparse.Namespace) -> int:
     import torch
 
-    from karmma.deploy.latency import benchmark_export, format_table
-    from karmma.deploy.latency import benchmark_preset as benchmark_student_latency
+    from karmma.deploy.latency import benchmark_export, benchmark_student_latency, format_table
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -588,7 +587,6 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--safetensors", metavar="OUT", help="write the weights with config, class names and preparation settings")
     exp.add_argument("--onnx", metavar="OUT", help="write one ONNX graph taking every modality input and the availability mask")
     exp.add_argument("--onnx-split", metavar="DIR", help="write one ONNX graph per extractor plus a fusion graph to DIR")
-    exp.set_defaults(run=_export)
 
     pred = _command(
         commands, "predict", "predict the action in a video with a trained student",
@@ -616,7 +614,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="simulate sensor failures (--stream): each modality is down this fraction of the time")
     pred.add_argument("--drop-seconds", type=POSITIVE_FLOAT, default=3.0, help="mean length of a sensor failure in seconds (default %(default)s)")
     pred.add_argument("--seed", type=int, default=0, help="seed of the sensor-failure simulation (default %(default)s)")
-    pred.set_defaults(run=_predict)
 
     bench = _command(
         commands, "benchmark", "measure a model's resources, data loading, training speed or deployed latency",
@@ -717,7 +714,6 @@ COMMANDS = {
     "report": _report,
     "dropout-study": _dropout_study,
     "export": _export,
-    "export-student": _export_student,
     "predict": _predict,
     "benchmark model": _benchmark_model,
     "benchmark data": _benchmark_data,

@@ -100,7 +100,7 @@ def preprocessing_latency(pre: Preprocessor, video: Path, clip_seconds: float, r
     return result
 
 
-def benchmark_preset(
+def benchmark_student_latency(
     preset_name: str, modalities: Sequence[str], repeats: int, warmup: int, video: Path | None = None,
     clip_seconds: float = 2.0, workdir: Path | None = None, log=print,
 ) -> dict:
@@ -176,7 +176,7 @@ def benchmark_export(path: Path, repeats: int, warmup: int, video: Path | None =
 
 
 def format_table(result: dict) -> str:
-    """A markdown table of :func:`benchmark_preset`'s result."""
+    """A markdown table of :func:`benchmark_student_latency`'s result."""
     pre = result["preprocessing_ms"]
     if "model" in result:  # an existing export (benchmark_export)
         lines = [f"{result['model']} ({result['backend']}), batch 1, {result['threads']} threads, median of {result['repeats']} run(s)",
