@@ -67,7 +67,9 @@ def split(annotations: Path, fraction: float, seed: int) -> dict[str, list[str] 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("annotations", type=Path, help="folder with EPIC_100_train.csv (e.g. <prepared>/annotations)")
-    parser.add_argument("--fraction", type=float, default=0.15, help="share of training segments held out (default 0.15)")
+    parser.add_argument(
+        "--fraction", type=float, default=0.15, help="share of training segments held out (default 0.15)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="order in which participants are held out (default 0)")
     args = parser.parse_args()
     for key, value in split(args.annotations, args.fraction, args.seed).items():

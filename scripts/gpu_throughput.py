@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from karmma.availability import availability_for_subset
 from karmma.benchmark import count_flops
@@ -41,8 +40,15 @@ from karmma.presets import EPIC_HEADS, build_baseline, build_student, build_teac
 #: Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from NVIDIA's data sheets; matched in order
 #: against ``torch.cuda.get_device_name()``.
 PEAK_BF16_TFLOPS = [
-    ("H200 NVL", 835.0), ("H200", 989.4), ("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.4),
-    ("A100", 312.0), ("L40S", 362.0), ("A10G", 70.0), ("RTX 4090", 165.2),
+    ("H200 NVL", 835.0),
+    ("H200", 989.4),
+    ("H100 NVL", 835.0),
+    ("H100 PCIe", 756.0),
+    ("H100", 989.4),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("A10G", 70.0),
+    ("RTX 4090", 165.2),
 ]
 STAGES = ("teacher_cache", "student", "baseline", "extract")
 VARIANTS = ("eager", "channels_last", "compile", "compile+channels_last")
@@ -85,7 +91,12 @@ class Stage:
 
     def __init__(self, name: str, preset, batch: int, device: torch.device, modalities=("V", "F", "A")):
         self.name, self.batch, self.device = name, batch, device
-        builders = {"teacher_cache": build_teacher, "extract": build_teacher, "student": build_student, "baseline": build_baseline}
+        builders = {
+            "teacher_cache": build_teacher,
+            "extract": build_teacher,
+            "student": build_student,
+            "baseline": build_baseline,
+        }
         self.build = lambda: builders[name](preset, EPIC_HEADS, list(modalities))
         torch.manual_seed(0)
         with torch.device("meta") if device.type == "meta" else contextlib.nullcontext():
@@ -96,11 +107,17 @@ class Stage:
         self.inputs = self._inputs(self.model, device)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         fused = device.type == "cuda"
-        self.optimizer = torch.optim.AdamW(trainable, lr=1e-4, fused=fused, foreach=None if fused else True) if name != "extract" else None
+        self.optimizer = (
+            torch.optim.AdamW(trainable, lr=1e-4, fused=fused, foreach=None if fused else True)
+            if name != "extract"
+            else None
+        )
 
     def _inputs(self, model, device) -> dict[str, torch.Tensor]:
         if self.name == "teacher_cache":  # cached extractor tokens [B, N_m, C_m]
-            return {k: torch.randn(self.batch, s.num_tokens, s.token_dim, device=device) for k, s in model.specs.items()}
+            return {
+                k: torch.randn(self.batch, s.num_tokens, s.token_dim, device=device) for k, s in model.specs.items()
+            }
         return {k: v.to(device) for k, v in model.example_inputs(self.batch).items()}
 
     def loss(self, model, inputs, on=None) -> torch.Tensor:
@@ -181,15 +198,20 @@ def measure_stage(stage: Stage, variants: list[str], steps: int, warmup: int, pe
             log(f"  {variant:22s} failed: {result['variants'][variant]['error']}")
             continue
         row = {
-            "clips_per_s": round(stage.batch / seconds, 2), "ms_per_step": round(1000 * seconds, 2),
+            "clips_per_s": round(stage.batch / seconds, 2),
+            "ms_per_step": round(1000 * seconds, 2),
             "warmup_s": round(warm, 1),
-            "peak_memory_gib": round(torch.cuda.max_memory_allocated(stage.device) / 2**30, 2) if stage.device.type == "cuda" else None,
+            "peak_memory_gib": round(torch.cuda.max_memory_allocated(stage.device) / 2**30, 2)
+            if stage.device.type == "cuda"
+            else None,
             "achieved_tflops": round(flops / seconds / 1e12, 2),
             "mfu": round(flops / seconds / (peak * 1e12), 4) if peak else None,
         }
         result["variants"][variant] = row
-        log(f"  {variant:22s} {row['clips_per_s']:8.2f} clips/s {row['ms_per_step']:9.1f} ms/step "
-            f"peak {row['peak_memory_gib']} GiB, {row['achieved_tflops']} TFLOP/s, MFU {row['mfu']} (warm-up {row['warmup_s']} s)")
+        log(
+            f"  {variant:22s} {row['clips_per_s']:8.2f} clips/s {row['ms_per_step']:9.1f} ms/step "
+            f"peak {row['peak_memory_gib']} GiB, {row['achieved_tflops']} TFLOP/s, MFU {row['mfu']} (warm-up {row['warmup_s']} s)"
+        )
     return result
 
 
@@ -212,8 +234,15 @@ def measure_loader(data: str, preset, batch: int, workers: list[int], batches: i
         fed = None
         if device.type == "cuda":
             sampler = RandomSampler(dataset, replacement=True, num_samples=(batches + 1) * batch)
-            loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=count, collate_fn=collate_clips,
-                                pin_memory=True, drop_last=True)
+            loader = DataLoader(
+                dataset,
+                batch_size=batch,
+                sampler=sampler,
+                num_workers=count,
+                collate_fn=collate_clips,
+                pin_memory=True,
+                drop_last=True,
+            )
             clips, start = 0, None
             for i, loaded in enumerate(loader):
                 on_device = {k: v.to(device, non_blocking=True) for k, v in loaded["inputs"].items()}
@@ -224,10 +253,15 @@ def measure_loader(data: str, preset, batch: int, workers: list[int], batches: i
                     clips += len(loaded["ids"])
                 del on_device
             fed = clips / (time.perf_counter() - start)
-        result["workers"][str(count)] = {"clips_per_s": round(alone, 2), "clips_per_cpu_s": round(rates["cpu"], 2),
-                                         "to_gpu_clips_per_s": round(fed, 2) if fed else None,
-                                         "per_worker": round(alone / max(count, 1), 2)}
-        log(f"loader {count:3d} worker(s): {alone:8.2f} clips/s" + (f", {fed:8.2f} clips/s onto the GPU" if fed else ""))
+        result["workers"][str(count)] = {
+            "clips_per_s": round(alone, 2),
+            "clips_per_cpu_s": round(rates["cpu"], 2),
+            "to_gpu_clips_per_s": round(fed, 2) if fed else None,
+            "per_worker": round(alone / max(count, 1), 2),
+        }
+        log(
+            f"loader {count:3d} worker(s): {alone:8.2f} clips/s" + (f", {fed:8.2f} clips/s onto the GPU" if fed else "")
+        )
     return result
 
 
@@ -245,7 +279,9 @@ def main() -> int:
     parser.add_argument("--data", help="EPIC-layout folder for the loader measurement")
     parser.add_argument("--workers", default="", help="loader worker counts, e.g. 4,8,16 (default: all cores)")
     parser.add_argument("--loader-batches", type=int, default=8)
-    parser.add_argument("--flops-only", action="store_true", help="only count each stage's FLOPs per step (meta device, seconds)")
+    parser.add_argument(
+        "--flops-only", action="store_true", help="only count each stage's FLOPs per step (meta device, seconds)"
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
@@ -260,16 +296,31 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown stage/variant {unknown}; stages: {', '.join(STAGES)}; variants: {', '.join(VARIANTS)}")
     card, peak = peak_tflops(device, args.peak_tflops)
-    log(f"{card} (peak bf16 {peak} TFLOP/s), preset {preset.name}, batch {args.batch_size}, {steps} timed steps after {warmup}, "
-        f"torch {torch.__version__}")
-    results = {"device": card, "peak_bf16_tflops": peak, "preset": preset.name, "batch_size": args.batch_size,
-               "steps": steps, "warmup": warmup, "torch": torch.__version__, "stages": {}}
+    log(
+        f"{card} (peak bf16 {peak} TFLOP/s), preset {preset.name}, batch {args.batch_size}, {steps} timed steps after {warmup}, "
+        f"torch {torch.__version__}"
+    )
+    results = {
+        "device": card,
+        "peak_bf16_tflops": peak,
+        "preset": preset.name,
+        "batch_size": args.batch_size,
+        "steps": steps,
+        "warmup": warmup,
+        "torch": torch.__version__,
+        "stages": {},
+    }
     for name in stages:
         stage = Stage(name, preset, args.batch_size, torch.device("meta") if args.flops_only else device)
         if args.flops_only:
             flops = stage.flops()
-            results["stages"][name] = {"flops_per_step": flops, "gflops_per_clip": round(flops / args.batch_size / 1e9, 1)}
-            log(f"{name}: {flops / 1e9:.1f} GFLOPs per step of {args.batch_size} clips ({flops / args.batch_size / 1e9:.1f} per clip)")
+            results["stages"][name] = {
+                "flops_per_step": flops,
+                "gflops_per_clip": round(flops / args.batch_size / 1e9, 1),
+            }
+            log(
+                f"{name}: {flops / 1e9:.1f} GFLOPs per step of {args.batch_size} clips ({flops / args.batch_size / 1e9:.1f} per clip)"
+            )
             continue
         results["stages"][name] = measure_stage(stage, variants, steps, warmup, peak, log)
         del stage
@@ -277,14 +328,21 @@ def main() -> int:
             torch.cuda.empty_cache()
     if args.data:
         workers = [int(w) for w in args.workers.split(",") if w] or [os.cpu_count() or 1]
-        results["loader"] = measure_loader(args.data, preset, args.batch_size, workers, args.loader_batches, device, log)
-        demand = max((v.get("clips_per_s", 0) for v in results["stages"].get("student", {}).get("variants", {}).values()), default=0)
+        results["loader"] = measure_loader(
+            args.data, preset, args.batch_size, workers, args.loader_batches, device, log
+        )
+        demand = max(
+            (v.get("clips_per_s", 0) for v in results["stages"].get("student", {}).get("variants", {}).values()),
+            default=0,
+        )
         if demand:
             best_worker = max(v["per_worker"] for v in results["loader"]["workers"].values())
             results["loader"]["student_demand_clips_per_s"] = demand
             results["loader"]["workers_needed"] = round(demand / best_worker, 1)
-            log(f"the student step consumes {demand:.1f} clips/s: about {demand / best_worker:.1f} loader workers at "
-                f"{best_worker:.2f} clips/s each")
+            log(
+                f"the student step consumes {demand:.1f} clips/s: about {demand / best_worker:.1f} loader workers at "
+                f"{best_worker:.2f} clips/s each"
+            )
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

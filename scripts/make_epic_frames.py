@@ -104,18 +104,47 @@ def write_annotations(out: Path, videos: list[str], frames: int, rng: np.random.
         while start + 50 < frames:
             stop = min(frames - 1, start + int(rng.integers(50, 200)))
             verb, noun = int(rng.integers(97)), int(rng.integers(300))
-            rows.append([
-                f"{video}_{len(rows)}", video.split("_")[0], video, _timestamp(start / FPS), _timestamp(start / FPS),
-                _timestamp(stop / FPS), start, stop, f"verb{verb} noun{noun}", f"verb{verb}", verb, f"noun{noun}", noun,
-                f"['noun{noun}']", f"[{noun}]",
-            ])
+            rows.append(
+                [
+                    f"{video}_{len(rows)}",
+                    video.split("_")[0],
+                    video,
+                    _timestamp(start / FPS),
+                    _timestamp(start / FPS),
+                    _timestamp(stop / FPS),
+                    start,
+                    stop,
+                    f"verb{verb} noun{noun}",
+                    f"verb{verb}",
+                    verb,
+                    f"noun{noun}",
+                    noun,
+                    f"['noun{noun}']",
+                    f"[{noun}]",
+                ]
+            )
             start += 75
     with (folder / "EPIC_100_train.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([
-            "narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp", "stop_timestamp",
-            "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun", "noun_class", "all_nouns", "all_noun_classes",
-        ])
+        writer.writerow(
+            [
+                "narration_id",
+                "participant_id",
+                "video_id",
+                "narration_timestamp",
+                "start_timestamp",
+                "stop_timestamp",
+                "start_frame",
+                "stop_frame",
+                "narration",
+                "verb",
+                "verb_class",
+                "noun",
+                "noun_class",
+                "all_nouns",
+                "all_noun_classes",
+            ]
+        )
         writer.writerows(rows)
     return len(rows)
 
@@ -132,10 +161,14 @@ def main() -> None:
     for video in videos:
         make_video(out, video, args.frames, rng)
     segments = write_annotations(out, videos, args.frames, rng)
-    sizes = {kind: [p.stat().st_size for p in out.glob(f"P01/{pattern}")] for kind, pattern in
-             (("rgb", "rgb_frames/*/*.jpg"), ("flow", "flow_frames/*/*/*.jpg"))}
-    print(f"{len(videos)} videos x {args.frames} frames ({WIDTH}x{HEIGHT}), {segments} segments -> {out}; mean JPEG size: "
-          + ", ".join(f"{k} {np.mean(v) / 1024:.1f} KiB" for k, v in sizes.items()))
+    sizes = {
+        kind: [p.stat().st_size for p in out.glob(f"P01/{pattern}")]
+        for kind, pattern in (("rgb", "rgb_frames/*/*.jpg"), ("flow", "flow_frames/*/*/*.jpg"))
+    }
+    print(
+        f"{len(videos)} videos x {args.frames} frames ({WIDTH}x{HEIGHT}), {segments} segments -> {out}; mean JPEG size: "
+        + ", ".join(f"{k} {np.mean(v) / 1024:.1f} KiB" for k, v in sizes.items())
+    )
 
 
 if __name__ == "__main__":

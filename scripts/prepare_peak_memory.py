@@ -44,7 +44,9 @@ def write_video(path: Path, seconds: float, fps: int = 25, size=(320, 240)) -> N
         sound.layout = "mono"
         for i in range(int(seconds * fps)):
             x, y = (i * 3) % size[0], (i * 2) % size[1]  # a moving texture: real flow, real decoding work
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(base[y : y + size[1], x : x + size[0]]), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(base[y : y + size[1], x : x + size[0]]), format="rgb24"
+            )
             for packet in video.encode(frame):
                 container.mux(packet)
         for packet in video.encode():
@@ -71,13 +73,25 @@ def main() -> None:
             video = Path(tmp) / f"P01_1{int(minutes * 10):02d}.mp4"
             write_video(video, minutes * 60)
             out = Path(tmp) / f"out{minutes}"
-            run = subprocess.run([sys.executable, "-c", CHILD, str(video), str(out), str(args.fps), str(args.short_side)],
-                                 capture_output=True, text=True, check=True)
+            run = subprocess.run(
+                [sys.executable, "-c", CHILD, str(video), str(out), str(args.fps), str(args.short_side)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             results[f"{minutes:g} min"] = json.loads(run.stdout.strip().splitlines()[-1])
             print(f"{minutes:g} min: {results[f'{minutes:g} min']}", file=sys.stderr, flush=True)
     peaks = [r["peak_rss_mb"] for r in results.values()]
-    print(json.dumps({"results": results, "ratio_longest_to_shortest": round(peaks[-1] / peaks[0], 3),
-                      "max_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}, indent=1))
+    print(
+        json.dumps(
+            {
+                "results": results,
+                "ratio_longest_to_shortest": round(peaks[-1] / peaks[0], 3),
+                "max_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

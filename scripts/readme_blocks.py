@@ -30,7 +30,7 @@ def karmma_commands(code: str) -> list[list[str]]:
         for piece in re.split(r";|&&|\|\||\bdo\b|\bdone\b", line):
             words = shlex.split(piece, comments=True)
             if "karmma.cli" in words:
-                words = words[words.index("karmma.cli"):]
+                words = words[words.index("karmma.cli") :]
             if words and words[0] in ("karmma", "karmma.cli"):
                 commands.append(words[1:])
     return commands

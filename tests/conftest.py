@@ -10,7 +10,6 @@ from karmma.configuration import load_config
 from karmma.presets import tiny_preset
 from karmma.train_config import TrainConfig
 
-
 # The real annotation files live in shared/ beside the checkout (as in CI);
 # KARMMA_SHARED_DATA points elsewhere.
 SHARED = Path(os.environ.get("KARMMA_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -39,7 +38,9 @@ def synthesize_and_prepare(tmp_path_factory, name: str, seed: int, videos_per_pa
     from karmma.data.synth import SynthSize, synthesize
 
     raw = tmp_path_factory.mktemp(f"{name}_raw")
-    size = SynthSize(participants=2, validation_participants=1, videos_per_participant=videos_per_participant, actions_per_video=3)
+    size = SynthSize(
+        participants=2, validation_participants=1, videos_per_participant=videos_per_participant, actions_per_video=3
+    )
     synthesize(raw, seed=seed, size=size, workers=2, progress=False)
     prepared = tmp_path_factory.mktemp(f"{name}_prepared")
     summary = prepare(raw, prepared, PrepareSettings(flow="dis", short_side=64), workers=2, progress=False)
@@ -75,8 +76,15 @@ def tiny_config(stage: str, root: Path, runs: Path, *overrides: str) -> TrainCon
     return load_config(
         TrainConfig,
         CONFIGS / f"{stage}.yaml",
-        [f"data.root={root}", f"trainer.runs={runs}", "optim.epochs=2", "optim.batch_size=4",
-         "trainer.workers=0", "trainer.progress=false", *overrides],
+        [
+            f"data.root={root}",
+            f"trainer.runs={runs}",
+            "optim.epochs=2",
+            "optim.batch_size=4",
+            "trainer.workers=0",
+            "trainer.progress=false",
+            *overrides,
+        ],
     )
 
 
@@ -93,7 +101,9 @@ def trained_runs(synth_prepared, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     results = {}
     for key in ("V", "F", "A"):
-        results[f"unimodal_{key}"] = train(tiny_config("unimodal", synth_prepared, runs, f"unimodal_modality={key}", f"trainer.name=unimodal_{key}"))
+        results[f"unimodal_{key}"] = train(
+            tiny_config("unimodal", synth_prepared, runs, f"unimodal_modality={key}", f"trainer.name=unimodal_{key}")
+        )
     extractors = [f"extractors.{k}={results[f'unimodal_{k}']['best']}" for k in ("V", "F", "A")]
     results["teacher"] = train(tiny_config("teacher", synth_prepared, runs, *extractors))
     results["student"] = train(tiny_config("student", synth_prepared, runs, f"teacher={results['teacher']['best']}"))
@@ -119,7 +129,9 @@ def write_vfr_video(path: Path, gaps_ms: list[int], size=(64, 48)) -> list[int]:
         stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
         stream.options = {"qp": "0"}  # lossless: the brightness must survive
         for i, t in enumerate(times):
-            frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), LEVELS_PER_FRAME * i, np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.full((size[1], size[0], 3), LEVELS_PER_FRAME * i, np.uint8), format="rgb24"
+            )
             frame.pts, frame.time_base = int(t), Fraction(1, 1000)
             for packet in stream.encode(frame):
                 container.mux(packet)
@@ -128,8 +140,14 @@ def write_vfr_video(path: Path, gaps_ms: list[int], size=(64, 48)) -> list[int]:
     return [int(t) for t in times]
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int = 25, audio_seconds: float | None = None, rotation: int = 0,
-                faststart: bool = True) -> Path:
+def write_video(
+    path: Path,
+    frames: np.ndarray,
+    fps: int = 25,
+    audio_seconds: float | None = None,
+    rotation: int = 0,
+    faststart: bool = True,
+) -> Path:
     """An MP4 of ``frames [N, H, W, 3]`` (+ a 24 kHz AAC tone of ``audio_seconds``), with a display rotation."""
     import av
 
@@ -172,7 +190,6 @@ def cut_at_packet(path: Path, out: Path, fraction: float = 0.5) -> Path:
     return out
 
 
-
 @pytest.fixture(scope="session")
 def media():
     """The test-media makers above: ``media.write_vfr_video``, ``media.write_video``, ``media.cut_at_packet``,
@@ -180,5 +197,10 @@ def media():
     from types import SimpleNamespace
 
     noise = lambda n, h=48, w=64, seed=0: np.random.default_rng(seed).integers(0, 255, (n, h, w, 3), dtype=np.uint8)  # noqa: E731
-    return SimpleNamespace(write_vfr_video=write_vfr_video, write_video=write_video, cut_at_packet=cut_at_packet,
-                           noise=noise, shown_ms=lambda image, times: times[int(round(image.mean() / LEVELS_PER_FRAME))])
+    return SimpleNamespace(
+        write_vfr_video=write_vfr_video,
+        write_video=write_video,
+        cut_at_packet=cut_at_packet,
+        noise=noise,
+        shown_ms=lambda image, times: times[int(round(image.mean() / LEVELS_PER_FRAME))],
+    )

@@ -37,8 +37,13 @@ EPIC_VIDEOS = {  # video id -> (source CSV, split written): 2018 and 2020 record
 }
 WAV_VIDEOS = ("P01_01", "P01_11")  # the others' audio is in audio.hdf5
 SEGMENTS_PER_VIDEO = 5
-EPIC_COPIED = ("EPIC_100_verb_classes.csv", "EPIC_100_noun_classes.csv", "EPIC_100_tail_verbs.csv",
-               "EPIC_100_tail_nouns.csv", "EPIC_100_unseen_participant_ids_validation.csv")
+EPIC_COPIED = (
+    "EPIC_100_verb_classes.csv",
+    "EPIC_100_noun_classes.csv",
+    "EPIC_100_tail_verbs.csv",
+    "EPIC_100_tail_nouns.csv",
+    "EPIC_100_unseen_participant_ids_validation.csv",
+)
 FRAME_SIZE = (80, 45)  # 16:9 like the official 456 x 256 frames, smaller to stay fast
 SSV2_BOX_PARTS = tuple(f"bounding_box_smthsmth_part{i}.json" for i in range(1, 5))
 
@@ -74,21 +79,30 @@ def write_epic_release(root: Path, shared: Path, seed: int = 0) -> dict[str, lis
         fps = real_fps[video_id]
         for k, row in enumerate(chosen):  # the real row, moved to second 0.1 + 0.5 k of a short recording
             start, stop = 0.1 + 0.5 * k, 0.5 + 0.5 * k
-            row.update(narration_timestamp=_timestamp(start), start_timestamp=_timestamp(start),
-                       stop_timestamp=_timestamp(stop), start_frame=int(start * fps) + 1, stop_frame=int(stop * fps) + 1)
+            row.update(
+                narration_timestamp=_timestamp(start),
+                start_timestamp=_timestamp(start),
+                stop_timestamp=_timestamp(stop),
+                start_frame=int(start * fps) + 1,
+                stop_frame=int(stop * fps) + 1,
+            )
             rows[split].append(row)
         duration = 0.7 + 0.5 * (len(chosen) - 1)
         frames = int(duration * fps)
         participant = video_id.split("_")[0]
         width, height = FRAME_SIZE
         for n in range(1, frames + 1):
-            _jpeg(root / participant / "rgb_frames" / video_id / f"frame_{n:010d}.jpg",
-                  rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+            _jpeg(
+                root / participant / "rgb_frames" / video_id / f"frame_{n:010d}.jpg",
+                rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+            )
         stride = 2 if len(video_id.split("_")[1]) == 2 else 1  # 2018 videos: flow at half the RGB rate
         for n in range(1, (frames - 1) // stride + 1):
             for axis in ("u", "v"):
-                _jpeg(root / participant / "flow_frames" / video_id / axis / f"frame_{n:010d}.jpg",
-                      rng.integers(100, 156, (height, width), dtype=np.uint8))
+                _jpeg(
+                    root / participant / "flow_frames" / video_id / axis / f"frame_{n:010d}.jpg",
+                    rng.integers(100, 156, (height, width), dtype=np.uint8),
+                )
         audio = (0.1 * rng.standard_normal(int(duration * 24000))).astype(np.float32)
         if video_id in WAV_VIDEOS:
             _write_wav(root / participant / "audio" / f"{video_id}.wav", audio)
@@ -157,16 +171,36 @@ def write_ssv2_release(raw: Path, shared: Path, train: int = 10, validation: int
         annotation = []
         for number in range(1, len(frames) + 1):
             x, y = rng.uniform(0, width / 2), rng.uniform(0, height / 2)
-            labels = [{"box2d": {"x1": x, "y1": y, "x2": x + 20, "y2": y + 15}, "gt_annotation": "object 0",
-                       "category": entry["placeholders"][0] if entry["placeholders"] else "thing", "standard_category": "0000"},
-                      {"box2d": {"x1": 0, "y1": 30, "x2": 25, "y2": 60}, "gt_annotation": "object hand",
-                       "category": "hand", "standard_category": "hand"}]
-            annotation.append({"name": f"{entry['id']}/{number:04d}.jpg", "labels": labels,
-                               "gt_placeholders": entry["placeholders"], "nr_instances": len(labels)})
+            labels = [
+                {
+                    "box2d": {"x1": x, "y1": y, "x2": x + 20, "y2": y + 15},
+                    "gt_annotation": "object 0",
+                    "category": entry["placeholders"][0] if entry["placeholders"] else "thing",
+                    "standard_category": "0000",
+                },
+                {
+                    "box2d": {"x1": 0, "y1": 30, "x2": 25, "y2": 60},
+                    "gt_annotation": "object hand",
+                    "category": "hand",
+                    "standard_category": "hand",
+                },
+            ]
+            annotation.append(
+                {
+                    "name": f"{entry['id']}/{number:04d}.jpg",
+                    "labels": labels,
+                    "gt_placeholders": entry["placeholders"],
+                    "nr_instances": len(labels),
+                }
+            )
         parts[i % len(parts)][entry["id"]] = annotation
     for name, part in zip(SSV2_BOX_PARTS, parts):
         (annotations / name).write_text(json.dumps(part))
-    return {"train": [e["id"] for e in splits["train"]], "validation": [e["id"] for e in splits["validation"]], "boxed": boxed}
+    return {
+        "train": [e["id"] for e in splits["train"]],
+        "validation": [e["id"] for e in splits["validation"]],
+        "boxed": boxed,
+    }
 
 
 def write_torchvision_cache(torch_home: Path) -> dict[str, Path]:
@@ -176,8 +210,10 @@ def write_torchvision_cache(torch_home: Path) -> dict[str, Path]:
     from torchvision.models.video import Swin3D_T_Weights, swin3d_t
 
     written = {}
-    for name, weights, build in (("swin3d_t", Swin3D_T_Weights.KINETICS400_V1, swin3d_t),
-                                 ("resnet18", ResNet18_Weights.IMAGENET1K_V1, resnet18)):
+    for name, weights, build in (
+        ("swin3d_t", Swin3D_T_Weights.KINETICS400_V1, swin3d_t),
+        ("resnet18", ResNet18_Weights.IMAGENET1K_V1, resnet18),
+    ):
         path = torch_home / "hub" / "checkpoints" / Path(weights.url).name
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(build().state_dict(), path)

@@ -20,7 +20,9 @@ def test_a_run_its_checkpoint_and_its_export_load_the_same_student(trained_runs,
     from_run, info = load_model(results["student"]["run"], stages=STUDENT_STAGES)
     from_checkpoint, _ = load_model(results["student"]["best"])
     original = read_checkpoint(results["student"]["best"])["state_dict"]
-    assert torch.equal(from_run.state_dict()["head.classifiers.verb.weight"], original["model.head.classifiers.verb.weight"])
+    assert torch.equal(
+        from_run.state_dict()["head.classifiers.verb.weight"], original["model.head.classifiers.verb.weight"]
+    )
     path = save_student(from_run, info, tmp_path / "student.safetensors")
     from_export, exported = load_model(path)
     for name, value in from_checkpoint.state_dict().items():
@@ -37,7 +39,9 @@ def test_a_run_its_checkpoint_and_its_export_load_the_same_student(trained_runs,
 
 def test_the_stage_whitelist_and_unreadable_files_give_one_line_errors(trained_runs, tmp_path):
     _, results = trained_runs
-    with pytest.raises(CheckpointError, match=r"teacher/checkpoints/best.ckpt: not a karmma student \(a 'teacher' model"):
+    with pytest.raises(
+        CheckpointError, match=r"teacher/checkpoints/best.ckpt: not a karmma student \(a 'teacher' model"
+    ):
         load_model(results["teacher"]["best"], stages=STUDENT_STAGES)
     teacher, info = load_model(results["teacher"]["run"])  # every stage loads where none is asked for
     assert info.config["stage"] == "teacher" and teacher.modalities == ["V", "F", "A"]
@@ -59,7 +63,11 @@ def test_exports_with_only_config_and_heads_still_load(tmp_path):
     model = build_stage_model(TrainConfig(stage="student", preset="tiny", modalities=["V", "A"]), heads)
     path = tmp_path / "old.safetensors"
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"karmma": "student", "config": json.dumps(config), "heads": json.dumps(heads)})
+    save_file(
+        state, str(path), metadata={"karmma": "student", "config": json.dumps(config), "heads": json.dumps(heads)}
+    )
     loaded, info = load_model(path)
     assert info.heads == heads and info.modalities == ["V", "A"] and info.classes is None
-    assert torch.equal(loaded.state_dict()["head.classifiers.noun.weight"], model.state_dict()["head.classifiers.noun.weight"])
+    assert torch.equal(
+        loaded.state_dict()["head.classifiers.noun.weight"], model.state_dict()["head.classifiers.noun.weight"]
+    )

@@ -90,7 +90,9 @@ def test_step_benchmark_splits_data_wait_and_compute(synth_prepared, make_config
         entry = result[name]
         assert entry["steps"] == -(-result["clips"] // 4)  # every batch of the epoch, batch size 4
         total = entry["data_wait_s"] + entry["compute_s"]
-        assert entry["compute_s"] > 0 and entry["data_wait_share"] == pytest.approx(entry["data_wait_s"] / total, abs=0.005)
+        assert entry["compute_s"] > 0 and entry["data_wait_share"] == pytest.approx(
+            entry["data_wait_s"] / total, abs=0.005
+        )
         # wait and compute are rounded to 1 ms each: their sum is within 1 ms of the unrounded one
         assert entry["step_ms"] == pytest.approx(1000 * total / entry["steps"], abs=1.0 / entry["steps"] + 0.05)
     # the point of decode_once: the loader no longer decodes media, so the steps wait less for data

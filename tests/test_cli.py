@@ -11,7 +11,22 @@ from karmma.cli import build_parser, main
 @pytest.mark.e2e
 def test_benchmark_tiny_writes_json_and_plot(tmp_path):
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
-    code = main(["benchmark", "model", "--preset", "tiny", "--json", str(out), "--plot", str(plot), "--repeats", "1", "--warmup", "0"])
+    code = main(
+        [
+            "benchmark",
+            "model",
+            "--preset",
+            "tiny",
+            "--json",
+            str(out),
+            "--plot",
+            str(plot),
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+        ]
+    )
     assert code == 0
     results = json.loads(out.read_text())
     assert results["preset"] == "tiny"
@@ -58,7 +73,7 @@ def test_every_command_help_has_an_example_and_every_option_a_description():
 def test_help_examples_parse(capsys):
     """Every example line in every --help is a command the real parser accepts."""
     parser = build_parser()
-    for command, sub in _subcommands(parser):
+    for _, sub in _subcommands(parser):
         example = sub.epilog.split("example:\n", 1)[1].replace("\\\n", " ")
         for line in example.strip().splitlines():
             words = shlex.split(line, comments=True)
@@ -69,8 +84,11 @@ def test_help_examples_parse(capsys):
 def test_every_command_has_a_function_and_every_function_a_command():
     from karmma.cli import COMMANDS
 
-    leaves = {command.removeprefix("karmma ") for command, parser in _subcommands(build_parser())
-              if not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)}
+    leaves = {
+        command.removeprefix("karmma ")
+        for command, parser in _subcommands(build_parser())
+        if not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
+    }
     assert leaves == set(COMMANDS)
 
 
@@ -80,7 +98,11 @@ def test_benchmark_is_one_command_with_four_measurements():
     top = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert not [name for name in top.choices if name.startswith("benchmark-")]  # the old names are gone
     assert set(dict(_subcommands(top.choices["benchmark"], "benchmark"))) == {
-        "benchmark model", "benchmark data", "benchmark training", "benchmark deploy"}
+        "benchmark model",
+        "benchmark data",
+        "benchmark training",
+        "benchmark deploy",
+    }
     assert set(dict(_subcommands(top.choices["data"], "data"))) == {"data inspect"}
 
 
@@ -91,7 +113,10 @@ def test_parsing_mirrors_the_library_names():
     from karmma.training.bench import TRAINING_BENCHMARKS
 
     assert cli.PRESET_NAMES == PRESET_NAMES and cli.TRAINING_BENCHMARKS == TRAINING_BENCHMARKS
-    assert set(cli.MODEL_LATENCY_RUNS) == set(PRESET_NAMES) and set(cli.DEPLOY_LATENCY_RUNS) == {*PRESET_NAMES, "export"}
+    assert set(cli.MODEL_LATENCY_RUNS) == set(PRESET_NAMES) and set(cli.DEPLOY_LATENCY_RUNS) == {
+        *PRESET_NAMES,
+        "export",
+    }
 
 
 def test_top_level_help_is_plain_text(capsys):
@@ -103,7 +128,6 @@ def test_top_level_help_is_plain_text(capsys):
 
 
 # ---- one error path: expected failures are one line and exit code 2 ------------------------
-
 
 
 def one_line_error(capsys, code: int, *fragments: str) -> str:
@@ -119,16 +143,22 @@ def one_line_error(capsys, code: int, *fragments: str) -> str:
     return line
 
 
-@pytest.mark.parametrize("argv, named", [
-    (["predict", "m.onnx", "v.mp4", "--top-k", "-3"], "--top-k: must be >= 1, got -3"),
-    (["evaluate", "run", "--out", "r.json", "--seeds", "0"], "--seeds: must be >= 1, got 0"),
-    (["evaluate", "run", "--out", "r.json", "--p", "0,1.5"], "--p: must be >= 0 and <= 1, got 1.5"),
-    (["evaluate", "run", "--out", "r.json", "--crops", "2"], "--crops: invalid choice: 2"),
-    (["prepare", "a", "b", "--fps", "nan"], "--fps: expected a finite number"),
-    (["prepare", "a", "b", "--workers", "0"], "--workers: must be >= 1, got 0"),
-    (["predict", "m.onnx", "v.mp4", "--stream", "--drop-sensors", "1"], "--drop-sensors: must be >= 0 and < 1, got 1"),
-    (["dropout-study", "c.yaml", "--out", "o", "--rates", "0,x"], "--rates: expected a number, got 'x'"),
-])
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["predict", "m.onnx", "v.mp4", "--top-k", "-3"], "--top-k: must be >= 1, got -3"),
+        (["evaluate", "run", "--out", "r.json", "--seeds", "0"], "--seeds: must be >= 1, got 0"),
+        (["evaluate", "run", "--out", "r.json", "--p", "0,1.5"], "--p: must be >= 0 and <= 1, got 1.5"),
+        (["evaluate", "run", "--out", "r.json", "--crops", "2"], "--crops: invalid choice: 2"),
+        (["prepare", "a", "b", "--fps", "nan"], "--fps: expected a finite number"),
+        (["prepare", "a", "b", "--workers", "0"], "--workers: must be >= 1, got 0"),
+        (
+            ["predict", "m.onnx", "v.mp4", "--stream", "--drop-sensors", "1"],
+            "--drop-sensors: must be >= 0 and < 1, got 1",
+        ),
+        (["dropout-study", "c.yaml", "--out", "o", "--rates", "0,x"], "--rates: expected a number, got 'x'"),
+    ],
+)
 def test_argument_ranges_are_checked_at_parse_time(argv, named, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -143,15 +173,18 @@ def test_yaml_syntax_error_is_one_line(tmp_path, capsys):
     one_line_error(capsys, main(["train", str(config)]), f"{config}: invalid YAML at line", "column")
 
 
-@pytest.mark.parametrize("override, named", [
-    ("optim.epochs=-1", "optim.epochs must be >= 1, got -1"),
-    ("trainer.val_every=0", "trainer.val_every must be >= 1, got 0"),
-    ("trainer.devices=0", "trainer.devices must be >= 1, got 0"),
-    ("pretrained.Z=/weights.pth", "pretrained.Z: not a modality key"),
-    ("loss.modality_dropout=1.5", "loss.modality_dropout must be >= 0 and < 1, got 1.5"),
-    ("clip.num_crops=2", "clip.num_crops must be 1 or 3"),
-    ("optim.lr=[1", "override 'optim.lr=[1': the value is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ("optim.epochs=-1", "optim.epochs must be >= 1, got -1"),
+        ("trainer.val_every=0", "trainer.val_every must be >= 1, got 0"),
+        ("trainer.devices=0", "trainer.devices must be >= 1, got 0"),
+        ("pretrained.Z=/weights.pth", "pretrained.Z: not a modality key"),
+        ("loss.modality_dropout=1.5", "loss.modality_dropout must be >= 0 and < 1, got 1.5"),
+        ("clip.num_crops=2", "clip.num_crops must be 1 or 3"),
+        ("optim.lr=[1", "override 'optim.lr=[1': the value is not valid YAML"),
+    ],
+)
 def test_config_ranges_are_one_line_errors(override, named, tmp_path, capsys):
     code = main(["train", "src/karmma/configs/synthkitchen/student.yaml", f"data.root={tmp_path}", override])
     one_line_error(capsys, code, named)
@@ -159,8 +192,15 @@ def test_config_ranges_are_one_line_errors(override, named, tmp_path, capsys):
 
 def test_training_without_clips_is_an_error(tmp_path, capsys):
     missing = tmp_path / "nowhere"
-    code = main(["train", "src/karmma/configs/synthkitchen/baseline.yaml", f"data.root={missing}",
-                 f"data.annotations={tmp_path}", f"trainer.runs={tmp_path / 'runs'}"])
+    code = main(
+        [
+            "train",
+            "src/karmma/configs/synthkitchen/baseline.yaml",
+            f"data.root={missing}",
+            f"data.annotations={tmp_path}",
+            f"trainer.runs={tmp_path / 'runs'}",
+        ]
+    )
     one_line_error(capsys, code)
 
 
@@ -168,9 +208,17 @@ def test_training_on_a_root_without_media_names_data_root(synth_prepared, tmp_pa
     """Annotations are there, the media are not: 0 clips is an error, not an empty run that exits 0."""
     empty = tmp_path / "empty"
     empty.mkdir()
-    code = main(["train", "src/karmma/configs/synthkitchen/baseline.yaml", f"data.root={empty}",
-                 f"data.annotations={synth_prepared / 'annotations'}", f"trainer.runs={tmp_path / 'runs'}",
-                 "trainer.progress=false", "trainer.workers=0"])
+    code = main(
+        [
+            "train",
+            "src/karmma/configs/synthkitchen/baseline.yaml",
+            f"data.root={empty}",
+            f"data.annotations={synth_prepared / 'annotations'}",
+            f"trainer.runs={tmp_path / 'runs'}",
+            "trainer.progress=false",
+            "trainer.workers=0",
+        ]
+    )
     one_line_error(capsys, code, "no train clips", str(empty), "data.root")
 
 

@@ -6,8 +6,8 @@ import torch
 from karmma.configs import CONFIGS, config_path
 from karmma.configuration import load_config
 from karmma.data.config import dataset_heads
-from karmma.train_config import TrainConfig
 from karmma.stages import build_stage_model
+from karmma.train_config import TrainConfig
 
 SHIPPED = sorted(CONFIGS.glob("*/*.yaml"))
 
@@ -48,10 +48,17 @@ def test_token_pooling_reaches_every_swin_extractor_and_is_checked():
     from karmma.train_config import TrainConfig
 
     preset = get_preset("tiny", spatial_pool="max")
-    pools = {spec.extractor.spatial_pool for specs in (preset.teacher, preset.student)
-             for spec in specs.values() if isinstance(spec.extractor, VideoSwinConfig)}
+    pools = {
+        spec.extractor.spatial_pool
+        for specs in (preset.teacher, preset.student)
+        for spec in specs.values()
+        if isinstance(spec.extractor, VideoSwinConfig)
+    }
     assert pools == {"max"}
-    assert {s.extractor.spatial_pool for s in get_preset("paper").student.values()
-            if isinstance(s.extractor, VideoSwinConfig)} == {"mean"}  # the paper preset keeps the mean
+    assert {
+        s.extractor.spatial_pool
+        for s in get_preset("paper").student.values()
+        if isinstance(s.extractor, VideoSwinConfig)
+    } == {"mean"}  # the paper preset keeps the mean
     with pytest.raises(ValueError, match="token_pooling must be one of mean, max"):
         TrainConfig(token_pooling="median")

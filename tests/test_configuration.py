@@ -7,7 +7,9 @@ from karmma.train_config import TrainConfig
 def test_yaml_and_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("stage: teacher\noptim: {lr: 0.01, epochs: 3}\ndata: {format: epic, root: /data}\n")
-    config = load_config(TrainConfig, path, ["optim.lr=3e-4", "modalities=[V, F]", "trainer.name=x", "extractors.V=a.ckpt"])
+    config = load_config(
+        TrainConfig, path, ["optim.lr=3e-4", "modalities=[V, F]", "trainer.name=x", "extractors.V=a.ckpt"]
+    )
     assert config.stage == "teacher" and config.optim.lr == 3e-4 and config.optim.epochs == 3
     assert config.modalities == ["V", "F"] and config.extractors == {"V": "a.ckpt"} and config.data.root == "/data"
     save_config(config, tmp_path / "resolved.yaml")

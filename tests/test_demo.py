@@ -18,7 +18,15 @@ def quick_demo(tmp_path_factory):
 
 
 def test_quick_demo_writes_every_artefact(quick_demo):
-    for name in ("results.json", "benchmark.json", "report.md", "student.safetensors", "sweep.png", "resources.png", "training.png"):
+    for name in (
+        "results.json",
+        "benchmark.json",
+        "report.md",
+        "student.safetensors",
+        "sweep.png",
+        "resources.png",
+        "training.png",
+    ):
         assert (quick_demo / name).is_file(), name
     assert list((quick_demo / "recordings" / "main").glob("P*/videos/*.MP4"))
     from karmma.artifacts import load_model
@@ -79,11 +87,15 @@ def test_readme_after_the_demo_block_runs(quick_demo, tmp_path):
     sys.path.insert(0, str(root / "scripts"))
     from readme_blocks import code_blocks
 
-    block = next(code for language, code in code_blocks((root / "README.md").read_text()) if "karmma export karmma-demo/" in code)
+    block = next(
+        code for language, code in code_blocks((root / "README.md").read_text()) if "karmma export karmma-demo/" in code
+    )
     # the quick demo has 6 participants: its validation recording P05_01 stands in for the default demo's P12_01
     script = block.replace("karmma-demo/", f"{quick_demo}/").replace("P12", "P05")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        ["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "student-onnx" / "fusion.onnx").is_file() and (tmp_path / "student.safetensors").is_file()
     assert "# KARMMA report" in done.stdout and "verb" in done.stdout
@@ -106,11 +118,14 @@ def test_tuning_trains_one_run_per_value_on_validation_and_leaves_the_test_resul
     assert "Knobs tuned on validation" in (quick_demo / "report.md").read_text()
 
 
-@pytest.mark.parametrize("text,message", [
-    ("loss.distill_weight=0.3", "at least two distinct values"),
-    ("teacher:loss.distill_weight=0,1", "the stage must be one of"),
-    ("loss.no_such_knob=0,1", "unknown key"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("loss.distill_weight=0.3", "at least two distinct values"),
+        ("teacher:loss.distill_weight=0,1", "the stage must be one of"),
+        ("loss.no_such_knob=0,1", "unknown key"),
+    ],
+)
 def test_bad_tuning_knob_is_a_clear_error(text, message):
     from karmma.demo import parse_knob
 

@@ -34,7 +34,12 @@ def test_a_write_failing_midway_keeps_the_previous_version(tmp_path, monkeypatch
             raise OSError(errno.ENOSPC, "No space left on device")
 
     real_open = open
-    monkeypatch.setattr("builtins.open", lambda file, mode="r", *a, **k: FullDisk(real_open(file, mode, *a, **k)) if "w" in mode else real_open(file, mode, *a, **k))
+    monkeypatch.setattr(
+        "builtins.open",
+        lambda file, mode="r", *a, **k: (
+            FullDisk(real_open(file, mode, *a, **k)) if "w" in mode else real_open(file, mode, *a, **k)
+        ),
+    )
     with pytest.raises(OSError, match="No space left"):
         atomic_write_text(path, '{"new": "a longer text than before"}')
     monkeypatch.undo()

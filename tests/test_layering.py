@@ -28,7 +28,9 @@ def test_deploy_and_evaluation_never_import_the_training_package():
         files = sorted((PACKAGE / folder).glob("*.py"))
         assert files, folder
         for path in files:
-            bad = sorted(m for m in _imported_modules(path) if m == "karmma.training" or m.startswith("karmma.training."))
+            bad = sorted(
+                m for m in _imported_modules(path) if m == "karmma.training" or m.startswith("karmma.training.")
+            )
             offenders += [f"{path.relative_to(PACKAGE.parent)} imports {m}" for m in bad]
     assert not offenders, offenders
 

@@ -17,7 +17,6 @@ import pytest
 from karmma.cli import main
 from karmma.configs import config_path
 from karmma.modalities import all_subsets, subset_name
-
 from official_formats import (
     EPIC_VIDEOS,
     write_epic_release,
@@ -32,8 +31,13 @@ pytestmark = pytest.mark.e2e  # every stage of every real-data config
 FRAMES = 4
 GEOMETRY = [f"clip.frames={FRAMES}", "clip.size=32", "clip.audio_frames=64"]
 MODELS = ["teacher", "student", "baseline", "baseline_masked", "baseline_delta"]
-STRATEGIES = {"teacher": "learned", "student": "learned", "baseline": "zeros", "baseline_masked": "mask",
-              "baseline_delta": "learned"}
+STRATEGIES = {
+    "teacher": "learned",
+    "student": "learned",
+    "baseline": "zeros",
+    "baseline_masked": "mask",
+    "baseline_delta": "learned",
+}
 
 
 def karmma(*argv) -> None:
@@ -73,11 +77,22 @@ def ssv2(tmp_path_factory, shared_data):
 def test_every_stage_on_the_official_layout(dataset, request, tmp_path):
     root, ids = request.getfixturevalue("ssv2" if dataset == "ssv2" else "epic")
     runs, cache, results = tmp_path / "runs", tmp_path / "cache", tmp_path / "results"
-    common = [f"data.root={root}", f"trainer.runs={runs}", *GEOMETRY, "optim.epochs=1", "optim.batch_size=4",
-              "trainer.workers=0", "trainer.progress=false", "trainer.precision=32-true",
-              "clip.num_clips=1", "clip.num_crops=1"]  # one view: the multi-view protocol has its own tests
+    common = [
+        f"data.root={root}",
+        f"trainer.runs={runs}",
+        *GEOMETRY,
+        "optim.epochs=1",
+        "optim.batch_size=4",
+        "trainer.workers=0",
+        "trainer.progress=false",
+        "trainer.precision=32-true",
+        "clip.num_clips=1",
+        "clip.num_crops=1",
+    ]  # one view: the multi-view protocol has its own tests
     modalities = ("V", "F", "D") if dataset == "ssv2" else ("V", "F", "A")
-    teacher_weights = [f"pretrained.{k}={p}" for k, p in write_teacher_weights(tmp_path / "weights", modalities, FRAMES).items()]
+    teacher_weights = [
+        f"pretrained.{k}={p}" for k, p in write_teacher_weights(tmp_path / "weights", modalities, FRAMES).items()
+    ]
     config = {stage: config_path(dataset, stage) for stage in MODELS}
     try:
         karmma("extract", config["teacher"], *common, f"cache.path={cache}", *teacher_weights, "--batch-size", 4)
@@ -88,8 +103,20 @@ def test_every_stage_on_the_official_layout(dataset, request, tmp_path):
         for stage in ("baseline", "baseline_masked", "baseline_delta"):
             karmma("train", config[stage], *common)
 
-        karmma("evaluate", *(runs / f"{dataset}_{m}" for m in MODELS), "--names", ",".join(MODELS),
-               "--out", results / "results.json", "--workers", 0, "--device", "cpu", "--seeds", 2)
+        karmma(
+            "evaluate",
+            *(runs / f"{dataset}_{m}" for m in MODELS),
+            "--names",
+            ",".join(MODELS),
+            "--out",
+            results / "results.json",
+            "--workers",
+            0,
+            "--device",
+            "cpu",
+            "--seeds",
+            2,
+        )
         evaluated = json.loads((results / "results.json").read_text())["models"]
         assert set(evaluated) == set(MODELS)
         subsets = {subset_name(s) for s in all_subsets(modalities)}
@@ -115,8 +142,11 @@ def test_every_stage_on_the_official_layout(dataset, request, tmp_path):
 
         export = tmp_path / "export"
         karmma("export", runs / f"{dataset}_student", "--safetensors", export / "student.safetensors")
-        video = (ids["raw"] / "videos" / f"{ids['validation'][0]}.webm" if dataset == "ssv2"
-                 else write_epic_video(tmp_path / f"{next(iter(EPIC_VIDEOS))}.MP4"))
+        video = (
+            ids["raw"] / "videos" / f"{ids['validation'][0]}.webm"
+            if dataset == "ssv2"
+            else write_epic_video(tmp_path / f"{next(iter(EPIC_VIDEOS))}.MP4")
+        )
         karmma("predict", export / "student.safetensors", video, "--json", "--top-k", 3)
     finally:  # the teacher checkpoints hold three Swin3D-B: do not keep gigabytes in pytest's tmp
         shutil.rmtree(runs, ignore_errors=True)

@@ -14,15 +14,33 @@ from readme_blocks import check_command, code_blocks, karmma_commands  # noqa: E
 README = (ROOT / "README.md").read_text()
 SHELL_BLOCKS = [code for language, code in code_blocks(README) if language == "bash"]
 # what the README's commands write, relative to the repository root
-README_OUTPUTS = ("karmma-demo", "karmma-demo-quick", "synth-raw", "synth-prepared", "synth-pretrain-raw",
-                  "synth-pretrain-prepared", "teacher-cache", "runs", "results", "student-onnx", "student.onnx",
-                  "student.safetensors", "benchmark.json", "benchmark.png", "dropout-study")
+README_OUTPUTS = (
+    "karmma-demo",
+    "karmma-demo-quick",
+    "synth-raw",
+    "synth-prepared",
+    "synth-pretrain-raw",
+    "synth-pretrain-prepared",
+    "teacher-cache",
+    "runs",
+    "results",
+    "student-onnx",
+    "student.onnx",
+    "student.safetensors",
+    "benchmark.json",
+    "benchmark.png",
+    "dropout-study",
+)
 
 
 @pytest.mark.parametrize("document", ["README.md", "docs/epic.md"])
 def test_every_karmma_command_parses_and_its_config_loads(document):
-    commands = [args for language, code in code_blocks((ROOT / document).read_text()) if language == "bash"
-                for args in karmma_commands(code)]
+    commands = [
+        args
+        for language, code in code_blocks((ROOT / document).read_text())
+        if language == "bash"
+        for args in karmma_commands(code)
+    ]
     assert len(commands) >= 10
     for args in commands:
         check_command(args)  # SystemExit (argparse) or ValueError (config) on anything wrong

@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from karmma.checkpoints import (
-    CheckpointError, checkpoint_config, load_model_state, model_state, read_checkpoint, resolve_checkpoint,
+    CheckpointError,
+    checkpoint_config,
+    load_model_state,
+    model_state,
+    read_checkpoint,
+    resolve_checkpoint,
     upgrade_config,
 )
 from karmma.configuration import apply_override, from_dict
@@ -61,7 +66,7 @@ class ModelInfo:
         return json.dumps(data)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelInfo":
+    def from_json(cls, text: str) -> ModelInfo:
         data = json.loads(text)
         data["input_shapes"] = {k: tuple(v) for k, v in data["input_shapes"].items()}
         return cls(**data)
@@ -76,7 +81,8 @@ def describe_model(model: KARMMA, config: dict, heads: dict[str, int]) -> ModelI
     from karmma.data.inspect import class_names
 
     info = ModelInfo(
-        config=config, heads=dict(heads),
+        config=config,
+        heads=dict(heads),
         input_shapes={k: tuple(model.specs[k].input_shape) for k in model.modalities},
     )
     data = info.train_config().data
@@ -98,7 +104,10 @@ def _preparation_settings(root: Path) -> dict:
 
 
 def load_model(
-    path: str | Path, checkpoint: str = "best", overrides: Sequence[str] = (), stages: Sequence[str] = STAGES,
+    path: str | Path,
+    checkpoint: str = "best",
+    overrides: Sequence[str] = (),
+    stages: Sequence[str] = STAGES,
     heads: dict[str, int] | None = None,
 ) -> tuple[KARMMA, ModelInfo]:
     """A trained model in eval mode and its :class:`ModelInfo`.
@@ -140,7 +149,9 @@ def _check_stage(file: Path, stage: str | None, stages: Sequence[str]) -> None:
     if stage in stages:
         return
     if tuple(stages) == STUDENT_STAGES:
-        raise CheckpointError(f"{file}: not a karmma student (a {stage!r} model; students are {', '.join(STUDENT_STAGES)})")
+        raise CheckpointError(
+            f"{file}: not a karmma student (a {stage!r} model; students are {', '.join(STUDENT_STAGES)})"
+        )
     wanted = f"a {stages[0]!r} checkpoint" if len(stages) == 1 else f"one of {', '.join(stages)}"
     raise CheckpointError(f"{file}: a {stage!r} checkpoint, but {wanted} is needed here")
 
@@ -178,7 +189,9 @@ def _read_safetensors(file: Path) -> tuple[dict, dict, dict[str, int], ModelInfo
         else:
             info, config, heads = None, upgrade_config(json.loads(metadata["config"])), json.loads(metadata["heads"])
     except (KeyError, ValueError, TypeError) as error:
-        raise CheckpointError(f"{file}: a karmma student export with broken metadata ({type(error).__name__}: {error})") from None
+        raise CheckpointError(
+            f"{file}: a karmma student export with broken metadata ({type(error).__name__}: {error})"
+        ) from None
     if not isinstance(heads, dict) or not heads or not all(isinstance(n, int) and n > 0 for n in heads.values()):
         raise CheckpointError(f"{file}: metadata 'heads' must map head names to class counts, got {heads!r}")
     return state, config, heads, info

@@ -7,7 +7,7 @@ batch; every sample must have at least one modality.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -35,9 +35,7 @@ def check_availability(availability: torch.Tensor, modalities: Sequence[str]) ->
         )
 
 
-def availability_for_subset(
-    present: Sequence[str], modalities: Sequence[str], batch: int = 1
-) -> torch.Tensor:
+def availability_for_subset(present: Sequence[str], modalities: Sequence[str], batch: int = 1) -> torch.Tensor:
     """A ``[batch, M]`` mask with exactly the modalities in ``present`` available."""
     unknown = [k for k in present if k not in modalities]
     if unknown:

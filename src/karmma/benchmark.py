@@ -16,11 +16,10 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
-from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
@@ -32,6 +31,7 @@ from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
 
 aten = torch.ops.aten
+
 
 # On CPU, scaled_dot_product_attention runs a fused kernel that torch's FLOP
 # counter does not know (it would count attention as 0 FLOPs); it has the
@@ -202,7 +202,9 @@ def benchmark_preset_resources(
     builders = {"teacher": build_teacher, "student": build_student}
     for name in models:
         torch.manual_seed(0)
-        results["models"][name] = benchmark_model(lambda: builders[name](preset, heads, modalities), settings, label=name)
+        results["models"][name] = benchmark_model(
+            lambda: builders[name](preset, heads, modalities), settings, label=name
+        )
     return results
 
 
@@ -225,8 +227,11 @@ def plot_benchmark(results: dict, path: str) -> None:
     subsets = list(next(iter(models.values()))["subsets"])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     repeats = results.get("latency_repeats", "?")
-    metrics = [("gflops", "GFLOPs"), ("peak_mem_mb", "peak memory (MB)"),
-               ("latency_ms", f"latency (ms, log scale): median, line = min-max of {repeats} run(s)")]
+    metrics = [
+        ("gflops", "GFLOPs"),
+        ("peak_mem_mb", "peak memory (MB)"),
+        ("latency_ms", f"latency (ms, log scale): median, line = min-max of {repeats} run(s)"),
+    ]
     width = 0.8 / len(models)
     for ax, (metric, title) in zip(axes, metrics):
         for i, (name, model) in enumerate(models.items()):
@@ -234,8 +239,15 @@ def plot_benchmark(results: dict, path: str) -> None:
             values = [r.get(metric, 0.0) for r in rows]
             positions = [x + (i - (len(models) - 1) / 2) * width for x in range(len(subsets))]
             spread = None
-            if metric == "latency_ms" and all("latency_ms_min" in r for r in rows) and any(r["latency_ms_max"] > r["latency_ms_min"] for r in rows):
-                spread = [[v - r["latency_ms_min"] for v, r in zip(values, rows)], [r["latency_ms_max"] - v for v, r in zip(values, rows)]]
+            if (
+                metric == "latency_ms"
+                and all("latency_ms_min" in r for r in rows)
+                and any(r["latency_ms_max"] > r["latency_ms_min"] for r in rows)
+            ):
+                spread = [
+                    [v - r["latency_ms_min"] for v, r in zip(values, rows)],
+                    [r["latency_ms_max"] - v for v, r in zip(values, rows)],
+                ]
             bars = ax.bar(positions, values, width, yerr=spread, capsize=2, label=name)
             ax.bar_label(bars, labels=[_readable(v) for v in values], fontsize=7, rotation=90, padding=2)
         ax.set_xticks(range(len(subsets)), subsets, rotation=30)
@@ -246,7 +258,9 @@ def plot_benchmark(results: dict, path: str) -> None:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _readable(v) if v else "0"))
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", ncol=len(labels), frameon=False)
-    fig.suptitle(f"KARMMA resources per modality subset (preset {results['preset']}, batch 1, {results['device']})", x=0.4)
+    fig.suptitle(
+        f"KARMMA resources per modality subset (preset {results['preset']}, batch 1, {results['device']})", x=0.4
+    )
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
@@ -298,9 +312,18 @@ def benchmark_data_loading(
     modalities = [k for k in config.modalities if k in preset.student]
     shapes = {k: preset.student[k].input_shape for k in modalities}
     subsets = [[k] for k in modalities] + [modalities] if each and len(modalities) > 1 else [modalities]
-    loading = benchmark_loader(load_split(config, "train"), shapes, subsets, workers, batch_size, batches, breakdown_clips, repeats, log)
-    result = {"dataset": config.root, "preset": preset.name, "modalities": modalities, "input_shapes": shapes,
-              "workers": list(workers), "threads": torch.get_num_threads(), **loading}
+    loading = benchmark_loader(
+        load_split(config, "train"), shapes, subsets, workers, batch_size, batches, breakdown_clips, repeats, log
+    )
+    result = {
+        "dataset": config.root,
+        "preset": preset.name,
+        "modalities": modalities,
+        "input_shapes": shapes,
+        "workers": list(workers),
+        "threads": torch.get_num_threads(),
+        **loading,
+    }
     whole = loading["clips_per_s"]["+".join(modalities)]
     if steps:
         torch.manual_seed(0)
@@ -308,7 +331,11 @@ def benchmark_data_loading(
         training = train_step_throughput(model, batch_size, steps=steps)
         result["train_clips_per_s"] = round(training, 1)
         result["input_bound"] = {w: rate < training for w, rate in whole.items()}
-        log(f"{preset.name} student training step: {training:.1f} clips/s ({steps} steps, {torch.get_num_threads()} threads) -> "
-            + "; ".join(f"{w} worker(s): " + ("training would be INPUT-BOUND" if rate < training else "loading keeps up")
-                        for w, rate in whole.items()))
+        log(
+            f"{preset.name} student training step: {training:.1f} clips/s ({steps} steps, {torch.get_num_threads()} threads) -> "
+            + "; ".join(
+                f"{w} worker(s): " + ("training would be INPUT-BOUND" if rate < training else "loading keeps up")
+                for w, rate in whole.items()
+            )
+        )
     return result

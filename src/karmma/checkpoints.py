@@ -24,7 +24,9 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises RuntimeError/UnpicklingError/EOFError/zipfile errors
-        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({type(error).__name__}: {str(error)[:200]})") from None
+        raise CheckpointError(
+            f"{path}: unreadable or truncated checkpoint ({type(error).__name__}: {str(error)[:200]})"
+        ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a karmma training checkpoint (no state_dict)")
     check_finite(checkpoint["state_dict"], path)
@@ -35,7 +37,9 @@ def check_finite(state: dict, path: str | Path) -> None:
     """Refuse weights holding NaN or infinity: they would give NaN predictions, silently."""
     for key, value in state.items():
         if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
-            raise CheckpointError(f"{path}: weight {key!r} holds NaN or infinite values (a diverged or corrupted model); use another checkpoint")
+            raise CheckpointError(
+                f"{path}: weight {key!r} holds NaN or infinite values (a diverged or corrupted model); use another checkpoint"
+            )
 
 
 def load_model_state(model: torch.nn.Module, state: dict, path: str | Path) -> None:
@@ -67,7 +71,7 @@ def upgrade_config(config: dict) -> dict:
 
 def model_state(checkpoint: dict, prefix: str = "model.") -> dict:
     """The weights under ``prefix`` in a Lightning checkpoint's ``state_dict``, with the prefix removed."""
-    return {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
 
 
 def expect_checkpoint(path: str | Path, stage: str, preset: str) -> tuple[dict, dict]:
@@ -75,7 +79,9 @@ def expect_checkpoint(path: str | Path, stage: str, preset: str) -> tuple[dict, 
     checkpoint = read_checkpoint(path)
     config = checkpoint_config(checkpoint, path)
     if config.get("stage") != stage:
-        raise CheckpointError(f"{path}: a {config.get('stage')!r} checkpoint, but a {stage!r} checkpoint is needed here")
+        raise CheckpointError(
+            f"{path}: a {config.get('stage')!r} checkpoint, but a {stage!r} checkpoint is needed here"
+        )
     if config.get("preset") != preset:
         raise CheckpointError(f"{path}: trained with preset {config.get('preset')!r}, this run uses {preset!r}")
     return checkpoint, config

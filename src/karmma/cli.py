@@ -21,7 +21,9 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False, what="")
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
         if kind is float and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if (low is not None and (value <= low if low_open else value < low)) or (
@@ -108,11 +110,15 @@ def resolve_device(device: str, option: str = "--device") -> str:
         if not torch.cuda.is_available():
             raise ValueError(f"{option} {device}: no CUDA GPU is available on this machine; use {option} cpu (or auto)")
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise ValueError(f"{option} {device}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+            raise ValueError(
+                f"{option} {device}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0 .. cuda:{torch.cuda.device_count() - 1})"
+            )
     elif parsed.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"{option} {device}: MPS is not available on this machine; use {option} cpu")
     elif parsed.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"{option} {device!r}: unsupported device type {parsed.type!r} (use auto, cpu, cuda or cuda:N)")
+        raise ValueError(
+            f"{option} {device!r}: unsupported device type {parsed.type!r} (use auto, cpu, cuda or cuda:N)"
+        )
     return device
 
 
@@ -130,11 +136,19 @@ def _benchmark_model(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     modalities = parse_subset(args.modalities) if args.modalities else None
-    print(f"benchmark model: preset {args.preset}, device {args.device}, {torch.get_num_threads()} CPU threads", file=sys.stderr)
+    print(
+        f"benchmark model: preset {args.preset}, device {args.device}, {torch.get_num_threads()} CPU threads",
+        file=sys.stderr,
+    )
     repeats, warmup = _latency_runs(args, MODEL_LATENCY_RUNS[args.preset])
-    results = benchmark_preset_resources(args.preset, modalities, args.models, repeats, warmup, resolve_device(args.device))
-    print(f"modalities {'+'.join(results['modalities'])}, heads {results['heads']}, latency = median of "
-          f"{results['latency_repeats']} run(s) after {results['latency_warmup']} warm-up run(s)", file=sys.stderr)
+    results = benchmark_preset_resources(
+        args.preset, modalities, args.models, repeats, warmup, resolve_device(args.device)
+    )
+    print(
+        f"modalities {'+'.join(results['modalities'])}, heads {results['heads']}, latency = median of "
+        f"{results['latency_repeats']} run(s) after {results['latency_warmup']} warm-up run(s)",
+        file=sys.stderr,
+    )
     _write_json(args.json, results)
     print(f"wrote {args.json}", file=sys.stderr)
     if args.plot:
@@ -173,7 +187,8 @@ def _prepare(args: argparse.Namespace) -> int:
         f"{len(summary['failed'])} failed; {summary['without_audio']} without an audio track\n"
         f"{summary['frames']} RGB frames and {summary['flow_frames']} flow frames in {summary['wall_seconds']} s "
         f"({summary['frames_per_second']} frames/s with {args.workers} worker(s))\n"
-        "worker time per step: " + ", ".join(f"{k} {v:.1f} s ({100 * v / total:.0f} %)" for k, v in steps.items())
+        "worker time per step: "
+        + ", ".join(f"{k} {v:.1f} s ({100 * v / total:.0f} %)" for k, v in steps.items())
         + (f"; dominant: {summary['dominant_step']}" if summary["dominant_step"] else ""),
         file=sys.stderr,
     )
@@ -209,8 +224,17 @@ def _worker_counts(text: str) -> list[int]:
 def _benchmark_data(args: argparse.Namespace) -> int:
     from karmma.benchmark import benchmark_data_loading
 
-    result = benchmark_data_loading(args.dataset, args.preset, args.workers, args.batch_size, args.batches, args.each,
-                                    args.breakdown, args.repeats, args.steps)
+    result = benchmark_data_loading(
+        args.dataset,
+        args.preset,
+        args.workers,
+        args.batch_size,
+        args.batches,
+        args.each,
+        args.breakdown,
+        args.repeats,
+        args.steps,
+    )
     if args.json:
         _write_json(args.json, result)
     return 0
@@ -227,18 +251,23 @@ def _train(args: argparse.Namespace) -> int:
     def top1(entry: dict | None) -> str:
         if not entry:
             return "not validated"
-        scores = ", ".join(f"{k.split('/')[-1]} {v:.2f}" for k, v in sorted(entry["metrics"].items()) if k.endswith("top1"))
+        scores = ", ".join(
+            f"{k.split('/')[-1]} {v:.2f}" for k, v in sorted(entry["metrics"].items()) if k.endswith("top1")
+        )
         return f"epoch {entry['epoch']}: {scores}"
 
-    print(f"{config.stage}: best checkpoint (checkpoints/best.ckpt) {top1(result['best_checkpoint'])}\n"
-          f"last epoch {top1(result['last_epoch'])}\nrun folder: {result['run']}", file=sys.stderr)
+    print(
+        f"{config.stage}: best checkpoint (checkpoints/best.ckpt) {top1(result['best_checkpoint'])}\n"
+        f"last epoch {top1(result['last_epoch'])}\nrun folder: {result['run']}",
+        file=sys.stderr,
+    )
     return 0
 
 
 def _extract(args: argparse.Namespace) -> int:
     from karmma.configuration import load_config
-    from karmma.training.cache import cache_teacher_logits, extract_teacher_cache
     from karmma.train_config import TrainConfig
+    from karmma.training.cache import cache_teacher_logits, extract_teacher_cache
 
     config = load_config(TrainConfig, args.config, args.overrides)
     rank, world = (args.rank, args.world_size) if args.world_size else (None, None)
@@ -253,8 +282,8 @@ def _extract(args: argparse.Namespace) -> int:
 
 def _benchmark_training(args: argparse.Namespace) -> int:
     from karmma.configuration import load_config
-    from karmma.training.bench import benchmark_training
     from karmma.train_config import TrainConfig
+    from karmma.training.bench import benchmark_training
 
     result = benchmark_training(args.what, load_config(TrainConfig, args.config, args.overrides), args.cache_workers)
     print(json.dumps(result, indent=2))
@@ -268,8 +297,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     probabilities = args.p or EvaluationSettings.probabilities
     settings = EvaluationSettings(
-        split=args.split, probabilities=probabilities, seeds=args.seeds, batch_size=args.batch_size,
-        workers=args.workers, num_clips=args.clips, num_crops=args.crops,
+        split=args.split,
+        probabilities=probabilities,
+        seeds=args.seeds,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        num_clips=args.clips,
+        num_crops=args.crops,
     )
     names = args.names.split(",") if args.names else [""] * len(args.models)
     if len(names) != len(args.models):
@@ -304,9 +338,18 @@ def _demo(args: argparse.Namespace) -> int:
     from karmma.demo import run_demo
 
     seeds = args.seeds if args.seeds is not None else (args.seed,)
-    report = run_demo(args.out, quick=args.quick, seeds=seeds, progress=not args.no_progress, workers=args.workers,
-                      tune=tuple(args.tune))
-    print(f"done: {report}\nresults: {report.parent / 'results.json'}, student: {report.parent / 'student.safetensors'}", file=sys.stderr)
+    report = run_demo(
+        args.out,
+        quick=args.quick,
+        seeds=seeds,
+        progress=not args.no_progress,
+        workers=args.workers,
+        tune=tuple(args.tune),
+    )
+    print(
+        f"done: {report}\nresults: {report.parent / 'results.json'}, student: {report.parent / 'student.safetensors'}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -350,8 +393,9 @@ def _predict(args: argparse.Namespace) -> int:
     from karmma.deploy.recognizer import Recognizer
 
     try:
-        recognizer = Recognizer.load(args.model, threads=args.threads, flow=args.flow, short_side=args.short_side,
-                                     flow_stride=args.flow_stride)
+        recognizer = Recognizer.load(
+            args.model, threads=args.threads, flow=args.flow, short_side=args.short_side, flow_stride=args.flow_stride
+        )
         modalities = parse_subset(args.modalities) if args.modalities else None
         if args.stream:
             return _predict_stream(args, recognizer, modalities)
@@ -361,7 +405,11 @@ def _predict(args: argparse.Namespace) -> int:
     except MediaError as error:  # unreadable video: one line, like the other errors
         raise ValueError(str(error)) from None
     if args.json:
-        print(json.dumps({"input": args.input, "model": args.model, "backend": recognizer.backend, **prediction.to_dict()}))
+        print(
+            json.dumps(
+                {"input": args.input, "model": args.model, "backend": recognizer.backend, **prediction.to_dict()}
+            )
+        )
     else:
         print(prediction.format_table())
     if "A" in prediction.missing and prediction.missing["A"] == "no audio track":
@@ -374,7 +422,9 @@ def _predict_stream(args: argparse.Namespace, recognizer, modalities) -> int:
 
     failures = None
     if args.drop_sensors:
-        failures = SensorFailures(recognizer.file_modalities(modalities), args.drop_sensors, args.drop_seconds, args.seed)
+        failures = SensorFailures(
+            recognizer.file_modalities(modalities), args.drop_sensors, args.drop_seconds, args.seed
+        )
     for window in stream_predictions(recognizer, args.input, modalities, args.window, args.hop, failures, args.top_k):
         print(json.dumps(window.to_dict()) if args.json else window.format_line(), flush=True)
     return 0
@@ -425,20 +475,28 @@ def _command(commands, name: str, summary: str, example: str, details: str = "")
     """A subcommand whose --help shows the summary, optional details and an example."""
     description = summary[0].upper() + summary[1:] + "." + (f"\n\n{details}" if details else "")
     return commands.add_parser(
-        name, help=summary, description=description, epilog="example:\n" + example,
+        name,
+        help=summary,
+        description=description,
+        epilog="example:\n" + example,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="karmma", description=DESCRIPTION, epilog=FIRST_STEPS, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="karmma",
+        description=DESCRIPTION,
+        epilog=FIRST_STEPS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     preset_help = "model sizes: paper (Swin3D-B teacher, 32 x 224 x 224 clips) or tiny (CPU-sized); default %(default)s"
 
     demo = _command(
-        commands, "demo", "the whole method on embedded SynthKitchen data: synth, train all stages, evaluate, report",
+        commands,
+        "demo",
+        "the whole method on embedded SynthKitchen data: synth, train all stages, evaluate, report",
         "  karmma demo --quick --out karmma-demo-quick     # 1.3 min on an idle 2-core CPU, 5.5 min on a busy one\n"
         "  karmma demo                                     # 12.5 min on a 2-core CPU\n",
         "Synthesises SynthKitchen recordings (nothing is downloaded), prepares them,\n"
@@ -447,77 +505,142 @@ def build_parser() -> argparse.ArgumentParser:
         "writes OUT/report.md, results.json, benchmark.json and student.safetensors.\n"
         "Re-running with the same --out reuses finished stages; stage logs are in OUT/logs/.",
     )
-    demo.add_argument("--out", default="karmma-demo", help="output folder (default %(default)s; re-running reuses finished stages)")
-    demo.add_argument("--quick", action="store_true",
-                      help="fewer clips and epochs (1.3 instead of 12.5 min on an idle 2-core CPU); accuracies stay near chance")
+    demo.add_argument(
+        "--out", default="karmma-demo", help="output folder (default %(default)s; re-running reuses finished stages)"
+    )
+    demo.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer clips and epochs (1.3 instead of 12.5 min on an idle 2-core CPU); accuracies stay near chance",
+    )
     seed = demo.add_mutually_exclusive_group()
-    seed.add_argument("--seed", type=NON_NEGATIVE_INT, default=0,
-                      help="seed of the synthetic data, initialisation and dropout draws (default %(default)s)")
-    seed.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
-                      help="run the whole pipeline once per seed (each in OUT/seed_<s>/) and report means, 95 %% "
-                           "intervals and a verdict per claim of the paper, e.g. 0,1,2")
-    demo.add_argument("--tune", type=_knob, action="append", default=[], metavar="[STAGE:]KEY=V1,V2,...",
-                      help="also train the student (or STAGE) once per value and score each on validation only "
-                           "(OUT/tuning.json, a report section); repeatable, e.g. loss.distill_weight=0,0.3,1")
-    demo.add_argument("--workers", type=POSITIVE_INT, default=2, help="processes for synthesis/preparation and data loading (default %(default)s)")
+    seed.add_argument(
+        "--seed",
+        type=NON_NEGATIVE_INT,
+        default=0,
+        help="seed of the synthetic data, initialisation and dropout draws (default %(default)s)",
+    )
+    seed.add_argument(
+        "--seeds",
+        type=_seed_list,
+        metavar="S,S,...",
+        help="run the whole pipeline once per seed (each in OUT/seed_<s>/) and report means, 95 %% "
+        "intervals and a verdict per claim of the paper, e.g. 0,1,2",
+    )
+    demo.add_argument(
+        "--tune",
+        type=_knob,
+        action="append",
+        default=[],
+        metavar="[STAGE:]KEY=V1,V2,...",
+        help="also train the student (or STAGE) once per value and score each on validation only "
+        "(OUT/tuning.json, a report section); repeatable, e.g. loss.distill_weight=0,0.3,1",
+    )
+    demo.add_argument(
+        "--workers",
+        type=POSITIVE_INT,
+        default=2,
+        help="processes for synthesis/preparation and data loading (default %(default)s)",
+    )
     demo.add_argument("--no-progress", action="store_true", help="one line per stage instead of a progress bar")
 
     synth = _command(
-        commands, "synth", "generate SynthKitchen recordings (MP4 with audio + EPIC-format annotations)",
+        commands,
+        "synth",
+        "generate SynthKitchen recordings (MP4 with audio + EPIC-format annotations)",
         "  karmma synth synth-raw --seed 0 --size quick\n",
-        "The recordings are rendered procedurally: nothing is downloaded. Prepare them\n"
-        "next with 'karmma prepare'.",
+        "The recordings are rendered procedurally: nothing is downloaded. Prepare them\nnext with 'karmma prepare'.",
     )
     synth.add_argument("out", help="output folder")
-    synth.add_argument("--seed", type=int, default=0, help="random seed; another seed gives disjoint recordings (default %(default)s)")
-    synth.add_argument("--size", choices=["quick", "default"], default="quick",
-                       help="number of participants, videos and actions: quick (small) or default (the default demo's); default %(default)s")
-    synth.add_argument("--layout", choices=["epic", "ssv2"], default="epic",
-                       help="EPIC-KITCHENS (V, F, A) or Something-Something v2 with Something-Else boxes (V, F, D); default %(default)s")
+    synth.add_argument(
+        "--seed", type=int, default=0, help="random seed; another seed gives disjoint recordings (default %(default)s)"
+    )
+    synth.add_argument(
+        "--size",
+        choices=["quick", "default"],
+        default="quick",
+        help="number of participants, videos and actions: quick (small) or default (the default demo's); default %(default)s",
+    )
+    synth.add_argument(
+        "--layout",
+        choices=["epic", "ssv2"],
+        default="epic",
+        help="EPIC-KITCHENS (V, F, A) or Something-Something v2 with Something-Else boxes (V, F, D); default %(default)s",
+    )
     synth.add_argument("--workers", type=POSITIVE_INT, default=2, help="rendering processes (default %(default)s)")
 
     prep = _command(
-        commands, "prepare", "raw videos -> RGB frames, optical flow and 24 kHz audio (EPIC layout)",
+        commands,
+        "prepare",
+        "raw videos -> RGB frames, optical flow and 24 kHz audio (EPIC layout)",
         "  karmma prepare synth-raw synth-prepared --flow dis --short-side 64\n",
         "Parallel and resumable: videos already prepared are skipped. Annotation files\n"
         "found beside the videos are copied to OUT/annotations.",
     )
     prep.add_argument("src", help="folder with the videos (searched recursively) and annotation files")
     prep.add_argument("out", help="output folder (EPIC layout)")
-    prep.add_argument("--flow", choices=["tvl1", "dis"], default="tvl1",
-                      help="optical flow: tvl1 (as EPIC-KITCHENS ships, slow) or dis (OpenCV DIS, fast); default %(default)s")
+    prep.add_argument(
+        "--flow",
+        choices=["tvl1", "dis"],
+        default="tvl1",
+        help="optical flow: tvl1 (as EPIC-KITCHENS ships, slow) or dis (OpenCV DIS, fast); default %(default)s",
+    )
     prep.add_argument("--fps", type=POSITIVE_FLOAT, help="frame rate of the extracted frames (default: the video's)")
-    prep.add_argument("--short-side", type=_number(int, 8), default=256, help="resize frames to this short side in pixels (default %(default)s)")
-    prep.add_argument("--workers", type=POSITIVE_INT, default=2, help="videos prepared in parallel (default %(default)s)")
+    prep.add_argument(
+        "--short-side",
+        type=_number(int, 8),
+        default=256,
+        help="resize frames to this short side in pixels (default %(default)s)",
+    )
+    prep.add_argument(
+        "--workers", type=POSITIVE_INT, default=2, help="videos prepared in parallel (default %(default)s)"
+    )
     prep.add_argument("--json", metavar="FILE", help="also write the summary (counts, time per step) as JSON")
 
     data = _command(
-        commands, "data", "dataset tools: inspect a dataset (its size, classes, availability and problems)",
+        commands,
+        "data",
+        "dataset tools: inspect a dataset (its size, classes, availability and problems)",
         "  karmma data inspect karmma-demo/prepared/main\n",
     )
     data_commands = data.add_subparsers(dest="subcommand", required=True, metavar="TOOL")
     inspect = _command(
-        data_commands, "inspect", "size, classes, availability per modality and problems of a dataset",
+        data_commands,
+        "inspect",
+        "size, classes, availability per modality and problems of a dataset",
         "  karmma data inspect karmma-demo/prepared/main --deep\n",
     )
     inspect.add_argument("dataset", help="a prepared folder or a YAML config")
     inspect.add_argument("--deep", action="store_true", help="decode every clip (finds unreadable files; slower)")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    inspect.add_argument("--workers", type=NON_NEGATIVE_INT, default=2, help="processes decoding clips with --deep (default %(default)s)")
+    inspect.add_argument(
+        "--workers", type=NON_NEGATIVE_INT, default=2, help="processes decoding clips with --deep (default %(default)s)"
+    )
     train = _command(
-        commands, "train", "train a stage: unimodal, teacher, student, baseline, baseline_masked or baseline_delta",
+        commands,
+        "train",
+        "train a stage: unimodal, teacher, student, baseline, baseline_masked or baseline_delta",
         "  karmma train configs/synthkitchen/baseline.yaml data.root=karmma-demo/prepared/main optim.epochs=2\n",
         "The stage comes from the config. The run folder is trainer.runs/trainer.name\n"
         "(default runs/<stage>); re-running the same command resumes from last.ckpt.",
     )
     train.add_argument("config", help="YAML config (shipped ones are in configs/<dataset>/)")
-    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                       help="config overrides, e.g. optim.lr=3e-4 data.root=/data (an unknown key is an error listing the valid ones)")
-    train.add_argument("--force-new", action="store_true",
-                       help="start over when the run folder holds a run (it is moved into replaced-<time>/, not deleted)")
+    train.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. optim.lr=3e-4 data.root=/data (an unknown key is an error listing the valid ones)",
+    )
+    train.add_argument(
+        "--force-new",
+        action="store_true",
+        help="start over when the run folder holds a run (it is moved into replaced-<time>/, not deleted)",
+    )
 
     extract = _command(
-        commands, "extract", "cache the teacher's frozen extractor tokens (HDF5, sharded, resumable)",
+        commands,
+        "extract",
+        "cache the teacher's frozen extractor tokens (HDF5, sharded, resumable)",
         "  karmma extract configs/synthkitchen/teacher.yaml data.root=karmma-demo/prepared/main cache.path=teacher-cache \\\n"
         "      extractors.V=karmma-demo/runs/unimodal_V/checkpoints/best.ckpt \\\n"
         "      extractors.F=karmma-demo/runs/unimodal_F/checkpoints/best.ckpt \\\n"
@@ -525,14 +648,31 @@ def build_parser() -> argparse.ArgumentParser:
         "Then train the teacher with the same config and cache.path: only its fusion runs.",
     )
     extract.add_argument("config", help="the teacher's YAML config (with cache.path)")
-    extract.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. cache.path=/data/cache")
-    extract.add_argument("--rank", type=NON_NEGATIVE_INT, default=0, help="this shard, with --world-size (default: from torchrun/SLURM, else 0)")
-    extract.add_argument("--world-size", type=NON_NEGATIVE_INT, default=0, help="number of shards (default: from torchrun/SLURM, else 1)")
-    extract.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="clips per extractor batch (default %(default)s)")
-    extract.add_argument("--logits", metavar="TEACHER_CKPT", help="also cache this trained teacher's logits (for students with teacher_logits=cache)")
+    extract.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. cache.path=/data/cache"
+    )
+    extract.add_argument(
+        "--rank",
+        type=NON_NEGATIVE_INT,
+        default=0,
+        help="this shard, with --world-size (default: from torchrun/SLURM, else 0)",
+    )
+    extract.add_argument(
+        "--world-size", type=NON_NEGATIVE_INT, default=0, help="number of shards (default: from torchrun/SLURM, else 1)"
+    )
+    extract.add_argument(
+        "--batch-size", type=POSITIVE_INT, default=8, help="clips per extractor batch (default %(default)s)"
+    )
+    extract.add_argument(
+        "--logits",
+        metavar="TEACHER_CKPT",
+        help="also cache this trained teacher's logits (for students with teacher_logits=cache)",
+    )
 
     evaluate = _command(
-        commands, "evaluate", "accuracy on every modality subset and along the missing-modality sweep",
+        commands,
+        "evaluate",
+        "accuracy on every modality subset and along the missing-modality sweep",
         "  karmma evaluate karmma-demo/runs/teacher karmma-demo/runs/student --names teacher,student --out results/results.json\n",
         "Scores verb / noun / action top-1 and top-5 on every non-empty modality subset,\n"
         "along the random-dropout sweep and on the EPIC tail / unseen splits when their\n"
@@ -540,32 +680,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("models", nargs="+", help="run folders, .ckpt checkpoints or exported student .safetensors")
     evaluate.add_argument("--out", required=True, help="results JSON to write")
-    evaluate.add_argument("--names", default="", help="comma-separated model names, one per model (default: each model's stage)")
-    evaluate.add_argument("--split", default=None, choices=("train", "validation", "test"),
-                          help="split to score (default: the official validation set: 'test' for epic_star, "
-                               "whose 'validation' is the 10 %% held out of training, else 'validation')")
-    evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"),
-                          help="which checkpoint of a run folder: best (chosen on validation) or last (the last epoch; "
-                               "use it where the scored split is also the selection split)")
-    evaluate.add_argument("--p", type=_probabilities, default=None, help="sweep drop probabilities, comma-separated (default 0.0,0.1,...,0.9)")
-    evaluate.add_argument("--seeds", type=POSITIVE_INT, default=3, help="sweep seeds; mean and spread are reported (default %(default)s)")
+    evaluate.add_argument(
+        "--names", default="", help="comma-separated model names, one per model (default: each model's stage)"
+    )
+    evaluate.add_argument(
+        "--split",
+        default=None,
+        choices=("train", "validation", "test"),
+        help="split to score (default: the official validation set: 'test' for epic_star, "
+        "whose 'validation' is the 10 %% held out of training, else 'validation')",
+    )
+    evaluate.add_argument(
+        "--checkpoint",
+        default="best",
+        choices=("best", "last"),
+        help="which checkpoint of a run folder: best (chosen on validation) or last (the last epoch; "
+        "use it where the scored split is also the selection split)",
+    )
+    evaluate.add_argument(
+        "--p",
+        type=_probabilities,
+        default=None,
+        help="sweep drop probabilities, comma-separated (default 0.0,0.1,...,0.9)",
+    )
+    evaluate.add_argument(
+        "--seeds", type=POSITIVE_INT, default=3, help="sweep seeds; mean and spread are reported (default %(default)s)"
+    )
     evaluate.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="clips per batch (default %(default)s)")
-    evaluate.add_argument("--workers", type=NON_NEGATIVE_INT, default=2, help="data loader processes (default %(default)s)")
-    evaluate.add_argument("--clips", type=POSITIVE_INT, default=None, help="temporal views per segment (default: the training config's)")
-    evaluate.add_argument("--crops", type=int, choices=(1, 3), default=None, help="spatial views per clip: 1 or 3 (default: the training config's)")
+    evaluate.add_argument(
+        "--workers", type=NON_NEGATIVE_INT, default=2, help="data loader processes (default %(default)s)"
+    )
+    evaluate.add_argument(
+        "--clips", type=POSITIVE_INT, default=None, help="temporal views per segment (default: the training config's)"
+    )
+    evaluate.add_argument(
+        "--crops",
+        type=int,
+        choices=(1, 3),
+        default=None,
+        help="spatial views per clip: 1 or 3 (default: the training config's)",
+    )
     evaluate.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
-    evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="override the stored training config, e.g. --set data.root=/new/place (repeatable)")
+    evaluate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the stored training config, e.g. --set data.root=/new/place (repeatable)",
+    )
 
     report = _command(
-        commands, "report", "Markdown report + figures from a folder with results.json (and benchmark.json)",
+        commands,
+        "report",
+        "Markdown report + figures from a folder with results.json (and benchmark.json)",
         "  karmma report karmma-demo       # rewrites karmma-demo/report.md and its figures\n",
         "Training curves are read from the run folders named in results.json.",
     )
     report.add_argument("folder", help="folder with results.json; report.md and the PNG figures are written there")
 
     study = _command(
-        commands, "dropout-study", "train the teacher at several modality-dropout rates; accuracy per subset",
+        commands,
+        "dropout-study",
+        "train the teacher at several modality-dropout rates; accuracy per subset",
         "  karmma dropout-study configs/synthkitchen/teacher.yaml data.root=karmma-demo/prepared/main \\\n"
         "      cache.path=karmma-demo/cache extractors.V=karmma-demo/runs/unimodal_V/checkpoints/best.ckpt \\\n"
         "      extractors.F=karmma-demo/runs/unimodal_F/checkpoints/best.ckpt \\\n"
@@ -573,23 +749,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument("config", help="a teacher config (best with cache.path: only the fusion trains)")
     study.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=/data")
-    study.add_argument("--rates", type=_probabilities, default=(0.0, 0.25, 0.5, 0.75),
-                       help="modality-dropout probabilities to train with, comma-separated (default 0,0.25,0.5,0.75)")
+    study.add_argument(
+        "--rates",
+        type=_probabilities,
+        default=(0.0, 0.25, 0.5, 0.75),
+        help="modality-dropout probabilities to train with, comma-separated (default 0,0.25,0.5,0.75)",
+    )
     study.add_argument("--out", required=True, help="folder for dropout_study.json and .png")
 
     exp = _command(
-        commands, "export", "a trained student as safetensors, one ONNX graph and/or split ONNX graphs",
+        commands,
+        "export",
+        "a trained student as safetensors, one ONNX graph and/or split ONNX graphs",
         "  karmma export karmma-demo/runs/student --onnx-split student-onnx --safetensors student.safetensors\n",
         "The split form (one graph per extractor plus a fusion graph) skips the\n"
         "extractors of missing sensors; 'karmma predict' runs it.",
     )
-    exp.add_argument("student", help="a student / baseline / baseline_masked / baseline_delta run folder or checkpoint (.ckpt) or exported .safetensors")
-    exp.add_argument("--safetensors", metavar="OUT", help="write the weights with config, class names and preparation settings")
-    exp.add_argument("--onnx", metavar="OUT", help="write one ONNX graph taking every modality input and the availability mask")
-    exp.add_argument("--onnx-split", metavar="DIR", help="write one ONNX graph per extractor plus a fusion graph to DIR")
+    exp.add_argument(
+        "student",
+        help="a student / baseline / baseline_masked / baseline_delta run folder or checkpoint (.ckpt) or exported .safetensors",
+    )
+    exp.add_argument(
+        "--safetensors", metavar="OUT", help="write the weights with config, class names and preparation settings"
+    )
+    exp.add_argument(
+        "--onnx", metavar="OUT", help="write one ONNX graph taking every modality input and the availability mask"
+    )
+    exp.add_argument(
+        "--onnx-split", metavar="DIR", help="write one ONNX graph per extractor plus a fusion graph to DIR"
+    )
 
     pred = _command(
-        commands, "predict", "predict the action in a video with a trained student",
+        commands,
+        "predict",
+        "predict the action in a video with a trained student",
         "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --start 0.4 --end 2.2\n"
         "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --stream --drop-sensors 0.3\n",
         "Flow and audio are computed from the video as in training. With --stream, one\n"
@@ -598,25 +791,60 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("model", help="a .onnx graph, split-ONNX folder, .safetensors or .ckpt student")
     pred.add_argument("input", help="a video file; with --stream also - (a video stream on stdin) or a camera index")
     pred.add_argument("--modalities", help="which of V, F, A to use, e.g. V,F (default: all the model has)")
-    pred.add_argument("--top-k", type=POSITIVE_INT, default=5, help="number of most likely actions, verbs and nouns printed (default %(default)s)")
+    pred.add_argument(
+        "--top-k",
+        type=POSITIVE_INT,
+        default=5,
+        help="number of most likely actions, verbs and nouns printed (default %(default)s)",
+    )
     pred.add_argument("--json", action="store_true", help="machine-readable output (one JSON object per line)")
     pred.add_argument("--start", type=NON_NEGATIVE_FLOAT, help="segment start in seconds (default: the beginning)")
     pred.add_argument("--end", type=POSITIVE_FLOAT, help="segment end in seconds (default: the end)")
-    pred.add_argument("--flow", choices=["dis", "tvl1"], help="optical flow method (default: the training data's, else dis)")
-    pred.add_argument("--short-side", type=_number(int, 8), help="frame short side in pixels (default: the training data's)")
-    pred.add_argument("--flow-stride", type=POSITIVE_INT, metavar="FRAMES",
-                      help="frames between the two frames of each flow pair (default: from the frame rate, pairs about 1/30 s apart)")
+    pred.add_argument(
+        "--flow", choices=["dis", "tvl1"], help="optical flow method (default: the training data's, else dis)"
+    )
+    pred.add_argument(
+        "--short-side", type=_number(int, 8), help="frame short side in pixels (default: the training data's)"
+    )
+    pred.add_argument(
+        "--flow-stride",
+        type=POSITIVE_INT,
+        metavar="FRAMES",
+        help="frames between the two frames of each flow pair (default: from the frame rate, pairs about 1/30 s apart)",
+    )
     pred.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for the model (default: the runtime's choice)")
     pred.add_argument("--stream", action="store_true", help="one prediction per sliding window")
-    pred.add_argument("--window", type=POSITIVE_FLOAT, default=2.0, help="window length in seconds, with --stream (default %(default)s)")
-    pred.add_argument("--hop", type=POSITIVE_FLOAT, default=1.0, help="seconds between window starts, with --stream (default %(default)s)")
-    pred.add_argument("--drop-sensors", type=_number(float, 0, 1, high_open=True), default=0.0, metavar="RATE",
-                      help="simulate sensor failures (--stream): each modality is down this fraction of the time")
-    pred.add_argument("--drop-seconds", type=POSITIVE_FLOAT, default=3.0, help="mean length of a sensor failure in seconds (default %(default)s)")
+    pred.add_argument(
+        "--window",
+        type=POSITIVE_FLOAT,
+        default=2.0,
+        help="window length in seconds, with --stream (default %(default)s)",
+    )
+    pred.add_argument(
+        "--hop",
+        type=POSITIVE_FLOAT,
+        default=1.0,
+        help="seconds between window starts, with --stream (default %(default)s)",
+    )
+    pred.add_argument(
+        "--drop-sensors",
+        type=_number(float, 0, 1, high_open=True),
+        default=0.0,
+        metavar="RATE",
+        help="simulate sensor failures (--stream): each modality is down this fraction of the time",
+    )
+    pred.add_argument(
+        "--drop-seconds",
+        type=POSITIVE_FLOAT,
+        default=3.0,
+        help="mean length of a sensor failure in seconds (default %(default)s)",
+    )
     pred.add_argument("--seed", type=int, default=0, help="seed of the sensor-failure simulation (default %(default)s)")
 
     bench = _command(
-        commands, "benchmark", "measure a model's resources, data loading, training speed or deployed latency",
+        commands,
+        "benchmark",
+        "measure a model's resources, data loading, training speed or deployed latency",
         "  karmma benchmark model --preset tiny --json benchmark.json --plot benchmark.png\n"
         "  karmma benchmark data karmma-demo/prepared/main --preset tiny\n"
         "  karmma benchmark training steps configs/synthkitchen/baseline.yaml data.root=karmma-demo/prepared/main\n"
@@ -628,7 +856,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_commands = bench.add_subparsers(dest="subcommand", required=True, metavar="WHAT")
     model = _command(
-        bench_commands, "model", "GFLOPs, parameters, peak memory and latency of teacher and student on every modality subset",
+        bench_commands,
+        "model",
+        "GFLOPs, parameters, peak memory and latency of teacher and student on every modality subset",
         "  karmma benchmark model --preset tiny --json benchmark.json --plot benchmark.png\n",
         "GFLOPs at batch 1 (2 FLOPs per multiply-add); latency is the median of --repeats runs.",
     )
@@ -636,36 +866,73 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--json", required=True, metavar="FILE", help="where to write the results (JSON)")
     model.add_argument("--plot", metavar="FILE", help="also draw the teacher/student bars to this PNG")
     model.add_argument("--modalities", help="modalities of the models, e.g. V,F,A (default) or V,F,D")
-    model.add_argument("--models", nargs="+", choices=["teacher", "student"], default=["teacher", "student"],
-                       help="which models to measure (default: both)")
-    model.add_argument("--repeats", type=POSITIVE_INT, help=f"latency runs per subset (default: {_per_preset(MODEL_LATENCY_RUNS, 0)})")
-    model.add_argument("--warmup", type=NON_NEGATIVE_INT, help=f"untimed runs first (default: {_per_preset(MODEL_LATENCY_RUNS, 1)})")
-    model.add_argument("--device", default="cpu", help="torch device for latency, e.g. cpu or cuda (default %(default)s)")
+    model.add_argument(
+        "--models",
+        nargs="+",
+        choices=["teacher", "student"],
+        default=["teacher", "student"],
+        help="which models to measure (default: both)",
+    )
+    model.add_argument(
+        "--repeats", type=POSITIVE_INT, help=f"latency runs per subset (default: {_per_preset(MODEL_LATENCY_RUNS, 0)})"
+    )
+    model.add_argument(
+        "--warmup", type=NON_NEGATIVE_INT, help=f"untimed runs first (default: {_per_preset(MODEL_LATENCY_RUNS, 1)})"
+    )
+    model.add_argument(
+        "--device", default="cpu", help="torch device for latency, e.g. cpu or cuda (default %(default)s)"
+    )
     model.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for torch (default: torch's choice)")
 
     dbench = _command(
-        bench_commands, "data", "clips/s of data loading vs the student's training step",
+        bench_commands,
+        "data",
+        "clips/s of data loading vs the student's training step",
         "  karmma benchmark data karmma-demo/prepared/main --preset tiny --workers 0,2 --each --breakdown 32\n",
         "If loading is slower than training, training is input-bound: add --workers,\n"
         "lower the frame size with 'karmma prepare --short-side', or use a feature cache.",
     )
     dbench.add_argument("dataset", help="a prepared folder or a YAML config")
     dbench.add_argument("--preset", choices=PRESET_NAMES, default="tiny", help=preset_help)
-    dbench.add_argument("--workers", type=_worker_counts, default=[2],
-                        help="loader worker processes; several (e.g. 0,1,2) are measured one after the other (default 2)")
+    dbench.add_argument(
+        "--workers",
+        type=_worker_counts,
+        default=[2],
+        help="loader worker processes; several (e.g. 0,1,2) are measured one after the other (default 2)",
+    )
     dbench.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="clips per batch (default %(default)s)")
-    dbench.add_argument("--batches", type=POSITIVE_INT, default=10, help="measured loader batches, after one warm-up batch (default %(default)s)")
+    dbench.add_argument(
+        "--batches",
+        type=POSITIVE_INT,
+        default=10,
+        help="measured loader batches, after one warm-up batch (default %(default)s)",
+    )
     dbench.add_argument("--each", action="store_true", help="also time each modality alone")
-    dbench.add_argument("--breakdown", type=NON_NEGATIVE_INT, default=0, metavar="CLIPS",
-                        help="also time each pipeline stage over CLIPS clips, and the bare JPEG decoders on the same files")
-    dbench.add_argument("--repeats", type=POSITIVE_INT, default=1, help="report the best of this many passes of each loader figure (default %(default)s)")
-    dbench.add_argument("--steps", type=NON_NEGATIVE_INT, default=10,
-                        help="measured training steps, after two warm-up steps; 0: no training step (default %(default)s)")
+    dbench.add_argument(
+        "--breakdown",
+        type=NON_NEGATIVE_INT,
+        default=0,
+        metavar="CLIPS",
+        help="also time each pipeline stage over CLIPS clips, and the bare JPEG decoders on the same files",
+    )
+    dbench.add_argument(
+        "--repeats",
+        type=POSITIVE_INT,
+        default=1,
+        help="report the best of this many passes of each loader figure (default %(default)s)",
+    )
+    dbench.add_argument(
+        "--steps",
+        type=NON_NEGATIVE_INT,
+        default=10,
+        help="measured training steps, after two warm-up steps; 0: no training step (default %(default)s)",
+    )
     dbench.add_argument("--json", metavar="FILE", help="also write the result as JSON")
 
-
     btrain = _command(
-        bench_commands, "training", "teacher cache speed-up, distillation step cost, or data wait vs compute",
+        bench_commands,
+        "training",
+        "teacher cache speed-up, distillation step cost, or data wait vs compute",
         "  karmma benchmark training distill configs/synthkitchen/student.yaml data.root=karmma-demo/prepared/main \\\n"
         "      teacher_logits=cache cache.path=karmma-demo/cache\n"
         "  karmma benchmark training steps configs/synthkitchen/baseline.yaml data.root=karmma-demo/prepared/main\n",
@@ -674,29 +941,59 @@ def build_parser() -> argparse.ArgumentParser:
         "steps: one epoch of a student-sized stage split into waiting for data and computing,\n"
         "decoding media live against views decoded once into memory (cache.decode_once).",
     )
-    btrain.add_argument("what", choices=TRAINING_BENCHMARKS,
-                        help="cache: teacher cache speed-up; distill: distillation step cost; "
-                             "steps: a student-sized stage's data wait vs compute, live vs decoded once")
-    btrain.add_argument("config", help="teacher config with cache.path (cache) or student config with teacher_logits=cache (distill)")
+    btrain.add_argument(
+        "what",
+        choices=TRAINING_BENCHMARKS,
+        help="cache: teacher cache speed-up; distill: distillation step cost; "
+        "steps: a student-sized stage's data wait vs compute, live vs decoded once",
+    )
+    btrain.add_argument(
+        "config", help="teacher config with cache.path (cache) or student config with teacher_logits=cache (distill)"
+    )
     btrain.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=/data")
     btrain.add_argument("--json", metavar="FILE", help="also write the result as JSON")
-    btrain.add_argument("--cache-workers", type=NON_NEGATIVE_INT, default=0, help="loader workers reading the cache (cache benchmark; default %(default)s)")
+    btrain.add_argument(
+        "--cache-workers",
+        type=NON_NEGATIVE_INT,
+        default=0,
+        help="loader workers reading the cache (cache benchmark; default %(default)s)",
+    )
 
     bdep = _command(
-        bench_commands, "deploy", "student latency: eager PyTorch vs ONNX Runtime per subset, with pre-processing",
+        bench_commands,
+        "deploy",
+        "student latency: eager PyTorch vs ONNX Runtime per subset, with pre-processing",
         "  karmma benchmark deploy --presets tiny --repeats 10\n"
         "  karmma benchmark deploy --model student-onnx --repeats 10\n",
     )
-    bdep.add_argument("--presets", nargs="+", choices=PRESET_NAMES, default=["tiny"], help="student sizes to time (default: tiny)")
-    bdep.add_argument("--model", metavar="EXPORT",
-                      help="time this export instead (.onnx, split-ONNX folder, .safetensors, .ckpt or run folder)")
+    bdep.add_argument(
+        "--presets", nargs="+", choices=PRESET_NAMES, default=["tiny"], help="student sizes to time (default: tiny)"
+    )
+    bdep.add_argument(
+        "--model",
+        metavar="EXPORT",
+        help="time this export instead (.onnx, split-ONNX folder, .safetensors, .ckpt or run folder)",
+    )
     bdep.add_argument("--modalities", default="V,F,A", help="modalities of the student (default %(default)s)")
-    bdep.add_argument("--repeats", type=POSITIVE_INT, help=f"timed runs per subset (default: {_per_preset(DEPLOY_LATENCY_RUNS, 0)}, "
-                                                         f"{DEPLOY_LATENCY_RUNS['export'][0]} with --model)")
-    bdep.add_argument("--warmup", type=NON_NEGATIVE_INT, help=f"untimed runs first (default: {_per_preset(DEPLOY_LATENCY_RUNS, 1)}, "
-                                                             f"{DEPLOY_LATENCY_RUNS['export'][1]} with --model)")
+    bdep.add_argument(
+        "--repeats",
+        type=POSITIVE_INT,
+        help=f"timed runs per subset (default: {_per_preset(DEPLOY_LATENCY_RUNS, 0)}, "
+        f"{DEPLOY_LATENCY_RUNS['export'][0]} with --model)",
+    )
+    bdep.add_argument(
+        "--warmup",
+        type=NON_NEGATIVE_INT,
+        help=f"untimed runs first (default: {_per_preset(DEPLOY_LATENCY_RUNS, 1)}, "
+        f"{DEPLOY_LATENCY_RUNS['export'][1]} with --model)",
+    )
     bdep.add_argument("--video", help="video for the pre-processing columns (default: a synthetic 16:9 clip)")
-    bdep.add_argument("--clip-seconds", type=POSITIVE_FLOAT, default=2.0, help="clip length whose pre-processing is timed (default %(default)s)")
+    bdep.add_argument(
+        "--clip-seconds",
+        type=POSITIVE_FLOAT,
+        default=2.0,
+        help="clip length whose pre-processing is timed (default %(default)s)",
+    )
     bdep.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for torch (ONNX Runtime uses its default)")
     bdep.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     return parser
@@ -765,7 +1062,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lightning.pytorch").propagate = False  # Lightning prints through its own handler
     parser = build_parser()
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (anywhere on the line)")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (anywhere on the line)"
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     args = parser.parse_args([a for a in argv if a != "--debug"])
@@ -785,8 +1084,11 @@ def main(argv: list[str] | None = None) -> int:
         if expected:
             print(f"karmma {command}: error: {message}", file=sys.stderr)
             return 2
-        print(f"karmma {command}: internal error ({type(error).__name__}): {message[:300]}; "
-              "re-run with --debug for the traceback and report it", file=sys.stderr)
+        print(
+            f"karmma {command}: internal error ({type(error).__name__}): {message[:300]}; "
+            "re-run with --debug for the traceback and report it",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -23,7 +23,9 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid."""
 
 
-def check_range(section: str, name: str, value, low=None, high=None, low_open: bool = False, high_open: bool = False) -> None:
+def check_range(
+    section: str, name: str, value, low=None, high=None, low_open: bool = False, high_open: bool = False
+) -> None:
     """Raise ``ValueError("optim.epochs must be >= 1, got -1")`` when ``value`` is outside the range.
 
     For the config dataclasses' ``__post_init__``; :func:`from_dict` prefixes the file name."""
@@ -34,7 +36,10 @@ def check_range(section: str, name: str, value, low=None, high=None, low_open: b
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
-        bounds = [f"{'>' if low_open else '>='} {low}" if low is not None else "", f"{'<' if high_open else '<='} {high}" if high is not None else ""]
+        bounds = [
+            f"{'>' if low_open else '>='} {low}" if low is not None else "",
+            f"{'<' if high_open else '<='} {high}" if high is not None else "",
+        ]
         raise ValueError(f"{section}.{name} must be {' and '.join(b for b in bounds if b)}, got {value}")
 
 
@@ -77,7 +82,11 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected float, got {value!r}") from None
     if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    if isinstance(annotation, type) and not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
+    if (
+        isinstance(annotation, type)
+        and not isinstance(value, annotation)
+        or (annotation is int and isinstance(value, bool))
+    ):
         raise ConfigError(f"{where}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
     return value
 

@@ -36,12 +36,12 @@ import logging
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from karmma.io import atomic_write_text
 from karmma.data.synth import SynthSize
+from karmma.io import atomic_write_text
 
 DEMO_MODELS = ("teacher", "baseline", "baseline_masked", "baseline_delta", "student")
 STUDENT_SIZED = ("student", "baseline", "baseline_masked", "baseline_delta")
@@ -68,23 +68,64 @@ class DemoPlan:
 
 PLANS = {
     "quick": DemoPlan(
-        data=SynthSize(participants=7, validation_participants=2, test_participants=2, videos_per_participant=2,
-                       actions_per_video=8),
-        pretrain_data=SynthSize(participants=4, validation_participants=1, videos_per_participant=2, actions_per_video=8),
-        unimodal_epochs=2, student_unimodal_epochs=2, teacher_epochs=4, student_epochs=3, sweep_seeds=2, train_views=2,
-        seconds={"synth": 14, "prepare": 14, "unimodal": 7, "extract": 15, "teacher": 5, "train": 8, "evaluate": 8,
-                 "benchmark": 10, "report": 3},
+        data=SynthSize(
+            participants=7,
+            validation_participants=2,
+            test_participants=2,
+            videos_per_participant=2,
+            actions_per_video=8,
+        ),
+        pretrain_data=SynthSize(
+            participants=4, validation_participants=1, videos_per_participant=2, actions_per_video=8
+        ),
+        unimodal_epochs=2,
+        student_unimodal_epochs=2,
+        teacher_epochs=4,
+        student_epochs=3,
+        sweep_seeds=2,
+        train_views=2,
+        seconds={
+            "synth": 14,
+            "prepare": 14,
+            "unimodal": 7,
+            "extract": 15,
+            "teacher": 5,
+            "train": 8,
+            "evaluate": 8,
+            "benchmark": 10,
+            "report": 3,
+        },
     ),
     "default": DemoPlan(
-        data=SynthSize(participants=32, validation_participants=4, test_participants=20, videos_per_participant=3,
-                       actions_per_video=10),
+        data=SynthSize(
+            participants=32,
+            validation_participants=4,
+            test_participants=20,
+            videos_per_participant=3,
+            actions_per_video=10,
+        ),
         # Pre-training data outnumber the fusion set's, as Kinetics does EPIC's: on 144 clips (20 epochs) the
         # student-sized flow extractor reached 58 % verb top-1 on validation, where 240 clips gave 78 % in 12.
         # More clips for fewer epochs costs about the same steps; every stage is compute-bound.
-        pretrain_data=SynthSize(participants=16, validation_participants=2, videos_per_participant=3, actions_per_video=10),
-        unimodal_epochs=8, student_unimodal_epochs=8, teacher_epochs=40, student_epochs=12, sweep_seeds=3,
-        seconds={"synth": 70, "prepare": 120, "unimodal": 42, "extract": 61, "teacher": 70, "train": 70, "evaluate": 60,
-                 "benchmark": 9, "report": 3},
+        pretrain_data=SynthSize(
+            participants=16, validation_participants=2, videos_per_participant=3, actions_per_video=10
+        ),
+        unimodal_epochs=8,
+        student_unimodal_epochs=8,
+        teacher_epochs=40,
+        student_epochs=12,
+        sweep_seeds=3,
+        seconds={
+            "synth": 70,
+            "prepare": 120,
+            "unimodal": 42,
+            "extract": 61,
+            "teacher": 70,
+            "train": 70,
+            "evaluate": 60,
+            "benchmark": 9,
+            "report": 3,
+        },
     ),
 }
 
@@ -108,8 +149,12 @@ def _output_to(log_path: Path):
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as log:
-        handlers = [h for name in ("lightning.pytorch", "lightning.fabric", "")
-                    for h in logging.getLogger(name).handlers if type(h) is logging.StreamHandler]
+        handlers = [
+            h
+            for name in ("lightning.pytorch", "lightning.fabric", "")
+            for h in logging.getLogger(name).handlers
+            if type(h) is logging.StreamHandler
+        ]
         streams = [h.stream for h in handlers]
         for handler in handlers:
             handler.stream = log
@@ -136,8 +181,9 @@ def _train_stage(config_name: str, overrides: list[str]) -> dict:
     return train(_stage_config(config_name, overrides))
 
 
-def demo_stages(root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Path | None = None,
-                knobs: tuple["Knob", ...] = ()) -> list[Stage]:
+def demo_stages(
+    root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Path | None = None, knobs: tuple[Knob, ...] = ()
+) -> list[Stage]:
     """One seed's pipeline as a list of stages; each writes only under ``root`` (``out``, the
     demo folder, is what results.json's paths are relative to). ``knobs`` add one training
     run per value, scored on validation only (``tuning.json``)."""
@@ -146,8 +192,14 @@ def demo_stages(root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Pa
 
     out = out or root
     raw, prepared, runs, cache = root / "recordings", root / "prepared", root / "runs", root / "cache"
-    common = [f"trainer.runs={runs}", f"trainer.seed={seed}", f"trainer.workers={workers}", "trainer.progress=false",
-              f"cache.train_views={plan.train_views}", *plan.overrides]
+    common = [
+        f"trainer.runs={runs}",
+        f"trainer.seed={seed}",
+        f"trainer.workers={workers}",
+        "trainer.progress=false",
+        f"cache.train_views={plan.train_views}",
+        *plan.overrides,
+    ]
     data = [f"data.root={prepared / 'main'}", "data.test=EPIC_100_test.csv"]
     extractors = [f"extractors.{m}={runs / f'unimodal_{m}' / 'checkpoints' / 'best.ckpt'}" for m in "VFA"]
     teacher_config = ["cache.path=" + str(cache), *extractors, *data, *common, f"optim.epochs={plan.teacher_epochs}"]
@@ -167,11 +219,22 @@ def demo_stages(root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Pa
                 raise DemoError(f"preparing {raw / name} failed for {summary['failed']} video(s); see {root / 'logs'}")
 
     def unimodal_stage(modality: str, size: str):
-        name, epochs = (f"unimodal_{modality}", plan.unimodal_epochs) if size == "teacher" else \
-            (f"unimodal_student_{modality}", plan.student_unimodal_epochs)
-        return lambda: _train_stage("unimodal", [
-            f"data.root={prepared / 'pretrain'}", f"unimodal_modality={modality}", f"unimodal_size={size}",
-            f"trainer.name={name}", *common, f"optim.epochs={epochs}"])
+        name, epochs = (
+            (f"unimodal_{modality}", plan.unimodal_epochs)
+            if size == "teacher"
+            else (f"unimodal_student_{modality}", plan.student_unimodal_epochs)
+        )
+        return lambda: _train_stage(
+            "unimodal",
+            [
+                f"data.root={prepared / 'pretrain'}",
+                f"unimodal_modality={modality}",
+                f"unimodal_size={size}",
+                f"trainer.name={name}",
+                *common,
+                f"optim.epochs={epochs}",
+            ],
+        )
 
     def extract_stage():
         from karmma.training.cache import extract_teacher_cache
@@ -189,11 +252,15 @@ def demo_stages(root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Pa
     def student_stage(name: str, knob: tuple[str, str] | None = None):
         # The student trains on the views its teacher's logits were cached for, decoded once; the
         # baselines on fresh augmented views every epoch, as in the paper (both are compute-bound here).
-        extra = [f"teacher={teacher_ckpt}", "teacher_logits=cache", f"cache.path={cache}", "cache.decode_once=true"] \
-            if name == "student" else []
+        extra = (
+            [f"teacher={teacher_ckpt}", "teacher_logits=cache", f"cache.path={cache}", "cache.decode_once=true"]
+            if name == "student"
+            else []
+        )
         tuned = [f"{knob[0]}={knob[1]}", f"trainer.name={tuning_run(name, *knob)}"] if knob else []
-        return lambda: _train_stage(name, [*data, *common, *student_init, *extra, f"optim.epochs={plan.student_epochs}",
-                                           *tuned])
+        return lambda: _train_stage(
+            name, [*data, *common, *student_init, *extra, f"optim.epochs={plan.student_epochs}", *tuned]
+        )
 
     def evaluate_stage():
         from karmma.evaluation.evaluate import EvaluationSettings, evaluate_models, load_for_evaluation
@@ -209,8 +276,13 @@ def demo_stages(root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Pa
         _write_json(runs / "tuning.json", tuning_results(runs, knobs))
 
     s = plan.seconds
-    tuning = [Stage(f"tune/{tuning_run(knob.stage, knob.key, value)}", s["train"], student_stage(knob.stage, (knob.key, value)))
-              for knob in knobs for value in knob.values]
+    tuning = [
+        Stage(
+            f"tune/{tuning_run(knob.stage, knob.key, value)}", s["train"], student_stage(knob.stage, (knob.key, value))
+        )
+        for knob in knobs
+        for value in knob.values
+    ]
     if tuning:
         tuning.append(Stage("tune/" + "+".join(knob.text for knob in knobs), 1, tuning_stage))
     return [
@@ -248,8 +320,10 @@ def parse_knob(text: str) -> Knob:
     if stage not in STUDENT_SIZED:
         raise ValueError(f"--tune {text!r}: the stage must be one of {', '.join(STUDENT_SIZED)}, got {stage!r}")
     if "." not in key or len(values) < 2 or len(set(values)) != len(values):
-        raise ValueError(f"--tune {text!r}: expected [STAGE:]SECTION.KEY=V1,V2,... with at least two distinct values, "
-                         "e.g. loss.distill_weight=0,0.3,1")
+        raise ValueError(
+            f"--tune {text!r}: expected [STAGE:]SECTION.KEY=V1,V2,... with at least two distinct values, "
+            "e.g. loss.distill_weight=0,0.3,1"
+        )
     for value in values:  # an unknown key or a bad value fails now, not after the pipeline
         try:
             _stage_config(stage, [f"{key}={value}"])
@@ -267,8 +341,12 @@ def tuning_results(runs: Path, knobs: tuple[Knob, ...]) -> dict:
     """``{knob text: {value: metrics}}``: the best validation metrics of every tuning run (what
     checkpoint selection sees; no test clip)."""
     return {
-        knob.text: {value: json.loads((runs / tuning_run(knob.stage, knob.key, value) / "result.json").read_text())
-                    ["best_checkpoint"]["metrics"] for value in knob.values}
+        knob.text: {
+            value: json.loads((runs / tuning_run(knob.stage, knob.key, value) / "result.json").read_text())[
+                "best_checkpoint"
+            ]["metrics"]
+            for value in knob.values
+        }
         for knob in knobs
     }
 
@@ -284,7 +362,12 @@ def aggregate_tuning(per_seed: dict[int, dict]) -> dict:
             values[value] = {"val/action_top1": round(sum(scores.values()) / len(scores), 2), "per_seed": scores}
         chosen = max(values, key=lambda v: values[v]["val/action_top1"])
         knobs[knob] = {"values": values, "chosen": chosen}
-    return {"split": "validation", "metric": "val/action_top1 of the best epoch", "seeds": sorted(per_seed), "knobs": knobs}
+    return {
+        "split": "validation",
+        "metric": "val/action_top1 of the best epoch",
+        "seeds": sorted(per_seed),
+        "knobs": knobs,
+    }
 
 
 def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool = False) -> list[Stage]:
@@ -297,9 +380,9 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
         _write_json(out / "benchmark.json", results)
 
     def report_stage():
+        from karmma.artifacts import load_model, save_student
         from karmma.evaluation.claims import aggregate_seeds
         from karmma.evaluation.report import write_report
-        from karmma.artifacts import load_model, save_student
         from karmma.stages import STUDENT_STAGES
 
         first = roots[min(roots)]
@@ -314,15 +397,24 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
         write_report(out)
 
     s = plan.seconds
-    return [Stage("benchmark", s["benchmark"], benchmark_stage), Stage("report", s["report"], report_stage, refresh=True)]
+    return [
+        Stage("benchmark", s["benchmark"], benchmark_stage),
+        Stage("report", s["report"], report_stage, refresh=True),
+    ]
 
 
 def _write_json(path: Path, value: dict) -> None:
     atomic_write_text(path, json.dumps(value, indent=1) + "\n")
 
 
-def run_demo(out: str | Path, quick: bool = False, seeds: tuple[int, ...] = (0,), progress: bool = True,
-             workers: int = 2, tune: tuple[Knob, ...] = ()) -> Path:
+def run_demo(
+    out: str | Path,
+    quick: bool = False,
+    seeds: tuple[int, ...] = (0,),
+    progress: bool = True,
+    workers: int = 2,
+    tune: tuple[Knob, ...] = (),
+) -> Path:
     """Run (or finish) the demo under ``out`` for every seed; returns the report path.
 
     One seed writes everything into ``out``; several write one pipeline each into
@@ -339,7 +431,9 @@ def run_demo(out: str | Path, quick: bool = False, seeds: tuple[int, ...] = (0,)
     flavour = "quick" if quick else "default"
     plan = PLANS[flavour]
     settings = {k: v for k, v in dataclasses.asdict(plan).items() if k != "seconds"}  # progress weights do not matter
-    identity = json.loads(json.dumps({"version": DEMO_VERSION, "flavour": flavour, "seeds": list(seeds), "plan": settings}))
+    identity = json.loads(
+        json.dumps({"version": DEMO_VERSION, "flavour": flavour, "seeds": list(seeds), "plan": settings})
+    )
     marker = out / "demo.json"
     if marker.is_file():
         previous = json.loads(marker.read_text())
@@ -361,8 +455,13 @@ def run_demo(out: str | Path, quick: bool = False, seeds: tuple[int, ...] = (0,)
                 stage.name = f"seed_{seed}/{stage.name}"
             stages.append(stage)
     stages += final_stages(out, roots, plan, tuned=bool(tune))
-    bar = tqdm(total=sum(st.seconds for st in stages), desc="karmma demo", disable=not progress,
-               bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed} elapsed, about {remaining} left]", file=sys.stderr)
+    bar = tqdm(
+        total=sum(st.seconds for st in stages),
+        desc="karmma demo",
+        disable=not progress,
+        bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed} elapsed, about {remaining} left]",
+        file=sys.stderr,
+    )
     ran = False
     for stage in stages:
         if stage.name in done and not (stage.refresh and ran):

@@ -49,6 +49,8 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     test session that trained a model) can leave the children deadlocked on a lock.
     The workers end when the calling process ends (see the module docstring)."""
     return ProcessPoolExecutor(
-        max_workers=max(1, workers), mp_context=multiprocessing.get_context("forkserver"),
-        initializer=die_with, initargs=(os.getpid(),),
+        max_workers=max(1, workers),
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=die_with,
+        initargs=(os.getpid(),),
     )

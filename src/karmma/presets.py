@@ -15,8 +15,8 @@ whole student forward pass costs well under 0.5 GFLOPs on a laptop CPU.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from karmma.modalities import ModalitySpec
 from karmma.models.audio_resnet import AudioResNetConfig, resnet18_config
@@ -85,7 +85,9 @@ def tiny_preset(frames: int = 8, size: int = 64, box_slots: int = 4, audio_frame
         student={
             "V": ModalitySpec("V", (frames, 3, size, size), student_swin),
             "F": ModalitySpec("F", (frames, 2, size, size), student_swin),
-            "A": ModalitySpec("A", (1, 64, audio_frames), AudioResNetConfig(widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1))),
+            "A": ModalitySpec(
+                "A", (1, 64, audio_frames), AudioResNetConfig(widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1))
+            ),
             "D": ModalitySpec("D", boxes, BoxTransformerConfig(dim=32, depth=1, num_heads=2)),
         },
         teacher_fusion=FusionConfig(width=128, depth=2, num_heads=4),
@@ -115,8 +117,12 @@ def get_preset(
         return preset
 
     def pooled(specs: Mapping[str, ModalitySpec]) -> dict[str, ModalitySpec]:
-        return {key: dataclasses.replace(spec, extractor=dataclasses.replace(spec.extractor, spatial_pool=spatial_pool))
-                if isinstance(spec.extractor, VideoSwinConfig) else spec for key, spec in specs.items()}
+        return {
+            key: dataclasses.replace(spec, extractor=dataclasses.replace(spec.extractor, spatial_pool=spatial_pool))
+            if isinstance(spec.extractor, VideoSwinConfig)
+            else spec
+            for key, spec in specs.items()
+        }
 
     return dataclasses.replace(preset, teacher=pooled(preset.teacher), student=pooled(preset.student))
 
@@ -136,7 +142,9 @@ def build_teacher(
 ) -> KARMMA:
     """KARMMA_T: frozen teacher-sized extractors; learned missing-modality tokens by default (our choice)."""
     modalities = modalities or preset.default_modalities
-    return KARMMA(_specs(preset.teacher, modalities), heads, preset.teacher_fusion, missing_strategy, freeze_extractors=True)
+    return KARMMA(
+        _specs(preset.teacher, modalities), heads, preset.teacher_fusion, missing_strategy, freeze_extractors=True
+    )
 
 
 def build_student(

@@ -128,7 +128,9 @@ def load_unimodal_extractor(model: KARMMA, key: str, path: str, preset: str) -> 
 def _load_extractor_state(model: KARMMA, key: str, checkpoint: dict, path: str) -> None:
     state = model_state(checkpoint, f"model.extractors.{key}.")
     if not state:
-        raise CheckpointError(f"{path}: holds no {key} extractor (pretrained.{key} needs a checkpoint of a model with {key})")
+        raise CheckpointError(
+            f"{path}: holds no {key} extractor (pretrained.{key} needs a checkpoint of a model with {key})"
+        )
     try:
         model.extractors[key].load_state_dict(state)
     except RuntimeError as error:

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from karmma.configuration import check_range
 from karmma.data.config import DatasetConfig
 from karmma.data.views import ClipConfig
-
 from karmma.models.karmma import MISSING_STRATEGIES
 from karmma.models.video_swin import SPATIAL_POOLS
 

@@ -3,11 +3,11 @@ import json
 import pytest
 
 from karmma.data.annotations import (
-    read_epic_tail_classes,
-    read_epic_unseen_participants,
     AnnotationError,
     read_class_list,
     read_epic_segments,
+    read_epic_tail_classes,
+    read_epic_unseen_participants,
     read_ssv2_labels,
     read_ssv2_split,
     split_train_validation,
@@ -145,17 +145,22 @@ def test_something_else_boxes(shared_data):
     assert (hand.x1, hand.x2) == (0, pytest.approx(31.60220994475138))
     tensor = boxes_tensor(frames, [1, 2, 10_000], slots=4, width=320, height=240)
     assert tensor.shape == (3, 4, 6)
-    assert tensor[0, 0].tolist() == pytest.approx([0.0, 115.80110497237568 / 240, 31.60220994475138 / 320, 230.71823204419888 / 240, 1.0, 0.0])
+    assert tensor[0, 0].tolist() == pytest.approx(
+        [0.0, 115.80110497237568 / 240, 31.60220994475138 / 320, 230.71823204419888 / 240, 1.0, 0.0]
+    )
     assert tensor[0, 2].abs().sum() == 0  # empty slot
     assert tensor[2].abs().sum() == 0  # frame without annotation
     assert tensor[..., :4].min() >= 0 and tensor[..., :4].max() <= 1
 
 
-@pytest.mark.parametrize("content, named", [
-    ('{"id": "1", "template": "x"}', "expected a JSON list"),
-    ('["1", "2"]', "entry 0 is a str"),
-    ('[{"id": "1", "template": 3}]', "'template' must be a string"),
-])
+@pytest.mark.parametrize(
+    "content, named",
+    [
+        ('{"id": "1", "template": "x"}', "expected a JSON list"),
+        ('["1", "2"]', "entry 0 is a str"),
+        ('[{"id": "1", "template": 3}]', "'template' must be a string"),
+    ],
+)
 def test_ssv2_json_of_the_wrong_shape_is_one_line(tmp_path, content, named):
     from karmma.data.annotations import AnnotationError, read_ssv2_split
 

@@ -65,7 +65,9 @@ def _manifest(synth_prepared, tmp_path, rows):
     shutil.copytree(synth_prepared / "P01" / "rgb_frames" / "P01_102", root / "frames" / "c1")
     shutil.copytree(synth_prepared / "P01" / "flow_frames" / "P01_102", root / "flow" / "c1")
     (root / "boxes").mkdir()
-    (root / "boxes" / "c1.json").write_text(json.dumps({"width": 85, "height": 64, "frames": {str(n): [[1, 2, 30, 40, 0]] for n in range(1, 40)}}))
+    (root / "boxes" / "c1.json").write_text(
+        json.dumps({"width": 85, "height": 64, "frames": {str(n): [[1, 2, 30, 40, 0]] for n in range(1, 40)}})
+    )
     (root / "train.csv").write_text("clip_id,grasp,V,F,A,D,start,stop,fps\n" + rows)
     return root
 
@@ -81,7 +83,11 @@ def test_manifest_with_any_subset_per_clip(synth_prepared, tmp_path):
     counts = dataset.report.as_dict()["modalities"]
     assert counts["A"] == {"present": 0, "missing": 3, "unreadable": 0}  # the WAV does not exist
     batch = collate_clips([dataset[i] for i in range(3)])
-    assert batch["availability"].tolist() == [[True, True, False, True], [False, True, False, False], [True, False, False, False]]
+    assert batch["availability"].tolist() == [
+        [True, True, False, True],
+        [False, True, False, False],
+        [True, False, False, False],
+    ]
     assert torch.isfinite(batch["inputs"]["D"]).all() and batch["inputs"]["D"][0, :, 0, 4].max() == 1.0
     config = detect_dataset(root)
     assert config.format == "manifest" and dataset_heads(config) == {"grasp": 3}
@@ -91,7 +97,10 @@ def test_manifest_with_any_subset_per_clip(synth_prepared, tmp_path):
     "rows,message",
     [
         ("c1,x,frames/c1,,,,,,24\n", r"train.csv:2: label grasp='x' is not an integer"),
-        ("c1,1,frames/c1,,,,,,24\nc1,1,frames/c1,,,,,,24\n", r"train.csv:3: duplicated clip_id 'c1' \(first on line 2\)"),
+        (
+            "c1,1,frames/c1,,,,,,24\nc1,1,frames/c1,,,,,,24\n",
+            r"train.csv:3: duplicated clip_id 'c1' \(first on line 2\)",
+        ),
         ("c1,1,frames/c1,,,,2.0,1.0,24\n", r"train.csv:2: stop 1.0 is before start 2.0"),
     ],
 )
@@ -123,7 +132,23 @@ def test_ssv2_layout_with_boxes(tmp_path):
 
 def test_data_benchmark_command(synth_prepared, tmp_path):
     out = tmp_path / "bench.json"
-    code = main(["benchmark", "data", str(synth_prepared), "--batch-size", "2", "--batches", "2", "--steps", "1", "--workers", "0", "--json", str(out)])
+    code = main(
+        [
+            "benchmark",
+            "data",
+            str(synth_prepared),
+            "--batch-size",
+            "2",
+            "--batches",
+            "2",
+            "--steps",
+            "1",
+            "--workers",
+            "0",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text())
     loading, training = result["clips_per_s"]["V+F+A"]["0"], result["train_clips_per_s"]
@@ -134,8 +159,26 @@ def test_data_benchmark_command(synth_prepared, tmp_path):
 
 def test_data_benchmark_breakdown_and_bare_decoders(synth_prepared, tmp_path):
     out = tmp_path / "bench.json"
-    code = main(["benchmark", "data", str(synth_prepared), "--batch-size", "2", "--batches", "1", "--steps", "0",
-                 "--workers", "0,1", "--each", "--breakdown", "4", "--json", str(out)])
+    code = main(
+        [
+            "benchmark",
+            "data",
+            str(synth_prepared),
+            "--batch-size",
+            "2",
+            "--batches",
+            "1",
+            "--steps",
+            "0",
+            "--workers",
+            "0,1",
+            "--each",
+            "--breakdown",
+            "4",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text())
     assert set(result["clips_per_s"]) == {"V", "F", "A", "V+F+A"}

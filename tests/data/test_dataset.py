@@ -7,8 +7,8 @@ from torch.utils.data import DataLoader
 
 from karmma.data.annotations import read_epic_segments
 from karmma.data.dataset import MISSING, PRESENT, UNREADABLE, ClipDataset, DataReport, collate_clips
-from karmma.data.views import ClipConfig
 from karmma.data.epic import EpicLayout, epic_samples, read_video_info
+from karmma.data.views import ClipConfig
 
 SHAPES = {"V": (4, 3, 32, 32), "F": (4, 2, 32, 32), "A": (1, 64, 100)}
 
@@ -17,7 +17,9 @@ def _dataset(root: Path, train=True, shapes=SHAPES, **kwargs) -> ClipDataset:
     segments = []
     for split in ("train", "validation"):
         segments += read_epic_segments(root / "annotations" / f"EPIC_100_{split}.csv", {"verb": 5, "noun": 6})
-    samples = epic_samples(segments, EpicLayout(root), read_video_info(root / "annotations" / "EPIC_100_video_info.csv"))
+    samples = epic_samples(
+        segments, EpicLayout(root), read_video_info(root / "annotations" / "EPIC_100_video_info.csv")
+    )
     return ClipDataset(samples, shapes, train=train, **kwargs)
 
 
@@ -40,7 +42,7 @@ def test_batches_with_all_modalities(synth_prepared):
     assert batch["inputs"]["A"].shape == (4, *SHAPES["A"])
     assert batch["labels"]["verb"].dtype == torch.long and batch["availability"].shape == (4, 3)
     for batch in batches:
-        for key, tensor in batch["inputs"].items():
+        for tensor in batch["inputs"].values():
             assert torch.isfinite(tensor).all()
     # every sample has V and F; A is there for exactly the videos with an audio track
     with_audio = {p.stem for p in synth_prepared.rglob("audio/*.wav")}
@@ -204,7 +206,9 @@ def test_items_match_the_float_pipeline_on_the_files(synth_prepared):
 
     def float_crop_resize(frames):  # [T, C, H, W] float
         top, left, ch, cw = crop_box(eval_crop_params(frames.shape[-1] / frames.shape[-2]), *frames.shape[-2:])
-        out = F.interpolate(frames[..., top : top + ch, left : left + cw], size=(24, 24), mode="bilinear", antialias=True)
+        out = F.interpolate(
+            frames[..., top : top + ch, left : left + cw], size=(24, 24), mode="bilinear", antialias=True
+        )
         return out, ch, cw
 
     rgb, _, _ = float_crop_resize(pixels([sample.sources["V"].path(n) for n in numbers], "RGB").permute(0, 3, 1, 2))
@@ -235,7 +239,10 @@ def test_batches_loaded_in_place_equal_item_by_item_batches(prepared_copy):
     from_worker = next(iter(loader))
     status = one_by_one["status"]
     assert (status == MISSING).any() and (status == UNREADABLE).any()  # both kinds of zero rows are exercised
-    for batch, tolerance in ((in_place, 0.0), (from_worker, 1e-5)):  # a worker has one thread: log-mel sums round differently
+    for batch, tolerance in (
+        (in_place, 0.0),
+        (from_worker, 1e-5),
+    ):  # a worker has one thread: log-mel sums round differently
         assert batch["ids"] == one_by_one["ids"] and torch.equal(batch["status"], status)
         for key, tensor in one_by_one["inputs"].items():
             assert torch.allclose(batch["inputs"][key], tensor, rtol=0.0, atol=tolerance), key

@@ -1,4 +1,3 @@
-import json
 import shutil
 
 from karmma.data.prepare import PrepareSettings, prepare
@@ -43,7 +42,13 @@ def test_prepare_layout_flow_rule_and_resume(tmp_path):
 
 def test_prepare_with_fps_rewrites_frame_numbers(tmp_path):
     synthesize(tmp_path / "raw", seed=2, size=TINY, progress=False)
-    prepare(tmp_path / "raw", tmp_path / "out", PrepareSettings(flow="dis", short_side=32, fps=12), workers=1, progress=False)
+    prepare(
+        tmp_path / "raw",
+        tmp_path / "out",
+        PrepareSettings(flow="dis", short_side=32, fps=12),
+        workers=1,
+        progress=False,
+    )
     from karmma.data.annotations import read_epic_segments
     from karmma.data.epic import read_video_info
 
@@ -93,7 +98,9 @@ def test_participants_split_into_train_validation_and_test(tmp_path):
 
     from karmma.data.synth import participant_splits, synthesize
 
-    size = SynthSize(participants=4, validation_participants=1, test_participants=2, videos_per_participant=1, actions_per_video=2)
+    size = SynthSize(
+        participants=4, validation_participants=1, test_participants=2, videos_per_participant=1, actions_per_video=2
+    )
     assert participant_splits(size) == {"P01": "train", "P02": "validation", "P03": "test", "P04": "test"}
     synthesize(tmp_path, seed=0, size=size, workers=1, progress=False)
     seen = {}

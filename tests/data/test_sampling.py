@@ -13,7 +13,9 @@ def test_train_sampling_stays_in_each_part():
 
 
 def test_eval_sampling_is_centred_and_views_spread():
-    assert segment_frame_numbers(1, 80, 8, train=False) == [6 + 10 * i for i in range(8)]  # middle of each 10-frame part
+    assert segment_frame_numbers(1, 80, 8, train=False) == [
+        6 + 10 * i for i in range(8)
+    ]  # middle of each 10-frame part
     views = [segment_frame_numbers(1, 80, 4, train=False, view=v, num_views=2) for v in range(2)]
     assert views[0] != views[1] and all(1 <= n <= 80 for v in views for n in v)
 

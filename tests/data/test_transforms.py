@@ -1,6 +1,5 @@
 import random
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -26,7 +25,13 @@ def _float_reference(frames: torch.Tensor, params: CropParams, size: int, flow: 
     _, _, h, w = frames.shape
     y0, x0 = int(round(params.top * h)), int(round(params.left * w))
     ch, cw = max(1, int(round(params.height * h))), max(1, int(round(params.width * w)))
-    out = F.interpolate(frames[:, :, y0 : y0 + ch, x0 : x0 + cw], size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    out = F.interpolate(
+        frames[:, :, y0 : y0 + ch, x0 : x0 + cw],
+        size=(size, size),
+        mode="bilinear",
+        align_corners=False,
+        antialias=True,
+    )
     if flow:
         out = out * torch.tensor([size / cw, size / ch]).view(1, 2, 1, 1)
     if params.flip:
@@ -43,14 +48,25 @@ def _textured(shape, seed=0) -> torch.Tensor:
     coarse = torch.rand(t, c, h // 16, w // 16, generator=generator)
     smooth = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
     detail = torch.rand(t, c, h, w, generator=generator) * 0.3
-    return ((smooth * 0.7 + detail).clamp(0, 1) * 255).round().to(torch.uint8).contiguous(memory_format=torch.channels_last)
+    return (
+        ((smooth * 0.7 + detail).clamp(0, 1) * 255)
+        .round()
+        .to(torch.uint8)
+        .contiguous(memory_format=torch.channels_last)
+    )
 
 
 # Documented tolerance of the uint8 resize (docs/performance.md): at most one grey level from the float
 # pipeline, so <= 1 / (255 * 0.224) after ImageNet normalisation, <= 40 / 255 px (times the resize
 # factor, over the flow scale) for flow.
-@pytest.mark.parametrize("params", [CropParams(0.1, 0.2, 0.8, 0.45, flip=False), CropParams(0.0, 0.3, 1.0, 0.5625, flip=True),
-                                    CropParams(0.3, 0.1, 0.5, 0.28, flip=True)])  # 205 px, 256 px and 128 px crops of 456 x 256
+@pytest.mark.parametrize(
+    "params",
+    [
+        CropParams(0.1, 0.2, 0.8, 0.45, flip=False),
+        CropParams(0.0, 0.3, 1.0, 0.5625, flip=True),
+        CropParams(0.3, 0.1, 0.5, 0.28, flip=True),
+    ],
+)  # 205 px, 256 px and 128 px crops of 456 x 256
 def test_rgb_input_within_one_grey_level_of_the_float_pipeline(params):
     frames = _textured((4, 3, 256, 456))
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -61,7 +77,9 @@ def test_rgb_input_within_one_grey_level_of_the_float_pipeline(params):
     assert difference.max() <= 1.0 + 1e-3 and difference.mean() < 0.5
 
 
-@pytest.mark.parametrize("params", [CropParams(0.1, 0.2, 0.8, 0.45, flip=False), CropParams(0.3, 0.1, 0.5, 0.28, flip=True)])
+@pytest.mark.parametrize(
+    "params", [CropParams(0.1, 0.2, 0.8, 0.45, flip=False), CropParams(0.3, 0.1, 0.5, 0.28, flip=True)]
+)
 def test_flow_input_within_one_quantisation_level_of_the_float_pipeline(params):
     quantised = _textured((4, 2, 256, 456), seed=1)
     reference = _float_reference(decode_flow(quantised[:, 0], quantised[:, 1]), params, 224, flow=True) / 9.04
@@ -81,7 +99,9 @@ def test_flip_mirrors_rgb_and_flow_and_negates_u():
     assert torch.allclose(out[0, 0, :, :4], torch.full((8, 4), -(128 / 255 * 40 - 20)))  # +0.08 px (grey 128), negated
     assert torch.allclose(out[0, 1], torch.full((8, 8), 128 / 255 * 40 - 20))  # vertical flow unchanged
     rgb = torch.arange(8, dtype=torch.uint8).repeat(1, 3, 8, 1)
-    assert torch.equal(crop_resize(rgb, CropParams(0, 0, 1, 1, flip=True), 8)[0, 0, 0], torch.arange(7, -1, -1, dtype=torch.uint8))
+    assert torch.equal(
+        crop_resize(rgb, CropParams(0, 0, 1, 1, flip=True), 8)[0, 0, 0], torch.arange(7, -1, -1, dtype=torch.uint8)
+    )
 
 
 def test_resizing_flow_rescales_vectors():

@@ -6,7 +6,12 @@ from karmma.data.audio import LogMelConfig
 from karmma.data.epic import flow_index
 from karmma.data.sources import FlowSource
 from karmma.data.views import (
-    audio_window_start, clip_frames, flow_frame, flow_pair, flow_stride_for_rate, spectrogram_config,
+    audio_window_start,
+    clip_frames,
+    flow_frame,
+    flow_pair,
+    flow_stride_for_rate,
+    spectrogram_config,
 )
 
 

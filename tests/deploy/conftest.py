@@ -8,8 +8,8 @@ import torch
 
 from karmma.data.config import DatasetConfig, dataset_heads
 from karmma.data.views import ClipConfig
-from karmma.train_config import TrainConfig
 from karmma.stages import build_stage_model
+from karmma.train_config import TrainConfig
 
 
 @pytest.fixture(scope="session")
@@ -20,8 +20,11 @@ def synth_videos(make_synth_set) -> tuple[Path, Path]:
 
 def student_config(root: Path, modalities=()) -> TrainConfig:
     return TrainConfig(
-        stage="student", preset="tiny", modalities=list(modalities),
-        data=DatasetConfig(format="epic", root=str(root)), clip=ClipConfig(flip=False, flow_scale=2.0),
+        stage="student",
+        preset="tiny",
+        modalities=list(modalities),
+        data=DatasetConfig(format="epic", root=str(root)),
+        clip=ClipConfig(flip=False, flow_scale=2.0),
     )
 
 
@@ -34,13 +37,15 @@ def student_file(synth_videos, tmp_path_factory) -> Path:
     heads = dataset_heads(config.data)
     torch.manual_seed(0)
     model = build_stage_model(config, heads).eval()
-    return save_student(model, describe_model(model, asdict(config), heads), tmp_path_factory.mktemp("student") / "student.safetensors")
+    return save_student(
+        model, describe_model(model, asdict(config), heads), tmp_path_factory.mktemp("student") / "student.safetensors"
+    )
 
 
 @pytest.fixture(scope="session")
 def onnx_student(student_file) -> Path:
-    from karmma.deploy.onnx_export import export_onnx
     from karmma.artifacts import load_model
+    from karmma.deploy.onnx_export import export_onnx
 
     model, info = load_model(student_file)
     return export_onnx(model, info, student_file.with_name("student.onnx"))

@@ -33,12 +33,11 @@ def test_export_writes_every_form(student_file, tmp_path, capsys):
     capsys.readouterr()
     _one_line_error(capsys, ["export", str(student_file)], "nothing to write")
     teacher_like = tmp_path / "weights.safetensors"
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(2)}, str(teacher_like))
     _one_line_error(capsys, ["export", str(teacher_like), "--onnx", str(tmp_path / "x.onnx")], "not a karmma student")
-
 
 
 def test_export_takes_a_run_folder_and_refuses_a_teacher(trained_runs, tmp_path, capsys):
@@ -50,11 +49,15 @@ def test_export_takes_a_run_folder_and_refuses_a_teacher(trained_runs, tmp_path,
     model, info = load_model(out)
     assert info.config["stage"] == "student" and info.classes is not None
     capsys.readouterr()
-    _one_line_error(capsys, ["export", results["teacher"]["run"], "--safetensors", str(tmp_path / "t.safetensors")],
-                    "not a karmma student (a 'teacher' model")
+    _one_line_error(
+        capsys,
+        ["export", results["teacher"]["run"], "--safetensors", str(tmp_path / "t.safetensors")],
+        "not a karmma student (a 'teacher' model",
+    )
     from karmma.cli import build_parser
 
     assert "export-student" not in build_parser().format_help()  # one export command, the forms are flags
+
 
 def test_predict_table_and_json(onnx_student, synth_videos, capsys):
     raw, _ = synth_videos
@@ -65,7 +68,11 @@ def test_predict_table_and_json(onnx_student, synth_videos, capsys):
     assert main(["predict", str(onnx_student), str(video), "--json", "--modalities", "V,F"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["modalities"] == ["V", "F"] and result["missing"] == {"A": "not requested"}
-    assert result["backend"] == "onnx" and len(result["actions"]) == 5 and set(result["timings_ms"]) >= {"decode", "flow", "model"}
+    assert (
+        result["backend"] == "onnx"
+        and len(result["actions"]) == 5
+        and set(result["timings_ms"]) >= {"decode", "flow", "model"}
+    )
 
 
 def test_predict_without_audio_track_runs_without_a(student_file, tmp_path, capsys):
@@ -94,7 +101,9 @@ def test_predict_bad_inputs_give_one_line_errors(onnx_student, student_file, syn
     _one_line_error(capsys, ["predict", str(text), video], "unreadable or truncated checkpoint")
     _one_line_error(capsys, ["predict", str(onnx_student), video, "--modalities", "V,D"], "not trained on modality D")
     _one_line_error(capsys, ["predict", str(onnx_student), video, "--modalities", "X"], "not trained on modality X")
-    _one_line_error(capsys, ["predict", str(tmp_path), video], "nor a training run folder (no checkpoints/); export a run first")
+    _one_line_error(
+        capsys, ["predict", str(tmp_path), video], "nor a training run folder (no checkpoints/); export a run first"
+    )
 
 
 def test_predict_runs_a_training_run_folder(trained_runs, synth_videos, capsys):
@@ -145,7 +154,9 @@ def test_non_finite_model_outputs_are_an_error(student_file, synth_videos):
     from karmma.deploy.recognizer import Recognizer
 
     recognizer = Recognizer.load(student_file)
-    recognizer.runner.logits = lambda inputs, availability: {h: np.full((1, n), np.nan, dtype=np.float32) for h, n in recognizer.info.heads.items()}
+    recognizer.runner.logits = lambda inputs, availability: {
+        h: np.full((1, n), np.nan, dtype=np.float32) for h, n in recognizer.info.heads.items()
+    }
     video = next(synth_videos[0].rglob("*.MP4"))
     with pytest.raises(ValueError, match="non-finite .* scores"):
         recognizer.predict_file(video, ["V"])
@@ -153,8 +164,23 @@ def test_non_finite_model_outputs_are_an_error(student_file, synth_videos):
 
 def test_stream_with_sensor_failures(onnx_student, synth_videos, capsys):
     video = str(next(synth_videos[0].rglob("*.MP4")))
-    argv = ["predict", str(onnx_student), video, "--stream", "--json", "--window", "1.0", "--hop", "0.5",
-            "--drop-sensors", "0.5", "--drop-seconds", "1.0", "--seed", "3"]
+    argv = [
+        "predict",
+        str(onnx_student),
+        video,
+        "--stream",
+        "--json",
+        "--window",
+        "1.0",
+        "--hop",
+        "0.5",
+        "--drop-sensors",
+        "0.5",
+        "--drop-seconds",
+        "1.0",
+        "--seed",
+        "3",
+    ]
     assert main(argv) == 0
     windows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(windows) >= 5 and [w["window"] for w in windows] == list(range(len(windows)))
@@ -173,8 +199,25 @@ def test_stream_with_sensor_failures(onnx_student, synth_videos, capsys):
 
 def test_benchmark_deploy_times_an_existing_export(onnx_student, tmp_path, capsys):
     out = tmp_path / "latency.json"
-    assert main(["benchmark", "deploy", "--model", str(onnx_student), "--repeats", "2", "--warmup", "0",
-                 "--clip-seconds", "0.5", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "deploy",
+                "--model",
+                str(onnx_student),
+                "--repeats",
+                "2",
+                "--warmup",
+                "0",
+                "--clip-seconds",
+                "0.5",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())["model"]
     assert result["backend"] == "OnnxRunner" and set(result["subsets"]) == {"V+F+A", "V+F", "V+A", "F+A", "V", "F", "A"}
     assert all(row["model_ms"] > 0 for row in result["subsets"].values())

@@ -95,6 +95,11 @@ def test_split_onnx_matches_pytorch(student_file, tmp_path):
     model, info = load_model(student_file)
     runner = SplitOnnxRunner(export_split_onnx(model, info, tmp_path / "split"))
     assert sorted(p.name for p in (tmp_path / "split").iterdir()) == [
-        "extractor_A.onnx", "extractor_F.onnx", "extractor_V.onnx", "fusion.onnx", "manifest.json"]
+        "extractor_A.onnx",
+        "extractor_F.onnx",
+        "extractor_V.onnx",
+        "fusion.onnx",
+        "manifest.json",
+    ]
     for subset in all_subsets(model.modalities):
         assert _max_difference(runner, model, subset, seed=len(subset)) < TOLERANCE, subset

@@ -59,14 +59,20 @@ def test_video_inputs_match_the_training_pipeline(synth_videos, student_file):
     raw, prepared = synth_videos
     recognizer = Recognizer.load(student_file)
     config = recognizer.info.train_config()
-    dataset = ClipDataset(load_split(config.data, "validation"), recognizer.info.input_shapes, train=False, config=config.clip)
+    dataset = ClipDataset(
+        load_split(config.data, "validation"), recognizer.info.input_shapes, train=False, config=config.clip
+    )
     rows = _validation_rows(raw)
     assert len(dataset) == len(rows) == 3
     for sample, item, row in zip(dataset.samples, dataset, rows):
         video = recognizer.decode(next(raw.rglob(f"{row['video_id']}.MP4")))
         inputs, _ = recognizer.preprocessor.inputs(
-            video.frames, video.rate, video.audio, [k for k in "VFA" if k in item["inputs"]],
-            int(row["start_frame"]), int(row["stop_frame"]),
+            video.frames,
+            video.rate,
+            video.audio,
+            [k for k in "VFA" if k in item["inputs"]],
+            int(row["start_frame"]),
+            int(row["stop_frame"]),
             stride=sample.sources["F"].stride,  # the stride the prepared flow was computed at
             times=(float(row["start_timestamp"][-5:]), float(row["stop_timestamp"][-5:])),
         )
@@ -78,7 +84,9 @@ def test_video_inputs_match_the_training_pipeline(synth_videos, student_file):
                 assert (inputs[key] - expected.roll(1, dims=0)).abs().mean() > 2.5 * difference.mean()
 
 
-def test_the_flow_stride_comes_from_the_frame_rate_or_the_argument_never_the_file_name(synth_videos, student_file, tmp_path):
+def test_the_flow_stride_comes_from_the_frame_rate_or_the_argument_never_the_file_name(
+    synth_videos, student_file, tmp_path
+):
     raw, _ = synth_videos
     path = next(p for p in raw.rglob("*.MP4") if len(p.stem) == 6)  # a 2018-style EPIC name (P01_01)
     renamed = tmp_path / "my clip.mp4"
@@ -123,7 +131,11 @@ def test_audio_not_covering_the_segment_is_missing_in_predict(media, student_fil
     recognizer = Recognizer.load(student_file)
     short = media.write_video(tmp_path / "short_audio.mp4", media.noise(50, 96, 128), fps=25, audio_seconds=0.01)
     prediction = recognizer.predict_file(short)
-    assert prediction.modalities == ["V", "F"] and "audio" in prediction.missing["A"] and "ends at" in prediction.missing["A"]
+    assert (
+        prediction.modalities == ["V", "F"]
+        and "audio" in prediction.missing["A"]
+        and "ends at" in prediction.missing["A"]
+    )
     covered = recognizer.predict_file(short, end=0.04)  # no: even the first 40 ms are not covered by 10 ms of audio
     assert "A" in covered.missing
     half = media.write_video(tmp_path / "half_audio.mp4", media.noise(100, 96, 128), fps=25, audio_seconds=2.0)

@@ -13,7 +13,9 @@ def _model(rng, accuracy: float, clips: int, sweep_accuracy: dict) -> dict:
     subsets = {s: codes(a) for s, a in zip(SUBSETS, (accuracy, accuracy - 0.1, accuracy - 0.2))}
     sweep = {"0.0": [subsets["V+A"]], **{p: [codes(a), codes(a)] for p, a in sweep_accuracy.items()}}
     return {
-        "stage": "x", "split": "test", "clips": clips,
+        "stage": "x",
+        "split": "test",
+        "clips": clips,
         "subsets": {s: {"action_top1": 100 * c.count("1") / clips, "samples": clips} for s, c in subsets.items()},
         "sweep": {p: {"action_top1": 100 * np.mean([r.count("1") / clips for r in runs])} for p, runs in sweep.items()},
         "per_clip": {"ids": [f"c{i}" for i in range(clips)], "subsets": subsets, "sweep": sweep},
@@ -22,12 +24,15 @@ def _model(rng, accuracy: float, clips: int, sweep_accuracy: dict) -> dict:
 
 def _seed(seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    return {"models": {
-        "teacher": _model(rng, 0.5, 600, {"0.5": 0.4}),
-        "baseline": _model(rng, 0.5, 600, {"0.3": 0.3, "0.5": 0.2}),   # collapses under dropouts
-        "baseline_delta": _model(rng, 0.5, 600, {"0.3": 0.45, "0.5": 0.4}),
-        "student": _model(rng, 0.7, 600, {"0.3": 0.65, "0.5": 0.6}),
-    }, "settings": {"seeds": 2}}
+    return {
+        "models": {
+            "teacher": _model(rng, 0.5, 600, {"0.5": 0.4}),
+            "baseline": _model(rng, 0.5, 600, {"0.3": 0.3, "0.5": 0.2}),  # collapses under dropouts
+            "baseline_delta": _model(rng, 0.5, 600, {"0.3": 0.45, "0.5": 0.4}),
+            "student": _model(rng, 0.7, 600, {"0.3": 0.65, "0.5": 0.6}),
+        },
+        "settings": {"seeds": 2},
+    }
 
 
 def test_claims_decided_over_seeds():
@@ -38,7 +43,10 @@ def test_claims_decided_over_seeds():
     # equal models: no verdict either way
     assert claims["Baseline w/ δ more accurate than Baseline on V"]["verdict"] == "inconclusive"
     # the Baseline falls from 50 to 20 % at p = 0.5, the student from 70 to 60 %
-    assert claims["KARMMA_S loses less accuracy than the Baseline when sensors drop out with p = 0.5"]["verdict"] == "holds"
+    assert (
+        claims["KARMMA_S loses less accuracy than the Baseline when sensors drop out with p = 0.5"]["verdict"]
+        == "holds"
+    )
     teacher = claims["KARMMA_S more accurate than its teacher KARMMA_T on V+A"]
     assert teacher["verdict"] == "holds" and teacher["clips"] == 1800 and teacher["seeds"] == 3
     assert "does not hold" not in {c["verdict"] for c in aggregated["claims"]}
@@ -61,7 +69,10 @@ def test_the_opposite_effect_does_not_hold():
     per_seed = {}
     for s in (0, 1, 2):
         result = _seed(s)
-        result["models"]["student"], result["models"]["baseline"] = result["models"]["baseline"], result["models"]["student"]
+        result["models"]["student"], result["models"]["baseline"] = (
+            result["models"]["baseline"],
+            result["models"]["student"],
+        )
         per_seed[s] = result
     claims = {c["claim"]: c for c in decide_claims(list(per_seed.values()))}
     assert claims["KARMMA_S more accurate than Baseline on V+A"]["verdict"] == "does not hold"
@@ -77,7 +88,10 @@ def test_report_of_aggregated_results_shows_intervals_and_verdicts(tmp_path):
         model.update(modalities=["V", "A"], views=1)
     (tmp_path / "results.json").write_text(json.dumps(aggregated))
     report = write_report(tmp_path).read_text()
-    assert "decided over 3 seeds" in report and "| KARMMA_S more accurate than Baseline on V+A | paper | **holds** |" in report
+    assert (
+        "decided over 3 seeds" in report
+        and "| KARMMA_S more accurate than Baseline on V+A | paper | **holds** |" in report
+    )
     student = aggregated["models"]["student"]["subsets"]["V+A"]
     assert f"{student['action_top1']:.2f}** ± {student['action_top1_ci95']:.1f}" in report
     assert "95 % interval over 3 training seeds" in report

@@ -5,7 +5,6 @@ import pytest
 from karmma.cli import main
 from karmma.evaluation.dropout_study import plot_dropout_study, study_table
 from karmma.experiments.dropout_study import run_dropout_study
-from karmma.evaluation.report import write_report
 
 pytestmark = pytest.mark.e2e  # trains the teacher at several dropout rates
 
@@ -26,10 +25,20 @@ def test_dropout_study_trains_one_teacher_per_rate(trained_runs, synth_prepared,
 
 
 def test_report_includes_the_study(tmp_path):
-    study = {"stage": "teacher", "rates": {r: {"run": "x", "subsets": {"V+F": {"action_top1": a}, "V": {"action_top1": a / 2}}}
-                                           for r, a in (("0", 20.0), ("0.5", 24.0))}}
-    model = {"split": "validation", "clips": 4, "views": 1, "subsets": {"V+F": {"action_top1": 10.0}},
-             "sweep": {"0.0": {"action_top1": 10.0, "std": 0.0}}}
+    study = {
+        "stage": "teacher",
+        "rates": {
+            r: {"run": "x", "subsets": {"V+F": {"action_top1": a}, "V": {"action_top1": a / 2}}}
+            for r, a in (("0", 20.0), ("0.5", 24.0))
+        },
+    }
+    model = {
+        "split": "validation",
+        "clips": 4,
+        "views": 1,
+        "subsets": {"V+F": {"action_top1": 10.0}},
+        "sweep": {"0.0": {"action_top1": 10.0, "std": 0.0}},
+    }
     (tmp_path / "results.json").write_text(json.dumps({"models": {"student": model}}))
     (tmp_path / "dropout_study.json").write_text(json.dumps(study))
     assert main(["report", str(tmp_path)]) == 0

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from karmma.availability import availability_for_subset
+from karmma.checkpoints import CheckpointError, resolve_checkpoint
 from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation
 from karmma.modalities import all_subsets, subset_name
 from karmma.presets import build_baseline, build_student, build_teacher
-from karmma.checkpoints import CheckpointError, resolve_checkpoint
 
 
 @pytest.mark.parametrize("build", [build_student, build_baseline, build_teacher])
@@ -39,7 +39,9 @@ def test_results_layout(evaluated_student):
     result, settings, _ = evaluated_student
     assert set(result["subsets"]) == {"V+F+A", "V+F", "V+A", "F+A", "V", "F", "A"}
     for metrics in result["subsets"].values():
-        assert {"action_top1", "action_top5", "verb_top1", "noun_top5", "verb_ece", "noun_ece", "samples"} <= set(metrics)
+        assert {"action_top1", "action_top5", "verb_top1", "noun_top5", "verb_ece", "noun_ece", "samples"} <= set(
+            metrics
+        )
         # an action is right only when its verb and its noun are; top-1 is among the top-5
         assert 0 <= metrics["action_top1"] <= min(metrics["verb_top1"], metrics["noun_top1"]) <= 100
         assert metrics["action_top1"] <= metrics["action_top5"] and metrics["verb_top1"] <= metrics["verb_top5"]
@@ -104,8 +106,23 @@ def test_evaluate_cli(trained_runs, tmp_path):
 
     _, results = trained_runs
     out = tmp_path / "results.json"
-    code = main(["evaluate", results["student"]["run"], results["student"]["best"], "--out", str(out), "--p", "0,0.5",
-                 "--seeds", "1", "--workers", "0", "--batch-size", "4"])
+    code = main(
+        [
+            "evaluate",
+            results["student"]["run"],
+            results["student"]["best"],
+            "--out",
+            str(out),
+            "--p",
+            "0,0.5",
+            "--seeds",
+            "1",
+            "--workers",
+            "0",
+            "--batch-size",
+            "4",
+        ]
+    )
     assert code == 0
     data = json.loads(out.read_text())
     assert list(data["models"]) == ["student", "student_2"]
@@ -135,7 +152,9 @@ def test_a_subset_row_scores_only_clips_that_have_its_modalities(trained_runs, p
     assert len(audio) >= 2
     audio[0].unlink()  # one video loses its audio
     settings = EvaluationSettings(probabilities=(0.0,), seeds=1, batch_size=4, workers=0, progress=False)
-    result = evaluate_model(load_for_evaluation(results["student"]["run"], overrides=[f"data.root={prepared_copy}"]), settings)
+    result = evaluate_model(
+        load_for_evaluation(results["student"]["run"], overrides=[f"data.root={prepared_copy}"]), settings
+    )
     rows = result["subsets"]
     with_audio = result["availability"]["A"]
     assert rows["V+F"]["samples"] == result["clips"] > with_audio

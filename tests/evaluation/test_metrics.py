@@ -86,4 +86,6 @@ def test_confusion_counts_are_sparse_top1_cells_and_match_accuracy():
     right = sum(c for t, g, c in cells["action"] if t == g)  # action class = verb * 3 + noun
     metrics = classification_metrics({"verb": verb, "noun": noun}, labels)
     assert 100 * right / 4 == metrics["action_top1"]
-    assert [2, 2, 1] in cells["action"] and [1, 2, 1] in cells["action"]  # (verb 0, noun 2) right; (0, 1) taken for (0, 2)
+    assert [2, 2, 1] in cells["action"] and [1, 2, 1] in cells[
+        "action"
+    ]  # (verb 0, noun 2) right; (0, 1) taken for (0, 2)

@@ -9,8 +9,13 @@ SUBSETS = ["V+F+A", "V+F", "V+A", "F+A", "V", "F", "A"]
 
 def _model(subset_acc: dict, sweep: list[float]) -> dict:
     return {
-        "split": "validation", "clips": 10, "views": 1, "heads": {"verb": 5, "noun": 6},
-        "subsets": {s: {"action_top1": a, "verb_top1": a, "noun_top1": a, "samples": 10} for s, a in subset_acc.items()},
+        "split": "validation",
+        "clips": 10,
+        "views": 1,
+        "heads": {"verb": 5, "noun": 6},
+        "subsets": {
+            s: {"action_top1": a, "verb_top1": a, "noun_top1": a, "samples": 10} for s, a in subset_acc.items()
+        },
         "sweep": {f"{i / 10:.1f}": {"action_top1": v, "std": 0.5} for i, v in enumerate(sweep)},
     }
 
@@ -20,12 +25,15 @@ def _results(student_bonus: float) -> dict:
     delta = dict(zip(SUBSETS, [41, 39, 39, 27, 37, 25, 6]))
     student = {s: v + student_bonus for s, v in delta.items()}
     decay = [1 - 0.07 * i for i in range(10)]
-    return {"models": {
-        "teacher": _model({"V+F+A": 34}, [34 * d for d in decay]),
-        "baseline": _model(base, [40 * (1 - 0.1 * i) for i in range(10)]),
-        "baseline_delta": _model(delta, [41 * d for d in decay]),
-        "student": _model(student, [(41 + student_bonus) * (1 - 0.06 * i) for i in range(10)]),
-    }, "settings": {"seeds": 3}}
+    return {
+        "models": {
+            "teacher": _model({"V+F+A": 34}, [34 * d for d in decay]),
+            "baseline": _model(base, [40 * (1 - 0.1 * i) for i in range(10)]),
+            "baseline_delta": _model(delta, [41 * d for d in decay]),
+            "student": _model(student, [(41 + student_bonus) * (1 - 0.06 * i) for i in range(10)]),
+        },
+        "settings": {"seeds": 3},
+    }
 
 
 def test_claims_hold_on_paper_like_numbers_and_fail_otherwise():
@@ -46,8 +54,14 @@ def test_report_is_written_from_the_files(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(results))
     runs = tmp_path / "runs" / "student"
     runs.mkdir(parents=True)
-    (runs / "metrics.json").write_text(json.dumps([{"epoch": 0, "train/loss": 2.0, "val/action_top1": 10.0},
-                                                   {"epoch": 1, "train/loss": 1.5, "val/action_top1": 12.5}]))
+    (runs / "metrics.json").write_text(
+        json.dumps(
+            [
+                {"epoch": 0, "train/loss": 2.0, "val/action_top1": 10.0},
+                {"epoch": 1, "train/loss": 1.5, "val/action_top1": 12.5},
+            ]
+        )
+    )
     report = write_report(tmp_path).read_text()
     assert "**holds**" in report and "does not hold" not in report
     assert "42.00" in report and "12.50" in report  # from results.json and metrics.json
@@ -59,8 +73,11 @@ def test_report_is_written_from_the_files(tmp_path):
 def _with_per_class(results: dict) -> dict:
     """Ten clips: verbs 0 (x6) and 1 (x4), nouns 2 (x7) and 3 (x3); the student gets 8 verbs right."""
     student = results["models"]["student"]
-    student["confusion"] = {"verb": [[0, 0, 6], [1, 0, 2], [1, 1, 2]], "noun": [[2, 2, 7], [3, 2, 3]],
-                            "action": [[2, 2, 7], [3, 2, 1], [8, 2, 2]]}
+    student["confusion"] = {
+        "verb": [[0, 0, 6], [1, 0, 2], [1, 1, 2]],
+        "noun": [[2, 2, 7], [3, 2, 3]],
+        "action": [[2, 2, 7], [3, 2, 1], [8, 2, 2]],
+    }
     student["classes"] = {"verb": ["take", "put", "v2", "v3", "v4"], "noun": ["n0", "n1", "cup", "plate", "n4", "n5"]}
     return results
 
@@ -103,9 +120,20 @@ def test_training_curves_are_found_through_the_models_sources(tmp_path):
     results = _results(1.0)
     elsewhere = tmp_path / "elsewhere" / "runs"
     for name, history in {
-        "student": [{"epoch": 0, "train/ce": 2.0, "train/kd": 0.3, "train/loss": 2.1, "val/ce": 2.2, "val/action_top1": 10.0},
-                    {"epoch": 1, "train/ce": 1.5, "train/kd": 0.2, "train/loss": 1.6, "val/ce": 2.0, "val/action_top1": 12.5}],
-        "teacher": [{"epoch": 0, "train/ce": 1.9, "train/info_nce": 1.2, "train/loss": 2.0, "val/ce": 2.1, "val/action_top1": 37.5}],
+        "student": [
+            {"epoch": 0, "train/ce": 2.0, "train/kd": 0.3, "train/loss": 2.1, "val/ce": 2.2, "val/action_top1": 10.0},
+            {"epoch": 1, "train/ce": 1.5, "train/kd": 0.2, "train/loss": 1.6, "val/ce": 2.0, "val/action_top1": 12.5},
+        ],
+        "teacher": [
+            {
+                "epoch": 0,
+                "train/ce": 1.9,
+                "train/info_nce": 1.2,
+                "train/loss": 2.0,
+                "val/ce": 2.1,
+                "val/action_top1": 37.5,
+            }
+        ],
     }.items():
         (elsewhere / name / "checkpoints").mkdir(parents=True)
         (elsewhere / name / "metrics.json").write_text(json.dumps(history))

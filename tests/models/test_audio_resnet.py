@@ -1,5 +1,4 @@
 import pytest
-import torch
 from torchvision.models import resnet18
 
 from karmma.models.audio_resnet import AudioResNetConfig, resnet18_config

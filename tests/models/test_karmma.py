@@ -61,8 +61,10 @@ def test_training_zeros_baseline_runs_every_extractor_on_the_whole_batch(models)
     """The paper's Baseline in training: a missing modality is a zero row in its extractor's batch."""
     model = models["baseline"].train()
     seen = {}
-    handles = [e.register_forward_pre_hook(lambda m, args, key=key: seen.setdefault(key, args[0].clone()))
-               for key, e in model.extractors.items()]
+    handles = [
+        e.register_forward_pre_hook(lambda m, args, key=key: seen.setdefault(key, args[0].clone()))
+        for key, e in model.extractors.items()
+    ]
     inputs = model.example_inputs(3)
     availability = torch.tensor([[True, False, True, True], [True, True, False, True], [True, True, True, False]])
     try:
@@ -157,8 +159,10 @@ def test_zero_input_tokens_follow_the_weights(models):
     with torch.no_grad():
         before = model.zero_input_tokens("V").clone()
         saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        noisy = {k: v + torch.randn_like(v) if k.startswith("extractors.V.") and v.is_floating_point() else v
-                 for k, v in saved.items()}
+        noisy = {
+            k: v + torch.randn_like(v) if k.startswith("extractors.V.") and v.is_floating_point() else v
+            for k, v in saved.items()
+        }
         model.load_state_dict(noisy)
         after = model.zero_input_tokens("V")
         model.load_state_dict(saved)

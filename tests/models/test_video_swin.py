@@ -52,16 +52,31 @@ def test_max_pooling_keeps_a_small_moving_patch_that_the_mean_dilutes():
     corner of the frame moves the token as much as the strongest location responds; the mean
     spreads it over every location."""
     torch.manual_seed(0)
-    mean_pooled = VideoSwinConfig(embed_dim=8, depths=(1, 1), num_heads=(1, 2), window_size=(2, 4, 4),
-                                  stochastic_depth_prob=0.0).build((4, 2, 64, 64)).eval()
-    max_pooled = VideoSwinConfig(embed_dim=8, depths=(1, 1), num_heads=(1, 2), window_size=(2, 4, 4),
-                                 stochastic_depth_prob=0.0, spatial_pool="max").build((4, 2, 64, 64)).eval()
+    mean_pooled = (
+        VideoSwinConfig(embed_dim=8, depths=(1, 1), num_heads=(1, 2), window_size=(2, 4, 4), stochastic_depth_prob=0.0)
+        .build((4, 2, 64, 64))
+        .eval()
+    )
+    max_pooled = (
+        VideoSwinConfig(
+            embed_dim=8,
+            depths=(1, 1),
+            num_heads=(1, 2),
+            window_size=(2, 4, 4),
+            stochastic_depth_prob=0.0,
+            spatial_pool="max",
+        )
+        .build((4, 2, 64, 64))
+        .eval()
+    )
     max_pooled.load_state_dict(mean_pooled.state_dict())  # same weights, only the pooling differs
     still = torch.zeros(1, 4, 2, 64, 64)
     moving = still.clone()
     moving[..., :8, :8] = 3.0  # a small object's flow in one corner
     with torch.no_grad():
-        features = mean_pooled.swin.norm(mean_pooled.swin.features(mean_pooled.swin.patch_embed(moving.transpose(1, 2))))
+        features = mean_pooled.swin.norm(
+            mean_pooled.swin.features(mean_pooled.swin.patch_embed(moving.transpose(1, 2)))
+        )
         assert torch.allclose(max_pooled(moving), features.amax(dim=(2, 3)))
         assert torch.allclose(mean_pooled(moving), features.mean(dim=(2, 3)))
         mean_change = (mean_pooled(moving) - mean_pooled(still)).abs().mean()

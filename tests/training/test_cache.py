@@ -17,7 +17,9 @@ def cache(trained_runs, synth_prepared, make_config, tmp_path_factory):
     _, results = trained_runs
     folder = tmp_path_factory.mktemp("cache")
     extractors = [f"extractors.{k}={results[f'unimodal_{k}']['best']}" for k in ("V", "F", "A")]
-    config = make_config("teacher", synth_prepared, folder / "runs", *extractors, f"cache.path={folder}", "cache.train_views=2")
+    config = make_config(
+        "teacher", synth_prepared, folder / "runs", *extractors, f"cache.path={folder}", "cache.train_views=2"
+    )
     model = build_stage_model(config, dataset_heads(config.data))
     # two shards, as two processes would write them
     for rank in range(2):
@@ -43,7 +45,12 @@ def test_cache_holds_the_extractor_tokens(cache):
     folder, config, model = cache
     features = CachedFeatures(folder, "validation", model.modalities)
     assert len(features) == 6 and features.views == 1
-    clips = ClipDataset(load_split(config.data, "validation"), {k: model.specs[k].input_shape for k in model.modalities}, train=False, config=config.clip)
+    clips = ClipDataset(
+        load_split(config.data, "validation"),
+        {k: model.specs[k].input_shape for k in model.modalities},
+        train=False,
+        config=config.clip,
+    )
     item = clips[3]
     live = model.extract({k: v[None] for k, v in item["inputs"].items()}, item["availability"][None])
     cached = features[3]
@@ -53,7 +60,6 @@ def test_cache_holds_the_extractor_tokens(cache):
     train = CachedFeatures(folder, "train", model.modalities)
     assert train.views == 2 and len(train) == 6
     features.close()
-
 
 
 def test_in_memory_reads_equal_hdf5_reads(cache):
@@ -69,6 +75,7 @@ def test_in_memory_reads_equal_hdf5_reads(cache):
     auto = CachedFeatures(folder, "train", model.modalities)
     auto[0]
     assert auto.in_memory is True  # a few kB: well under the limit
+
 
 def test_extraction_resumes(cache):
     folder, config, model = cache
@@ -134,4 +141,6 @@ def test_training_benchmarks_run(cache, cached_logits, make_config, synth_prepar
     # are those of the step times reported.
     assert result["steps_timed"] == 2 and result["baseline_ms"] > 0
     assert result["ratio"] == pytest.approx(result["student_cached_logits_ms"] / result["baseline_ms"], abs=0.002)
-    assert result["ratio_no_dropout"] == pytest.approx(result["student_no_dropout_ms"] / result["baseline_ms"], abs=0.002)
+    assert result["ratio_no_dropout"] == pytest.approx(
+        result["student_no_dropout_ms"] / result["baseline_ms"], abs=0.002
+    )

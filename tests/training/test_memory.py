@@ -47,8 +47,16 @@ def test_a_stage_trains_from_decoded_views_without_decoding_again(synth_prepared
         return original(self, key)
 
     monkeypatch.setattr(ClipDataset, "__getitem__", counting)
-    train(make_config("baseline_delta", synth_prepared, tmp_path, "cache.decode_once=true", "cache.train_views=2",
-                      "optim.epochs=2"))
+    train(
+        make_config(
+            "baseline_delta",
+            synth_prepared,
+            tmp_path,
+            "cache.decode_once=true",
+            "cache.train_views=2",
+            "optim.epochs=2",
+        )
+    )
     clips = len(_clips(synth_prepared, make_config).samples)
     assert len(decoded_items) == 2 * clips  # two views per clip, decoded once for both epochs
 

@@ -9,8 +9,8 @@ from karmma.cli import main
 from karmma.configs import config_path
 from karmma.configuration import ConfigError, load_config
 from karmma.models.weights import MissingWeightsError
-from karmma.train_config import TrainConfig
 from karmma.stages import build_stage_model
+from karmma.train_config import TrainConfig
 
 HEADS = {"verb": 97, "noun": 300}
 SMALL = ["clip.frames=4", "clip.size=32", "clip.audio_frames=64"]
@@ -46,15 +46,28 @@ def test_every_student_sized_stage_starts_from_the_pretrained_extractors(stage, 
     # restoring a checkpoint reads no weights file
     monkeypatch.setenv("TORCH_HOME", str(home / "elsewhere"))
     build_stage_model(_paper_config(stage), HEADS, restore=True)
-    build_stage_model(_paper_config(stage, "pretrained.V=/no/such.pth", "pretrained.F=/no/such.ckpt"), HEADS, restore=True)
+    build_stage_model(
+        _paper_config(stage, "pretrained.V=/no/such.pth", "pretrained.F=/no/such.ckpt"), HEADS, restore=True
+    )
 
 
 def test_a_missing_weights_file_stops_the_stage_naming_it(capsys, shared_data, tmp_path):
     with pytest.raises(MissingWeightsError, match="/no/such.pth"):
         build_stage_model(_paper_config("student", "pretrained.V=/no/such.pth"), HEADS)
-    assert main(["train", str(config_path("epic100", "student")), f"data.root={tmp_path}",
-                 f"data.annotations={shared_data / 'epic-kitchens-100'}", f"trainer.runs={tmp_path / 'runs'}",
-                 *SMALL, "pretrained.V=/no/such.pth"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(config_path("epic100", "student")),
+                f"data.root={tmp_path}",
+                f"data.annotations={shared_data / 'epic-kitchens-100'}",
+                f"trainer.runs={tmp_path / 'runs'}",
+                *SMALL,
+                "pretrained.V=/no/such.pth",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "/no/such.pth" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
@@ -81,13 +94,23 @@ def test_pretrained_from_a_karmma_checkpoint(trained_runs, synth_prepared, make_
     state = read_checkpoint(results["student"]["best"])["state_dict"]
     for name, value in model.extractors["V"].state_dict().items():
         assert torch.equal(value, state[f"model.extractors.V.{name}"]), name
-    teacher_sized = make_config("baseline", synth_prepared, Path("unused"), f"pretrained.V={results['unimodal_V']['best']}")
+    teacher_sized = make_config(
+        "baseline", synth_prepared, Path("unused"), f"pretrained.V={results['unimodal_V']['best']}"
+    )
     with pytest.raises(ValueError, match="does not match this model's"):
         build_stage_model(teacher_sized, {"verb": 5, "noun": 6})
 
 
-@pytest.mark.parametrize("stage,strategy", [("teacher", "learned"), ("student", "learned"), ("baseline", "zeros"),
-                                            ("baseline_masked", "mask"), ("baseline_delta", "learned")])
+@pytest.mark.parametrize(
+    "stage,strategy",
+    [
+        ("teacher", "learned"),
+        ("student", "learned"),
+        ("baseline", "zeros"),
+        ("baseline_masked", "mask"),
+        ("baseline_delta", "learned"),
+    ],
+)
 def test_every_shipped_config_states_its_missing_modality_strategy(stage, strategy):
     import yaml
 
@@ -95,8 +118,11 @@ def test_every_shipped_config_states_its_missing_modality_strategy(stage, strate
         raw = yaml.safe_load(config_path(dataset, stage).read_text())
         assert raw["missing_modality"] == strategy, (dataset, stage)
         with torch.device("meta"):
-            model = build_stage_model(load_config(TrainConfig, config_path(dataset, stage), ["pretrained={}", *SMALL]),
-                                      {"action": 174} if dataset == "ssv2" else HEADS, restore=True)
+            model = build_stage_model(
+                load_config(TrainConfig, config_path(dataset, stage), ["pretrained={}", *SMALL]),
+                {"action": 174} if dataset == "ssv2" else HEADS,
+                restore=True,
+            )
         assert model.missing_strategy == strategy
 
 
@@ -106,7 +132,8 @@ def test_clip_geometry_keeps_the_architecture():
         full = build_stage_model(load_config(TrainConfig, config_path("epic100", "student")), HEADS, restore=True)
     assert small.specs["V"].input_shape == (4, 3, 32, 32) and full.specs["V"].input_shape == (32, 3, 224, 224)
     assert small.specs["A"].input_shape == (1, 128, 64)
-    assert {k: v.shape for k, v in small.state_dict().items() if "position_tokens" not in k} == \
-        {k: v.shape for k, v in full.state_dict().items() if "position_tokens" not in k}
+    assert {k: v.shape for k, v in small.state_dict().items() if "position_tokens" not in k} == {
+        k: v.shape for k, v in full.state_dict().items() if "position_tokens" not in k
+    }
     with pytest.raises(ValueError, match="clip.size must be a positive integer"):
         build_stage_model(_paper_config("student", "clip.size=0"), HEADS, restore=True)

@@ -14,12 +14,23 @@ import pytest
 pytestmark = pytest.mark.e2e  # trains through the command line, kills and resumes, DDP
 
 KARMMA = [sys.executable, "-m", "karmma.cli"]
-CONFIG = str(Path(__file__).resolve().parents[2] / "src" / "karmma" / "configs" / "synthkitchen" / "baseline_delta.yaml")
+CONFIG = str(
+    Path(__file__).resolve().parents[2] / "src" / "karmma" / "configs" / "synthkitchen" / "baseline_delta.yaml"
+)
 
 
 def _command(root, runs, *overrides):
-    return [*KARMMA, "train", CONFIG, f"data.root={root}", f"trainer.runs={runs}", "trainer.workers=0",
-            "trainer.progress=false", "optim.batch_size=4", *overrides]
+    return [
+        *KARMMA,
+        "train",
+        CONFIG,
+        f"data.root={root}",
+        f"trainer.runs={runs}",
+        "trainer.workers=0",
+        "trainer.progress=false",
+        "optim.batch_size=4",
+        *overrides,
+    ]
 
 
 def _env():
@@ -35,12 +46,18 @@ def _step_losses(run: Path) -> list[float]:
 
 def test_sigkill_mid_training_then_resume_matches_uninterrupted(synth_prepared, tmp_path):
     overrides = ("optim.epochs=4",)
-    subprocess.run(_command(synth_prepared, tmp_path / "a", *overrides), check=True, env=_env(), capture_output=True, timeout=300)
+    subprocess.run(
+        _command(synth_prepared, tmp_path / "a", *overrides), check=True, env=_env(), capture_output=True, timeout=300
+    )
     reference = json.loads((tmp_path / "a" / "baseline_delta" / "result.json").read_text())["last_epoch"]["metrics"]
 
     run = tmp_path / "b" / "baseline_delta"
-    process = subprocess.Popen(_command(synth_prepared, tmp_path / "b", *overrides), env=_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _command(synth_prepared, tmp_path / "b", *overrides),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while not (run / "checkpoints" / "last.ckpt").exists():
         assert process.poll() is None, "training ended before its first checkpoint"
@@ -50,7 +67,9 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(synth_prepared, 
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (run / "result.json").exists(), "the run finished before it could be killed"
-    resumed = subprocess.run(_command(synth_prepared, tmp_path / "b", *overrides), env=_env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        _command(synth_prepared, tmp_path / "b", *overrides), env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {run / 'checkpoints' / 'last.ckpt'}" in resumed.stdout
     metrics = json.loads((run / "result.json").read_text())["last_epoch"]["metrics"]
@@ -60,11 +79,23 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(synth_prepared, 
 
 def test_two_cpu_processes_train_like_one(synth_prepared, tmp_path):
     common = ("optim.epochs=2", "modalities=[V, F]", "fusion_dropout=0.0", "trainer.accelerator=cpu")
-    single = subprocess.run(_command(synth_prepared, tmp_path / "one", *common, "optim.batch_size=8"),
-                            env=_env(), capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        _command(synth_prepared, tmp_path / "one", *common, "optim.batch_size=8"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-2000:]
-    ddp = subprocess.run(_command(synth_prepared, tmp_path / "two", *common, "optim.batch_size=4", "trainer.devices=2",
-                                  "trainer.strategy=ddp"), env=_env(), capture_output=True, text=True, timeout=300)
+    ddp = subprocess.run(
+        _command(
+            synth_prepared, tmp_path / "two", *common, "optim.batch_size=4", "trainer.devices=2", "trainer.strategy=ddp"
+        ),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in ddp.stdout + ddp.stderr  # a second process really trained
     one = _step_losses(tmp_path / "one" / "baseline_delta")

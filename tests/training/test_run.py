@@ -3,7 +3,6 @@
 import csv
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -22,7 +21,9 @@ def test_a_run_folder_has_one_owner(tmp_path):
 
 
 def test_the_stale_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     (tmp_path / ".lock").write_text(f"{dead} somehost\n")  # left behind by a killed run
     lock = RunLock(tmp_path).acquire()
     assert (tmp_path / ".lock").read_text().split()[0] == str(__import__("os").getpid())
@@ -36,19 +37,36 @@ def test_a_second_training_of_the_same_run_fails_with_one_line(synth_prepared, t
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        code = main(["train", "src/karmma/configs/synthkitchen/baseline.yaml", f"data.root={synth_prepared}",
-                     f"trainer.runs={tmp_path / 'runs'}", "trainer.progress=false", "trainer.workers=0"])
+        code = main(
+            [
+                "train",
+                "src/karmma/configs/synthkitchen/baseline.yaml",
+                f"data.root={synth_prepared}",
+                f"trainer.runs={tmp_path / 'runs'}",
+                "trainer.progress=false",
+                "trainer.workers=0",
+            ]
+        )
     finally:
         holder.kill()
         holder.wait()
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err[-1].startswith("karmma train: error: run folder") and f"in use by process {holder.pid}" in err[-1]
+    assert (
+        code == 2
+        and err[-1].startswith("karmma train: error: run folder")
+        and f"in use by process {holder.pid}" in err[-1]
+    )
     assert not (folder / "checkpoints").exists()
 
 
 def test_config_differences_name_each_changed_key():
     old = {"optim": {"lr": 0.001, "epochs": 2}, "trainer": {"progress": True}, "clip": {"crop_scale": [0.4, 1.0]}}
-    new = {"optim": {"lr": 0.0003, "epochs": 2}, "trainer": {"progress": False}, "clip": {"crop_scale": (0.4, 1.0)}, "added": 1}
+    new = {
+        "optim": {"lr": 0.0003, "epochs": 2},
+        "trainer": {"progress": False},
+        "clip": {"crop_scale": (0.4, 1.0)},
+        "added": 1,
+    }
     assert config_differences(old, new) == ["optim.lr: 0.001 -> 0.0003"]
 
 
@@ -72,14 +90,37 @@ def test_resume_is_refused_under_another_config_and_logs_survive(synth_prepared,
     # another config: refused, naming the difference and the ways out
     with pytest.raises(RunFolderError, match=r"optim.lr: 0.002 -> 0.0003.*--force-new.*trainer.name"):
         train(make_config("baseline", synth_prepared, tmp_path, "optim.epochs=1", "optim.lr=3e-4"))
-    code = main(["train", "src/karmma/configs/synthkitchen/baseline.yaml", f"data.root={synth_prepared}", f"trainer.runs={tmp_path}",
-                 "optim.epochs=1", "optim.batch_size=4", "trainer.workers=0", "trainer.progress=false", "cache.in_memory=true",
-                 "optim.lr=3e-4"])
+    code = main(
+        [
+            "train",
+            "src/karmma/configs/synthkitchen/baseline.yaml",
+            f"data.root={synth_prepared}",
+            f"trainer.runs={tmp_path}",
+            "optim.epochs=1",
+            "optim.batch_size=4",
+            "trainer.workers=0",
+            "trainer.progress=false",
+            "cache.in_memory=true",
+            "optim.lr=3e-4",
+        ]
+    )
     assert code == 2 and "optim.lr: 0.002 -> 0.0003" in capsys.readouterr().err
 
     # --force-new starts over; the earlier run is moved aside, not deleted
-    code = main(["train", "src/karmma/configs/synthkitchen/baseline.yaml", f"data.root={synth_prepared}", f"trainer.runs={tmp_path}",
-                 "optim.epochs=1", "optim.batch_size=4", "trainer.workers=0", "trainer.progress=false", "optim.lr=3e-4", "--force-new"])
+    code = main(
+        [
+            "train",
+            "src/karmma/configs/synthkitchen/baseline.yaml",
+            f"data.root={synth_prepared}",
+            f"trainer.runs={tmp_path}",
+            "optim.epochs=1",
+            "optim.batch_size=4",
+            "trainer.workers=0",
+            "trainer.progress=false",
+            "optim.lr=3e-4",
+            "--force-new",
+        ]
+    )
     assert code == 0
     replaced = [p for p in run.iterdir() if p.name.startswith("replaced-")]
     assert len(replaced) == 1 and _lines(replaced[0] / "csv" / "metrics.csv") == logged

@@ -1,7 +1,5 @@
 import json
 import re
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -17,8 +15,16 @@ def test_every_stage_writes_a_complete_run_folder(trained_runs, synth_prepared, 
     runs, results = trained_runs
     for name in ("unimodal_V", "teacher", "student"):
         folder = runs / name
-        for item in ("config.yaml", "git.txt", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "csv/metrics.csv",
-                     "metrics.json", "curves.png", "result.json"):
+        for item in (
+            "config.yaml",
+            "git.txt",
+            "checkpoints/best.ckpt",
+            "checkpoints/last.ckpt",
+            "csv/metrics.csv",
+            "metrics.json",
+            "curves.png",
+            "result.json",
+        ):
             assert (folder / item).exists(), f"{name}: {item}"
         history = json.loads((folder / "metrics.json").read_text())
         assert [h["epoch"] for h in history] == [0, 1]
@@ -47,7 +53,11 @@ def test_progress_bar_hides_the_logger_version(monkeypatch):
 
 
 def test_best_epoch_is_the_first_highest():
-    history = [{"epoch": 0, "val/action_top1": 5.0}, {"epoch": 1, "val/action_top1": 9.0}, {"epoch": 2, "val/action_top1": 9.0}]
+    history = [
+        {"epoch": 0, "val/action_top1": 5.0},
+        {"epoch": 1, "val/action_top1": 9.0},
+        {"epoch": 2, "val/action_top1": 9.0},
+    ]
     assert best_epoch(history)["epoch"] == 1
     assert best_epoch([{"epoch": 0}]) is None
 

@@ -20,8 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 EPIC_TIMESTAMP_COLUMNS = (
-    "narration_id", "participant_id", "video_id", "narration_timestamp",
-    "start_timestamp", "stop_timestamp", "start_frame", "stop_frame",
+    "narration_id",
+    "participant_id",
+    "video_id",
+    "narration_timestamp",
+    "start_timestamp",
+    "stop_timestamp",
+    "start_frame",
+    "stop_frame",
 )
 EPIC_LABEL_COLUMNS = ("narration", "verb", "verb_class", "noun", "noun_class", "all_nouns", "all_noun_classes")
 
@@ -73,7 +79,9 @@ def read_class_list(path: str | Path) -> list[str]:
             except ValueError:
                 raise AnnotationError(path, reader.line_num, f"class id {row['id']!r} is not an integer") from None
             if class_id != len(keys):
-                raise AnnotationError(path, reader.line_num, f"class ids must be 0, 1, 2, ...; expected {len(keys)}, got {class_id}")
+                raise AnnotationError(
+                    path, reader.line_num, f"class ids must be 0, 1, 2, ...; expected {len(keys)}, got {class_id}"
+                )
             keys.append(row["key"])
     if not keys:
         raise AnnotationError(path, None, "the class list is empty")
@@ -130,14 +138,22 @@ def read_epic_segments(
         if missing:
             raise AnnotationError(path, 1, f"missing column(s) {missing}")
         if require_labels is not None and labelled != require_labels:
-            raise AnnotationError(path, 1, "expected labelled segments (verb_class, noun_class)" if require_labels else "expected a test file without labels")
+            raise AnnotationError(
+                path,
+                1,
+                "expected labelled segments (verb_class, noun_class)"
+                if require_labels
+                else "expected a test file without labels",
+            )
         segments: list[Segment] = []
         first_line: dict[str, int] = {}
         for row in reader:
             line = reader.line_num
             segment = _epic_row(row, path, line, labelled, num_classes)
             if segment.id in first_line:
-                raise AnnotationError(path, line, f"duplicated narration_id {segment.id!r} (first on line {first_line[segment.id]})")
+                raise AnnotationError(
+                    path, line, f"duplicated narration_id {segment.id!r} (first on line {first_line[segment.id]})"
+                )
             first_line[segment.id] = line
             segments.append(segment)
     return segments
@@ -153,21 +169,27 @@ def _epic_row(row: dict, path: Path, line: int, labelled: bool, num_classes: dic
     try:
         start_time, stop_time = parse_timestamp(row["start_timestamp"]), parse_timestamp(row["stop_timestamp"])
     except (AttributeError, ValueError):
-        raise AnnotationError(path, line, f"bad timestamp {row['start_timestamp']!r} / {row['stop_timestamp']!r}") from None
+        raise AnnotationError(
+            path, line, f"bad timestamp {row['start_timestamp']!r} / {row['stop_timestamp']!r}"
+        ) from None
     start_frame, stop_frame = integer("start_frame"), integer("stop_frame")
     if start_frame < 1:
         raise AnnotationError(path, line, f"start_frame {start_frame} < 1 (frame numbers are 1-based)")
     if stop_frame < start_frame:
         raise AnnotationError(path, line, f"stop_frame {stop_frame} is before start_frame {start_frame}")
     if stop_time < start_time:
-        raise AnnotationError(path, line, f"stop_timestamp {row['stop_timestamp']} is before start_timestamp {row['start_timestamp']}")
+        raise AnnotationError(
+            path, line, f"stop_timestamp {row['stop_timestamp']} is before start_timestamp {row['start_timestamp']}"
+        )
     labels = {}
     if labelled:
         for head in ("verb", "noun"):
             class_id = integer(f"{head}_class")
             limit = (num_classes or {}).get(head)
             if class_id < 0 or (limit is not None and class_id >= limit):
-                raise AnnotationError(path, line, f"{head}_class {class_id} is outside the class list (0..{(limit or 1) - 1})")
+                raise AnnotationError(
+                    path, line, f"{head}_class {class_id} is outside the class list (0..{(limit or 1) - 1})"
+                )
             labels[head] = class_id
     return Segment(
         id=row["narration_id"],
@@ -256,16 +278,24 @@ def read_ssv2_split(path: str | Path, labels: dict[str, int] | None) -> list[Seg
     except json.JSONDecodeError as error:
         raise AnnotationError(path, error.lineno, f"invalid JSON: {error.msg}") from None
     if not isinstance(entries, list):
-        raise AnnotationError(path, None, f"expected a JSON list of {{'id': ..., 'template': ...}} objects, got a {type(entries).__name__}")
+        raise AnnotationError(
+            path,
+            None,
+            f"expected a JSON list of {{'id': ..., 'template': ...}} objects, got a {type(entries).__name__}",
+        )
     segments, seen = [], {}
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            raise AnnotationError(path, None, f"entry {i} is a {type(entry).__name__}, expected an object with 'id' and 'template'")
+            raise AnnotationError(
+                path, None, f"entry {i} is a {type(entry).__name__}, expected an object with 'id' and 'template'"
+            )
         if "id" not in entry:
             raise AnnotationError(path, None, f"entry {i} has no 'id'")
         video_id = str(entry["id"])
         if video_id in seen:
-            raise AnnotationError(path, None, f"entry {i}: duplicated id {video_id!r} (first at entry {seen[video_id]})")
+            raise AnnotationError(
+                path, None, f"entry {i}: duplicated id {video_id!r} (first at entry {seen[video_id]})"
+            )
         seen[video_id] = i
         segment_labels = {}
         if labels is not None:
@@ -275,10 +305,21 @@ def read_ssv2_split(path: str | Path, labels: dict[str, int] | None) -> list[Seg
                 raise AnnotationError(path, None, f"entry {i} (id {video_id}): 'template' must be a string")
             name = ssv2_template_class(entry["template"])
             if name not in labels:
-                raise AnnotationError(path, None, f"entry {i} (id {video_id}): template {name!r} is not in the label list")
+                raise AnnotationError(
+                    path, None, f"entry {i} (id {video_id}): template {name!r} is not in the label list"
+                )
             segment_labels = {"action": labels[name]}
         segments.append(
-            Segment(id=video_id, video_id=video_id, participant_id="", start_frame=1, stop_frame=-1,
-                    start_time=0.0, stop_time=-1.0, labels=segment_labels, narration=entry.get("label", ""))
+            Segment(
+                id=video_id,
+                video_id=video_id,
+                participant_id="",
+                start_frame=1,
+                stop_frame=-1,
+                start_time=0.0,
+                stop_time=-1.0,
+                labels=segment_labels,
+                narration=entry.get("label", ""),
+            )
         )
     return segments

@@ -67,9 +67,12 @@ def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
     """``[n_mels, n_fft // 2 + 1]`` triangular filters (librosa ``filters.mel`` defaults)."""
     fft_hz = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    mel_points = torch.linspace(_hz_to_mel(torch.tensor(0.0, dtype=torch.float64)).item(),
-                                _hz_to_mel(torch.tensor(sample_rate / 2, dtype=torch.float64)).item(),
-                                n_mels + 2, dtype=torch.float64)
+    mel_points = torch.linspace(
+        _hz_to_mel(torch.tensor(0.0, dtype=torch.float64)).item(),
+        _hz_to_mel(torch.tensor(sample_rate / 2, dtype=torch.float64)).item(),
+        n_mels + 2,
+        dtype=torch.float64,
+    )
     hz_points = _mel_to_hz(mel_points)
     widths = hz_points[1:] - hz_points[:-1]
     ramps = hz_points[:, None] - fft_hz[None, :]
@@ -88,8 +91,14 @@ def log_mel(waveform: torch.Tensor, config: LogMelConfig = LogMelConfig()) -> to
     """
     window = torch.hann_window(config.win_length, dtype=waveform.dtype, device=waveform.device)
     spectrum = torch.stft(
-        waveform, n_fft=config.n_fft, hop_length=config.hop_length, win_length=config.win_length,
-        window=window, center=True, pad_mode="constant", return_complex=True,
+        waveform,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        win_length=config.win_length,
+        window=window,
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
     )
     power = spectrum.abs() ** 2  # [n_fft // 2 + 1, frames]
     mel = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels).to(power) @ power
@@ -99,7 +108,11 @@ def log_mel(waveform: torch.Tensor, config: LogMelConfig = LogMelConfig()) -> to
 
 
 def log_mel_images(
-    waveform: torch.Tensor, centres: list[float], size: int, window_seconds: float, config: LogMelConfig = LogMelConfig()
+    waveform: torch.Tensor,
+    centres: list[float],
+    size: int,
+    window_seconds: float,
+    config: LogMelConfig = LogMelConfig(),
 ) -> torch.Tensor:
     """One ``size x size`` log-mel image per sampled frame: ``[T, 1, size, size]``.
 

@@ -55,12 +55,19 @@ def read_something_else(path: str | Path, num_categories: int = 4) -> dict[str, 
             try:
                 number = int(Path(frame["name"]).stem)
                 boxes = [
-                    Box(float(l["box2d"]["x1"]), float(l["box2d"]["y1"]), float(l["box2d"]["x2"]),
-                        float(l["box2d"]["y2"]), box_category(l, num_categories))
-                    for l in frame.get("labels", [])
+                    Box(
+                        float(label["box2d"]["x1"]),
+                        float(label["box2d"]["y1"]),
+                        float(label["box2d"]["x2"]),
+                        float(label["box2d"]["y2"]),
+                        box_category(label, num_categories),
+                    )
+                    for label in frame.get("labels", [])
                 ]
             except (KeyError, TypeError, ValueError) as error:
-                raise AnnotationError(path, None, f"video {video_id}, frame entry {i}: malformed box annotation ({error!r})") from None
+                raise AnnotationError(
+                    path, None, f"video {video_id}, frame entry {i}: malformed box annotation ({error!r})"
+                ) from None
             per_frame[number] = sorted(boxes, key=lambda b: b.category)
         videos[str(video_id)] = per_frame
     return videos
@@ -73,6 +80,8 @@ def boxes_tensor(
     out = torch.zeros(len(frame_numbers), slots, 6)
     for t, number in enumerate(frame_numbers):
         for k, box in enumerate(frames.get(number, [])[:slots]):
-            out[t, k] = torch.tensor([box.x1 / width, box.y1 / height, box.x2 / width, box.y2 / height, box.score, box.category])
+            out[t, k] = torch.tensor(
+                [box.x1 / width, box.y1 / height, box.x2 / width, box.y2 / height, box.score, box.category]
+            )
     out[..., :4] = out[..., :4].clamp(0.0, 1.0)
     return out

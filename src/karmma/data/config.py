@@ -30,7 +30,12 @@ from karmma.data.views import ClipSample
 
 FORMATS = ("epic", "epic_star", "ssv2", "manifest")
 SPLITS = ("train", "validation", "test")
-DEFAULT_MODALITIES = {"epic": ("V", "F", "A"), "epic_star": ("V", "F", "A"), "ssv2": ("V", "F", "D"), "manifest": ("V", "F", "A", "D")}
+DEFAULT_MODALITIES = {
+    "epic": ("V", "F", "A"),
+    "epic_star": ("V", "F", "A"),
+    "ssv2": ("V", "F", "D"),
+    "manifest": ("V", "F", "A", "D"),
+}
 
 
 @dataclass
@@ -85,18 +90,28 @@ def detect_dataset(folder: str | Path) -> DatasetConfig:
     if labels:
         splits = {s: next(iter(sorted(annotations.glob(f"*{s}.json"))), None) for s in SPLITS}
         return DatasetConfig(
-            format="ssv2", root=str(folder), labels=labels[0].name,
+            format="ssv2",
+            root=str(folder),
+            labels=labels[0].name,
             train=splits["train"].name if splits["train"] else "",
             validation=splits["validation"].name if splits["validation"] else "",
-            boxes=[p.name for p in sorted([*annotations.glob("bounding_box_smthsmth_part*.json"),
-                                           *annotations.glob("*something_else*.json")])],
+            boxes=[
+                p.name
+                for p in sorted(
+                    [*annotations.glob("bounding_box_smthsmth_part*.json"), *annotations.glob("*something_else*.json")]
+                )
+            ],
         )
     manifests = sorted(folder.glob("*.csv"))
     if manifests:
         by_name = {p.stem: p.name for p in manifests}
         return DatasetConfig(
-            format="manifest", root=str(folder), annotations=str(folder),
-            train=by_name.get("train", manifests[0].name), validation=by_name.get("validation", ""), test=by_name.get("test", ""),
+            format="manifest",
+            root=str(folder),
+            annotations=str(folder),
+            train=by_name.get("train", manifests[0].name),
+            validation=by_name.get("validation", ""),
+            test=by_name.get("test", ""),
         )
     raise FileNotFoundError(
         f"{folder} does not look like a prepared dataset: expected annotations/EPIC_100_*.csv, "
@@ -107,7 +122,11 @@ def detect_dataset(folder: str | Path) -> DatasetConfig:
 def _video_info(config: DatasetConfig) -> dict:
     from karmma.data.epic import read_video_info
 
-    candidates = [Path(config.video_info)] if config.video_info else [Path(config.root) / "video_info.csv", config.path("EPIC_100_video_info.csv")]
+    candidates = (
+        [Path(config.video_info)]
+        if config.video_info
+        else [Path(config.root) / "video_info.csv", config.path("EPIC_100_video_info.csv")]
+    )
     for path in candidates:
         if path.is_file():
             return read_video_info(path)
@@ -117,8 +136,10 @@ def _video_info(config: DatasetConfig) -> dict:
 def dataset_heads(config: DatasetConfig) -> dict[str, int]:
     """Classes per head: verb/noun for EPIC, action for SSv2, the manifest's label columns."""
     if config.format in ("epic", "epic_star"):
-        return {"verb": len(read_class_list(config.path(config.verb_classes))),
-                "noun": len(read_class_list(config.path(config.noun_classes)))}
+        return {
+            "verb": len(read_class_list(config.path(config.verb_classes))),
+            "noun": len(read_class_list(config.path(config.noun_classes))),
+        }
     if config.format == "ssv2":
         return {"action": len(read_ssv2_labels(config.path(config.labels)))}
     if config.heads:
@@ -146,7 +167,9 @@ def load_split(config: DatasetConfig, split: str, modalities: tuple[str, ...] | 
         heads = dataset_heads(config)
         if config.format == "epic_star" and split in ("train", "validation"):
             segments = read_epic_segments(config.path(config.train), heads, require_labels=True)
-            train, validation = split_train_validation(segments, config.validation_fraction, config.split_seed, config.split_by)
+            train, validation = split_train_validation(
+                segments, config.validation_fraction, config.split_seed, config.split_by
+            )
             segments = train if split == "train" else validation
         else:
             name = {"train": config.train, "validation": config.validation, "test": config.test}[split]

@@ -30,7 +30,8 @@ import dataclasses
 import logging
 import random
 from collections import Counter
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import torch
 from torch.utils.data import Dataset
@@ -77,7 +78,9 @@ class DataReport:
             lines.append(f"{key:8s} {c['present']:9d} {c['missing']:9d} {c['unreadable']:10d}")
         for key, uncovered in self.not_covered.items():
             if uncovered:
-                lines.append(f"{key}: {len(uncovered)} missing because the media do not cover the clip (e.g. {uncovered[0][0]}: {uncovered[0][1]})")
+                lines.append(
+                    f"{key}: {len(uncovered)} missing because the media do not cover the clip (e.g. {uncovered[0][0]}: {uncovered[0][1]})"
+                )
         if self.skipped:
             lines.append(f"{self.skipped} sample(s) skipped: no modality available")
         return "\n".join(lines)
@@ -102,7 +105,7 @@ class ClipDataset(Dataset):
         samples: Sequence[ClipSample],
         input_shapes: Mapping[str, tuple[int, ...]],
         train: bool,
-        config: ClipConfig = ClipConfig(),
+        config: ClipConfig | None = None,
         missing: Literal["skip", "error"] = "skip",
     ):
         if missing not in ("skip", "error"):
@@ -111,13 +114,19 @@ class ClipDataset(Dataset):
         self.input_shapes = dict(input_shapes)
         self.frames = clip_frames(self.input_shapes)  # V, F and D are sampled at the same frame numbers
         self.train = train
-        self.config = config
+        self.config = config = config or ClipConfig()
         self.views = 1 if train else config.num_clips * config.num_crops
         self.report = DataReport(self.modalities)
         kept, absent = [], []
         for sample in samples:
-            status = torch.tensor([self._index_status(sample, k, self.report) for k in self.modalities], dtype=torch.int8)
-            absent += [(sample.id, k) for k, code in zip(self.modalities, status.tolist()) if code == MISSING and k in sample.sources]
+            status = torch.tensor(
+                [self._index_status(sample, k, self.report) for k in self.modalities], dtype=torch.int8
+            )
+            absent += [
+                (sample.id, k)
+                for k, code in zip(self.modalities, status.tolist())
+                if code == MISSING and k in sample.sources
+            ]
             self.report.add(status)
             if (status == PRESENT).any():
                 kept.append(sample)
@@ -126,11 +135,17 @@ class ClipDataset(Dataset):
                 log.warning("sample %s has none of the modalities %s: skipped", sample.id, "/".join(self.modalities))
         if missing == "error" and absent:
             shown = ", ".join(f"{sid}:{k}" for sid, k in absent[:5])
-            raise FileNotFoundError(f"{len(absent)} modality file set(s) are absent (e.g. {shown}); use missing='skip' to train without them")
+            raise FileNotFoundError(
+                f"{len(absent)} modality file set(s) are absent (e.g. {shown}); use missing='skip' to train without them"
+            )
         for key, uncovered in self.report.not_covered.items():
             if uncovered:
-                log.warning("%s: %d clip(s) whose media do not cover the clip are without it (e.g. %s: %s)",
-                            key, len(uncovered), *uncovered[0])
+                log.warning(
+                    "%s: %d clip(s) whose media do not cover the clip are without it (e.g. %s: %s)",
+                    key,
+                    len(uncovered),
+                    *uncovered[0],
+                )
         self.samples = kept
 
     def _index_status(self, sample: ClipSample, key: str, report: DataReport | None = None) -> int:
@@ -274,7 +289,7 @@ def crop_boxes(boxes: torch.Tensor, crop) -> torch.Tensor:
     out[..., [1, 3]] = ((boxes[..., [1, 3]] - crop.top) / crop.height).clamp(0, 1)
     if crop.flip:
         out[..., [0, 2]] = 1.0 - out[..., [2, 0]]
-    out[..., :5] *= (boxes[..., 4:5] > 0)  # empty slots stay all-zero
+    out[..., :5] *= boxes[..., 4:5] > 0  # empty slots stay all-zero
     return out
 
 
@@ -304,8 +319,10 @@ def collate_clips(items: list[dict]) -> dict:
     keys = list(dict.fromkeys(k for item in kept for k in item["inputs"]))
     inputs = {}
     buffers = kept[0].get("batch_inputs") if kept else None
-    if buffers is not None and [item.get("batch_row") for item in kept] == list(range(len(items))) and all(
-        item["batch_inputs"] is buffers for item in kept
+    if (
+        buffers is not None
+        and [item.get("batch_row") for item in kept] == list(range(len(items)))
+        and all(item["batch_inputs"] is buffers for item in kept)
     ):  # the items were loaded into one tensor per modality (ClipDataset.__getitems__), none dropped
         inputs = {key: buffers[key] for key in keys}
         for key, tensor in inputs.items():
@@ -328,7 +345,9 @@ def collate_clips(items: list[dict]) -> dict:
         "ids": [item["id"] for item in kept],
         "views": torch.tensor([item["view"] for item in kept], dtype=torch.long),
         "inputs": inputs,
-        "availability": torch.stack([item["availability"] for item in kept]) if kept else torch.zeros(0, 0, dtype=torch.bool),
+        "availability": torch.stack([item["availability"] for item in kept])
+        if kept
+        else torch.zeros(0, 0, dtype=torch.bool),
         "status": torch.stack([item["status"] for item in items]) if items else torch.zeros(0, 0, dtype=torch.int8),
         "labels": {h: torch.tensor([item["labels"][h] for item in kept], dtype=torch.long) for h in heads},
         "indices": torch.tensor([item["index"] for item in kept], dtype=torch.long),

@@ -51,7 +51,9 @@ def read_video_info(path: str | Path) -> dict[str, tuple[float, float, tuple[int
                 width, height = (int(v) for v in resolution.split("x"))
                 info[row["video_id"]] = (float(row["duration"]), float(row["fps"]), (width, height))
             except (KeyError, ValueError, TypeError, AttributeError) as error:
-                raise AnnotationError(path, line, f"expected video_id,duration,fps,resolution (WxH) ({type(error).__name__}: {error})") from None
+                raise AnnotationError(
+                    path, line, f"expected video_id,duration,fps,resolution (WxH) ({type(error).__name__}: {error})"
+                ) from None
     return info
 
 
@@ -86,7 +88,10 @@ class EpicLayout:
 
 
 def epic_samples(
-    segments: list[Segment], layout: EpicLayout, video_info: dict | None = None, modalities: tuple[str, ...] = ("V", "F", "A")
+    segments: list[Segment],
+    layout: EpicLayout,
+    video_info: dict | None = None,
+    modalities: tuple[str, ...] = ("V", "F", "A"),
 ) -> list[ClipSample]:
     """One :class:`ClipSample` per segment, with V/F/A sources on ``layout``."""
     samples = []
@@ -105,9 +110,15 @@ def epic_samples(
         fps = (video_info or {}).get(segment.video_id, (0, DEFAULT_FPS, None))[1]
         samples.append(
             ClipSample(
-                id=segment.id, labels=segment.labels, start_frame=segment.start_frame, stop_frame=segment.stop_frame,
-                start_time=segment.start_time, stop_time=segment.stop_time, fps=fps,
-                sources=sources_cache[segment.video_id], group=segment.video_id,
+                id=segment.id,
+                labels=segment.labels,
+                start_frame=segment.start_frame,
+                stop_frame=segment.stop_frame,
+                start_time=segment.start_time,
+                stop_time=segment.stop_time,
+                fps=fps,
+                sources=sources_cache[segment.video_id],
+                group=segment.video_id,
             )
         )
     return samples

@@ -41,7 +41,10 @@ def class_names(config: DatasetConfig, heads: dict[str, int]) -> dict[str, list[
 
     try:
         if config.format in ("epic", "epic_star"):
-            names = {"verb": read_class_list(config.path(config.verb_classes)), "noun": read_class_list(config.path(config.noun_classes))}
+            names = {
+                "verb": read_class_list(config.path(config.verb_classes)),
+                "noun": read_class_list(config.path(config.noun_classes)),
+            }
         elif config.format == "ssv2":
             labels = read_ssv2_labels(config.path(config.labels))
             names = {"action": [t for t, _ in sorted(labels.items(), key=lambda item: item[1])]}
@@ -57,8 +60,14 @@ def class_names(config: DatasetConfig, heads: dict[str, int]) -> dict[str, list[
 def inspect_dataset(config: DatasetConfig, deep: bool = False, workers: int = 2) -> dict:
     """Sizes, class counts, availability per modality and problems, per split."""
     heads = dataset_heads(config)
-    result = {"format": config.format, "root": config.root, "heads": heads, "classes": class_names(config, heads),
-              "splits": {}, "problems": []}
+    result = {
+        "format": config.format,
+        "root": config.root,
+        "heads": heads,
+        "classes": class_names(config, heads),
+        "splits": {},
+        "problems": [],
+    }
     train_classes: dict[str, set] = {}
     for split in SPLITS:
         try:
@@ -107,7 +116,9 @@ def inspect_dataset(config: DatasetConfig, deep: bool = False, workers: int = 2)
                 )
         for key, counts in report.as_dict()["modalities"].items():
             if counts["unreadable"]:
-                result["problems"].append(f"{split}: {counts['unreadable']} clip(s) with unreadable {key} (see the log for paths)")
+                result["problems"].append(
+                    f"{split}: {counts['unreadable']} clip(s) with unreadable {key} (see the log for paths)"
+                )
             total = sum(counts.values())
             if total and counts["missing"] == total:
                 result["problems"].append(f"{split}: modality {key} is missing for every clip")

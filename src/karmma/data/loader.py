@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -63,11 +63,22 @@ class SeededSampler(Sampler):
 
 
 def make_loader(
-    dataset: Dataset, batch_size: int, seed: int, shuffle: bool, workers: int, rank: int = 0, world_size: int = 1,
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    shuffle: bool,
+    workers: int,
+    rank: int = 0,
+    world_size: int = 1,
     collate=collate_clips,
 ) -> DataLoader:
     sampler = SeededSampler(len(dataset), seed, shuffle, rank, world_size)
     return DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
-        persistent_workers=False, pin_memory=torch.cuda.is_available(),
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
     )

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from karmma.data.annotations import AnnotationError
 from karmma.data.boxes import Box
-from karmma.data.views import ClipSample
 from karmma.data.media import MediaError, video_frame_count
 from karmma.data.sources import AudioSource, BoxSource, FlowSource, FrameSource, VideoSource
+from karmma.data.views import ClipSample
 
 RESERVED = {"clip_id", "V", "F", "A", "D", "start", "stop", "fps", "frames"}
 
@@ -36,7 +36,9 @@ RESERVED = {"clip_id", "V", "F", "A", "D", "start", "stop", "fps", "frames"}
 def _boxes(path: Path, manifest: Path, line: int) -> BoxSource:
     try:
         raw = json.loads(path.read_text())
-        frames = {int(n): [Box(*map(float, b[:4]), category=int(b[4])) for b in boxes] for n, boxes in raw["frames"].items()}
+        frames = {
+            int(n): [Box(*map(float, b[:4]), category=int(b[4])) for b in boxes] for n, boxes in raw["frames"].items()
+        }
         return BoxSource(frames, int(raw["width"]), int(raw["height"]))
     except FileNotFoundError:
         return BoxSource({}, 1, 1)  # absent: the dataset counts D as missing
@@ -44,7 +46,9 @@ def _boxes(path: Path, manifest: Path, line: int) -> BoxSource:
         raise AnnotationError(manifest, line, f"malformed box file {path} ({error!r})") from None
 
 
-def read_manifest(path: str | Path, modalities: tuple[str, ...] = ("V", "F", "A", "D")) -> tuple[list[ClipSample], list[str]]:
+def read_manifest(
+    path: str | Path, modalities: tuple[str, ...] = ("V", "F", "A", "D")
+) -> tuple[list[ClipSample], list[str]]:
     """Read a manifest; returns the clips and the head names (label columns)."""
     path = Path(path)
     base = path.parent
@@ -70,7 +74,9 @@ def read_manifest(path: str | Path, modalities: tuple[str, ...] = ("V", "F", "A"
                 try:
                     labels[head] = int(row[head])
                 except (TypeError, ValueError):
-                    raise AnnotationError(path, line, f"label {head}={row[head]!r} is not an integer class id") from None
+                    raise AnnotationError(
+                        path, line, f"label {head}={row[head]!r} is not an integer class id"
+                    ) from None
                 if labels[head] < 0:
                     raise AnnotationError(path, line, f"label {head}={labels[head]} is negative")
             try:

@@ -10,8 +10,8 @@ logged), never into a garbage tensor.
 from __future__ import annotations
 
 import wave
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -53,7 +53,9 @@ def read_jpegs(paths: Sequence[str | Path], mode: str = "RGB", out: np.ndarray |
         if out is None:
             out = np.empty((len(paths), *image.shape), np.uint8)
         if out.shape[1:3] != image.shape[:2]:
-            raise MediaError(f"{path}: {image.shape[1]}x{image.shape[0]} pixels, unlike the clip's other frames ({out.shape[2]}x{out.shape[1]})")
+            raise MediaError(
+                f"{path}: {image.shape[1]}x{image.shape[0]} pixels, unlike the clip's other frames ({out.shape[2]}x{out.shape[1]})"
+            )
         out[i] = image
         first[path] = i
     return out
@@ -211,7 +213,9 @@ def decode_audio_track(path: str | Path, sample_rate: int) -> np.ndarray:
     return np.concatenate(chunks).astype(np.float32)
 
 
-def read_audio(path: str | Path, start: float, duration: float, sample_rate: int, dataset: str | None = None) -> np.ndarray:
+def read_audio(
+    path: str | Path, start: float, duration: float, sample_rate: int, dataset: str | None = None
+) -> np.ndarray:
     """Mono samples in ``[start, start + duration)`` from a WAV, an HDF5 dataset or a video's track."""
     path = Path(path)
     if path.suffix.lower() in (".h5", ".hdf5"):

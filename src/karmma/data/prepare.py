@@ -187,9 +187,16 @@ def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
             os.replace(partial["audio"], dirs["audio"])
         h, w = size
         summary = {
-            "video": video_id, "frames": count, "flow_frames": flow_count, "fps": rate,
-            "width": w, "height": h, "source_width": source_size[0], "source_height": source_size[1],
-            "audio_seconds": wav.samples / AUDIO_RATE, "duration": count / rate,
+            "video": video_id,
+            "frames": count,
+            "flow_frames": flow_count,
+            "fps": rate,
+            "width": w,
+            "height": h,
+            "source_width": source_size[0],
+            "source_height": source_size[1],
+            "audio_seconds": wav.samples / AUDIO_RATE,
+            "duration": count / rate,
             "timings": timings,
         }
         atomic_write_text(marker, json.dumps({"settings": asdict(settings), "summary": summary}))
@@ -246,11 +253,24 @@ def write_video_info(path: Path, summaries: list[dict]) -> None:
         writer.writerow(["video_id", "duration", "fps", "resolution", "source_resolution"])
         for s in sorted(summaries, key=lambda s: s["video"]):
             if "frames" in s:
-                writer.writerow([s["video"], f"{s['duration']:.3f}", s["fps"], f"{s['width']}x{s['height']}",
-                                 f"{s['source_width']}x{s['source_height']}"])
+                writer.writerow(
+                    [
+                        s["video"],
+                        f"{s['duration']:.3f}",
+                        s["fps"],
+                        f"{s['width']}x{s['height']}",
+                        f"{s['source_width']}x{s['source_height']}",
+                    ]
+                )
 
 
-def prepare(src: str | Path, out: str | Path, settings: PrepareSettings = PrepareSettings(), workers: int = 2, progress: bool = True) -> dict:
+def prepare(
+    src: str | Path,
+    out: str | Path,
+    settings: PrepareSettings = PrepareSettings(),
+    workers: int = 2,
+    progress: bool = True,
+) -> dict:
     """Prepare every video under ``src`` into ``out``; returns a summary."""
     from tqdm import tqdm
 
@@ -265,7 +285,9 @@ def prepare(src: str | Path, out: str | Path, settings: PrepareSettings = Prepar
     start = time.perf_counter()
     jobs = [(str(v), str(out), settings) for v in videos]
     with process_pool(workers) as pool:
-        summaries = list(tqdm(pool.map(prepare_video, jobs), total=len(jobs), desc="prepare", unit="video", disable=not progress))
+        summaries = list(
+            tqdm(pool.map(prepare_video, jobs), total=len(jobs), desc="prepare", unit="video", disable=not progress)
+        )
     wall = time.perf_counter() - start
     # videos skipped this time still count in video_info: take their summaries from the markers
     full = []

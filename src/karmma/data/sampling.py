@@ -12,8 +12,13 @@ import random
 
 
 def segment_frame_numbers(
-    start: int, stop: int, num_frames: int, train: bool, rng: random.Random | None = None,
-    view: int = 0, num_views: int = 1,
+    start: int,
+    stop: int,
+    num_frames: int,
+    train: bool,
+    rng: random.Random | None = None,
+    view: int = 0,
+    num_views: int = 1,
 ) -> list[int]:
     """``num_frames`` frame numbers in ``[start, stop]``, one per equal part."""
     if stop < start:

@@ -63,7 +63,11 @@ def media_seconds(path: Path, dataset: str | None = None, mtime: float = 0.0, ki
                 return 0.0 if kind == "audio" else None
             if streams[0].duration is not None:
                 return float(streams[0].duration * streams[0].time_base)
-            return container.duration / 1_000_000 if container.duration is not None and len(container.streams) == 1 else None
+            return (
+                container.duration / 1_000_000
+                if container.duration is not None and len(container.streams) == 1
+                else None
+            )
     except Exception:  # noqa: BLE001 - corrupt headers: the loader reports the file as unreadable
         return None
 
@@ -145,7 +149,9 @@ class VideoSource:
     def uncovered_times(self, start: float, stop: float) -> str | None:
         if not self.path.is_file():
             return None
-        return coverage_problem(media_seconds(self.path, None, self.path.stat().st_mtime, "video"), start, stop, f"video {self.path}")
+        return coverage_problem(
+            media_seconds(self.path, None, self.path.stat().st_mtime, "video"), start, stop, f"video {self.path}"
+        )
 
     def load(self, numbers: list[int]) -> torch.Tensor:
         return read_video_frames(self.path, numbers)
@@ -168,7 +174,9 @@ class AudioSource:
     def uncovered_times(self, start: float, stop: float) -> str | None:
         """Why the audio does not cover the clip ``[start, stop]`` s (a 10 ms track, an empty
         WAV, timestamps past its end), or None."""
-        return coverage_problem(self.seconds(), start, stop, f"audio {self.path}" + (f"[{self.dataset}]" if self.dataset else ""))
+        return coverage_problem(
+            self.seconds(), start, stop, f"audio {self.path}" + (f"[{self.dataset}]" if self.dataset else "")
+        )
 
     def load(self, start: float, duration: float, sample_rate: int) -> torch.Tensor:
         samples = read_audio(self.path, start, duration, sample_rate, self.dataset)

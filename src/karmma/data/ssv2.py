@@ -22,8 +22,8 @@ from pathlib import Path
 
 from karmma.data.annotations import Segment
 from karmma.data.boxes import Box
-from karmma.data.views import ClipSample
 from karmma.data.sources import BoxSource, FlowSource, FrameSource, VideoSource
+from karmma.data.views import ClipSample
 
 log = logging.getLogger("karmma.data")
 SSV2_FPS = 12.0
@@ -48,7 +48,9 @@ def ssv2_samples(
             frame_count = sum(1 for _ in frames_dir.glob("*.jpg"))
         sources = {}
         if "V" in modalities:
-            sources["V"] = FrameSource(frames_dir) if frames_dir.is_dir() else VideoSource(root / "videos" / f"{vid}.webm")
+            sources["V"] = (
+                FrameSource(frames_dir) if frames_dir.is_dir() else VideoSource(root / "videos" / f"{vid}.webm")
+            )
         if "F" in modalities:
             sources["F"] = FlowSource(root / "flow_frames" / vid)
         if "D" in modalities and boxes is not None and vid in boxes:
@@ -58,8 +60,15 @@ def ssv2_samples(
                 without_size += 1
         samples.append(
             ClipSample(
-                id=segment.id, labels=segment.labels, start_frame=1, stop_frame=max(frame_count, 1),
-                start_time=0.0, stop_time=frame_count / fps if fps else 0.0, fps=fps, sources=sources, group=vid,
+                id=segment.id,
+                labels=segment.labels,
+                start_frame=1,
+                stop_frame=max(frame_count, 1),
+                start_time=0.0,
+                stop_time=frame_count / fps if fps else 0.0,
+                fps=fps,
+                sources=sources,
+                group=vid,
             )
         )
     if without_size:

@@ -144,7 +144,9 @@ def render_video(
     background = np.kron(coarse, np.ones((H // 4 + 1, W // 5 + 1, 1), dtype=np.float32))[:H, :W]
     for _ in range(6):
         y, x = rng.integers(0, H - 10), rng.integers(0, W - 10)
-        background[y : y + rng.integers(5, 20), x : x + rng.integers(5, 25)] = rng.uniform(50, 200) + rng.uniform(-20, 20, 3)
+        background[y : y + rng.integers(5, 20), x : x + rng.integers(5, 25)] = rng.uniform(50, 200) + rng.uniform(
+            -20, 20, 3
+        )
     frames_count = int(duration * size.fps)
     shake = np.cumsum(rng.normal(0, 0.4, size=(frames_count, 2)), axis=0)
     shake = np.clip(shake - shake.mean(0), -margin + 1, margin - 1)
@@ -174,11 +176,13 @@ def render_video(
                     frame_boxes.append((cx - rx, cy - ry, cx + rx, cy + ry, kind))
         oy, ox = (margin + shake[i]).round().astype(int)
         if boxes is not None:  # into the coordinates of the shaken, cropped view
-            boxes.append([
-                (max(x1 - ox, 0), max(y1 - oy, 0), min(x2 - ox, size.width), min(y2 - oy, size.height), kind)
-                for x1, y1, x2, y2, kind in frame_boxes
-                if x2 - ox > 0 and y2 - oy > 0 and x1 - ox < size.width and y1 - oy < size.height
-            ])
+            boxes.append(
+                [
+                    (max(x1 - ox, 0), max(y1 - oy, 0), min(x2 - ox, size.width), min(y2 - oy, size.height), kind)
+                    for x1, y1, x2, y2, kind in frame_boxes
+                    if x2 - ox > 0 and y2 - oy > 0 and x1 - ox < size.width and y1 - oy < size.height
+                ]
+            )
         view = canvas[oy : oy + size.height, ox : ox + size.width]
         view = view * rng.uniform(0.95, 1.05) + rng.normal(0, 6, view.shape)
         frames[i] = np.clip(view, 0, 255).astype(np.uint8)
@@ -220,7 +224,11 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray | None
         video = container.add_stream("libvpx" if webm else "libx264", rate=fps)
         video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         video.thread_count = 1  # tiny frames: threads cost more than they save, and workers run in parallel
-        video.options = {"crf": "10", "b:v": "1M", "deadline": "realtime", "cpu-used": "8"} if webm else {"preset": "veryfast", "crf": "18"}
+        video.options = (
+            {"crf": "10", "b:v": "1M", "deadline": "realtime", "cpu-used": "8"}
+            if webm
+            else {"preset": "veryfast", "crf": "18"}
+        )
         audio = None if webm else audio
         sound = None
         if audio is not None:
@@ -274,7 +282,9 @@ def synthesize(
     out = Path(out)
     jobs = [(str(out), seed, i, p, v, spec) for i, (p, v) in enumerate(video_ids(spec))]
     with process_pool(workers) as pool:
-        results = list(tqdm(pool.map(_make_video, jobs), total=len(jobs), desc="synth", unit="video", disable=not progress))
+        results = list(
+            tqdm(pool.map(_make_video, jobs), total=len(jobs), desc="synth", unit="video", disable=not progress)
+        )
     splits = participant_splits(spec)
     write_annotations(out / "annotations", results, spec, splits)
     return {
@@ -293,8 +303,10 @@ def participant_splits(size: SynthSize) -> dict[str, str]:
     validation_from = test_from - size.validation_participants
     if validation_from < 2:
         raise ValueError(f"{size}: no participant left for training")
-    return {f"P{p:02d}": "test" if p >= test_from else "validation" if p >= validation_from else "train"
-            for p in range(1, size.participants + 1)}
+    return {
+        f"P{p:02d}": "test" if p >= test_from else "validation" if p >= validation_from else "train"
+        for p in range(1, size.participants + 1)
+    }
 
 
 def write_annotations(folder: Path, results: list, size: SynthSize, splits: dict[str, str]) -> None:
@@ -305,9 +317,23 @@ def write_annotations(folder: Path, results: list, size: SynthSize, splits: dict
             writer.writerow(["id", "key", "instances", "category"])
             for i, key in enumerate(keys):
                 writer.writerow([i, key, str([key]), "synthetic"])
-    header = ["narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp",
-              "stop_timestamp", "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun",
-              "noun_class", "all_nouns", "all_noun_classes"]
+    header = [
+        "narration_id",
+        "participant_id",
+        "video_id",
+        "narration_timestamp",
+        "start_timestamp",
+        "stop_timestamp",
+        "start_frame",
+        "stop_frame",
+        "narration",
+        "verb",
+        "verb_class",
+        "noun",
+        "noun_class",
+        "all_nouns",
+        "all_noun_classes",
+    ]
     rows: dict[str, list] = {"train": [], "validation": [], **({"test": []} if size.test_participants else {})}
     for participant, video_id, actions, _, _ in results:
         split = splits[participant]
@@ -315,9 +341,25 @@ def write_annotations(folder: Path, results: list, size: SynthSize, splits: dict
             start_frame = int(round(a.start * size.fps)) + 1
             stop_frame = int(round(a.stop * size.fps)) + 1
             verb, noun = VERBS[a.verb], NOUNS[a.noun]
-            rows[split].append([f"{video_id}_{k}", participant, video_id, _timestamp(a.start), _timestamp(a.start),
-                                _timestamp(a.stop), start_frame, stop_frame, f"{verb} {noun}", verb, a.verb, noun,
-                                a.noun, str([noun]), str([a.noun])])
+            rows[split].append(
+                [
+                    f"{video_id}_{k}",
+                    participant,
+                    video_id,
+                    _timestamp(a.start),
+                    _timestamp(a.start),
+                    _timestamp(a.stop),
+                    start_frame,
+                    stop_frame,
+                    f"{verb} {noun}",
+                    verb,
+                    a.verb,
+                    noun,
+                    a.noun,
+                    str([noun]),
+                    str([a.noun]),
+                ]
+            )
     for split, split_rows in rows.items():
         with atomic_open(folder / f"EPIC_100_{split}.csv", newline="") as f:
             csv.writer(f).writerows([header, *split_rows])
@@ -331,8 +373,13 @@ def write_annotations(folder: Path, results: list, size: SynthSize, splits: dict
 # --- Something-Something v2 layout -----------------------------------------
 
 SOMETHING_ELSE_PARTS = tuple(f"bounding_box_smthsmth_part{i}.json" for i in range(1, 5))
-SSV2_TEMPLATES = ["Lifting [something] up", "Putting [something] down", "Pushing [something] from left to right",
-                  "Pulling [something] from right to left", "Shaking [something]"]
+SSV2_TEMPLATES = [
+    "Lifting [something] up",
+    "Putting [something] down",
+    "Pushing [something] from left to right",
+    "Pulling [something] from right to left",
+    "Shaking [something]",
+]
 
 
 def _make_ssv2_clip(job: tuple) -> dict:
@@ -348,18 +395,35 @@ def _make_ssv2_clip(job: tuple) -> dict:
     annotation = []
     for number, frame_boxes in enumerate(boxes, start=1):
         labels = [
-            {"box2d": {"x1": x1, "y1": y1, "x2": x2, "y2": y2}, "category": "hand" if kind == "hand" else noun,
-             "standard_category": "hand" if kind == "hand" else "0000", "gt_annotation": f"object {kind}"}
+            {
+                "box2d": {"x1": x1, "y1": y1, "x2": x2, "y2": y2},
+                "category": "hand" if kind == "hand" else noun,
+                "standard_category": "hand" if kind == "hand" else "0000",
+                "gt_annotation": f"object {kind}",
+            }
             for x1, y1, x2, y2, kind in frame_boxes
         ]
-        annotation.append({"name": f"{video_id}/{number:04d}.jpg", "labels": labels, "gt_placeholders": [noun],
-                           "nr_instances": len(labels)})
+        annotation.append(
+            {
+                "name": f"{video_id}/{number:04d}.jpg",
+                "labels": labels,
+                "gt_placeholders": [noun],
+                "nr_instances": len(labels),
+            }
+        )
     template = SSV2_TEMPLATES[action.verb]
-    entry = {"id": video_id, "label": template.replace("[something]", noun).lower(), "template": template, "placeholders": [noun]}
+    entry = {
+        "id": video_id,
+        "label": template.replace("[something]", noun).lower(),
+        "template": template,
+        "placeholders": [noun],
+    }
     return {"entry": entry, "boxes": {video_id: annotation}}
 
 
-def synthesize_ssv2(out: str | Path, seed: int = 0, size: str | SynthSize = "quick", workers: int = 2, progress: bool = True) -> dict:
+def synthesize_ssv2(
+    out: str | Path, seed: int = 0, size: str | SynthSize = "quick", workers: int = 2, progress: bool = True
+) -> dict:
     """SynthKitchen in the Something-Something v2 layout: one ``.webm`` clip per action,
     the SSv2 label/split JSON files and per-frame boxes (D) in the four Something-Else files
     ``bounding_box_smthsmth_part{1..4}.json``, named as the shipped ``configs/ssv2`` expect."""
@@ -373,12 +437,17 @@ def synthesize_ssv2(out: str | Path, seed: int = 0, size: str | SynthSize = "qui
     out = Path(out)
     jobs = [(str(out), seed, i, spec) for i in range(clips)]
     with process_pool(workers) as pool:
-        results = list(tqdm(pool.map(_make_ssv2_clip, jobs), total=clips, desc="synth", unit="clip", disable=not progress))
+        results = list(
+            tqdm(pool.map(_make_ssv2_clip, jobs), total=clips, desc="synth", unit="clip", disable=not progress)
+        )
     annotations = out / "annotations"
     annotations.mkdir(parents=True, exist_ok=True)
     labels = {t.replace("[", "").replace("]", ""): str(i) for i, t in enumerate(SSV2_TEMPLATES)}
     atomic_write_text(annotations / "something-something-v2-labels.json", json.dumps(labels, indent=1))
-    splits = {"train": [r["entry"] for r in results[:validation_from]], "validation": [r["entry"] for r in results[validation_from:]]}
+    splits = {
+        "train": [r["entry"] for r in results[:validation_from]],
+        "validation": [r["entry"] for r in results[validation_from:]],
+    }
     for split, entries in splits.items():
         atomic_write_text(annotations / f"something-something-v2-{split}.json", json.dumps(entries))
     # Something-Else ships its boxes in four files; videos are spread over them as in the release

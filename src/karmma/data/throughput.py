@@ -15,19 +15,19 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from karmma.data.dataset import ClipDataset, collate_clips
-from karmma.data.views import ClipSample
 from karmma.data.sampling import segment_frame_numbers
 from karmma.data.sources import FlowSource, FrameSource
 from karmma.data.timing import record_stages, stage
+from karmma.data.views import ClipSample
 
 
 @contextmanager
@@ -41,7 +41,9 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def loader_clips_per_s(dataset: ClipDataset, workers: int, batch_size: int, batches: int, seed: int = 0) -> dict[str, float]:
+def loader_clips_per_s(
+    dataset: ClipDataset, workers: int, batch_size: int, batches: int, seed: int = 0
+) -> dict[str, float]:
     """Clips/s of a ``DataLoader`` drawing ``batches`` random batches (with replacement) after one
     untimed batch that starts the workers: ``{"wall": clips/s, "cpu": clips per CPU-second}``.
 
@@ -49,9 +51,12 @@ def loader_clips_per_s(dataset: ClipDataset, workers: int, batch_size: int, batc
     them (this one with ``workers=0``, else the workers): what a loader with cores to itself
     would deliver. With ``workers=0`` torch uses one thread, as in a worker process.
     """
-    sampler = RandomSampler(dataset, replacement=True, num_samples=(batches + 1) * batch_size,
-                            generator=torch.Generator().manual_seed(seed))
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_clips, drop_last=True)
+    sampler = RandomSampler(
+        dataset, replacement=True, num_samples=(batches + 1) * batch_size, generator=torch.Generator().manual_seed(seed)
+    )
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_clips, drop_last=True
+    )
     clips, all_clips, start = 0, 0, None
     cpu_start = _loading_cpu_seconds(workers)
     with torch_threads(1 if workers == 0 else torch.get_num_threads()):
@@ -112,7 +117,9 @@ def _decoders() -> dict[str, Callable[[Path, str], object]]:
             return image.convert(mode) if image.mode != mode else image.load()
 
     def opencv(path: Path, mode: str):
-        return cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR_RGB if mode == "RGB" else cv2.IMREAD_GRAYSCALE)
+        return cv2.imdecode(
+            np.fromfile(path, np.uint8), cv2.IMREAD_COLOR_RGB if mode == "RGB" else cv2.IMREAD_GRAYSCALE
+        )
 
     def torchvision(path: Path, mode: str):
         return decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB if mode == "RGB" else ImageReadMode.GRAY)
@@ -136,7 +143,9 @@ def clip_files(sample: ClipSample, frames: int) -> dict[str, list[Path]]:
     return files
 
 
-def bare_decode_ms(samples: Sequence[ClipSample], frames: int, clips: int, seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+def bare_decode_ms(
+    samples: Sequence[ClipSample], frames: int, clips: int, seed: int = 0
+) -> dict[str, dict[str, dict[str, float]]]:
     """``{decoder: {"V": {"wall": ms, "cpu": ms}, "F": ...}}`` per clip: decoding the clips' frame
     files with the library alone.
 
@@ -166,8 +175,10 @@ def bare_decode_ms(samples: Sequence[ClipSample], frames: int, clips: int, seed:
                     wall, cpu = time.perf_counter(), time.thread_time()
                     for path in paths:
                         decode(path, mode)
-                    results[name][key] = {"wall": round(1000 * (time.perf_counter() - wall) / clips, 2),
-                                          "cpu": round(1000 * (time.thread_time() - cpu) / clips, 2)}
+                    results[name][key] = {
+                        "wall": round(1000 * (time.perf_counter() - wall) / clips, 2),
+                        "cpu": round(1000 * (time.thread_time() - cpu) / clips, 2),
+                    }
     finally:
         cv2.setNumThreads(cv2_threads)
     return results
@@ -204,8 +215,14 @@ def benchmark_loader(
     Each figure is the best of ``repeats`` passes (on a shared machine, the pass
     least disturbed by other processes); the breakdown is that of the fastest pass.
     """
-    result: dict = {"batch_size": batch_size, "batches": batches, "repeats": repeats, "load_average_before": os.getloadavg(),
-                    "clips_per_s": {}, "clips_per_cpu_s": {}}
+    result: dict = {
+        "batch_size": batch_size,
+        "batches": batches,
+        "repeats": repeats,
+        "load_average_before": os.getloadavg(),
+        "clips_per_s": {},
+        "clips_per_cpu_s": {},
+    }
     for subset in subsets:
         name = "+".join(subset)
         dataset = ClipDataset(samples, {k: shapes[k] for k in subset}, train=True)
@@ -215,25 +232,41 @@ def benchmark_loader(
             rate, cpu_rate = max(p["wall"] for p in passes), max(p["cpu"] for p in passes)
             result["clips_per_s"][name][str(count)] = round(rate, 2)
             result["clips_per_cpu_s"][name][str(count)] = round(cpu_rate, 2)
-            log(f"loader {name:8s} {count} worker(s): {rate:7.2f} clips/s, {cpu_rate:7.2f} clips per CPU-second "
-                f"({batches} batches of {batch_size}, best of {repeats})")
+            log(
+                f"loader {name:8s} {count} worker(s): {rate:7.2f} clips/s, {cpu_rate:7.2f} clips per CPU-second "
+                f"({batches} batches of {batch_size}, best of {repeats})"
+            )
     if breakdown_clips:
         everything = [k for k in shapes]
         dataset = ClipDataset(samples, dict(shapes), train=True)
-        stages = min((stage_breakdown(dataset, breakdown_clips, batch_size) for _ in range(repeats)), key=lambda s: s["cpu"]["total"])
+        stages = min(
+            (stage_breakdown(dataset, breakdown_clips, batch_size) for _ in range(repeats)),
+            key=lambda s: s["cpu"]["total"],
+        )
         result["breakdown_ms_per_clip"] = {"modalities": "+".join(everything), "clips": breakdown_clips, **stages}
         for column in ("cpu", "wall"):
-            log(f"stages, {column} ms per clip ({'+'.join(everything)}, {breakdown_clips} clips, 1 thread): "
-                + ", ".join(f"{k} {v:.1f}" for k, v in stages[column].items()))
+            log(
+                f"stages, {column} ms per clip ({'+'.join(everything)}, {breakdown_clips} clips, 1 thread): "
+                + ", ".join(f"{k} {v:.1f}" for k, v in stages[column].items())
+            )
         frames = next(s[0] for k, s in shapes.items() if k in ("V", "F"))
         passes = [bare_decode_ms(dataset.samples, frames, breakdown_clips) for _ in range(repeats)]
-        bare = {name: {key: {column: min(p[name][key][column] for p in passes) for column in ("wall", "cpu")}
-                       for key in passes[0][name]} for name in passes[0]}
+        bare = {
+            name: {
+                key: {column: min(p[name][key][column] for p in passes) for column in ("wall", "cpu")}
+                for key in passes[0][name]
+            }
+            for name in passes[0]
+        }
         result["bare_decode_ms_per_clip"] = bare
         result["fresh_float_memory_ms_per_clip"] = fresh = fresh_memory_ms(shapes, batch_size, repeats)
-        log(f"a new float32 batch of these inputs, filled once: {fresh['cpu']:.1f} / {fresh['wall']:.1f} ms per clip (cpu / wall)")
+        log(
+            f"a new float32 batch of these inputs, filled once: {fresh['cpu']:.1f} / {fresh['wall']:.1f} ms per clip (cpu / wall)"
+        )
         for decoder, ms in bare.items():
-            log(f"bare {decoder:11s} decode, ms per clip (cpu / wall): "
-                + ", ".join(f"{k} {v['cpu']:.1f} / {v['wall']:.1f}" for k, v in ms.items()))
+            log(
+                f"bare {decoder:11s} decode, ms per clip (cpu / wall): "
+                + ", ".join(f"{k} {v['cpu']:.1f} / {v['wall']:.1f}" for k, v in ms.items())
+            )
     result["load_average_after"] = os.getloadavg()
     return result

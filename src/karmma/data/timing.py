@@ -10,8 +10,8 @@ machine wall time also counts the waits for other processes.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 _totals: dict[str, list[float]] | None = None
 

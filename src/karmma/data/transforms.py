@@ -19,7 +19,6 @@ import torch.nn.functional as F
 
 from karmma.data.media import FLOW_BOUND
 
-
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -51,7 +50,9 @@ def eval_crop_params(aspect: float, crop: int = 0, num_crops: int = 1) -> CropPa
     """Square crops of the full short side; with 3 crops: left/centre/right (or top/centre/bottom)."""
     height, width = (1.0, 1.0 / aspect) if aspect >= 1 else (aspect, 1.0)
     position = 0.5 if num_crops == 1 else crop / (num_crops - 1)
-    return CropParams((1 - height) * position if aspect < 1 else 0.0, (1 - width) * position if aspect >= 1 else 0.0, height, width)
+    return CropParams(
+        (1 - height) * position if aspect < 1 else 0.0, (1 - width) * position if aspect >= 1 else 0.0, height, width
+    )
 
 
 def crop_box(params: CropParams, height: int, width: int) -> tuple[int, int, int, int]:
@@ -74,12 +75,16 @@ def crop_resize(frames: torch.Tensor, params: CropParams, size: int) -> torch.Te
     # torch's fast uint8 kernel wants 3 or 4 channels last (a view of decoded [T, H, W, C] frames is fine);
     # other inputs resize ~1.5x faster from a contiguous copy of the crop than from a view
     if not frames.is_contiguous(memory_format=torch.channels_last):
-        crop = crop.contiguous(memory_format=torch.channels_last if frames.shape[1] in (3, 4) else torch.contiguous_format)
+        crop = crop.contiguous(
+            memory_format=torch.channels_last if frames.shape[1] in (3, 4) else torch.contiguous_format
+        )
     out = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return out.flip(-1) if params.flip else out
 
 
-def _affine(frames: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def _affine(
+    frames: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """``frames * scale + shift`` per channel (``scale``, ``shift``: ``[C]``) as float, in ``out``
     (contiguous) or a new tensor."""
     out = torch.empty(frames.shape, dtype=torch.float32) if out is None else out
@@ -94,7 +99,11 @@ def normalise_rgb(frames: torch.Tensor, out: torch.Tensor | None = None) -> torc
 
 
 def dequantise_flow(
-    resized: torch.Tensor, params: CropParams, frame_size: tuple[int, int], scale: float = 9.04, bound: float = FLOW_BOUND,
+    resized: torch.Tensor,
+    params: CropParams,
+    frame_size: tuple[int, int],
+    scale: float = 9.04,
+    bound: float = FLOW_BOUND,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Quantised flow already cropped, resized and flipped by :func:`crop_resize` (uint8 ``[T, 2, S, S]``)
@@ -118,7 +127,9 @@ def rgb_input(frames: torch.Tensor, params: CropParams, size: int) -> torch.Tens
     return normalise_rgb(crop_resize(frames, params, size))
 
 
-def flow_input(quantised: torch.Tensor, params: CropParams, size: int, scale: float = 9.04, bound: float = FLOW_BOUND) -> torch.Tensor:
+def flow_input(
+    quantised: torch.Tensor, params: CropParams, size: int, scale: float = 9.04, bound: float = FLOW_BOUND
+) -> torch.Tensor:
     """Quantised flow uint8 ``[T, 2, H, W]`` (``u, v``) -> the model's F input ``[T, 2, size, size]``:
     cropped, resized, flipped, in pixels of the resized crop, divided by ``scale``."""
     return dequantise_flow(crop_resize(quantised, params, size), params, tuple(quantised.shape[-2:]), scale, bound)

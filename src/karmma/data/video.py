@@ -20,9 +20,9 @@ deployment, which needs nothing else of the preparation pipeline.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -71,7 +71,11 @@ def _declared_duration(container, stream) -> float | None:
 
 
 def _stream_origin(stream) -> float:
-    return float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base is not None else 0.0
+    return (
+        float(stream.start_time * stream.time_base)
+        if stream.start_time is not None and stream.time_base is not None
+        else 0.0
+    )
 
 
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -98,7 +102,9 @@ def probe_video(path: str | Path) -> VideoProbe:
             raise MediaError(f"{path}: undecodable video ({error})") from None
         if round(rotation / 90) % 2:
             width, height = height, width
-        return VideoProbe(rate, _declared_duration(container, stream), (width, height), rotation, bool(container.streams.audio))
+        return VideoProbe(
+            rate, _declared_duration(container, stream), (width, height), rotation, bool(container.streams.audio)
+        )
 
 
 @dataclass
@@ -142,12 +148,18 @@ def iter_video_frames(source, fps: float | None = None, start: float = 0.0, thre
 
         def image_of(entry):
             if entry[2] is None:
-                entry[2] = upright(entry[1].to_ndarray(format="rgb24"), int(round(getattr(entry[1], "rotation", 0) or 0)))
+                entry[2] = upright(
+                    entry[1].to_ndarray(format="rgb24"), int(round(getattr(entry[1], "rotation", 0) or 0))
+                )
             return entry[2]
 
         try:
             for frame in container.decode(stream):
-                t = float(frame.pts * stream.time_base) - origin if frame.pts is not None else (last_time or 0.0) + 1.0 / native
+                t = (
+                    float(frame.pts * stream.time_base) - origin
+                    if frame.pts is not None
+                    else (last_time or 0.0) + 1.0 / native
+                )
                 if previous is None and start > 0 and t > start + 0.5 / rate and k > 0:
                     # the seek overshot the wanted time: decode from the beginning instead
                     yield from _from_start(source, fps, start, threads)
@@ -176,7 +188,9 @@ def iter_video_frames(source, fps: float | None = None, start: float = 0.0, thre
             )
         frames_declared = stream.frames if isinstance(source, (str, Path)) and start == 0 else 0
         if frames_declared and decoded < frames_declared - 2:
-            raise MediaError(f"{name}: truncated video: decoded {decoded} of the {frames_declared} frames its index lists")
+            raise MediaError(
+                f"{name}: truncated video: decoded {decoded} of the {frames_declared} frames its index lists"
+            )
         while k / rate < end - 1e-6:
             yield TimedFrame(k + 1, k / rate, image_of(previous), previous[0], rate)
             k += 1
@@ -204,7 +218,11 @@ def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
 
 
 def iter_frames(
-    source, fps: float | None, short_side: int, threads: int = 1, start: float = 0.0,
+    source,
+    fps: float | None,
+    short_side: int,
+    threads: int = 1,
+    start: float = 0.0,
 ) -> Iterator[tuple[np.ndarray, float, tuple[int, int]]]:
     """Decode a video (path or binary file object, e.g. a pipe) frame by frame.
 
@@ -224,7 +242,9 @@ def _from_start(source, fps, start, threads) -> Iterator[TimedFrame]:
             yield frame
 
 
-def iter_audio(path: str | Path, sample_rate: int, start: float = 0.0, check_complete: bool = True) -> Iterator[np.ndarray]:
+def iter_audio(
+    path: str | Path, sample_rate: int, start: float = 0.0, check_complete: bool = True
+) -> Iterator[np.ndarray]:
     """The audio track of a media file as mono float32 chunks at ``sample_rate``, from ``start`` seconds.
 
     Raises :class:`MediaError` with ``"no audio track"`` when the file has none, and for

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from karmma.data.audio import LogMelConfig
 from karmma.data.sampling import audio_centre
@@ -79,7 +80,9 @@ class ClipConfig:
         if self.num_crops not in (1, 3):
             raise ValueError(f"clip.num_crops must be 1 or 3, got {self.num_crops}")
         if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
-            raise ValueError(f"clip.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(self.crop_scale)}")
+            raise ValueError(
+                f"clip.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(self.crop_scale)}"
+            )
         check_range("clip", "audio_image_seconds", self.audio_image_seconds, 0, low_open=True)
         if self.box_slots is not None:
             check_range("clip", "box_slots", self.box_slots, 1)
@@ -101,8 +104,9 @@ def spectrogram_config(audio: LogMelConfig, shape: tuple[int, ...]) -> LogMelCon
     return dataclasses.replace(audio, n_mels=shape[1], frames=shape[2])
 
 
-def audio_window_start(start_time: float, stop_time: float, seconds: float, train: bool = False,
-                       rng: random.Random | None = None) -> float:
+def audio_window_start(
+    start_time: float, stop_time: float, seconds: float, train: bool = False, rng: random.Random | None = None
+) -> float:
     """Where (s) the ``seconds``-long audio window of a segment starts: centred on the segment
     (training: on a random time inside it)."""
     return audio_centre(start_time, stop_time, train, rng) - seconds / 2

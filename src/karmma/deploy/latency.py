@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
+from karmma.artifacts import ModelInfo
 from karmma.availability import availability_for_subset
 from karmma.benchmark import measure_latency
 from karmma.deploy.onnx_export import export_onnx, export_split_onnx
 from karmma.deploy.preprocess import Preprocessor
 from karmma.deploy.runtime import OnnxRunner, SplitOnnxRunner, TorchRunner
-from karmma.artifacts import ModelInfo
 from karmma.modalities import all_subsets, subset_name
 from karmma.presets import EPIC_HEADS, SSV2_HEADS, build_student, get_preset
 from karmma.train_config import TrainConfig
@@ -56,8 +56,14 @@ def synthetic_video(path: Path, seconds: float, short_side: int, fps: int = 30) 
         sound.layout = "mono"
         for i in range(int(seconds * fps)):
             phase = i / fps
-            frame = np.stack([128 + 100 * np.sin((x + 40 * phase) / 17), 128 + 100 * np.cos((y - 25 * phase) / 13),
-                              128 + 100 * np.sin((x + y) / 29 + phase)], axis=-1).astype(np.uint8)
+            frame = np.stack(
+                [
+                    128 + 100 * np.sin((x + 40 * phase) / 17),
+                    128 + 100 * np.cos((y - 25 * phase) / 13),
+                    128 + 100 * np.sin((x + y) / 29 + phase),
+                ],
+                axis=-1,
+            ).astype(np.uint8)
             for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in video.encode():
@@ -101,8 +107,14 @@ def preprocessing_latency(pre: Preprocessor, video: Path, clip_seconds: float, r
 
 
 def benchmark_student_latency(
-    preset_name: str, modalities: Sequence[str], repeats: int, warmup: int, video: Path | None = None,
-    clip_seconds: float = 2.0, workdir: Path | None = None, log=print,
+    preset_name: str,
+    modalities: Sequence[str],
+    repeats: int,
+    warmup: int,
+    video: Path | None = None,
+    clip_seconds: float = 2.0,
+    workdir: Path | None = None,
+    log=print,
 ) -> dict:
     """Latency table of one preset (see the module docstring)."""
     model, info = _random_student(preset_name, modalities)
@@ -118,7 +130,10 @@ def benchmark_student_latency(
         if video is None:
             video = synthetic_video(tmp / "clip.mp4", clip_seconds + 0.5, pre.short_side)
         preprocessing = preprocessing_latency(pre, video, clip_seconds, max(repeats, 3))
-        log(f"{preset_name}: pre-processing " + ", ".join(f"{k} {v:.1f} ms" for k, v in preprocessing.items() if isinstance(v, float)))
+        log(
+            f"{preset_name}: pre-processing "
+            + ", ".join(f"{k} {v:.1f} ms" for k, v in preprocessing.items() if isinstance(v, float))
+        )
         subsets = {}
         example = model.example_inputs(1)
         for subset in all_subsets(list(model.modalities)):
@@ -131,21 +146,37 @@ def benchmark_student_latency(
             row["speedup_onnx"] = row["eager_ms"] / row["onnx_ms"]
             row["speedup_onnx_split"] = row["eager_ms"] / row["onnx_split_ms"]
             row["preprocess_ms"] = preprocessing["decode"] + sum(
-                preprocessing[step] for key, step in (("V", "rgb"), ("F", "flow"), ("A", "spectrogram")) if key in subset
+                preprocessing[step]
+                for key, step in (("V", "rgb"), ("F", "flow"), ("A", "spectrogram"))
+                if key in subset
             )
             subsets[subset_name(subset)] = row
             log(f"{preset_name} {subset_name(subset):8s} " + "  ".join(f"{k} {v:.2f}" for k, v in row.items()))
     return {
-        "preset": preset_name, "modalities": list(model.modalities), "repeats": repeats, "warmup": warmup,
-        "export_seconds": round(export_seconds, 1), "threads": torch.get_num_threads(),
-        "video": str(video) if video else "synthetic", "clip_seconds": clip_seconds,
-        "short_side": pre.short_side, "flow": pre.flow_method,
-        "preprocessing_ms": preprocessing, "subsets": subsets,
+        "preset": preset_name,
+        "modalities": list(model.modalities),
+        "repeats": repeats,
+        "warmup": warmup,
+        "export_seconds": round(export_seconds, 1),
+        "threads": torch.get_num_threads(),
+        "video": str(video) if video else "synthetic",
+        "clip_seconds": clip_seconds,
+        "short_side": pre.short_side,
+        "flow": pre.flow_method,
+        "preprocessing_ms": preprocessing,
+        "subsets": subsets,
     }
 
 
-def benchmark_export(path: Path, repeats: int, warmup: int, video: Path | None = None, clip_seconds: float = 2.0,
-                     workdir: Path | None = None, log=print) -> dict:
+def benchmark_export(
+    path: Path,
+    repeats: int,
+    warmup: int,
+    video: Path | None = None,
+    clip_seconds: float = 2.0,
+    workdir: Path | None = None,
+    log=print,
+) -> dict:
     """Latency of an existing export (``.onnx``, a split-ONNX folder, ``.safetensors`` / ``.ckpt`` or a run
     folder) on every subset of its modalities, with its own pre-processing; the ``model_ms`` column."""
     from karmma.deploy.runtime import open_runner
@@ -169,19 +200,36 @@ def benchmark_export(path: Path, repeats: int, warmup: int, video: Path | None =
         )
         subsets[subset_name(subset)] = row
         log(f"{path} {subset_name(subset):8s} " + "  ".join(f"{k} {v:.2f}" for k, v in row.items()))
-    return {"model": str(path), "backend": type(runner).__name__, "modalities": list(info.modalities), "repeats": repeats,
-            "warmup": warmup, "threads": torch.get_num_threads(), "video": str(video) if video else "synthetic",
-            "clip_seconds": clip_seconds, "short_side": pre.short_side, "flow": pre.flow_method,
-            "preprocessing_ms": preprocessing, "subsets": subsets}
+    return {
+        "model": str(path),
+        "backend": type(runner).__name__,
+        "modalities": list(info.modalities),
+        "repeats": repeats,
+        "warmup": warmup,
+        "threads": torch.get_num_threads(),
+        "video": str(video) if video else "synthetic",
+        "clip_seconds": clip_seconds,
+        "short_side": pre.short_side,
+        "flow": pre.flow_method,
+        "preprocessing_ms": preprocessing,
+        "subsets": subsets,
+    }
 
 
 def format_table(result: dict) -> str:
     """A markdown table of :func:`benchmark_student_latency`'s result."""
     pre = result["preprocessing_ms"]
     if "model" in result:  # an existing export (benchmark_export)
-        lines = [f"{result['model']} ({result['backend']}), batch 1, {result['threads']} threads, median of {result['repeats']} run(s)",
-                 "", "| subset | model ms | pre-processing ms |", "|---|---:|---:|"]
-        lines += [f"| {name} | {row['model_ms']:.1f} | {row['preprocess_ms']:.1f} |" for name, row in result["subsets"].items()]
+        lines = [
+            f"{result['model']} ({result['backend']}), batch 1, {result['threads']} threads, median of {result['repeats']} run(s)",
+            "",
+            "| subset | model ms | pre-processing ms |",
+            "|---|---:|---:|",
+        ]
+        lines += [
+            f"| {name} | {row['model_ms']:.1f} | {row['preprocess_ms']:.1f} |"
+            for name, row in result["subsets"].items()
+        ]
         return "\n".join(lines)
     lines = [
         f"preset {result['preset']}, batch 1, {result['threads']} threads, median of {result['repeats']} run(s); "

@@ -66,7 +66,14 @@ class FusionGraph(nn.Module):
         return tuple(logits[h] for h in self.model.heads)
 
 
-def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str], output_names: list[str], info: ModelInfo) -> Path:
+def _export(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    info: ModelInfo,
+) -> Path:
     """Dynamo export with a dynamic batch dimension, then the ModelInfo as metadata."""
     import onnx
 
@@ -78,9 +85,16 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the exporter prints progress lines and warns about axis names
             torch.onnx.export(
-                module.eval(), args, str(tmp), dynamo=True, external_data=False, opset_version=OPSET,
+                module.eval(),
+                args,
+                str(tmp),
+                dynamo=True,
+                external_data=False,
+                opset_version=OPSET,
                 optimize=_worth_optimising(module),
-                input_names=input_names, output_names=output_names, dynamic_shapes=dynamic,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_shapes=dynamic,
             )
         proto = onnx.load(str(tmp))
         entry = proto.metadata_props.add()
@@ -117,7 +131,14 @@ def export_split_onnx(model: KARMMA, info: ModelInfo, folder: str | Path) -> Pat
     for key in model.modalities:
         with torch.no_grad():
             tokens[key] = model.extractors[key](example[key])
-        _export(model.extractors[key], (example[key],), folder / f"extractor_{key}.onnx", [f"in_{key}"], [f"tokens_{key}"], info)
+        _export(
+            model.extractors[key],
+            (example[key],),
+            folder / f"extractor_{key}.onnx",
+            [f"in_{key}"],
+            [f"tokens_{key}"],
+            info,
+        )
     args = (*(tokens[k] for k in model.modalities), _example_availability(model, 2))
     names = [f"tokens_{k}" for k in model.modalities] + ["availability"]
     _export(FusionGraph(model), args, folder / "fusion.onnx", names, list(model.heads), info)

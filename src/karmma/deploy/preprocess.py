@@ -33,7 +33,12 @@ from karmma.data.sampling import segment_frame_numbers
 from karmma.data.transforms import CropParams, eval_crop_params, flow_input, rgb_input
 from karmma.data.video import flow_calculator
 from karmma.data.views import (
-    ClipConfig, audio_window_start, clip_frames, flow_pair, flow_stride_for_rate, spectrogram_config,
+    ClipConfig,
+    audio_window_start,
+    clip_frames,
+    flow_pair,
+    flow_stride_for_rate,
+    spectrogram_config,
 )
 
 RAW_MODALITIES = ("V", "F", "A")  # what a video file can give (D needs a detector)
@@ -65,8 +70,12 @@ class Preprocessor:
 
     @classmethod
     def for_student(
-        cls, info: ModelInfo, flow: str | None = None, short_side: int | None = None, flow_stride: int | None = None,
-    ) -> "Preprocessor":
+        cls,
+        info: ModelInfo,
+        flow: str | None = None,
+        short_side: int | None = None,
+        flow_stride: int | None = None,
+    ) -> Preprocessor:
         """Settings from the student's preparation record; ``flow`` and ``short_side`` override it.
 
         Without a record: DIS flow, and the short side is the input size
@@ -112,7 +121,9 @@ class Preprocessor:
         tensor = torch.from_numpy(picked).permute(0, 3, 1, 2)  # uint8, channels-last
         return rgb_input(tensor, self.crop(frames), self.input_shapes["V"][-1])
 
-    def flow(self, frames: list[np.ndarray], numbers: list[int], stride: int = 1, first_number: int = 1) -> torch.Tensor:
+    def flow(
+        self, frames: list[np.ndarray], numbers: list[int], stride: int = 1, first_number: int = 1
+    ) -> torch.Tensor:
         """F ``[T, 2, S, S]``: flow from each sampled frame to the one ``stride`` later.
 
         Flow frames are aligned to the stride as in the prepared data (flow
@@ -133,7 +144,9 @@ class Preprocessor:
     def _mel_config(self):
         shape = self.input_shapes.get("A", (1, self.clip.audio.n_mels, self.clip.audio.frames))
         if len(shape) != 3:
-            raise ValueError(f"audio input of shape {list(shape)}: only the student's single spectrogram [1, mels, frames] is supported")
+            raise ValueError(
+                f"audio input of shape {list(shape)}: only the student's single spectrogram [1, mels, frames] is supported"
+            )
         return spectrogram_config(self.clip.audio, shape)
 
     def audio(self, samples: np.ndarray, start_time: float, stop_time: float, offset: float = 0.0) -> torch.Tensor:
@@ -147,8 +160,16 @@ class Preprocessor:
         return log_mel(torch.from_numpy(window), config)[None]
 
     def inputs(
-        self, frames: list[np.ndarray] | None, rate: float, audio: np.ndarray | None, modalities, start_frame: int,
-        stop_frame: int, first_number: int = 1, stride: int = 1, times: tuple[float, float] | None = None,
+        self,
+        frames: list[np.ndarray] | None,
+        rate: float,
+        audio: np.ndarray | None,
+        modalities,
+        start_frame: int,
+        stop_frame: int,
+        first_number: int = 1,
+        stride: int = 1,
+        times: tuple[float, float] | None = None,
         audio_offset: float = 0.0,
     ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Inputs of the segment ``[start_frame, stop_frame]`` (1-based, of the video) for ``modalities``.
@@ -163,7 +184,12 @@ class Preprocessor:
         steps = {
             "V": ("rgb", lambda: self.video(frames, numbers, first_number)),
             "F": ("flow", lambda: self.flow(frames, numbers, stride, first_number)),
-            "A": ("spectrogram", lambda: self.audio(audio, *(times or ((start_frame - 1) / rate, stop_frame / rate)), offset=audio_offset)),
+            "A": (
+                "spectrogram",
+                lambda: self.audio(
+                    audio, *(times or ((start_frame - 1) / rate, stop_frame / rate)), offset=audio_offset
+                ),
+            ),
         }
         for key in modalities:
             name, build = steps[key]

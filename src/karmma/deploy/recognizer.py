@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import collections.abc
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,13 @@ import torch
 from karmma.data.media import MediaError
 from karmma.data.sources import coverage_problem, media_seconds
 from karmma.data.video import (
-    NoAudioTrack, iter_audio, iter_frames, iter_video_frames, probe_video, read_audio_window, resize_short_side,
+    NoAudioTrack,
+    iter_audio,
+    iter_frames,
+    iter_video_frames,
+    probe_video,
+    read_audio_window,
+    resize_short_side,
 )
 from karmma.deploy.preprocess import RAW_MODALITIES, Preprocessor
 from karmma.deploy.runtime import open_runner
@@ -60,18 +66,24 @@ class Prediction:
             "modalities": self.modalities,
             "missing": self.missing,
             "actions": self.actions,
-            "heads": {h: [{"class": name, "probability": round(p, 6)} for name, p in top] for h, top in self.heads.items()},
+            "heads": {
+                h: [{"class": name, "probability": round(p, 6)} for name, p in top] for h, top in self.heads.items()
+            },
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
 
     def format_table(self) -> str:
         names = list(self.heads)
-        lines = [f"modalities used: {'+'.join(self.modalities)}"
-                 + "".join(f"; {k} not used ({why})" for k, why in self.missing.items())]
+        lines = [
+            f"modalities used: {'+'.join(self.modalities)}"
+            + "".join(f"; {k} not used ({why})" for k, why in self.missing.items())
+        ]
         header = f"{'rank':>4s}  " + "  ".join(f"{h:16s}" for h in names) + "  probability"
         lines += [header, "-" * len(header)]
         for rank, action in enumerate(self.actions, 1):
-            lines.append(f"{rank:4d}  " + "  ".join(f"{action[h]:16s}" for h in names) + f"  {action['probability']:.3f}")
+            lines.append(
+                f"{rank:4d}  " + "  ".join(f"{action[h]:16s}" for h in names) + f"  {action['probability']:.3f}"
+            )
         if self.timings_ms:
             lines.append("time: " + ", ".join(f"{k} {v:.1f} ms" for k, v in self.timings_ms.items()))
         return "\n".join(lines)
@@ -86,7 +98,7 @@ class DecodedVideo:
     recording; ``audio_seconds`` is where the track ends (None: unknown), to tell a clip the
     audio does not cover."""
 
-    frames: "list[np.ndarray] | SparseFrames"
+    frames: list[np.ndarray] | SparseFrames
     rate: float
     audio: np.ndarray | None
     audio_note: str  # why there is no audio, when there is none
@@ -133,9 +145,13 @@ class Recognizer:
 
     @classmethod
     def load(
-        cls, path: str | Path, threads: int | None = None, flow: str | None = None, short_side: int | None = None,
+        cls,
+        path: str | Path,
+        threads: int | None = None,
+        flow: str | None = None,
+        short_side: int | None = None,
         flow_stride: int | None = None,
-    ) -> "Recognizer":
+    ) -> Recognizer:
         """A ``.onnx`` graph or split-ONNX folder (ONNX Runtime), or a run folder, ``.ckpt`` or ``.safetensors`` student (PyTorch)."""
         return cls(open_runner(path, threads), flow, short_side, flow_stride)
 
@@ -183,7 +199,9 @@ class Recognizer:
         pre = self.preprocessor
         start = time.perf_counter()
         if key in ("V", "F") and tensor.dim() == 4 and tensor.shape[-1] == (3 if key == "V" else 2):
-            frames = [resize_short_side(f, pre.short_side) for f in tensor.numpy()] if key == "V" else list(tensor.numpy())
+            frames = (
+                [resize_short_side(f, pre.short_side) for f in tensor.numpy()] if key == "V" else list(tensor.numpy())
+            )
             numbers = pre.frame_numbers(1, len(frames))
             if key == "V":
                 out = pre.video(frames, numbers)
@@ -191,7 +209,9 @@ class Recognizer:
                 from karmma.data.media import encode_flow
                 from karmma.data.transforms import flow_input
 
-                picked = torch.from_numpy(np.stack([np.stack(encode_flow(frames[n - 1])) for n in numbers]))  # uint8 [T, 2, h, w]
+                picked = torch.from_numpy(
+                    np.stack([np.stack(encode_flow(frames[n - 1])) for n in numbers])
+                )  # uint8 [T, 2, h, w]
                 out = flow_input(picked, pre.crop(frames), shape[-1], pre.clip.flow_scale)
         elif key == "A" and tensor.dim() == 1:
             seconds = len(tensor) / pre.sample_rate
@@ -199,8 +219,13 @@ class Recognizer:
         else:
             raise ValueError(
                 f"{key} ({MODALITY_NAMES.get(key, key)}): got shape {list(tensor.shape)}; expected the model input "
-                f"{list(shape)}" + {"V": " or frames [N, H, W, 3] uint8", "F": " or flow [N, H, W, 2] in pixels",
-                                     "A": " or a mono waveform [samples]", "D": ""}[key]
+                f"{list(shape)}"
+                + {
+                    "V": " or frames [N, H, W, 3] uint8",
+                    "F": " or flow [N, H, W, 2] in pixels",
+                    "A": " or a mono waveform [samples]",
+                    "D": "",
+                }[key]
             )
         timings[{"V": "rgb", "F": "flow", "A": "spectrogram"}[key]] = (time.perf_counter() - start) * 1000
         return out
@@ -232,10 +257,19 @@ class Recognizer:
                 note = str(error)
         frames = [image for image, _, _ in decoded]
         seconds = len(audio) / pre.sample_rate if audio is not None else None
-        return DecodedVideo(frames, decoded[0][1], audio, note, pre.stride_for(decoded[0][1]), (time.perf_counter() - start) * 1000,
-                            audio_seconds=seconds)
+        return DecodedVideo(
+            frames,
+            decoded[0][1],
+            audio,
+            note,
+            pre.stride_for(decoded[0][1]),
+            (time.perf_counter() - start) * 1000,
+            audio_seconds=seconds,
+        )
 
-    def decode_segment(self, path: str | Path, start: float | None, end: float | None, need_audio: bool) -> DecodedVideo:
+    def decode_segment(
+        self, path: str | Path, start: float | None, end: float | None, need_audio: bool
+    ) -> DecodedVideo:
         """Decode only what the segment ``[start, end]`` s needs: seek to ``start``, keep the
         sampled frames and their flow partners, stop after ``end``; the audio window around the
         segment's centre. Memory does not grow with the video (nor with the segment)."""
@@ -252,7 +286,9 @@ class Recognizer:
         if stop_time is None:  # no declared duration (rare): the whole file, as before
             return self.decode(path, need_audio)
         if not start_time < stop_time:
-            raise ValueError(f"segment [{start_time:.2f}, {stop_time:.2f}] s is empty or outside the video (0 to {probe.duration or 0:.2f} s)")
+            raise ValueError(
+                f"segment [{start_time:.2f}, {stop_time:.2f}] s is empty or outside the video (0 to {probe.duration or 0:.2f} s)"
+            )
         first = int(start_time * rate) + 1
         # the segment's last frame as predict_decoded will compute it; without --end: the video's last
         stop_frame = max(first, int(stop_time * rate) + 1 if end is not None else round(stop_time * rate))
@@ -270,7 +306,9 @@ class Recognizer:
                 if frame.number in needed:
                     kept[frame.number - first] = resize_short_side(frame.image, pre.short_side)
             if not count:
-                raise ValueError(f"segment [{start_time:.2f}, {stop_time:.2f}] s is outside the video (0 to {probe.duration or 0:.2f} s)")
+                raise ValueError(
+                    f"segment [{start_time:.2f}, {stop_time:.2f}] s is outside the video (0 to {probe.duration or 0:.2f} s)"
+                )
             actual = first + count - 1 if end is None else max(first, min(first + count - 1, int(stop_time * rate) + 1))
             if actual == stop_frame:
                 break
@@ -280,18 +318,36 @@ class Recognizer:
             if not probe.has_audio:
                 note = "no audio track"
             else:
-                centre = (start_time + (stop_time if end is not None else (first - 1 + count) / rate)) / 2  # as predict_decoded
+                centre = (
+                    start_time + (stop_time if end is not None else (first - 1 + count) / rate)
+                ) / 2  # as predict_decoded
                 offset = centre - pre.audio_seconds / 2
                 audio, reached = read_audio_window(path, offset, pre.audio_seconds, pre.sample_rate)
                 declared = media_seconds(path, None, path.stat().st_mtime)
-                seconds = declared if declared is not None else (reached if reached < offset + pre.audio_seconds - 1e-3 else None)
+                seconds = (
+                    declared
+                    if declared is not None
+                    else (reached if reached < offset + pre.audio_seconds - 1e-3 else None)
+                )
                 note = ""
-        return DecodedVideo(SparseFrames(kept, count), rate, audio, note, stride, (time.perf_counter() - clock) * 1000,
-                            audio_offset=offset, audio_seconds=seconds)
+        return DecodedVideo(
+            SparseFrames(kept, count),
+            rate,
+            audio,
+            note,
+            stride,
+            (time.perf_counter() - clock) * 1000,
+            audio_offset=offset,
+            audio_seconds=seconds,
+        )
 
     def predict_file(
-        self, path: str | Path, modalities: Sequence[str] | None = None, start: float | None = None,
-        end: float | None = None, top_k: int = 5,
+        self,
+        path: str | Path,
+        modalities: Sequence[str] | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        top_k: int = 5,
     ) -> Prediction:
         """Predict the action in a video file (or in ``[start, end]`` seconds of it).
 
@@ -310,12 +366,20 @@ class Recognizer:
         self._check_modalities(modalities)
         raw_only = [k for k in modalities if k not in RAW_MODALITIES]
         if raw_only:
-            raise ValueError(f"modality {raw_only[0]} ({MODALITY_NAMES.get(raw_only[0])}) cannot be computed from a video file; use Recognizer.predict(boxes=...)")
+            raise ValueError(
+                f"modality {raw_only[0]} ({MODALITY_NAMES.get(raw_only[0])}) cannot be computed from a video file; use Recognizer.predict(boxes=...)"
+            )
         return order_keys(modalities, self.modalities)
 
     def predict_decoded(
-        self, video: DecodedVideo, modalities: Sequence[str], start: float | None = None, end: float | None = None,
-        top_k: int = 5, dropped: dict[str, str] | None = None, first_number: int = 1,
+        self,
+        video: DecodedVideo,
+        modalities: Sequence[str],
+        start: float | None = None,
+        end: float | None = None,
+        top_k: int = 5,
+        dropped: dict[str, str] | None = None,
+        first_number: int = 1,
     ) -> Prediction:
         """Predict from decoded frames; ``video.frames[0]`` is frame ``first_number`` of the recording."""
         count = len(video.frames)
@@ -323,9 +387,15 @@ class Recognizer:
         start_time = first_time if start is None else start
         stop_time = first_time + count / video.rate if end is None else end
         if not first_time <= start_time < stop_time:
-            raise ValueError(f"segment [{start_time:.2f}, {stop_time:.2f}] s is empty or outside the video ({first_time:.2f} to {first_time + count / video.rate:.2f} s)")
+            raise ValueError(
+                f"segment [{start_time:.2f}, {stop_time:.2f}] s is empty or outside the video ({first_time:.2f} to {first_time + count / video.rate:.2f} s)"
+            )
         start_frame = max(first_number, int(start_time * video.rate) + 1) if start is not None else first_number
-        stop_frame = min(first_number + count - 1, int(stop_time * video.rate) + 1) if end is not None else first_number + count - 1
+        stop_frame = (
+            min(first_number + count - 1, int(stop_time * video.rate) + 1)
+            if end is not None
+            else first_number + count - 1
+        )
         missing = {k: "not requested" for k in self.modalities if k not in modalities}
         missing.update(dropped or {})
         used = [k for k in modalities if k not in missing]
@@ -336,10 +406,20 @@ class Recognizer:
             used.remove("A")  # never a zero-padded spectrogram passed off as audio
             missing["A"] = coverage_problem(video.audio_seconds, start_time, stop_time)
         if not used:
-            raise ValueError("no modality left to predict from: " + "; ".join(f"{k}: {why}" for k, why in missing.items()))
+            raise ValueError(
+                "no modality left to predict from: " + "; ".join(f"{k}: {why}" for k, why in missing.items())
+            )
         inputs, timings = self.preprocessor.inputs(
-            video.frames, video.rate, video.audio, used, start_frame, stop_frame, first_number, video.flow_stride,
-            (start_time, stop_time), audio_offset=video.audio_offset,
+            video.frames,
+            video.rate,
+            video.audio,
+            used,
+            start_frame,
+            stop_frame,
+            first_number,
+            video.flow_stride,
+            (start_time, stop_time),
+            audio_offset=video.audio_offset,
         )
         if video.decode_ms:
             timings = {"decode": video.decode_ms, **timings}
@@ -355,7 +435,9 @@ class Recognizer:
                 f"it has {', '.join(self.modalities)}"
             )
 
-    def _predict(self, inputs: dict[str, torch.Tensor], missing: dict[str, str], timings: dict, top_k: int) -> Prediction:
+    def _predict(
+        self, inputs: dict[str, torch.Tensor], missing: dict[str, str], timings: dict, top_k: int
+    ) -> Prediction:
         availability = torch.tensor([[k in inputs for k in self.modalities]])
         if not availability.any():
             raise ValueError(f"no modality given: the model needs at least one of {', '.join(self.modalities)}")
@@ -365,12 +447,20 @@ class Recognizer:
         probabilities = {h: torch.softmax(torch.from_numpy(np.asarray(v[0])), dim=0) for h, v in logits.items()}
         broken = [h for h, p in probabilities.items() if not torch.isfinite(p).all()]
         if broken:  # NaN weights or inputs: never print NaN probabilities as a prediction
-            raise ValueError(f"the model gave non-finite {broken[0]} scores (NaN or infinity): its weights or inputs are broken")
+            raise ValueError(
+                f"the model gave non-finite {broken[0]} scores (NaN or infinity): its weights or inputs are broken"
+            )
         heads = {}
         for head, p in probabilities.items():
             values, indices = p.topk(min(top_k, len(p)))
             heads[head] = [(self.class_name(head, i), float(v)) for v, i in zip(values.tolist(), indices.tolist())]
-        return Prediction(heads, self._top_actions(probabilities, top_k), [k for k in self.modalities if k in inputs], missing, timings)
+        return Prediction(
+            heads,
+            self._top_actions(probabilities, top_k),
+            [k for k in self.modalities if k in inputs],
+            missing,
+            timings,
+        )
 
     def _top_actions(self, probabilities: dict[str, torch.Tensor], top_k: int) -> list[dict]:
         """Top-k joint (product) probabilities over the heads (verb x noun on EPIC)."""
@@ -382,5 +472,7 @@ class Recognizer:
         actions = []
         for value, index in zip(values.tolist(), flat.tolist()):
             combo = np.unravel_index(index, tuple(joint.shape))
-            actions.append({**{h: self.class_name(h, int(i)) for h, i in zip(names, combo)}, "probability": round(value, 6)})
+            actions.append(
+                {**{h: self.class_name(h, int(i)) for h, i in zip(names, combo)}, "probability": round(value, 6)}
+            )
         return actions

@@ -9,8 +9,8 @@ A sample without any available modality is refused (``ValueError``).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch
@@ -31,7 +31,11 @@ def _mask(availability, modalities: list[str]) -> torch.Tensor:
 
 
 def _as_numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy().astype(np.float32, copy=False) if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
+    return (
+        x.detach().cpu().numpy().astype(np.float32, copy=False)
+        if isinstance(x, torch.Tensor)
+        else np.asarray(x, dtype=np.float32)
+    )
 
 
 class TorchRunner:

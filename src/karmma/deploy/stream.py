@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -74,14 +74,21 @@ class WindowPrediction:
     dropped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"window": self.index, "start": round(self.start, 3), "end": round(self.end, 3), **self.prediction.to_dict()}
+        return {
+            "window": self.index,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            **self.prediction.to_dict(),
+        }
 
     def format_line(self) -> str:
         p = self.prediction
         action = " ".join(v for k, v in p.top.items() if k != "probability")
         notes = ", ".join(f"{k} {why}" for k, why in p.missing.items())
-        return (f"[{self.start:7.2f} - {self.end:7.2f} s] {'+'.join(p.modalities):7s} {action} ({p.top['probability']:.2f})"
-                + (f"  [not used: {notes}]" if notes else ""))
+        return (
+            f"[{self.start:7.2f} - {self.end:7.2f} s] {'+'.join(p.modalities):7s} {action} ({p.top['probability']:.2f})"
+            + (f"  [not used: {notes}]" if notes else "")
+        )
 
 
 def frame_source(source: str, short_side: int, fps: float | None) -> tuple[Iterator[tuple[np.ndarray, float]], str]:
@@ -111,8 +118,13 @@ def _camera_frames(index: int, short_side: int) -> Iterator[tuple[np.ndarray, fl
 
 
 def stream_predictions(
-    recognizer: Recognizer, source: str, modalities: Sequence[str] | None = None, window: float = 2.0,
-    hop: float = 1.0, failures: SensorFailures | None = None, top_k: int = 5,
+    recognizer: Recognizer,
+    source: str,
+    modalities: Sequence[str] | None = None,
+    window: float = 2.0,
+    hop: float = 1.0,
+    failures: SensorFailures | None = None,
+    top_k: int = 5,
 ) -> Iterator[WindowPrediction]:
     """One :class:`WindowPrediction` per window of ``window`` seconds, every ``hop`` seconds.
 
@@ -144,11 +156,22 @@ def stream_predictions(
             audio, reached = windows.window(offset, pre.audio_seconds)
             if seconds is None and reached < offset + pre.audio_seconds - 1e-3:
                 seconds = reached  # the track ended inside this window
-        video = DecodedVideo(buffer[begin : begin + count], rate, audio, note, pre.stride_for(rate), audio_offset=offset,
-                             audio_seconds=seconds)
+        video = DecodedVideo(
+            buffer[begin : begin + count],
+            rate,
+            audio,
+            note,
+            pre.stride_for(rate),
+            audio_offset=offset,
+            audio_seconds=seconds,
+        )
         down = failures.dropped(wanted, (t0 + t1) / 2) if failures else []
         prediction = recognizer.predict_decoded(
-            video, wanted, top_k=top_k, dropped={k: "sensor failure" for k in down}, first_number=start_number,
+            video,
+            wanted,
+            top_k=top_k,
+            dropped={k: "sensor failure" for k in down},
+            first_number=start_number,
         )
         return WindowPrediction(index, t0, t1, prediction, down)
 

@@ -59,8 +59,16 @@ def _paired(seeds: list[dict], better: str, worse: str, select) -> list[np.ndarr
 
 def _claim(text: str, source: str, differences: list[np.ndarray]) -> dict:
     effect = paired_bootstrap(differences)
-    return {"claim": text, "source": source, "verdict": effect.verdict, "effect": round(effect.effect, 2),
-            "ci": [round(effect.low, 2), round(effect.high, 2)], "clips": effect.clips, "seeds": effect.seeds, "test": TEST}
+    return {
+        "claim": text,
+        "source": source,
+        "verdict": effect.verdict,
+        "effect": round(effect.effect, 2),
+        "ci": [round(effect.low, 2), round(effect.high, 2)],
+        "clips": effect.clips,
+        "seeds": effect.seeds,
+        "test": TEST,
+    }
 
 
 def _sweep_mean(per_clip: dict, p: str) -> np.ndarray:
@@ -78,7 +86,11 @@ def decide_claims(seeds: list[dict]) -> list[dict]:
             continue
         for subset in subsets:
             differences = _paired(seeds, better, worse, lambda c, s=subset: _codes(c["subsets"][s]))
-            claims.append(_claim(f"{model_label(better)} more accurate than {model_label(worse)} on {subset}", source, differences))
+            claims.append(
+                _claim(
+                    f"{model_label(better)} more accurate than {model_label(worse)} on {subset}", source, differences
+                )
+            )
     if "student" in first and "baseline" in first:
         for p in SWEEP_POINTS:
             if p not in first["student"]["per_clip"]["sweep"]:
@@ -87,12 +99,22 @@ def decide_claims(seeds: list[dict]) -> list[dict]:
             def drop(c, p=p):  # accuracy kept at p relative to p = 0, per clip (negative: lost)
                 return _sweep_mean(c, p) - _sweep_mean(c, "0.0")
 
-            claims.append(_claim(f"KARMMA_S loses less accuracy than the Baseline when sensors drop out with p = {p}",
-                                 "paper", _paired(seeds, "student", "baseline", drop)))
+            claims.append(
+                _claim(
+                    f"KARMMA_S loses less accuracy than the Baseline when sensors drop out with p = {p}",
+                    "paper",
+                    _paired(seeds, "student", "baseline", drop),
+                )
+            )
     if "student" in first and "teacher" in first:
         full = subsets[0]
-        claims.append(_claim(f"KARMMA_S more accurate than its teacher KARMMA_T on {full}", "paper",
-                             _paired(seeds, "student", "teacher", lambda c: _codes(c["subsets"][full]))))
+        claims.append(
+            _claim(
+                f"KARMMA_S more accurate than its teacher KARMMA_T on {full}",
+                "paper",
+                _paired(seeds, "student", "teacher", lambda c: _codes(c["subsets"][full])),
+            )
+        )
     return claims
 
 
@@ -118,7 +140,9 @@ def aggregate_seeds(per_seed: dict[int, dict]) -> dict:
     for name in names:
         runs = [s["models"][name] for s in seeds if name in s["models"]]
         first = runs[0]
-        model = {k: v for k, v in first.items() if k not in ("subsets", "sweep", "per_clip", "confusion", "tail", "unseen")}
+        model = {
+            k: v for k, v in first.items() if k not in ("subsets", "sweep", "per_clip", "confusion", "tail", "unseen")
+        }
         model["clips"] = sum(r["clips"] for r in runs)
         model["source"] = first.get("source")  # the first seed's run: the report draws its training curves
         model["sources"] = [r.get("source") for r in runs]
@@ -149,9 +173,14 @@ def _summed_confusion(confusions: list[dict]) -> dict:
 
 def claims_table(claims: list[dict]) -> str:
     """Markdown: one row per claim, its verdict, the effect in points and its 95 % interval."""
-    lines = ["| claim | source | verdict | effect (points) | 95 % interval | clips scored (seeds) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| claim | source | verdict | effect (points) | 95 % interval | clips scored (seeds) |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in claims:
         verdict = {"holds": "**holds**", "does not hold": "**does not hold**"}.get(c["verdict"], c["verdict"])
-        lines.append(f"| {c['claim']} | {c['source']} | {verdict} | {c['effect']:+.2f} | "
-                     f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] | {c['clips']} ({c['seeds']}) |")
+        lines.append(
+            f"| {c['claim']} | {c['source']} | {verdict} | {c['effect']:+.2f} | "
+            f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] | {c['clips']} ({c['seeds']}) |"
+        )
     return "\n".join(lines)

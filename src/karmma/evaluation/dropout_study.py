@@ -36,11 +36,17 @@ def plot_dropout_study(study: dict, path: str | Path, metric: str = "action_top1
         ax.plot(rates, [float("nan") if v is None else v for v in values], marker="o", label=subset)
     if chance is not None:
         ax.axhline(chance, color="0.35", linestyle=":", linewidth=1.2, label="chance (uniform guess)")
-    ax.set(xlabel="teacher training modality-dropout p", ylabel="action top-1 (%)", title="teacher accuracy per test subset")
+    ax.set(
+        xlabel="teacher training modality-dropout p",
+        ylabel="action top-1 (%)",
+        title="teacher accuracy per test subset",
+    )
     ax.set_xticks(rates)
     ax.set_ylim(0, max(ax.get_ylim()[1], 1.0) * 1.08)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, title="test subset", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: covers no data
+    ax.legend(
+        fontsize=8, title="test subset", loc="upper left", bbox_to_anchor=(1.01, 1)
+    )  # beside the axes: covers no data
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=110)
     plt.close(fig)

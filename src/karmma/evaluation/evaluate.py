@@ -48,7 +48,9 @@ class EvaluatedModel:
     source: str
 
 
-def load_for_evaluation(path: str | Path, name: str = "", overrides: list[str] = (), checkpoint: str = "best") -> EvaluatedModel:
+def load_for_evaluation(
+    path: str | Path, name: str = "", overrides: list[str] = (), checkpoint: str = "best"
+) -> EvaluatedModel:
     """Load a run folder / checkpoint / student export. ``overrides`` (``data.root=...``)
     change the stored training config before the model is built, e.g. when the data
     moved; ``checkpoint`` picks a run folder's ``best`` or ``last`` checkpoint."""
@@ -101,7 +103,9 @@ class _ProbabilitySums:
         return seen, {h: s[seen] / self.views[seen, None] for h, s in self.sums.items()}
 
 
-def _fuse_subset(model: KARMMA, tokens: dict, availability: torch.Tensor, clip_indices: torch.Tensor, sums: _ProbabilitySums) -> None:
+def _fuse_subset(
+    model: KARMMA, tokens: dict, availability: torch.Tensor, clip_indices: torch.Tensor, sums: _ProbabilitySums
+) -> None:
     """Fuse the rows that keep at least one modality and add their probabilities."""
     rows = availability.any(dim=1)
     if not rows.any():
@@ -115,12 +119,23 @@ def _epic_extras(config: TrainConfig) -> tuple[set[int], set[int], set[str]] | N
     """Tail verbs/nouns and unseen participants, when the EPIC class files are beside the annotations."""
     if config.data.format not in ("epic", "epic_star"):
         return None
-    files = [config.data.path(n) for n in ("EPIC_100_tail_verbs.csv", "EPIC_100_tail_nouns.csv", "EPIC_100_unseen_participant_ids_validation.csv")]
+    files = [
+        config.data.path(n)
+        for n in (
+            "EPIC_100_tail_verbs.csv",
+            "EPIC_100_tail_nouns.csv",
+            "EPIC_100_unseen_participant_ids_validation.csv",
+        )
+    ]
     if not all(f.is_file() for f in files):
         return None
     from karmma.data.annotations import read_epic_tail_classes, read_epic_unseen_participants
 
-    return read_epic_tail_classes(files[0], "verb"), read_epic_tail_classes(files[1], "noun"), read_epic_unseen_participants(files[2])
+    return (
+        read_epic_tail_classes(files[0], "verb"),
+        read_epic_tail_classes(files[1], "noun"),
+        read_epic_unseen_participants(files[2]),
+    )
 
 
 def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = EvaluationSettings()) -> dict:
@@ -134,7 +149,9 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
     model, config = evaluated.model, evaluated.config
     clip = config.clip
     if settings.num_clips or settings.num_crops:
-        clip = dataclasses.replace(clip, num_clips=settings.num_clips or clip.num_clips, num_crops=settings.num_crops or clip.num_crops)
+        clip = dataclasses.replace(
+            clip, num_clips=settings.num_clips or clip.num_clips, num_crops=settings.num_crops or clip.num_crops
+        )
     heads = dataset_heads(config.data)
     shapes = {k: model.specs[k].input_shape for k in model.modalities}
     split = settings.split or default_split(config)
@@ -150,8 +167,12 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
     sweep_ps = [p for p in settings.probabilities if p > 0]
     # One noise tensor per seed for all clips: the same draws for every p, so a sensor
     # dropped at p is also dropped at every larger p (smooth curves), and every view agrees.
-    noise = [torch.rand(clips, 2, len(model.modalities), generator=torch.Generator().manual_seed(item_seed(s, 0, SWEEP_NOISE_SLOT)))
-             for s in range(settings.seeds)]
+    noise = [
+        torch.rand(
+            clips, 2, len(model.modalities), generator=torch.Generator().manual_seed(item_seed(s, 0, SWEEP_NOISE_SLOT))
+        )
+        for s in range(settings.seeds)
+    ]
     subset_sums = {name: _ProbabilitySums(clips, heads) for name in subsets}
     as_recorded = _ProbabilitySums(clips, heads)  # every clip with the modalities it has (sweep p = 0)
     sweep_sums = {(p, s): _ProbabilitySums(clips, heads) for p in sweep_ps for s in range(settings.seeds)}
@@ -159,7 +180,9 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
     availability_counts = torch.zeros(len(model.modalities))
 
     with torch.no_grad():
-        for batch in tqdm(loader, desc=f"evaluate {evaluated.name}", unit="batch", disable=not settings.progress, leave=False):
+        for batch in tqdm(
+            loader, desc=f"evaluate {evaluated.name}", unit="batch", disable=not settings.progress, leave=False
+        ):
             availability = batch["availability"][:, : len(model.modalities)]
             clip_indices = batch["indices"]
             for head in heads:
@@ -188,10 +211,19 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
             codes[i] = "1" if ok else "0"
         return metrics, "".join(codes)
 
-    results: dict = {"stage": config.stage, "missing_modality": config.missing_strategy, "source": evaluated.source, "modalities": list(model.modalities),
-                     "split": split, "selection": selection_note(config, split), "clips": clips, "views": clip.num_clips * clip.num_crops,
-                     "availability": {k: int(c) for k, c in zip(model.modalities, availability_counts.tolist())},
-                     "subsets": {}, "sweep": {}}
+    results: dict = {
+        "stage": config.stage,
+        "missing_modality": config.missing_strategy,
+        "source": evaluated.source,
+        "modalities": list(model.modalities),
+        "split": split,
+        "selection": selection_note(config, split),
+        "clips": clips,
+        "views": clip.num_clips * clip.num_crops,
+        "availability": {k: int(c) for k, c in zip(model.modalities, availability_counts.tolist())},
+        "subsets": {},
+        "sweep": {},
+    }
     per_clip = {"ids": [sample.id for sample in dataset.samples], "subsets": {}, "sweep": {}}
     for name, sums in subset_sums.items():
         results["subsets"][name], per_clip["subsets"][name] = score(sums)
@@ -230,9 +262,12 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
         participants = [dataset.samples[i].group.split("_")[0] for i in seen.tolist()]
         unseen_rows = torch.tensor([p in unseen for p in participants], dtype=torch.bool)
         if unseen_rows.any():
-            results["unseen"] = {**classification_metrics({h: p[unseen_rows] for h, p in probs.items()},
-                                                          {h: v[unseen_rows] for h, v in clip_labels.items()}),
-                                 "samples": int(unseen_rows.sum())}
+            results["unseen"] = {
+                **classification_metrics(
+                    {h: p[unseen_rows] for h, p in probs.items()}, {h: v[unseen_rows] for h, v in clip_labels.items()}
+                ),
+                "samples": int(unseen_rows.sum()),
+            }
     return _finite(results)
 
 
@@ -240,7 +275,11 @@ def evaluate_models(models: list[EvaluatedModel], settings: EvaluationSettings =
     """The ``results.json`` layout: ``{"models": {name: evaluate_model(...)}, "settings": {...}}``."""
     return {
         "models": {m.name: evaluate_model(m, settings) for m in models},
-        "settings": {"split": settings.split or "default", "probabilities": list(settings.probabilities), "seeds": settings.seeds},
+        "settings": {
+            "split": settings.split or "default",
+            "probabilities": list(settings.probabilities),
+            "seeds": settings.seeds,
+        },
     }
 
 
@@ -261,4 +300,3 @@ def unique_names(names: list[str]) -> list[str]:
         seen[name] = seen.get(name, 0) + 1
         out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
     return out
-

@@ -7,7 +7,7 @@ all pairs. Single-head datasets (SSv2) report the head itself as the action.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
@@ -38,16 +38,22 @@ def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor, bins: 
     return ece.item() * 100
 
 
-def pair_topk(first: torch.Tensor, second: torch.Tensor, target_first: torch.Tensor, target_second: torch.Tensor,
-              ks: tuple[int, ...] = (1, 5), chunk: int = 256) -> dict[int, float]:
+def pair_topk(
+    first: torch.Tensor,
+    second: torch.Tensor,
+    target_first: torch.Tensor,
+    target_second: torch.Tensor,
+    ks: tuple[int, ...] = (1, 5),
+    chunk: int = 256,
+) -> dict[int, float]:
     """Top-k of pairs scored by ``first[i, a] * second[i, b]`` (chunked: EPIC has 97 x 300 pairs)."""
     if len(target_first) == 0:
         return {k: float("nan") for k in ks}
     hits = {k: 0 for k in ks}
     width = second.shape[1]
     for start in range(0, len(first), chunk):
-        scores = (first[start:start + chunk, :, None] * second[start:start + chunk, None, :]).flatten(1)
-        target = target_first[start:start + chunk] * width + target_second[start:start + chunk]
+        scores = (first[start : start + chunk, :, None] * second[start : start + chunk, None, :]).flatten(1)
+        target = target_first[start : start + chunk] * width + target_second[start : start + chunk]
         top = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
         for k in ks:
             hits[k] += (top[:, :k] == target[:, None]).any(dim=1).sum().item()
@@ -83,14 +89,17 @@ def action_correct(probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch
     return torch.stack([p.argmax(dim=1) == labels[h] for h, p in probs.items()]).all(dim=0)
 
 
-def tail_metrics(probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor],
-                 tail_verbs: set[int], tail_nouns: set[int]) -> dict[str, float]:
+def tail_metrics(
+    probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor], tail_verbs: set[int], tail_nouns: set[int]
+) -> dict[str, float]:
     """EPIC tail classes: verb accuracy over tail-verb segments, noun over tail-noun
     segments, action over segments whose verb or noun is a tail class."""
     verb_tail = torch.tensor([v in tail_verbs for v in labels["verb"].tolist()], dtype=torch.bool)
     noun_tail = torch.tensor([n in tail_nouns for n in labels["noun"].tolist()], dtype=torch.bool)
     action_tail = verb_tail | noun_tail
-    pairs = pair_topk(probs["verb"][action_tail], probs["noun"][action_tail], labels["verb"][action_tail], labels["noun"][action_tail])
+    pairs = pair_topk(
+        probs["verb"][action_tail], probs["noun"][action_tail], labels["verb"][action_tail], labels["noun"][action_tail]
+    )
     return {
         "verb_top1": topk_accuracy(probs["verb"][verb_tail], labels["verb"][verb_tail], 1),
         "noun_top1": topk_accuracy(probs["noun"][noun_tail], labels["noun"][noun_tail], 1),
@@ -100,7 +109,9 @@ def tail_metrics(probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch.T
     }
 
 
-def confusion_counts(probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> dict[str, list[list[int]]]:
+def confusion_counts(
+    probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]
+) -> dict[str, list[list[int]]]:
     """Sparse confusion matrices of the top-1 predictions: ``{head: [[true, predicted, count], ...]}``.
 
     With verb and noun heads also ``"action"``, a class ``verb * nouns + noun``

@@ -33,23 +33,28 @@ MODELS = {
         "KARMMA_T",
         "the multimodal **teacher**: one frozen pre-trained extractor per modality (Swin3D-B in the paper preset) "
         "and a trained transformer fusion; trained with cross-entropy, InfoNCE between modalities and modality "
-        "dropout. Large; its predictions train the student."),
+        "dropout. Large; its predictions train the student.",
+    ),
     "student": ModelInfo(
         "KARMMA_S",
         "the light **student** (Swin3D-T / ResNet-18 extractors in the paper preset, trained end to end), distilled "
-        "from the teacher's predictions with modality dropout. The model one deploys."),
+        "from the teacher's predictions with modality dropout. The model one deploys.",
+    ),
     "baseline": ModelInfo(
         "Baseline",
         "the paper's Baseline: the student's architecture trained with cross-entropy only: no distillation, "
-        "no modality dropout, no missing-modality strategy (a missing modality arrives as a zero input)."),
+        "no modality dropout, no missing-modality strategy (a missing modality arrives as a zero input).",
+    ),
     "baseline_delta": ModelInfo(
         "Baseline w/ δ",
         "the student's architecture trained with modality dropout (δ) and learned tokens, without distillation: "
-        "the difference to KARMMA_S is what distillation adds."),
+        "the difference to KARMMA_S is what distillation adds.",
+    ),
     "baseline_masked": ModelInfo(
         "Masked Baseline (ours)",
         "the Baseline with a missing modality left out of attention and out of the prediction average; "
-        "our addition, a stronger baseline than the paper's (not in the paper)."),
+        "our addition, a stronger baseline than the paper's (not in the paper).",
+    ),
 }
 STRATEGIES = {  # the ``missing_modality`` of each model (docs/method.md, "Missing modalities")
     "learned": "learned modality + position tokens stand in",
@@ -137,7 +142,9 @@ def chance_levels(results: dict) -> dict[str, tuple[float, float | None]]:
     counted = _counted_model(results)
     levels = {}
     for head, n in classes.items():
-        key = head if head in counted.get("confusion", {}) or head != "action" else next(iter(heads))  # single head: it is the action
+        key = (
+            head if head in counted.get("confusion", {}) or head != "action" else next(iter(heads))
+        )  # single head: it is the action
         ranked = sorted(_class_totals(counted, key).values(), reverse=True)
         clips = sum(ranked)
         levels[f"{head}_top1"] = (100 / n, 100 * ranked[0] / clips if clips else None)
@@ -146,14 +153,18 @@ def chance_levels(results: dict) -> dict[str, tuple[float, float | None]]:
 
 
 def model_table(results: dict) -> str:
-    lines = ["| model | name in results.json | what it is | a missing modality at test time | checkpoint |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| model | name in results.json | what it is | a missing modality at test time | checkpoint |",
+        "|---|---|---|---|---|",
+    ]
     for name, model in results["models"].items():
         info = MODELS.get(name)
         description = info.description if info else f"a model evaluated under the name `{name}` (no description known)"
         strategy = model.get("missing_modality")
-        lines.append(f"| {model_label(name)} | `{name}` | {description} | {STRATEGIES.get(strategy, strategy or '–')} | "
-                     f"{model.get('selection', '–')} |")
+        lines.append(
+            f"| {model_label(name)} | `{name}` | {description} | {STRATEGIES.get(strategy, strategy or '–')} | "
+            f"{model.get('selection', '–')} |"
+        )
     return "\n".join(lines)
 
 
@@ -165,14 +176,19 @@ def trust_section(results: dict) -> list[str]:
     availability = ", ".join(f"{k} {v}" for k, v in first.get("availability", {}).items())
     lines = [
         f"Each model is scored on the same **{clips} clips** of the `{first['split']}` split"
-        + (f" (clips that have each modality: {availability})" if availability else "") + ". "
+        + (f" (clips that have each modality: {availability})" if availability else "")
+        + ". "
         "A subset row counts only the clips that have every one of its modalities (`samples` in results.json).",
         "",
     ]
     levels = chance_levels(results)
     if levels:
-        lines += ["**Chance levels** (%): what a model that learned nothing would score.", "",
-                  "| metric | classes | uniform random guess | always the most frequent class of this split |", "|---|---|---|---|"]
+        lines += [
+            "**Chance levels** (%): what a model that learned nothing would score.",
+            "",
+            "| metric | classes | uniform random guess | always the most frequent class of this split |",
+            "|---|---|---|---|",
+        ]
         heads = _heads(results)
         classes = {h: str(n) for h, n in heads.items()}
         if "verb" in heads and "noun" in heads:
@@ -193,7 +209,8 @@ def trust_section(results: dict) -> list[str]:
         f"**Noise.** With {clips} clips, one clip is {100 / clips:.1f} points of accuracy. The 95 % binomial (Wilson) "
         f"interval of an accuracy is about ± {wilson_half_width(50, clips):.1f} points at 50 %, "
         f"± {wilson_half_width(20, clips):.1f} at 20 % and ± {wilson_half_width(5, clips):.1f} at 5 %"
-        + (f"; for the action top-1 on {full}: {', '.join(examples)}" if examples else "") + ". "
+        + (f"; for the action top-1 on {full}: {', '.join(examples)}" if examples else "")
+        + ". "
         "A difference between two models smaller than this half-width is not evidence that one is better.",
         "",
     ]
@@ -228,7 +245,10 @@ def full_set_table(results: dict) -> str:
     """Every model on its full modality set: top-1 with its 95 % half-width, and top-5."""
     heads = [h for h in _heads(results) if h != "action"] or ["verb", "noun"]
     columns = [f"{h}_top1" for h in heads] + ["action_top1", "action_top5"]
-    lines = ["| model | modalities | " + " | ".join(c.replace("_", " ") for c in columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    lines = [
+        "| model | modalities | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
+        "|---" * (len(columns) + 2) + "|",
+    ]
     for name, model in results["models"].items():
         full = _full_subset(model)
         row = model["subsets"][full]
@@ -278,7 +298,10 @@ def _frequent_classes(results: dict, head: str) -> list[tuple[int, int]]:
 def per_class_table(results: dict, head: str) -> str:
     """Top-1 per true class of ``head`` (full modality set), the most frequent classes first."""
     models = results["models"]
-    lines = [f"| {head} | clips | " + " | ".join(model_label(n) for n in models) + " |", "|---" * (len(models) + 2) + "|"]
+    lines = [
+        f"| {head} | clips | " + " | ".join(model_label(n) for n in models) + " |",
+        "|---" * (len(models) + 2) + "|",
+    ]
     for cls, clips in _frequent_classes(results, head):
         cells = []
         for model in models.values():
@@ -293,7 +316,13 @@ def per_class_table(results: dict, head: str) -> str:
 def resource_table(benchmark: dict) -> str:
     models = benchmark["models"]
     subsets = list(next(iter(models.values()))["subsets"])
-    header = "| subset | " + " | ".join(f"{model_label(n)} GFLOPs | {model_label(n)} peak MB | {model_label(n)} latency ms" for n in models) + " |"
+    header = (
+        "| subset | "
+        + " | ".join(
+            f"{model_label(n)} GFLOPs | {model_label(n)} peak MB | {model_label(n)} latency ms" for n in models
+        )
+        + " |"
+    )
     lines = [header, "|---" * (3 * len(models) + 1) + "|"]
     for subset in subsets:
         cells = []
@@ -301,7 +330,11 @@ def resource_table(benchmark: dict) -> str:
             r = m["subsets"].get(subset, {})
             latency = r.get("latency_ms", float("nan"))
             spread = f" ({r['latency_ms_min']:.3g}–{r['latency_ms_max']:.3g})" if "latency_ms_min" in r else ""
-            cells += [f"{r.get('gflops', float('nan')):.3f}", f"{r.get('peak_mem_mb', float('nan')):.1f}", f"{latency:.3g}{spread}"]
+            cells += [
+                f"{r.get('gflops', float('nan')):.3f}",
+                f"{r.get('peak_mem_mb', float('nan')):.1f}",
+                f"{latency:.3g}{spread}",
+            ]
         lines.append(f"| {subset} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -322,37 +355,69 @@ def check_claims(results: dict) -> list[tuple[str, bool | None, str]]:
         return model["subsets"].get(subset, {}).get("action_top1")
 
     fb, fd, fs = acc(b, full), acc(d, full), acc(s, full)
-    claims.append((f"KARMMA_S ≥ Baseline w/ δ ≥ Baseline on the full set ({full})", fs >= fd >= fb,
-                   f"{fs:.2f} / {fd:.2f} / {fb:.2f}"))
+    claims.append(
+        (
+            f"KARMMA_S ≥ Baseline w/ δ ≥ Baseline on the full set ({full})",
+            fs >= fd >= fb,
+            f"{fs:.2f} / {fd:.2f} / {fb:.2f}",
+        )
+    )
     subsets = [k for k in s["subsets"] if all(acc(m, k) is not None for m in (b, d, s))]
     ordered = [k for k in subsets if acc(s, k) >= acc(d, k) >= acc(b, k)]
-    claims.append((f"the same order on at least 5 of the {len(subsets)} subsets", len(ordered) >= min(5, len(subsets)),
-                   f"holds on {len(ordered)}: {', '.join(ordered) or 'none'}"))
+    claims.append(
+        (
+            f"the same order on at least 5 of the {len(subsets)} subsets",
+            len(ordered) >= min(5, len(subsets)),
+            f"holds on {len(ordered)}: {', '.join(ordered) or 'none'}",
+        )
+    )
     beats = [k for k in subsets if acc(s, k) >= max(acc(d, k), acc(b, k))]
-    claims.append(("KARMMA_S at least as accurate as both baselines on every subset (docs/method.md)", len(beats) == len(subsets),
-                   f"on {len(beats)} of {len(subsets)}: {', '.join(beats) or 'none'}"))
+    claims.append(
+        (
+            "KARMMA_S at least as accurate as both baselines on every subset (docs/method.md)",
+            len(beats) == len(subsets),
+            f"on {len(beats)} of {len(subsets)}: {', '.join(beats) or 'none'}",
+        )
+    )
     singles = [k for k in subsets if len(parse_subset(k)) == 1]
     far = [k for k in singles if acc(d, k) - acc(b, k) >= FAR_BELOW or acc(b, k) < acc(d, k) / 2]
-    claims.append((f"on every single-modality subset the Baseline falls far below Baseline w/ δ (≥ {FAR_BELOW:g} points lower, or under half)",
-                   len(far) == len(singles),
-                   ", ".join(f"{k}: {acc(b, k):.2f} vs {acc(d, k):.2f}" for k in singles)))
+    claims.append(
+        (
+            f"on every single-modality subset the Baseline falls far below Baseline w/ δ (≥ {FAR_BELOW:g} points lower, or under half)",
+            len(far) == len(singles),
+            ", ".join(f"{k}: {acc(b, k):.2f} vs {acc(d, k):.2f}" for k in singles),
+        )
+    )
     share = {}
     for name, m in (("student", s), ("baseline", b)):
         zero = m["sweep"]["0.0"]["action_top1"]
         share[name] = {p: (e["action_top1"] / zero if zero else 0.0) for p, e in m["sweep"].items()}
     high = [p for p in share["student"] if float(p) >= 0.3 and p in share["baseline"]]
     better = [p for p in high if share["student"][p] > share["baseline"][p]]
-    claims.append(("along the sweep KARMMA_S keeps a larger share of its p = 0 accuracy than the Baseline at every p ≥ 0.3",
-                   len(better) == len(high),
-                   ", ".join(f"p={p}: {share['student'][p]:.0%} vs {share['baseline'][p]:.0%}" for p in high)))
+    claims.append(
+        (
+            "along the sweep KARMMA_S keeps a larger share of its p = 0 accuracy than the Baseline at every p ≥ 0.3",
+            len(better) == len(high),
+            ", ".join(f"p={p}: {share['student'][p]:.0%} vs {share['baseline'][p]:.0%}" for p in high),
+        )
+    )
     above = [p for p in high if s["sweep"][p]["action_top1"] > b["sweep"][p]["action_top1"]]
-    claims.append(("along the sweep KARMMA_S is more accurate than the Baseline at every p ≥ 0.3 (absolute accuracy)",
-                   len(above) == len(high),
-                   ", ".join(f"p={p}: {s['sweep'][p]['action_top1']:.2f} vs {b['sweep'][p]['action_top1']:.2f}" for p in high)))
+    claims.append(
+        (
+            "along the sweep KARMMA_S is more accurate than the Baseline at every p ≥ 0.3 (absolute accuracy)",
+            len(above) == len(high),
+            ", ".join(f"p={p}: {s['sweep'][p]['action_top1']:.2f} vs {b['sweep'][p]['action_top1']:.2f}" for p in high),
+        )
+    )
     if "teacher" in models:
         t = acc(models["teacher"], _full_subset(models["teacher"]))
-        claims.append(("the teacher's full-set accuracy, reported next to them (the paper's teacher is below its students)",
-                       None, f"KARMMA_T {t:.2f} vs KARMMA_S {fs:.2f}"))
+        claims.append(
+            (
+                "the teacher's full-set accuracy, reported next to them (the paper's teacher is below its students)",
+                None,
+                f"KARMMA_T {t:.2f} vs KARMMA_S {fs:.2f}",
+            )
+        )
     return claims
 
 
@@ -388,11 +453,17 @@ def plot_sweep(results: dict, path: Path) -> None:
     uniform, majority = chance_levels(results).get("action_top1", (None, None))
     _chance_line(absolute, uniform, "chance (uniform guess)")
     _chance_line(absolute, majority, "always the most frequent action", "-.")
-    absolute.set(xlabel="drop probability p per modality (test time)", ylabel="action top-1 (%)",
-                 title=f"accuracy under random sensor dropouts\n(bars: {_spread_text(results)})")
+    absolute.set(
+        xlabel="drop probability p per modality (test time)",
+        ylabel="action top-1 (%)",
+        title=f"accuracy under random sensor dropouts\n(bars: {_spread_text(results)})",
+    )
     absolute.set_ylim(0, absolute.get_ylim()[1] * 1.08)
-    relative.set(xlabel="drop probability p per modality (test time)", ylabel="% of its own p = 0 accuracy",
-                 title="share of accuracy kept")
+    relative.set(
+        xlabel="drop probability p per modality (test time)",
+        ylabel="% of its own p = 0 accuracy",
+        title="share of accuracy kept",
+    )
     for ax in (absolute, relative):
         ax.grid(alpha=0.3)
     handles, labels = absolute.get_legend_handles_labels()
@@ -428,12 +499,23 @@ def plot_per_class(results: dict, name: str, path: Path) -> list[str]:
         for i, row in enumerate(counts):
             for j, count in enumerate(row):
                 if count:
-                    ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                            color="white" if shares[i][j] > 60 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(count),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if shares[i][j] > 60 else "black",
+                    )
         names = [_class_name(results, head, c) for c in classes]
         ax.set_xticks(range(len(counts[0])), names + (["other"] if show_other else []), rotation=45, ha="right")
         ax.set_yticks(range(len(names)), names)
-        ax.set(xlabel=f"predicted {head}", ylabel=f"true {head}", title=f"{head}: top-1 {model['subsets'][_full_subset(model)].get(f'{head}_top1', 0):.1f} %")
+        ax.set(
+            xlabel=f"predicted {head}",
+            ylabel=f"true {head}",
+            title=f"{head}: top-1 {model['subsets'][_full_subset(model)].get(f'{head}_top1', 0):.1f} %",
+        )
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of the true class's clips")
     fig.suptitle(f"{model_label(name)} on {_full_subset(model)} (numbers: clips)")
     fig.tight_layout()
@@ -465,7 +547,9 @@ def plot_training(runs: dict[str, list[dict]], path: Path, chance: float | None 
 
         run_handles += ce_ax.plot(epochs, series("train/ce"), marker="o", markersize=4, color=color, label=name)
         ce_ax.plot(epochs, series("val/ce"), marker="s", markersize=4, linestyle="--", color=color)
-        for term in sorted({k for h in history for k in h if k.startswith("train/") and k not in ("train/ce", "train/loss")}):
+        for term in sorted(
+            {k for h in history for k in h if k.startswith("train/") and k not in ("train/ce", "train/loss")}
+        ):
             style = term_styles.setdefault(term, ("-.", (0, (6, 2, 1, 2, 1, 2)), (0, (8, 2)))[len(term_styles) % 3])
             other_ax.plot(epochs, series(term), marker="o", markersize=4, color=color, linestyle=style)
         acc_ax.plot(epochs, series("val/action_top1"), marker="o", markersize=4, color=color)
@@ -479,15 +563,30 @@ def plot_training(runs: dict[str, list[dict]], path: Path, chance: float | None 
     for ax in (ce_ax, other_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    styles = [Line2D([], [], color="black", label="training CE"), Line2D([], [], color="black", linestyle="--", label="validation CE")]
-    styles += [Line2D([], [], color="black", linestyle=style, label=TERM_NAMES.get(t.split("/", 1)[1], t.split("/", 1)[1]))
-               for t, style in term_styles.items()]
+    styles = [
+        Line2D([], [], color="black", label="training CE"),
+        Line2D([], [], color="black", linestyle="--", label="validation CE"),
+    ]
+    styles += [
+        Line2D([], [], color="black", linestyle=style, label=TERM_NAMES.get(t.split("/", 1)[1], t.split("/", 1)[1]))
+        for t, style in term_styles.items()
+    ]
     if chance is not None:
         styles.append(Line2D([], [], color="0.35", linestyle=":", label="chance (uniform guess)"))
     run_columns = 4
     rows = max((len(run_handles) + run_columns - 1) // run_columns, (len(styles) + 1) // 2)
-    fig.legend(handles=run_handles, loc="lower left", bbox_to_anchor=(0.04, 0), ncol=run_columns, fontsize=9, frameon=False, title="run")
-    fig.legend(handles=styles, loc="lower right", bbox_to_anchor=(0.96, 0), ncol=2, fontsize=9, frameon=False, title="line")
+    fig.legend(
+        handles=run_handles,
+        loc="lower left",
+        bbox_to_anchor=(0.04, 0),
+        ncol=run_columns,
+        fontsize=9,
+        frameon=False,
+        title="run",
+    )
+    fig.legend(
+        handles=styles, loc="lower right", bbox_to_anchor=(0.96, 0), ncol=2, fontsize=9, frameon=False, title="line"
+    )
     fig.tight_layout(rect=(0, 0.045 * rows + 0.06, 1, 1))
     _save(fig, path)
     plt.close(fig)
@@ -502,7 +601,7 @@ def _run_folder(source: str | None, folder: Path) -> Path | None:
     if not source:
         return None
     path = Path(source)
-    for candidate in ([path] if path.is_absolute() else [folder / path, path]):
+    for candidate in [path] if path.is_absolute() else [folder / path, path]:
         run = candidate if candidate.is_dir() else candidate.parent
         if run.name == "checkpoints":
             run = run.parent
@@ -529,17 +628,24 @@ def find_runs(results: dict, folder: Path) -> dict[str, Path]:
 def tuning_section(tuning: dict) -> list[str]:
     """The ``--tune`` sweeps: validation action top-1 per value (never a test number)."""
     seeds = tuning.get("seeds", [])
-    lines = ["## Knobs tuned on validation (`karmma demo --tune`)", "",
-             f"One training run per value on the validation participants, {len(seeds)} seed(s) "
-             f"({', '.join(map(str, seeds))}); the number is the best epoch's validation action top-1, the one "
-             "checkpoint selection uses. No test clip was used: take the chosen value into the stage's config "
-             "and rerun to report it on test.", "",
-             "| knob | value | validation action top-1 (mean) | per seed | |", "|---|---|---|---|---|"]
+    lines = [
+        "## Knobs tuned on validation (`karmma demo --tune`)",
+        "",
+        f"One training run per value on the validation participants, {len(seeds)} seed(s) "
+        f"({', '.join(map(str, seeds))}); the number is the best epoch's validation action top-1, the one "
+        "checkpoint selection uses. No test clip was used: take the chosen value into the stage's config "
+        "and rerun to report it on test.",
+        "",
+        "| knob | value | validation action top-1 (mean) | per seed | |",
+        "|---|---|---|---|---|",
+    ]
     for knob, entry in tuning["knobs"].items():
         for value, scores in entry["values"].items():
             per_seed = ", ".join(f"{v:.1f}" for v in scores["per_seed"].values())
             chosen = "best" if value == entry["chosen"] else ""
-            lines.append(f"| `{knob.split('=')[0]}` | {value} | {scores['val/action_top1']:.1f} | {per_seed} | {chosen} |")
+            lines.append(
+                f"| `{knob.split('=')[0]}` | {value} | {scores['val/action_top1']:.1f} | {per_seed} | {chosen} |"
+            )
     return lines + [""]
 
 
@@ -556,15 +662,22 @@ def write_report(folder: str | Path) -> Path:
     first = next(iter(models.values()))
     modalities = sorted({k for m in models.values() for k in m.get("modalities", [])}, key="VFAD".find)
     heads = _heads(results)
-    sources = ["`results.json` (karmma evaluate)"] + [f"`{f}`" for f in ("benchmark.json", "dropout_study.json") if (folder / f).is_file()]
+    sources = ["`results.json` (karmma evaluate)"] + [
+        f"`{f}`" for f in ("benchmark.json", "dropout_study.json") if (folder / f).is_file()
+    ]
     lines = [
         "# KARMMA report",
         "",
         f"{len(models)} models that recognise actions in egocentric (first-person) video were scored on the "
         f"`{first['split']}` split, {first['clips']} clips × {first['views']} view(s), with every combination of "
         "their input modalities removed at test time, as when sensors fail: "
-        + ", ".join(f"{k} = {MODALITY_NAMES.get(k, k)}" for k in modalities) + ". "
-        + ("An action is a (verb, noun) pair, scored by the product of the verb and noun probabilities. " if {"verb", "noun"} <= set(heads) else "")
+        + ", ".join(f"{k} = {MODALITY_NAMES.get(k, k)}" for k in modalities)
+        + ". "
+        + (
+            "An action is a (verb, noun) pair, scored by the product of the verb and noun probabilities. "
+            if {"verb", "noun"} <= set(heads)
+            else ""
+        )
         + "Accuracies are top-1 in percent unless a column says otherwise.",
         "",
         f"The method, and every choice the paper leaves open, is described in {METHOD_DOC}. "
@@ -600,18 +713,29 @@ def write_report(folder: str | Path) -> Path:
     if results.get("claims"):
         from karmma.evaluation.claims import TEST, claims_table
 
-        lines += [f"Each claim is decided over {len(results.get('seeds', {}))} seeds (each seed its own data, "
-                  f"initialisation and dropout draws) on the same test clips for both models: {TEST}. "
-                  "The effect is the difference in action top-1 (points); **holds** means the interval lies above "
-                  "zero, **does not hold** below zero, *inconclusive* that it contains zero.", "",
-                  claims_table(results["claims"]), ""]
+        lines += [
+            f"Each claim is decided over {len(results.get('seeds', {}))} seeds (each seed its own data, "
+            f"initialisation and dropout draws) on the same test clips for both models: {TEST}. "
+            "The effect is the difference in action top-1 (points); **holds** means the interval lies above "
+            "zero, **does not hold** below zero, *inconclusive* that it contains zero.",
+            "",
+            claims_table(results["claims"]),
+            "",
+        ]
     else:
-        lines += ["One seed: these checks compare point estimates and decide nothing (`karmma demo --seeds 0,1,2` "
-                  "decides them with intervals).", ""]
+        lines += [
+            "One seed: these checks compare point estimates and decide nothing (`karmma demo --seeds 0,1,2` "
+            "decides them with intervals).",
+            "",
+        ]
         for claim, holds, evidence in check_claims(results):
             verdict = "reported" if holds is None else ("**holds**" if holds else "**does not hold**")
             lines.append(f"- {claim}: {verdict} ({evidence})")
-        lines += ["", "Read each verdict against the noise above: with few clips a claim can hold or fail by one clip.", ""]
+        lines += [
+            "",
+            "Read each verdict against the noise above: with few clips a claim can hold or fail by one clip.",
+            "",
+        ]
 
     featured = next((n for n in ("student", *models) if models.get(n, {}).get("confusion")), None)
     if any(m.get("confusion") for m in models.values()):
@@ -619,13 +743,22 @@ def write_report(folder: str | Path) -> Path:
         drawn = plot_per_class(results, featured, folder / "per_class.png")
         for head in [h for h in heads if h in _counted_model(results)["confusion"]]:
             shown = len(_frequent_classes(results, head))
-            lines += [f"Top-1 (%) per true {head}, the {shown} most frequent of the split"
-                      + (f" (of {heads[head]} classes)" if heads.get(head, 0) > shown else "") + ":", "",
-                      per_class_table(results, head), ""]
+            lines += [
+                f"Top-1 (%) per true {head}, the {shown} most frequent of the split"
+                + (f" (of {heads[head]} classes)" if heads.get(head, 0) > shown else "")
+                + ":",
+                "",
+                per_class_table(results, head),
+                "",
+            ]
         if drawn:
-            lines += [f"Confusion matrices of {model_label(featured)} (rows: true class; colour: share of its clips; "
-                      "numbers: clips); the other models' counts are under `confusion` in results.json.", "",
-                      "![per class](per_class.png)", ""]
+            lines += [
+                f"Confusion matrices of {model_label(featured)} (rows: true class; colour: share of its clips; "
+                "numbers: clips); the other models' counts are under `confusion` in results.json.",
+                "",
+                "![per class](per_class.png)",
+                "",
+            ]
 
     lines += [
         f"## Random sensor dropouts (paper Fig. 4), mean ± {_spread_text(results)}",
@@ -647,22 +780,38 @@ def write_report(folder: str | Path) -> Path:
         benchmark = json.loads(benchmark_path.read_text())
         plot_benchmark(benchmark, str(folder / "resources.png"))
         repeats = benchmark.get("latency_repeats", "?")
-        lines += [f"## Resources (preset `{benchmark['preset']}`, batch 1, {benchmark['device']})", "",
-                  "GFLOPs of one forward pass (2 FLOPs per multiply-add); peak memory of its live tensors; latency: "
-                  f"median of {repeats} runs (min–max in brackets, {benchmark.get('threads', '?')} CPU threads). "
-                  "A wide min–max range means other work on the machine: compare latencies only where it is narrow. "
-                  "Missing modalities' extractors are skipped, so smaller subsets cost less.", "",
-                  "![resources](resources.png)", "", resource_table(benchmark), ""]
+        lines += [
+            f"## Resources (preset `{benchmark['preset']}`, batch 1, {benchmark['device']})",
+            "",
+            "GFLOPs of one forward pass (2 FLOPs per multiply-add); peak memory of its live tensors; latency: "
+            f"median of {repeats} runs (min–max in brackets, {benchmark.get('threads', '?')} CPU threads). "
+            "A wide min–max range means other work on the machine: compare latencies only where it is narrow. "
+            "Missing modalities' extractors are skipped, so smaller subsets cost less.",
+            "",
+            "![resources](resources.png)",
+            "",
+            resource_table(benchmark),
+            "",
+        ]
 
     study_path = folder / "dropout_study.json"
     if study_path.is_file():
         from karmma.evaluation.dropout_study import plot_dropout_study, study_table
 
         study = json.loads(study_path.read_text())
-        plot_dropout_study(study, folder / "dropout_study.png", chance=chance_levels(results).get("action_top1", (None,))[0])
-        lines += ["## Training modality-dropout rate of the teacher (paper Fig. 5)", "",
-                  "One teacher trained per modality-dropout rate, each scored on every subset.", "",
-                  "![dropout study](dropout_study.png)", "", study_table(study), ""]
+        plot_dropout_study(
+            study, folder / "dropout_study.png", chance=chance_levels(results).get("action_top1", (None,))[0]
+        )
+        lines += [
+            "## Training modality-dropout rate of the teacher (paper Fig. 5)",
+            "",
+            "One teacher trained per modality-dropout rate, each scored on every subset.",
+            "",
+            "![dropout study](dropout_study.png)",
+            "",
+            study_table(study),
+            "",
+        ]
 
     tuning_path = folder / "tuning.json"
     if tuning_path.is_file():
@@ -672,12 +821,18 @@ def write_report(folder: str | Path) -> Path:
     runs = {label: history for label, history in runs.items() if history}
     if runs:
         plot_training(runs, folder / "training.png", chance_levels(results).get("action_top1", (None,))[0])
-        lines += ["## Training curves", "",
-                  "Cross-entropy is comparable across runs; the other loss terms (distillation KL for the student, "
-                  "InfoNCE for the teacher) have their own axis and are shown before weighting. "
-                  "The checkpoint evaluated above is the epoch with the best validation action top-1 (best.ckpt).", "",
-                  "![training](training.png)", "",
-                  "| run | epochs | best validation action top-1 (epoch) | last epoch |", "|---|---|---|---|"]
+        lines += [
+            "## Training curves",
+            "",
+            "Cross-entropy is comparable across runs; the other loss terms (distillation KL for the student, "
+            "InfoNCE for the teacher) have their own axis and are shown before weighting. "
+            "The checkpoint evaluated above is the epoch with the best validation action top-1 (best.ckpt).",
+            "",
+            "![training](training.png)",
+            "",
+            "| run | epochs | best validation action top-1 (epoch) | last epoch |",
+            "|---|---|---|---|",
+        ]
         for label, history in runs.items():
             scored = [h for h in history if h.get("val/action_top1") is not None]
             best = max(scored, key=lambda h: h["val/action_top1"], default=None)

@@ -34,8 +34,9 @@ def run_dropout_study(config: TrainConfig, rates: list[float], out: str | Path) 
             trainer=dataclasses.replace(config.trainer, name=name),
         )
         result = train(run)
-        evaluated = evaluate_model(load_for_evaluation(result["run"], name),
-                                   EvaluationSettings(probabilities=(0.0,), seeds=1, progress=False))
+        evaluated = evaluate_model(
+            load_for_evaluation(result["run"], name), EvaluationSettings(probabilities=(0.0,), seeds=1, progress=False)
+        )
         study["rates"][f"{rate:g}"] = {"run": result["run"], "subsets": evaluated["subsets"]}
     atomic_write_text(out / "dropout_study.json", json.dumps(study, indent=1) + "\n")
     return study

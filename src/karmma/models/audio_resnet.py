@@ -42,7 +42,7 @@ class AudioResNetConfig:
             frames = (frames - 1) // 2 + 1
         return frames
 
-    def build(self, input_shape: tuple[int, ...]) -> "AudioResNetTokens":
+    def build(self, input_shape: tuple[int, ...]) -> AudioResNetTokens:
         return AudioResNetTokens(self, in_channels=input_shape[0])
 
     def example_input(self, input_shape: tuple[int, ...], batch: int) -> torch.Tensor:
@@ -84,8 +84,11 @@ class AudioResNetTokens(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         if config.weights is not None:
             load_pretrained(
-                self, config.weights, ResNet18_Weights,
-                first_layer="conv1.weight", drop_prefixes=("fc.",),
+                self,
+                config.weights,
+                ResNet18_Weights,
+                first_layer="conv1.weight",
+                drop_prefixes=("fc.",),
             )
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:

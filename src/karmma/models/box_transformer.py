@@ -40,10 +40,12 @@ class BoxTransformerConfig:
     def num_tokens(self, input_shape: tuple[int, ...]) -> int:
         return input_shape[0]
 
-    def build(self, input_shape: tuple[int, ...]) -> "BoxTransformerTokens":
+    def build(self, input_shape: tuple[int, ...]) -> BoxTransformerTokens:
         frames, slots, features = input_shape
         if features != 6:
-            raise ValueError(f"box input must have 6 features per box (x1, y1, x2, y2, score, category), got {features}")
+            raise ValueError(
+                f"box input must have 6 features per box (x1, y1, x2, y2, score, category), got {features}"
+            )
         return BoxTransformerTokens(self, frames=frames, slots=slots)
 
     def example_input(self, input_shape: tuple[int, ...], batch: int) -> torch.Tensor:

@@ -19,8 +19,9 @@ Shapes: ``inputs[key]`` is ``[B, *spec.input_shape]``; ``availability`` is a
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -106,7 +107,9 @@ class KARMMA(nn.Module):
     ):
         super().__init__()
         if missing_strategy not in MISSING_STRATEGIES:
-            raise ValueError(f"missing_strategy must be one of {', '.join(MISSING_STRATEGIES)}, got {missing_strategy!r}")
+            raise ValueError(
+                f"missing_strategy must be one of {', '.join(MISSING_STRATEGIES)}, got {missing_strategy!r}"
+            )
         keys = [spec.key for spec in modalities]
         if not keys or len(set(keys)) != len(keys):
             raise ValueError(f"modalities must be a non-empty list of distinct keys, got {keys}")
@@ -140,7 +143,7 @@ class KARMMA(nn.Module):
         # derived from the weights, never saved).
         self._zero_input_tokens: dict[str, torch.Tensor] = {}
 
-    def train(self, mode: bool = True) -> "KARMMA":
+    def train(self, mode: bool = True) -> KARMMA:
         super().train(mode)
         if self.freeze_extractors:
             self.extractors.eval()  # frozen: batch-norm statistics and dropout stay fixed
@@ -213,7 +216,9 @@ class KARMMA(nn.Module):
                     tokens[key] = computed.new_zeros(batch, *computed.shape[1:]).index_copy(0, index, computed)
         return tokens
 
-    def _extract_with_zero_inputs(self, inputs: Mapping[str, torch.Tensor], availability: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _extract_with_zero_inputs(
+        self, inputs: Mapping[str, torch.Tensor], availability: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Training the paper's Baseline: every extractor runs on the whole batch, a sample's
         missing modality as an all-zero input (so batch-norm statistics see it as the paper's would)."""
         tokens = {}
@@ -228,11 +233,15 @@ class KARMMA(nn.Module):
                 tokens[key] = self.extractors[key](x)
         return tokens
 
-    def _extract_every_sample(self, inputs: Mapping[str, torch.Tensor], availability: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _extract_every_sample(
+        self, inputs: Mapping[str, torch.Tensor], availability: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         check_availability(availability, self.modalities)
         missing = [k for k in self.modalities if k not in inputs]
         if missing:
-            raise ValueError(f"every_sample=True needs an input for every modality (zeros where missing); none for {missing}")
+            raise ValueError(
+                f"every_sample=True needs an input for every modality (zeros where missing); none for {missing}"
+            )
         tokens = {}
         for j, key in enumerate(self.modalities):
             computed = self.extractors[key](inputs[key])
@@ -299,7 +308,9 @@ class KARMMA(nn.Module):
             availability=availability,
         )
 
-    def _fill_with_zero_input_tokens(self, tokens: Mapping[str, torch.Tensor], present: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _fill_with_zero_input_tokens(
+        self, tokens: Mapping[str, torch.Tensor], present: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Rows of samples without a modality get its zero-input tokens (``"zeros"`` strategy)."""
         filled = dict(tokens)
         for j, key in enumerate(self.modalities):

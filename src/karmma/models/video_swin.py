@@ -19,7 +19,6 @@ from torchvision.models.video.swin_transformer import PatchEmbed3d
 
 from karmma.models.weights import load_pretrained
 
-
 SPATIAL_POOLS = ("mean", "max")
 
 
@@ -52,7 +51,7 @@ class VideoSwinConfig:
         frames = input_shape[0]
         return -(-frames // self.patch_size[0])  # ceil: the patch embedding pads time
 
-    def build(self, input_shape: tuple[int, ...]) -> "VideoSwinTokens":
+    def build(self, input_shape: tuple[int, ...]) -> VideoSwinTokens:
         return VideoSwinTokens(self, in_channels=input_shape[1])
 
     def example_input(self, input_shape: tuple[int, ...], batch: int) -> torch.Tensor:
@@ -102,8 +101,11 @@ class VideoSwinTokens(nn.Module):
         if config.weights is not None:
             weights_enum = _WEIGHTS_ENUMS.get((config.embed_dim, tuple(config.depths)), Swin3D_T_Weights)
             load_pretrained(
-                self.swin, config.weights, weights_enum,
-                first_layer="patch_embed.proj.weight", drop_prefixes=("head.",),
+                self.swin,
+                config.weights,
+                weights_enum,
+                first_layer="patch_embed.proj.weight",
+                drop_prefixes=("head.",),
             )
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:

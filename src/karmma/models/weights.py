@@ -10,7 +10,6 @@ downloaded.
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import torch
@@ -65,9 +64,14 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except Exception as error:  # garbage, truncated or pickled objects: torch/safetensors raise many types
         text = str(error)
         unsupported = next((line.strip() for line in text.splitlines() if "Unsupported global" in line), "")
-        reason = (f"it holds pickled Python objects, refused by weights_only loading ({unsupported[:120]})" if unsupported
-                  else f"{type(error).__name__}: {text.splitlines()[0][:160] if text else ''}")
-        raise ValueError(f"pretrained weights {path}: unreadable ({reason}); expected a .pth/.pt state dict or a .safetensors file") from None
+        reason = (
+            f"it holds pickled Python objects, refused by weights_only loading ({unsupported[:120]})"
+            if unsupported
+            else f"{type(error).__name__}: {text.splitlines()[0][:160] if text else ''}"
+        )
+        raise ValueError(
+            f"pretrained weights {path}: unreadable ({reason}); expected a .pth/.pt state dict or a .safetensors file"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -116,4 +120,6 @@ def load_pretrained(
     try:
         module.load_state_dict(state, strict=False)
     except RuntimeError as error:  # same names, other shapes
-        raise ValueError(f"pretrained weights {path} do not fit the extractor: {str(error).splitlines()[-1][:200]}") from None
+        raise ValueError(
+            f"pretrained weights {path} do not fit the extractor: {str(error).splitlines()[-1][:200]}"
+        ) from None

@@ -19,15 +19,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from karmma.configuration import to_dict
-from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
-from karmma.train_config import TrainConfig
 from karmma.data.loader import make_loader
+from karmma.train_config import TrainConfig
+from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
 from karmma.training.module import KarmmaModule
 from karmma.training.run import clip_dataset, stage_datasets
 
 
 def _epoch_seconds(module: KarmmaModule, loader: DataLoader) -> tuple[float, int]:
-    optimizer = torch.optim.AdamW([p for p in module.model.parameters() if p.requires_grad], lr=1e-4, foreach=True)  # as in training
+    optimizer = torch.optim.AdamW(
+        [p for p in module.model.parameters() if p.requires_grad], lr=1e-4, foreach=True
+    )  # as in training
     module.train()
     steps = 0
     start = time.perf_counter()
@@ -60,18 +62,27 @@ def benchmark_cache(config: TrainConfig, cache_workers: int = 0) -> dict:
     live_loader = make_loader(clips, config.optim.batch_size, config.trainer.seed, True, config.trainer.workers)
     cached = KarmmaModule(to_dict(config))
     features = CachedFeatures(config.cache.path, "train", cached.modalities, config.cache.in_memory)
-    cached_loader = make_loader(features, config.optim.batch_size, config.trainer.seed, True, cache_workers, collate=collate_features)
+    cached_loader = make_loader(
+        features, config.optim.batch_size, config.trainer.seed, True, cache_workers, collate=collate_features
+    )
     live_seconds, steps = _epoch_seconds(live, live_loader)
     # the first cached epoch also reads the shards (into memory, when they fit); later ones only train
     first_seconds, _ = _epoch_seconds(cached, cached_loader)
     cached_seconds, _ = _epoch_seconds(cached, cached_loader)
     features.close()
     return {
-        "what": "one teacher epoch (train split)", "clips": len(clips), "batch_size": config.optim.batch_size,
-        "live_workers": config.trainer.workers, "cache_workers": cache_workers, "cache_in_memory": features.in_memory,
-        "steps": steps, "live_seconds": round(live_seconds, 3),
-        "cached_first_epoch_seconds": round(first_seconds, 3), "cached_seconds": round(cached_seconds, 3),
-        "speedup": round(live_seconds / cached_seconds, 1), "speedup_first_epoch": round(live_seconds / first_seconds, 1),
+        "what": "one teacher epoch (train split)",
+        "clips": len(clips),
+        "batch_size": config.optim.batch_size,
+        "live_workers": config.trainer.workers,
+        "cache_workers": cache_workers,
+        "cache_in_memory": features.in_memory,
+        "steps": steps,
+        "live_seconds": round(live_seconds, 3),
+        "cached_first_epoch_seconds": round(first_seconds, 3),
+        "cached_seconds": round(cached_seconds, 3),
+        "speedup": round(live_seconds / cached_seconds, 1),
+        "speedup_first_epoch": round(live_seconds / first_seconds, 1),
     }
 
 
@@ -81,14 +92,20 @@ def benchmark_distillation(config: TrainConfig, batches: int = 8, repeats: int =
         raise ValueError("the distillation benchmark needs the student config with teacher_logits=cache and cache.path")
     student = KarmmaModule(to_dict(config))
     baseline = KarmmaModule(to_dict(dataclasses.replace(config, stage="baseline")))
-    student_no_dropout = KarmmaModule(to_dict(dataclasses.replace(config, loss=dataclasses.replace(config.loss, modality_dropout=0.0))))
+    student_no_dropout = KarmmaModule(
+        to_dict(dataclasses.replace(config, loss=dataclasses.replace(config.loss, modality_dropout=0.0)))
+    )
     clips = clip_dataset(config, student, "train")
     views = CachedTeacherViews(clips, config.cache.path)
-    loader = make_loader(views, config.optim.batch_size, config.trainer.seed, True, 0, collate=collate_with_teacher_logits)
+    loader = make_loader(
+        views, config.optim.batch_size, config.trainer.seed, True, 0, collate=collate_with_teacher_logits
+    )
     memory = [batch for _, batch in zip(range(batches), loader)]
     views.close()
     models = {"baseline": baseline, "student": student, "student_no_dropout": student_no_dropout}
-    optimizers = {name: torch.optim.AdamW(m.model.parameters(), lr=1e-4, foreach=True) for name, m in models.items()}  # as in training
+    optimizers = {
+        name: torch.optim.AdamW(m.model.parameters(), lr=1e-4, foreach=True) for name, m in models.items()
+    }  # as in training
     times: dict[str, list[float]] = {name: [] for name in models}
     for repeat in range(repeats):
         for batch in memory:
@@ -103,9 +120,11 @@ def benchmark_distillation(config: TrainConfig, batches: int = 8, repeats: int =
                     times[name].append(time.perf_counter() - start)
     timings = {name: statistics.median(values) for name, values in times.items()}
     return {
-        "what": "median training step on the same in-memory batches", "batch_size": config.optim.batch_size,
+        "what": "median training step on the same in-memory batches",
+        "batch_size": config.optim.batch_size,
         "steps_timed": batches * (repeats - 1),
-        "baseline_ms": round(1000 * timings["baseline"], 2), "student_cached_logits_ms": round(1000 * timings["student"], 2),
+        "baseline_ms": round(1000 * timings["baseline"], 2),
+        "student_cached_logits_ms": round(1000 * timings["student"], 2),
         "student_no_dropout_ms": round(1000 * timings["student_no_dropout"], 2),
         "ratio": round(timings["student"] / timings["baseline"], 3),
         "ratio_no_dropout": round(timings["student_no_dropout"] / timings["baseline"], 3),
@@ -135,9 +154,13 @@ def _epoch_split(module: KarmmaModule, loader: DataLoader) -> dict:
         compute += mark - arrived
         steps += 1
     total = wait + compute
-    return {"steps": steps, "data_wait_s": round(wait, 3), "compute_s": round(compute, 3),
-            "data_wait_share": round(wait / total, 3) if total else None,
-            "step_ms": round(1000 * total / max(steps, 1), 1)}
+    return {
+        "steps": steps,
+        "data_wait_s": round(wait, 3),
+        "compute_s": round(compute, 3),
+        "data_wait_share": round(wait / total, 3) if total else None,
+        "step_ms": round(1000 * total / max(steps, 1), 1),
+    }
 
 
 def benchmark_steps(config: TrainConfig) -> dict:
@@ -146,21 +169,30 @@ def benchmark_steps(config: TrainConfig) -> dict:
         raise ValueError("the steps benchmark is for the student-sized stages (student and the baselines)")
     module = KarmmaModule(to_dict(config))
     batch, seed, workers = config.optim.batch_size, config.trainer.seed, config.trainer.workers
-    result = {"what": "one training epoch: waiting for data vs computing", "stage": config.stage, "batch_size": batch,
-              "workers": workers, "threads": torch.get_num_threads()}
+    result = {
+        "what": "one training epoch: waiting for data vs computing",
+        "stage": config.stage,
+        "batch_size": batch,
+        "workers": workers,
+        "threads": torch.get_num_threads(),
+    }
     for name, decode_once in (("live", False), ("decoded_once", True)):
         stage_config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, decode_once=decode_once))
         start = time.perf_counter()
         train_set, _, collate, _ = stage_datasets(stage_config, module, verbose=False)
         prepared = time.perf_counter() - start
-        result[name] = {**_epoch_split(module, make_loader(train_set, batch, seed, True, workers, collate=collate)),
-                        "setup_s": round(prepared, 3)}
+        result[name] = {
+            **_epoch_split(module, make_loader(train_set, batch, seed, True, workers, collate=collate)),
+            "setup_s": round(prepared, 3),
+        }
         if hasattr(train_set, "close"):
             train_set.close()
     result["clips"] = len(train_set)
     result["compute_bound_speedup"] = round(
         (result["live"]["data_wait_s"] + result["live"]["compute_s"])
-        / (result["decoded_once"]["data_wait_s"] + result["decoded_once"]["compute_s"]), 2)
+        / (result["decoded_once"]["data_wait_s"] + result["decoded_once"]["compute_s"]),
+        2,
+    )
     return result
 
 

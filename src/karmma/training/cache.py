@@ -31,9 +31,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
+from karmma.data.loader import item_seed
 from karmma.io import atomic_path
 from karmma.train_config import TrainConfig
-from karmma.data.loader import item_seed
 
 log = logging.getLogger("karmma.cache")
 VIEW_EPOCH = 1_000_000  # item seeds of cached view v use "epoch" VIEW_EPOCH + v
@@ -91,7 +91,9 @@ class _Rows(Dataset):
         return [{**item, "row": self.rows[i]} for item, i in zip(items, indices)]
 
 
-def extract_features(config: TrainConfig, model, rank: int = 0, world_size: int = 1, batch_size: int = 8, progress: bool = True) -> dict:
+def extract_features(
+    config: TrainConfig, model, rank: int = 0, world_size: int = 1, batch_size: int = 8, progress: bool = True
+) -> dict:
     """Write this rank's shard of the cache for the train and validation splits."""
     from tqdm import tqdm
 
@@ -102,7 +104,9 @@ def extract_features(config: TrainConfig, model, rank: int = 0, world_size: int 
     summary = {}
     for split in ("train", "validation"):
         train = split == "train"
-        clips = ClipDataset(load_split(config.data, split), shapes, train=train, config=config.clip, missing=config.data.missing)
+        clips = ClipDataset(
+            load_split(config.data, split), shapes, train=train, config=config.clip, missing=config.data.missing
+        )
         views = max(1, config.cache.train_views) if train else clips.views
         total = len(clips.samples) * views
         path = folder / f"{split}.rank{rank}-of-{world_size}.h5"
@@ -126,7 +130,9 @@ def extract_features(config: TrainConfig, model, rank: int = 0, world_size: int 
             rows = [r for r in range(rank, total, world_size) if not done[r]]
             loader = DataLoader(
                 _Rows(clips, rows, views, config.trainer.seed, train and config.cache.train_views > 0),
-                batch_size=batch_size, num_workers=config.trainer.workers, collate_fn=_collate_rows,
+                batch_size=batch_size,
+                num_workers=config.trainer.workers,
+                collate_fn=_collate_rows,
             )
             for batch in tqdm(loader, desc=f"extract {split}", unit="batch", disable=not progress):
                 _write_batch(f, model, batch)
@@ -135,8 +141,13 @@ def extract_features(config: TrainConfig, model, rank: int = 0, world_size: int 
     return summary
 
 
-def extract_teacher_cache(config: TrainConfig, rank: int | None = None, world_size: int | None = None,
-                          batch_size: int = 8, progress: bool = True) -> dict:
+def extract_teacher_cache(
+    config: TrainConfig,
+    rank: int | None = None,
+    world_size: int | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict:
     """``karmma extract``: build the teacher of ``config`` (its frozen extractors from ``extractors.*``)
     and write this rank's cache shards (:func:`extract_features`). ``rank`` / ``world_size`` default
     to the torchrun / SLURM environment; on a GPU machine rank r uses GPU r mod the GPU count."""
@@ -144,7 +155,9 @@ def extract_teacher_cache(config: TrainConfig, rank: int | None = None, world_si
     from karmma.training.module import build_stage_model
 
     if config.stage != "teacher":
-        raise ValueError(f"karmma extract caches the teacher's frozen extractors: the config's stage is {config.stage!r}, not 'teacher'")
+        raise ValueError(
+            f"karmma extract caches the teacher's frozen extractors: the config's stage is {config.stage!r}, not 'teacher'"
+        )
     if not config.cache.path:
         raise ValueError("set cache.path (the cache folder) in the config or as an override")
     if rank is None or not world_size:
@@ -180,8 +193,12 @@ def _init_shard(f: h5py.File, model, clips: ClipDataset, total: int, views: int,
     f.attrs["modalities"] = model.modalities
     f.attrs["heads"] = list(model.heads)
     for key, spec in model.specs.items():
-        f.create_dataset(f"tokens/{key}", shape=(total, spec.num_tokens, spec.token_dim), dtype="float16",
-                         chunks=(1, spec.num_tokens, spec.token_dim))
+        f.create_dataset(
+            f"tokens/{key}",
+            shape=(total, spec.num_tokens, spec.token_dim),
+            dtype="float16",
+            chunks=(1, spec.num_tokens, spec.token_dim),
+        )
     f.create_dataset("availability", shape=(total, len(model.modalities)), dtype=bool)
     for head in model.heads:
         f.create_dataset(f"labels/{head}", shape=(total,), dtype="int64")
@@ -268,7 +285,9 @@ class CachedFeatures(_ShardReader):
         with open_shard(self.paths[0]) as f:
             self.rows, self.views = int(f.attrs["rows"]), int(f.attrs["views"])
             if list(f.attrs["modalities"]) != modalities:
-                raise ValueError(f"{self.paths[0]}: cached modalities {list(f.attrs['modalities'])}, the model has {modalities}")
+                raise ValueError(
+                    f"{self.paths[0]}: cached modalities {list(f.attrs['modalities'])}, the model has {modalities}"
+                )
             self.heads = list(f.attrs["heads"])
         self.world_size = len(self.paths)
         done = np.zeros(self.rows, dtype=bool)
@@ -309,13 +328,17 @@ class CachedFeatures(_ShardReader):
         for index, view, row, seed in located:
             value = values[row]
             rng = np.random.default_rng(seed if seed is not None else row)
-            items.append({
-                "id": str(index), "view": view, "index": index,
-                "tokens": {k: torch.from_numpy(value[f"tokens/{k}"]) for k in self.modalities},
-                "availability": torch.from_numpy(np.asarray(value["availability"])),
-                "labels": {h: int(value[f"labels/{h}"]) for h in self.heads},
-                "noise": torch.from_numpy(rng.random((2, len(self.modalities))).astype(np.float32)),
-            })
+            items.append(
+                {
+                    "id": str(index),
+                    "view": view,
+                    "index": index,
+                    "tokens": {k: torch.from_numpy(value[f"tokens/{k}"]) for k in self.modalities},
+                    "availability": torch.from_numpy(np.asarray(value["availability"])),
+                    "labels": {h: int(value[f"labels/{h}"]) for h in self.heads},
+                    "noise": torch.from_numpy(rng.random((2, len(self.modalities))).astype(np.float32)),
+                }
+            )
         return items
 
 
@@ -368,7 +391,9 @@ def _add_logits(path: Path, teacher, device, batch_size: int) -> int:
             f.create_dataset(f"logits/{head}", shape=(f.attrs["rows"], classes), dtype="float32")
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
-            tokens = {k: torch.from_numpy(f[f"tokens/{k}"][chunk].astype(np.float32)).to(device) for k in teacher.modalities}
+            tokens = {
+                k: torch.from_numpy(f[f"tokens/{k}"][chunk].astype(np.float32)).to(device) for k in teacher.modalities
+            }
             availability = torch.from_numpy(f["availability"][chunk])
             logits = teacher.fuse(tokens, availability).logits
             for head, value in logits.items():
@@ -385,17 +410,28 @@ class CachedTeacherViews(_ShardReader):
     from the per-epoch seed.
     """
 
-    def __init__(self, clips: ClipDataset, folder: str | Path, split: str = "train", in_memory: bool | None = None,
-                 decode_once: bool = False, workers: int = 0):
+    def __init__(
+        self,
+        clips: ClipDataset,
+        folder: str | Path,
+        split: str = "train",
+        in_memory: bool | None = None,
+        decode_once: bool = False,
+        workers: int = 0,
+    ):
         self.paths = shard_paths(folder, split)
         self.in_memory = in_memory
         with open_shard(self.paths[0]) as f:
             self.views, self.seed, rows = int(f.attrs["views"]), int(f.attrs["seed"]), int(f.attrs["rows"])
             if "logits" not in f:
-                raise FileNotFoundError(f"{self.paths[0]}: no teacher logits; run `karmma extract ... --logits TEACHER_CKPT`")
+                raise FileNotFoundError(
+                    f"{self.paths[0]}: no teacher logits; run `karmma extract ... --logits TEACHER_CKPT`"
+                )
             self.heads = list(f["logits"].keys())
         if rows != len(clips.samples) * self.views:
-            raise ValueError(f"{self.paths[0]}: cached for {rows // self.views} clips, the dataset has {len(clips.samples)}")
+            raise ValueError(
+                f"{self.paths[0]}: cached for {rows // self.views} clips, the dataset has {len(clips.samples)}"
+            )
         if decode_once:  # the very views the logits were cached for, decoded once (karmma.training.memory)
             from karmma.training.memory import DecodedViews
 
@@ -434,9 +470,12 @@ class CachedTeacherViews(_ShardReader):
         return [self._with_logits(item, key) for item, key in zip(items, keys)]
 
 
-
 def collate_with_teacher_logits(items: list[dict]) -> dict:
     kept = [item for item in items if item["availability"].any()]
     batch = collate_clips(items)
-    batch["teacher_logits"] = {h: torch.stack([item["teacher_logits"][h] for item in kept]) for h in kept[0]["teacher_logits"]} if kept else {}
+    batch["teacher_logits"] = (
+        {h: torch.stack([item["teacher_logits"][h] for item in kept]) for h in kept[0]["teacher_logits"]}
+        if kept
+        else {}
+    )
     return batch

@@ -69,8 +69,10 @@ class DecodedViews(Dataset):
         loader = DataLoader(_Views(clips, self.views, seed), batch_size=None, num_workers=workers)
         # Tensors from worker processes live in shared memory, one file descriptor each: copy them
         # into ordinary memory, or thousands of kept views would exhaust the process's descriptors.
-        self.items = [_own_memory(item) for item in
-                      tqdm(loader, desc="decode training views", unit="view", disable=not progress, leave=False)]
+        self.items = [
+            _own_memory(item)
+            for item in tqdm(loader, desc="decode training views", unit="view", disable=not progress, leave=False)
+        ]
 
     @property
     def bytes(self) -> int:
@@ -81,8 +83,12 @@ class DecodedViews(Dataset):
 
     def view_item(self, index: int, view: int) -> dict:
         stored = self.items[index * self.views + view]
-        return {**stored, "inputs": {k: v.float() for k, v in stored["inputs"].items()},
-                "labels": dict(stored["labels"]), "noise": stored["noise"].clone()}
+        return {
+            **stored,
+            "inputs": {k: v.float() for k, v in stored["inputs"].items()},
+            "labels": dict(stored["labels"]),
+            "noise": stored["noise"].clone(),
+        }
 
     def __getitem__(self, key) -> dict:
         index, seed = key if isinstance(key, tuple) else (key, 0)

@@ -26,18 +26,20 @@ from karmma.availability import modality_dropout
 from karmma.checkpoints import CheckpointError
 from karmma.configuration import from_dict
 from karmma.data.config import dataset_heads
+from karmma.data.loader import item_seed, step_slot
 from karmma.losses import distillation_kl, info_nce, multihead_cross_entropy
 from karmma.models.karmma import KARMMA
 from karmma.stages import build_stage_model
 from karmma.train_config import DROPOUT_STAGES, TrainConfig
-from karmma.data.loader import item_seed, step_slot
 
 
 def load_teacher(path: str, config: TrainConfig, heads: dict[str, int]) -> KARMMA:
     """The frozen teacher a student of ``config`` distils from (same preset and heads)."""
     teacher, info = load_model(path, stages=("teacher",), heads=heads)
     if info.config.get("preset") != config.preset:
-        raise CheckpointError(f"{path}: trained with preset {info.config.get('preset')!r}, this run uses {config.preset!r}")
+        raise CheckpointError(
+            f"{path}: trained with preset {info.config.get('preset')!r}, this run uses {config.preset!r}"
+        )
     return teacher.requires_grad_(False)
 
 
@@ -87,7 +89,9 @@ class KarmmaModule(L.LightningModule):
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Layer dropout / stochastic depth draw from the global RNG: reseed per step so
         # a resumed run makes the same draws as an uninterrupted one.
-        torch.manual_seed(item_seed(self.config.trainer.seed, self.current_epoch, step_slot(batch_idx, self.global_rank)))
+        torch.manual_seed(
+            item_seed(self.config.trainer.seed, self.current_epoch, step_slot(batch_idx, self.global_rank))
+        )
 
     # -- steps ------------------------------------------------------------------
     def _columns(self, batch) -> tuple[torch.Tensor, torch.Tensor]:

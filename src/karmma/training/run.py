@@ -36,19 +36,17 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
+from karmma.checkpoints import checkpoint_config, read_checkpoint
 from karmma.configuration import save_config, to_dict
 from karmma.data.config import load_split
-from karmma.io import atomic_open, atomic_path, atomic_savefig, atomic_write_text
 from karmma.data.dataset import ClipDataset, collate_clips
-from karmma.presets import get_preset
-from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
-from karmma.training.memory import DecodedViews
-from karmma.checkpoints import checkpoint_config, read_checkpoint
-from karmma.training.checkpoints import SafeCheckpointIO
-from karmma.train_config import TrainConfig
 from karmma.data.loader import make_loader
+from karmma.io import atomic_open, atomic_path, atomic_savefig, atomic_write_text
+from karmma.train_config import TrainConfig
+from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
+from karmma.training.checkpoints import SafeCheckpointIO
+from karmma.training.memory import DecodedViews
 from karmma.training.module import KarmmaModule
-
 
 log = logging.getLogger("karmma.train")
 
@@ -75,7 +73,7 @@ class RunLock:
         self.path = folder / ".lock"
         self._fd: int | None = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -90,7 +88,11 @@ class RunLock:
             ) from None
         previous = os.pread(fd, 200, 0).decode(errors="replace").split()
         if previous:
-            log.warning("run folder %s: taking over the stale lock of process %s (no longer running)", self.path.parent, previous[0])
+            log.warning(
+                "run folder %s: taking over the stale lock of process %s (no longer running)",
+                self.path.parent,
+                previous[0],
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
         self._fd = fd
@@ -125,7 +127,11 @@ def config_differences(previous: dict, current: dict) -> list[str]:
     changed = []
     for key in sorted(old):  # keys newer than the run (added later, at their defaults) are not a change
         a, b = old[key], new.get(key, "<unset>")
-        if key not in RESUMABLE_CHANGES and a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+        if (
+            key not in RESUMABLE_CHANGES
+            and a != b
+            and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b))
+        ):
             changed.append(f"{key}: {a!r} -> {b!r}")
     return changed
 
@@ -190,21 +196,28 @@ def input_shapes(module: KarmmaModule) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-
 def clip_dataset(config: TrainConfig, module: KarmmaModule, split: str) -> ClipDataset:
     """The media clips of ``split`` in the shapes the module needs (training sampling for ``train``).
 
     A split without any usable clip is an error naming ``data.root``, not an empty run."""
     samples = load_split(config.data, split)
-    dataset = ClipDataset(samples, input_shapes(module), train=split == "train", config=config.clip, missing=config.data.missing)
+    dataset = ClipDataset(
+        samples, input_shapes(module), train=split == "train", config=config.clip, missing=config.data.missing
+    )
     if not len(dataset):
         root = Path(config.data.root)
-        where = f"data.root {root} does not exist" if not root.is_dir() else (
-            f"the {split} annotations list no clip" if not samples else
-            f"none of its {len(samples)} annotated clips has media of {'/'.join(dataset.modalities)} under data.root {root}"
+        where = (
+            f"data.root {root} does not exist"
+            if not root.is_dir()
+            else (
+                f"the {split} annotations list no clip"
+                if not samples
+                else f"none of its {len(samples)} annotated clips has media of {'/'.join(dataset.modalities)} under data.root {root}"
+            )
         )
         raise ValueError(f"no {split} clips: {where}; check data.root / data.annotations")
     return dataset
+
 
 # Library messages that say nothing to a karmma user (frozen extractors are in eval mode on purpose).
 QUIET_WARNINGS = (
@@ -237,15 +250,24 @@ def stage_datasets(config: TrainConfig, module: KarmmaModule, verbose: bool = Tr
     if config.stage == "student" and config.teacher_logits == "cache":
         if not config.cache.path:
             raise ValueError("teacher_logits=cache needs cache.path (written by karmma extract --logits)")
-        train_set = CachedTeacherViews(clip_dataset(config, module, "train"), config.cache.path, in_memory=config.cache.in_memory,
-                                       decode_once=config.cache.decode_once, workers=config.trainer.workers)
+        train_set = CachedTeacherViews(
+            clip_dataset(config, module, "train"),
+            config.cache.path,
+            in_memory=config.cache.in_memory,
+            decode_once=config.cache.decode_once,
+            workers=config.trainer.workers,
+        )
         val_set = clip_dataset(config, module, "validation")
-        say(f"train: {len(train_set)} clips with cached teacher logits ({config.cache.path}), validation: {len(val_set)} clips")
+        say(
+            f"train: {len(train_set)} clips with cached teacher logits ({config.cache.path}), validation: {len(val_set)} clips"
+        )
         return train_set, val_set, collate_with_teacher_logits, collate_clips
     if config.stage == "teacher" and config.cache.path:
         train_set = CachedFeatures(config.cache.path, "train", module.modalities, config.cache.in_memory)
         val_set = CachedFeatures(config.cache.path, "validation", module.modalities, config.cache.in_memory)
-        say(f"train: {len(train_set)} clips, validation: {len(val_set)} clips (teacher feature cache {config.cache.path})")
+        say(
+            f"train: {len(train_set)} clips, validation: {len(val_set)} clips (teacher feature cache {config.cache.path})"
+        )
         return train_set, val_set, collate_features, collate_features
     train_set = clip_dataset(config, module, "train")
     val_set = clip_dataset(config, module, "validation")
@@ -288,13 +310,20 @@ def plot_curves(history: list[dict], path: Path) -> None:
     fig, (ce_ax, other_ax, acc_ax) = plt.subplots(1, 3, figsize=(14, 3.5))
     # cross-entropy and the other loss terms (distillation KL, InfoNCE) have different scales: separate axes;
     # markers, so that a one-epoch run shows as points
-    panels = {ce_ax: ("train/ce", "val/ce"), other_ax: ("train/kd", "train/info_nce"),
-              acc_ax: sorted({k for h in history for k in h if k.startswith("val/") and k.endswith("top1")})}
+    panels = {
+        ce_ax: ("train/ce", "val/ce"),
+        other_ax: ("train/kd", "train/info_nce"),
+        acc_ax: sorted({k for h in history for k in h if k.startswith("val/") and k.endswith("top1")}),
+    }
     for ax, keys in panels.items():
         for key in keys:
             if any(key in h for h in history):
                 ax.plot(epochs, [h.get(key, float("nan")) for h in history], marker="o", markersize=4, label=key)
-    ce_ax.set_title("cross-entropy"), other_ax.set_title("other loss terms (unweighted)"), acc_ax.set_title("validation top-1 (%)")
+    (
+        ce_ax.set_title("cross-entropy"),
+        other_ax.set_title("other loss terms (unweighted)"),
+        acc_ax.set_title("validation top-1 (%)"),
+    )
     for ax in (ce_ax, other_ax, acc_ax):
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -307,7 +336,9 @@ def plot_curves(history: list[dict], path: Path) -> None:
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -341,9 +372,17 @@ def train(config: TrainConfig, force_new: bool = False) -> dict:
 def _train(config: TrainConfig, force_new: bool) -> dict:
     accelerator = config.trainer.accelerator
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError(f"trainer.accelerator={accelerator}: no CUDA GPU is available on this machine; use trainer.accelerator=cpu (or auto)")
-    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() and config.trainer.devices > torch.cuda.device_count():
-        raise ValueError(f"trainer.devices={config.trainer.devices}: this machine has {torch.cuda.device_count()} GPU(s)")
+        raise ValueError(
+            f"trainer.accelerator={accelerator}: no CUDA GPU is available on this machine; use trainer.accelerator=cpu (or auto)"
+        )
+    if (
+        accelerator in ("gpu", "cuda", "auto")
+        and torch.cuda.is_available()
+        and config.trainer.devices > torch.cuda.device_count()
+    ):
+        raise ValueError(
+            f"trainer.devices={config.trainer.devices}: this machine has {torch.cuda.device_count()} GPU(s)"
+        )
     if config.data.root and not Path(config.data.root).is_dir() and not config.cache.path:
         raise FileNotFoundError(f"data.root {config.data.root}: no such folder; set data.root to the prepared dataset")
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
@@ -389,17 +428,26 @@ def _train(config: TrainConfig, force_new: bool) -> dict:
         log_every_n_steps=1,
         default_root_dir=str(folder),
         plugins=[SafeCheckpointIO()],
-        logger=[AppendingCSVLogger(str(folder), name="", version="csv"), TensorBoardLogger(str(folder), name="", version="tensorboard")],
+        logger=[
+            AppendingCSVLogger(str(folder), name="", version="csv"),
+            TensorBoardLogger(str(folder), name="", version="tensorboard"),
+        ],
         callbacks=[
-            ModelCheckpoint(dirpath=str(checkpoints), filename="best", monitor="val/action_top1", mode="max", save_last=True),
+            ModelCheckpoint(
+                dirpath=str(checkpoints), filename="best", monitor="val/action_top1", mode="max", save_last=True
+            ),
             EpochMetrics(folder),
-            *( [ProgressBar(refresh_rate=1)] if config.trainer.progress else [] ),
+            *([ProgressBar(refresh_rate=1)] if config.trainer.progress else []),
         ],
     )
     rank, world = trainer.global_rank, trainer.world_size
     batch = config.optim.batch_size
-    train_loader = make_loader(train_set, batch, config.trainer.seed, True, config.trainer.workers, rank, world, collate)
-    val_loader = make_loader(val_set, batch, config.trainer.seed, False, config.trainer.workers, rank, world, val_collate)
+    train_loader = make_loader(
+        train_set, batch, config.trainer.seed, True, config.trainer.workers, rank, world, collate
+    )
+    val_loader = make_loader(
+        val_set, batch, config.trainer.seed, False, config.trainer.workers, rank, world, val_collate
+    )
     try:
         with warnings.catch_warnings():
             for message in QUIET_WARNINGS:
@@ -417,8 +465,13 @@ def _train(config: TrainConfig, force_new: bool) -> dict:
         "best": str(checkpoints / "best.ckpt"),
         "last": str(last),
         # best.ckpt (what karmma evaluate and export use) and the last epoch (last.ckpt) side by side
-        "best_checkpoint": {"epoch": best["epoch"], "metrics": {k: v for k, v in best.items() if k.startswith("val/")}} if best else None,
-        "last_epoch": {"epoch": history[-1]["epoch"] if history else trainer.current_epoch - 1, "metrics": last_metrics},
+        "best_checkpoint": {"epoch": best["epoch"], "metrics": {k: v for k, v in best.items() if k.startswith("val/")}}
+        if best
+        else None,
+        "last_epoch": {
+            "epoch": history[-1]["epoch"] if history else trainer.current_epoch - 1,
+            "metrics": last_metrics,
+        },
     }
     if trainer.is_global_zero:
         atomic_write_text(folder / "result.json", json.dumps(result, indent=1))
