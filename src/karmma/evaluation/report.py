@@ -694,7 +694,12 @@ def write_report(folder: str | Path) -> Path:
         "",
         full_set_table(results),
         "",
-        "± is the 95 % binomial half-width. Top-5, calibration error (ECE) and the tail / unseen splits are in results.json.",
+        (
+            "± is the 95 % t-interval of the mean over seeds. "
+            if results.get("seeds")
+            else "± is the 95 % binomial half-width. "
+        )
+        + "Top-5, calibration error (ECE) and the tail / unseen splits are in results.json.",
         "",
         "## Accuracy on every modality subset",
         "",
