@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from karmma.data.annotations import EPIC_LABEL_COLUMNS, EPIC_TIMESTAMP_COLUMNS
 from karmma.data.media import encode_flow
+from karmma.io import atomic_open
 
 WIDTH, HEIGHT, FPS, SAMPLE_RATE = 456, 256, 50.0, 24000
 
@@ -90,11 +92,11 @@ def write_annotations(out: Path, videos: list[str], frames: int, rng: np.random.
     folder = out / "annotations"
     folder.mkdir(parents=True, exist_ok=True)
     for name, count in (("verb", 97), ("noun", 300)):
-        with (folder / f"EPIC_100_{name}_classes.csv").open("w", newline="") as f:
+        with atomic_open(folder / f"EPIC_100_{name}_classes.csv", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["id", "key", "instances", "category"])
             writer.writerows([i, f"{name}{i}", f"['{name}{i}']", "none"] for i in range(count))
-    with (folder / "EPIC_100_video_info.csv").open("w", newline="") as f:
+    with atomic_open(folder / "EPIC_100_video_info.csv", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["video_id", "duration", "fps", "resolution"])
         writer.writerows([v, frames / FPS, FPS, "1920x1080"] for v in videos)
@@ -124,27 +126,9 @@ def write_annotations(out: Path, videos: list[str], frames: int, rng: np.random.
                 ]
             )
             start += 75
-    with (folder / "EPIC_100_train.csv").open("w", newline="") as f:
+    with atomic_open(folder / "EPIC_100_train.csv", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(
-            [
-                "narration_id",
-                "participant_id",
-                "video_id",
-                "narration_timestamp",
-                "start_timestamp",
-                "stop_timestamp",
-                "start_frame",
-                "stop_frame",
-                "narration",
-                "verb",
-                "verb_class",
-                "noun",
-                "noun_class",
-                "all_nouns",
-                "all_noun_classes",
-            ]
-        )
+        writer.writerow([*EPIC_TIMESTAMP_COLUMNS, *EPIC_LABEL_COLUMNS])
         writer.writerows(rows)
     return len(rows)
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from karmma.data.annotations import EPIC_LABEL_COLUMNS, EPIC_TIMESTAMP_COLUMNS
 from karmma.io import atomic_open, atomic_path, atomic_write_text
 from karmma.parallel import process_pool
 
@@ -317,23 +318,7 @@ def write_annotations(folder: Path, results: list, size: SynthSize, splits: dict
             writer.writerow(["id", "key", "instances", "category"])
             for i, key in enumerate(keys):
                 writer.writerow([i, key, str([key]), "synthetic"])
-    header = [
-        "narration_id",
-        "participant_id",
-        "video_id",
-        "narration_timestamp",
-        "start_timestamp",
-        "stop_timestamp",
-        "start_frame",
-        "stop_frame",
-        "narration",
-        "verb",
-        "verb_class",
-        "noun",
-        "noun_class",
-        "all_nouns",
-        "all_noun_classes",
-    ]
+    header = [*EPIC_TIMESTAMP_COLUMNS, *EPIC_LABEL_COLUMNS]
     rows: dict[str, list] = {"train": [], "validation": [], **({"test": []} if size.test_participants else {})}
     for participant, video_id, actions, _, _ in results:
         split = splits[participant]

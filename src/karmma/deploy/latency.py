@@ -145,11 +145,7 @@ def benchmark_student_latency(
             }
             row["speedup_onnx"] = row["eager_ms"] / row["onnx_ms"]
             row["speedup_onnx_split"] = row["eager_ms"] / row["onnx_split_ms"]
-            row["preprocess_ms"] = preprocessing["decode"] + sum(
-                preprocessing[step]
-                for key, step in (("V", "rgb"), ("F", "flow"), ("A", "spectrogram"))
-                if key in subset
-            )
+            row["preprocess_ms"] = subset_preprocessing_ms(preprocessing, subset)
             subsets[subset_name(subset)] = row
             log(f"{preset_name} {subset_name(subset):8s} " + "  ".join(f"{k} {v:.2f}" for k, v in row.items()))
     return {
@@ -166,6 +162,12 @@ def benchmark_student_latency(
         "preprocessing_ms": preprocessing,
         "subsets": subsets,
     }
+
+
+def subset_preprocessing_ms(preprocessing: dict, subset) -> float:
+    """Pre-processing time of one clip for ``subset``: decoding plus each present modality's step."""
+    steps = (("V", "rgb"), ("F", "flow"), ("A", "spectrogram"))
+    return preprocessing["decode"] + sum(preprocessing[step] for key, step in steps if key in subset)
 
 
 def benchmark_export(
@@ -195,9 +197,7 @@ def benchmark_export(
         mask = availability_for_subset(subset, info.modalities)
         inputs = {k: example[k] for k in subset}
         row = {"model_ms": measure_latency(lambda: runner.logits(inputs, mask), repeats, warmup, CPU)}
-        row["preprocess_ms"] = preprocessing["decode"] + sum(
-            preprocessing[step] for key, step in (("V", "rgb"), ("F", "flow"), ("A", "spectrogram")) if key in subset
-        )
+        row["preprocess_ms"] = subset_preprocessing_ms(preprocessing, subset)
         subsets[subset_name(subset)] = row
         log(f"{path} {subset_name(subset):8s} " + "  ".join(f"{k} {v:.2f}" for k, v in row.items()))
     return {
