@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -85,10 +86,15 @@ def make_clip(path: Path, seconds: float = 3.0, fps: int = 24) -> Path:
     return path
 
 
-def predict(karmma: Path, model: Path, clip: Path) -> dict:
+def light_environment() -> dict[str, str]:
+    """This process's environment without PYTHONPATH: the light venv runs its own installed copy."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def predict(karmma: Path, model: Path, clip: Path, env: dict[str, str] | None = None) -> dict:
     """``karmma predict MODEL CLIP --json`` with the given executable, parsed."""
     done = subprocess.run(
-        [str(karmma), "predict", str(model), str(clip), "--json"], capture_output=True, text=True, timeout=300
+        [str(karmma), "predict", str(model), str(clip), "--json"], capture_output=True, text=True, timeout=300, env=env
     )
     if done.returncode != 0:
         raise RuntimeError(f"{karmma} predict {model.name} failed ({done.returncode}): {done.stderr.strip()[-400:]}")
@@ -121,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     full_karmma = Path(sys.executable).with_name("karmma")
     failures = []
     for module in ("torch", "lightning"):
-        done = subprocess.run([str(light_python), "-c", f"import {module}"], capture_output=True, text=True)
+        done = subprocess.run(
+            [str(light_python), "-c", f"import {module}"], capture_output=True, text=True, env=light_environment()
+        )
         if done.returncode == 0 or "ModuleNotFoundError" not in done.stderr:
             failures.append(f"the light venv imports {module} (it must not be installed there)")
     with tempfile.TemporaryDirectory() as temporary:
@@ -132,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         reference = predict(full_karmma, exports["safetensors"], clip)  # eager PyTorch, full install
         runs = {
             "full install, single ONNX graph": predict(full_karmma, exports["onnx"], clip),
-            "light install, single ONNX graph": predict(light_karmma, exports["onnx"], clip),
-            "light install, split-ONNX folder": predict(light_karmma, exports["split"], clip),
+            "light install, single ONNX graph": predict(light_karmma, exports["onnx"], clip, light_environment()),
+            "light install, split-ONNX folder": predict(light_karmma, exports["split"], clip, light_environment()),
         }
         for name, result in runs.items():
             failures += [f"{name} vs PyTorch: {problem}" for problem in differences(reference, result)]
@@ -141,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         if light["backend"] != "onnx-split" or light["modalities"] != ["V", "F", "A"]:
             failures.append(f"light install: backend {light['backend']}, modalities {light['modalities']}")
         refused = subprocess.run(
-            [str(light_karmma), "predict", str(exports["safetensors"]), str(clip)], capture_output=True, text=True
+            [str(light_karmma), "predict", str(exports["safetensors"]), str(clip)],
+            capture_output=True,
+            text=True,
+            env=light_environment(),
         )
         if refused.returncode != 2 or "full install" not in refused.stderr:
             failures.append(f"light install on a .safetensors: exit {refused.returncode}, {refused.stderr.strip()!r}")
