@@ -38,8 +38,7 @@ def check_availability(availability: torch.Tensor | np.ndarray, modalities: Sequ
     empty = [i for i, present in enumerate(availability.any(1).tolist()) if not present]
     if empty:
         raise ValueError(
-            f"availability has no modality for sample(s) {empty[:10]}: "
-            "every sample needs at least one present modality"
+            f"availability has no modality for sample(s) {empty[:10]}: every sample needs at least one present modality"
         )
 
 

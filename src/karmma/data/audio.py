@@ -7,11 +7,12 @@ mel scale and area normalisation), written in NumPy so no extra dependency is
 needed.
 
 Two forms of one spectrogram: :func:`log_mel` (torch, the training data
-loader's: ``torch.stft`` is 1.5-3x faster than NumPy's FFT here) and
-:func:`log_mel_numpy` (deployment without torch). They share the filterbank,
+loader's: with the NumPy form the loader's audio clips/s fell about 10x,
+docs/deploy.md "Light install") and :func:`log_mel_numpy` (deployment
+without torch). They share the filterbank,
 window and padding; ``tests/data/test_audio.py`` checks they agree within
-1e-3 (float32 FFT rounding; 2e-4 measured, in the
-log of the quietest bands). torch is imported only by the torch form.
+1e-3 (float32 FFT rounding; 2e-4 measured, in the log of the quietest bands).
+torch is imported only by the torch form.
 """
 
 from __future__ import annotations
@@ -116,7 +117,10 @@ def log_mel(waveform: torch.Tensor, config: LogMelConfig = LogMelConfig()) -> to
         return_complex=True,
     )
     power = spectrum.abs() ** 2  # [n_fft // 2 + 1, frames]
-    mel = torch.tensor(mel_filterbank(config.sample_rate, config.n_fft, config.n_mels)).to(power) @ power  # a copy: the cached bank is read-only
+    bank = torch.tensor(
+        mel_filterbank(config.sample_rate, config.n_fft, config.n_mels)
+    )  # a copy: the cache is read-only
+    mel = bank.to(power) @ power
     mel = _fit_frames(mel, config.frames, lambda m, missing: F.pad(m, (0, missing)))
     return torch.log(mel + config.eps)
 

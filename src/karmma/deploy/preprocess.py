@@ -124,9 +124,7 @@ class Preprocessor:
         picked = np.stack([frames[n - first_number] for n in numbers])  # uint8 [T, h, w, 3]
         return rgb_input(picked, self.crop(frames), self.input_shapes["V"][-1])
 
-    def flow(
-        self, frames: list[np.ndarray], numbers: list[int], stride: int = 1, first_number: int = 1
-    ) -> np.ndarray:
+    def flow(self, frames: list[np.ndarray], numbers: list[int], stride: int = 1, first_number: int = 1) -> np.ndarray:
         """F float32 ``[T, 2, S, S]``: flow from each sampled frame to the one ``stride`` later.
 
         Flow frames are aligned to the stride as in the prepared data (flow

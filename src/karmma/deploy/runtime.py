@@ -21,7 +21,7 @@ from karmma.artifacts import METADATA_KEY, SPLIT_MANIFEST, ModelInfo
 from karmma.availability import check_availability
 from karmma.checkpoints import CheckpointError
 
-Inputs = Mapping[str, "torch.Tensor | np.ndarray"]
+Inputs = Mapping[str, np.ndarray]  # or torch tensors (converted with _as_numpy / torch.as_tensor)
 
 
 def _as_numpy(x, dtype=np.float32) -> np.ndarray:
