@@ -22,7 +22,7 @@ def code_blocks(markdown: str) -> list[tuple[str, str]]:
 
 
 def karmma_commands(code: str) -> list[list[str]]:
-    """The argument lists of every ``karmma ...`` (or ``-m karmma.cli ...``) command in a shell block."""
+    """The argument lists of every ``karmma ...`` (``VENV/bin/karmma ...``, ``-m karmma.cli ...``) command in a shell block."""
     commands = []
     for line in code.replace("\\\n", " ").splitlines():
         if line.lstrip().startswith("#"):  # a comment line (it may hold ';' or an apostrophe)
@@ -31,7 +31,7 @@ def karmma_commands(code: str) -> list[list[str]]:
             words = shlex.split(piece, comments=True)
             if "karmma.cli" in words:
                 words = words[words.index("karmma.cli") :]
-            if words and words[0] in ("karmma", "karmma.cli"):
+            if words and (words[0] == "karmma.cli" or Path(words[0]).name == "karmma"):  # also .venv-light/bin/karmma
                 commands.append(words[1:])
     return commands
 

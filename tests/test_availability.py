@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -16,6 +17,16 @@ def test_check_availability_rejects_bad_masks():
         check_availability(torch.ones(2, 3), KEYS)
     with pytest.raises(ValueError, match=r"sample\(s\) \[1\]"):
         check_availability(torch.tensor([[True, False, False], [False, False, False]]), KEYS)
+
+
+def test_check_availability_takes_numpy_masks_too():  # what the ONNX runners feed (no torch in the light install)
+    check_availability(np.ones((2, 3), bool), KEYS)
+    with pytest.raises(ValueError, match="bool"):
+        check_availability(np.ones((2, 3)), KEYS)
+    with pytest.raises(ValueError, match=r"sample\(s\) \[0\]"):
+        check_availability(np.array([[False, False, False], [True, False, False]]), KEYS)
+    with pytest.raises(ValueError, match="NumPy array"):
+        check_availability([[True, True, True]], KEYS)
 
 
 def test_availability_for_subset():

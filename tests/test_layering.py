@@ -58,3 +58,15 @@ def test_the_fresh_interpreter_check_can_fail():
     code = "import sys, karmma.training.checkpoints; print('lightning' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "True", done.stderr
+
+
+def test_the_light_install_path_imports_no_torch():
+    """The CLI's parser and the ONNX side of deployment (what `pip install .` without [train] runs)."""
+    code = (
+        "import sys, karmma.cli, karmma.deploy, karmma.deploy.stream, karmma.deploy.runtime\n"
+        "karmma.cli.build_parser().parse_args(['predict', 'student-onnx', 'clip.mp4', '--json'])\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in karmma.cli.TRAINING_PACKAGES)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"the light install's path loaded {done.stdout.strip()}"

@@ -8,7 +8,8 @@ prepared (flow method, short side, frame rate), so a raw video is turned into
 inputs exactly as training saw them. :func:`save_student` writes the one
 student format: the weights as ``.safetensors`` with the ``ModelInfo`` in the
 metadata. The ONNX forms (:mod:`karmma.deploy.onnx_export`) carry the same
-``ModelInfo``. No pickle, no Lightning.
+``ModelInfo``. No pickle, no Lightning. :class:`ModelInfo` needs no torch (the
+light install reads it from ONNX exports); the model builders are imported where used.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from karmma.checkpoints import (
     CheckpointError,
@@ -29,12 +31,16 @@ from karmma.checkpoints import (
     upgrade_config,
 )
 from karmma.configuration import apply_override, from_dict
-from karmma.models.karmma import KARMMA
-from karmma.stages import STUDENT_STAGES, build_stage_model
-from karmma.train_config import STAGES, TrainConfig
+from karmma.data.views import ClipConfig
+
+if TYPE_CHECKING:  # torch, for the PyTorch forms only
+    from karmma.models.karmma import KARMMA
+    from karmma.train_config import TrainConfig
 
 #: metadata key of the :class:`ModelInfo` JSON in safetensors and ONNX files
 METADATA_KEY = "karmma_deploy"
+#: the file of a split-ONNX folder that lists its graphs and holds the :class:`ModelInfo`
+SPLIT_MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -72,7 +78,14 @@ class ModelInfo:
         return cls(**data)
 
     def train_config(self) -> TrainConfig:
+        from karmma.train_config import TrainConfig
+
         return from_dict(TrainConfig, self.config)
+
+    def clip_config(self) -> ClipConfig:
+        """The training clip settings (``config["clip"]``): all raw-media pre-processing needs,
+        read without building the whole ``TrainConfig`` (whose checks import the models, hence torch)."""
+        return from_dict(ClipConfig, self.config.get("clip") or {}, "clip")
 
 
 def describe_model(model: KARMMA, config: dict, heads: dict[str, int]) -> ModelInfo:
@@ -107,7 +120,7 @@ def load_model(
     path: str | Path,
     checkpoint: str = "best",
     overrides: Sequence[str] = (),
-    stages: Sequence[str] = STAGES,
+    stages: Sequence[str] | None = None,
     heads: dict[str, int] | None = None,
 ) -> tuple[KARMMA, ModelInfo]:
     """A trained model in eval mode and its :class:`ModelInfo`.
@@ -117,12 +130,15 @@ def load_model(
         checkpoint: a run folder's ``best`` or ``last`` checkpoint.
         overrides: ``key=value`` changes to the stored training config before the
             model is built (e.g. ``data.root=...`` when the data moved).
-        stages: the stages accepted (e.g. :data:`~karmma.stages.STUDENT_STAGES`).
+        stages: the stages accepted (e.g. :data:`~karmma.stages.STUDENT_STAGES`; default: all).
         heads: the heads to build (default: the stored ones, or for a ``.ckpt`` those
             of its dataset's class files).
 
     Raises :class:`CheckpointError` (one line, naming the file) for anything else.
     """
+    from karmma.stages import build_stage_model
+    from karmma.train_config import STAGES, TrainConfig
+
     file = resolve_checkpoint(path, checkpoint)
     if file.suffix == ".safetensors":
         state, config, stored_heads, info = _read_safetensors(file)
@@ -131,7 +147,7 @@ def load_model(
         config, state, stored_heads, info = checkpoint_config(loaded, file), model_state(loaded), None, None
     else:
         raise CheckpointError(f"{file}: not a karmma model (expected a run folder, a .ckpt or a .safetensors file)")
-    _check_stage(file, config.get("stage"), stages)
+    _check_stage(file, config.get("stage"), STAGES if stages is None else stages)
     if overrides:
         config = dict(config)
         for override in overrides:
@@ -146,6 +162,8 @@ def load_model(
 
 
 def _check_stage(file: Path, stage: str | None, stages: Sequence[str]) -> None:
+    from karmma.stages import STUDENT_STAGES
+
     if stage in stages:
         return
     if tuple(stages) == STUDENT_STAGES:
@@ -203,6 +221,7 @@ def save_student(model: KARMMA, info: ModelInfo, out: str | Path) -> Path:
     from safetensors.torch import save_file
 
     from karmma.io import atomic_path
+    from karmma.stages import STUDENT_STAGES
 
     stage = info.config.get("stage")
     if stage not in STUDENT_STAGES:

@@ -7,36 +7,45 @@ batch; every sample must have at least one modality.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
+
+if TYPE_CHECKING:  # imported where needed: the ONNX runners check their NumPy masks here without torch
+    import torch
 
 
-def check_availability(availability: torch.Tensor, modalities: Sequence[str]) -> None:
-    """Raise ``ValueError`` unless ``availability`` is a valid ``[B, M]`` bool mask."""
-    if not isinstance(availability, torch.Tensor):
-        raise ValueError(f"availability must be a torch.Tensor, got {type(availability).__name__}")
-    if availability.dtype != torch.bool:
+def check_availability(availability: torch.Tensor | np.ndarray, modalities: Sequence[str]) -> None:
+    """Raise ``ValueError`` unless ``availability`` is a valid ``[B, M]`` bool mask: a torch tensor
+    (the model's input) or a NumPy array (what the ONNX runners feed)."""
+    torch = sys.modules.get("torch")  # a tensor cannot exist without it; the ONNX runners run without it
+    is_tensor = torch is not None and isinstance(availability, torch.Tensor)
+    if not is_tensor and not isinstance(availability, np.ndarray):
+        raise ValueError(f"availability must be a torch.Tensor or a NumPy array, got {type(availability).__name__}")
+    if availability.dtype not in ((torch.bool,) if is_tensor else (np.bool_,)):
         raise ValueError(f"availability must be a bool tensor, got dtype {availability.dtype}")
-    if availability.dim() != 2 or availability.shape[1] != len(modalities):
+    if availability.ndim != 2 or availability.shape[1] != len(modalities):
         raise ValueError(
             f"availability must have shape [B, {len(modalities)}] for modalities "
             f"{'/'.join(modalities)}, got {list(availability.shape)}"
         )
-    if availability.device.type == "meta":
+    if is_tensor and availability.device.type == "meta":
         return  # shape-only tracing (FLOP counting): values are unknown
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if is_tensor and (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
         return  # graph export: a value check would be frozen into the graph (runtimes check the mask themselves)
-    empty = (~availability.any(dim=1)).nonzero().flatten()
-    if len(empty):
+    empty = [i for i, present in enumerate(availability.any(1).tolist()) if not present]
+    if empty:
         raise ValueError(
-            f"availability has no modality for sample(s) {empty.tolist()[:10]}: "
-            "every sample needs at least one present modality"
+            f"availability has no modality for sample(s) {empty[:10]}: every sample needs at least one present modality"
         )
 
 
 def availability_for_subset(present: Sequence[str], modalities: Sequence[str], batch: int = 1) -> torch.Tensor:
     """A ``[batch, M]`` mask with exactly the modalities in ``present`` available."""
+    import torch
+
     unknown = [k for k in present if k not in modalities]
     if unknown:
         raise ValueError(f"unknown modalities {unknown}; the model has {list(modalities)}")
@@ -62,6 +71,8 @@ def modality_dropout(
     Returns:
         ``[B, M]`` bool mask, a subset of ``availability`` with no empty row.
     """
+    import torch
+
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"modality dropout probability must be in [0, 1], got {p}")
     if p == 0.0:

@@ -7,9 +7,10 @@ No Lightning here: evaluation and deployment read checkpoints too. Writing them
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # imported where used: the ONNX runners raise CheckpointError without torch
+    import torch
 
 
 class CheckpointError(ValueError):
@@ -18,6 +19,8 @@ class CheckpointError(ValueError):
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     """``torch.load(weights_only=True)`` with errors that name the file."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -35,6 +38,8 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
 
 def check_finite(state: dict, path: str | Path) -> None:
     """Refuse weights holding NaN or infinity: they would give NaN predictions, silently."""
+    import torch
+
     for key, value in state.items():
         if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
             raise CheckpointError(

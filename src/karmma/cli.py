@@ -1019,15 +1019,39 @@ COMMANDS = {
 }
 
 
+#: What ``pip install '.[train]'`` adds to the light install (pyproject.toml): a command that
+#: imports one of these in the light install is told to install the full package.
+TRAINING_PACKAGES = (
+    "torch",
+    "torchvision",
+    "lightning",
+    "safetensors",
+    "h5py",
+    "matplotlib",
+    "tqdm",
+    "tensorboard",
+    "onnx",
+    "onnxscript",
+)
+FULL_INSTALL = "make setup, or pip install '.[train]' in the repository"
+
+
 def describe_error(error: BaseException) -> tuple[str, bool]:
     """One line for an error, and whether it is an expected failure (bad input, I/O, device).
 
     Expected: bad configs / arguments / annotations / checkpoints (``ValueError``s),
     unreadable media, I/O errors (a missing file, a full or read-only disk), an
-    unavailable device or out of memory. Anything else is a bug in karmma."""
+    unavailable device or out of memory, a command run in the light install that
+    needs the full one. Anything else is a bug in karmma."""
     from karmma.data.media import MediaError
 
     name = type(error).__name__
+    if isinstance(error, ModuleNotFoundError) and (error.name or "").split(".")[0] in TRAINING_PACKAGES:
+        return (
+            f"this needs the full install ({error.name} is not installed; the light install runs "
+            f"'karmma predict' on ONNX exports only): {FULL_INSTALL}",
+            True,
+        )
     if isinstance(error, OSError) and error.errno is not None and error.strerror:
         where = f"{error.filename}: " if error.filename else ""
         hint = {

@@ -19,10 +19,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # annotations only: the names below are used by the torch-free deployment too
+    import torch
+    from torch import nn
 
 #: Canonical order of the built-in modality keys; subsets are named in it.
 MODALITY_ORDER = ("V", "F", "A", "D")

@@ -222,3 +222,48 @@ def test_benchmark_deploy_times_an_existing_export(onnx_student, tmp_path, capsy
     assert result["backend"] == "OnnxRunner" and set(result["subsets"]) == {"V+F+A", "V+F", "V+A", "F+A", "V", "F", "A"}
     assert all(row["model_ms"] > 0 for row in result["subsets"].values())
     assert "| V+F+A |" in capsys.readouterr().out
+
+
+# An interpreter where the training packages cannot be imported: the light install (pyproject.toml's
+# core dependencies) simulated in the test venv; `make test-light` checks a real one.
+WITHOUT_TRAINING_PACKAGES = """
+import importlib.abc, json, sys
+from karmma.cli import TRAINING_PACKAGES, main
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in TRAINING_PACKAGES:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Absent())
+code = main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in TRAINING_PACKAGES)
+print(json.dumps({"exit": code, "loaded": loaded}), file=sys.stderr)
+"""
+
+
+def _without_training_packages(*argv):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TRAINING_PACKAGES, *map(str, argv)], capture_output=True, text=True, timeout=300
+    )
+    *messages, status = done.stderr.strip().splitlines()
+    return done.stdout, messages, json.loads(status)
+
+
+def test_predict_on_onnx_needs_no_training_package(synth_videos, onnx_student, student_file, tmp_path, capsys):
+    raw, _ = synth_videos
+    clip = next(raw.rglob("*.MP4"))
+    split = tmp_path / "student-onnx"
+    assert main(["export", str(student_file), "--onnx-split", str(split)]) == 0
+    for model in (onnx_student, split):
+        out, messages, status = _without_training_packages("predict", model, clip, "--json")
+        assert status == {"exit": 0, "loaded": []}, messages
+        capsys.readouterr()
+        assert main(["predict", str(model), str(clip), "--json"]) == 0  # in this process, torch loaded
+        light, full = json.loads(out), json.loads(capsys.readouterr().out)
+        assert light["modalities"] == ["V", "F", "A"] and light["backend"] == full["backend"]
+        assert light["actions"] == full["actions"] and light["heads"] == full["heads"]
+    out, messages, status = _without_training_packages("predict", student_file, clip)
+    assert status["exit"] == 2 and len(messages) == 1, messages
+    assert "needs the full install (torch is not installed" in messages[0] and "pip install '.[train]'" in messages[0]

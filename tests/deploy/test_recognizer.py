@@ -77,11 +77,11 @@ def test_video_inputs_match_the_training_pipeline(synth_videos, student_file):
             times=(float(row["start_timestamp"][-5:]), float(row["stop_timestamp"][-5:])),
         )
         for key, expected in item["inputs"].items():
-            difference = (inputs[key] - expected).abs()
+            difference = (torch.from_numpy(inputs[key]) - expected).abs()  # NumPy inputs (no torch in deployment)
             # differences come from JPEG compression (RGB, flow) and 16-bit WAV quantisation (audio) only
             assert difference.mean() < {"V": 0.06, "F": 0.02, "A": 0.005}[key], (key, float(difference.mean()))
             if key == "V":  # an unrelated frame is far away
-                assert (inputs[key] - expected.roll(1, dims=0)).abs().mean() > 2.5 * difference.mean()
+                assert (torch.from_numpy(inputs[key]) - expected.roll(1, dims=0)).abs().mean() > 2.5 * difference.mean()
 
 
 def test_the_flow_stride_comes_from_the_frame_rate_or_the_argument_never_the_file_name(

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from karmma.data.annotations import AnnotationError
+
+if TYPE_CHECKING:  # imported where used: karmma.data.sources is read by the torch-free deployment
+    import torch
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ def boxes_tensor(
     frames: dict[int, list[Box]], frame_numbers: list[int], slots: int, width: int, height: int
 ) -> torch.Tensor:
     """Boxes of the sampled frames as ``[T, slots, 6]``, normalised by the frame size."""
+    import torch
+
     out = torch.zeros(len(frame_numbers), slots, 6)
     for t, number in enumerate(frame_numbers):
         for k, box in enumerate(frames.get(number, [])[:slots]):

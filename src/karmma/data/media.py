@@ -12,10 +12,13 @@ from __future__ import annotations
 import wave
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # the readers that return tensors import torch themselves: deployment runs without it
+    import torch
 
 #: EPIC/TSN flow JPEGs map [-bound, bound] pixels linearly to [0, 255].
 FLOW_BOUND = 20.0
@@ -63,11 +66,15 @@ def read_jpegs(paths: Sequence[str | Path], mode: str = "RGB", out: np.ndarray |
 
 def read_rgb_frames(paths: Sequence[str | Path]) -> torch.Tensor:
     """JPEG frames -> ``[T, 3, H, W]`` uint8, stored channels-last (as decoded; the fast layout for resizing)."""
+    import torch
+
     return torch.from_numpy(read_jpegs(paths, "RGB")).permute(0, 3, 1, 2)
 
 
 def decode_flow(u: np.ndarray | torch.Tensor, v: np.ndarray | torch.Tensor, bound: float = FLOW_BOUND) -> torch.Tensor:
     """Quantised flow images (uint8) -> flow in pixels ``[..., 2, H, W]``."""
+    import torch
+
     flow = torch.stack([torch.as_tensor(u), torch.as_tensor(v)], dim=-3).float()
     return flow / 255.0 * (2 * bound) - bound
 
@@ -80,6 +87,8 @@ def encode_flow(flow: np.ndarray, bound: float = FLOW_BOUND) -> tuple[np.ndarray
 
 def read_quantised_flow(u_paths: Sequence[str | Path], v_paths: Sequence[str | Path]) -> torch.Tensor:
     """Pairs of grayscale flow JPEGs -> quantised flow ``[T, 2, H, W]`` uint8 (:func:`decode_flow` gives pixels)."""
+    import torch
+
     if len(u_paths) != len(v_paths) or not u_paths:
         raise MediaError(f"{(u_paths or v_paths or ['flow'])[0]}: {len(u_paths)} u but {len(v_paths)} v flow frames")
     u = read_jpegs(u_paths, "L")
@@ -92,6 +101,7 @@ def read_quantised_flow(u_paths: Sequence[str | Path], v_paths: Sequence[str | P
 def read_video_frames(path: str | Path, frame_numbers: Sequence[int]) -> torch.Tensor:
     """Decode the given 1-based frame numbers of a video -> ``[T, 3, H, W]`` uint8 (channels-last)."""
     import av
+    import torch
 
     wanted = sorted(set(frame_numbers))
     found: dict[int, np.ndarray] = {}

@@ -13,13 +13,16 @@ import wave
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from karmma.data.boxes import Box, boxes_tensor
 from karmma.data.media import MediaError, read_audio, read_quantised_flow, read_rgb_frames, read_video_frames
 from karmma.data.views import flow_frame
+
+if TYPE_CHECKING:  # the loaders import torch themselves: deployment reads durations here without it
+    import torch
 
 FRAME_TEMPLATE = "frame_{:010d}.jpg"
 
@@ -182,6 +185,8 @@ class AudioSource:
         samples = read_audio(self.path, start, duration, sample_rate, self.dataset)
         if not np.isfinite(samples).all():
             raise MediaError(f"{self.path}: audio contains NaN or infinite samples")
+        import torch
+
         return torch.from_numpy(samples)
 
 

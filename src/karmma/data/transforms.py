@@ -6,59 +6,37 @@ the horizontal flow component. Resizing flow rescales its vectors.
 
 Frames stay uint8 until they are cropped and resized; the model's float
 input is made in one pass at the end (:func:`rgb_input`, :func:`flow_input`).
+:mod:`karmma.data.numpy_transforms` builds the same inputs without torch (deployment).
 """
 
 from __future__ import annotations
-
-import math
-import random
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from karmma.data.media import FLOW_BOUND
+from karmma.data.numpy_transforms import (  # the crop geometry (torch-free, shared with the NumPy inputs)
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CropParams,
+    crop_box,
+    eval_crop_params,
+    random_crop_params,
+)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class CropParams:
-    """A crop box in relative coordinates ``[0, 1]`` and whether to flip horizontally."""
-
-    top: float
-    left: float
-    height: float
-    width: float
-    flip: bool = False
-
-
-def random_crop_params(
-    aspect: float, rng: random.Random, scale: tuple[float, float] = (0.4, 1.0), flip: bool = True
-) -> CropParams:
-    """Random-resized-crop box (square in pixels) for a frame of ``aspect = width / height``."""
-    area = rng.uniform(*scale)  # fraction of the largest centred square
-    short = math.sqrt(area)  # square side relative to the frame's short side
-    # a square of s pixels in a W x H frame is (s/H, s/W) in relative units
-    height, width = (short, short / aspect) if aspect >= 1 else (short * aspect, short)
-    top, left = rng.uniform(0, 1 - height), rng.uniform(0, 1 - width)
-    return CropParams(top, left, height, width, flip and rng.random() < 0.5)
-
-
-def eval_crop_params(aspect: float, crop: int = 0, num_crops: int = 1) -> CropParams:
-    """Square crops of the full short side; with 3 crops: left/centre/right (or top/centre/bottom)."""
-    height, width = (1.0, 1.0 / aspect) if aspect >= 1 else (aspect, 1.0)
-    position = 0.5 if num_crops == 1 else crop / (num_crops - 1)
-    return CropParams(
-        (1 - height) * position if aspect < 1 else 0.0, (1 - width) * position if aspect >= 1 else 0.0, height, width
-    )
-
-
-def crop_box(params: CropParams, height: int, width: int) -> tuple[int, int, int, int]:
-    """``(top, left, height, width)`` in pixels of ``params`` on a ``height x width`` frame."""
-    top, left = int(round(params.top * height)), int(round(params.left * width))
-    return top, left, max(1, int(round(params.height * height))), max(1, int(round(params.width * width)))
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "CropParams",
+    "crop_box",
+    "crop_resize",
+    "dequantise_flow",
+    "eval_crop_params",
+    "flow_input",
+    "normalise_rgb",
+    "random_crop_params",
+    "rgb_input",
+]
 
 
 def crop_resize(frames: torch.Tensor, params: CropParams, size: int) -> torch.Tensor:

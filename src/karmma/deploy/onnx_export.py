@@ -29,11 +29,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from karmma.artifacts import METADATA_KEY, ModelInfo
+from karmma.artifacts import METADATA_KEY, SPLIT_MANIFEST, ModelInfo
 from karmma.io import atomic_path, atomic_write_text
 from karmma.models.karmma import KARMMA
 
-SPLIT_MANIFEST = "manifest.json"
 OPSET = 18
 
 

@@ -16,6 +16,11 @@ with the centre view) is reproduced on decoded frames in memory:
 * A: the log-mel spectrogram of the window around the segment centre.
 
 Not reproduced: the JPEG compression of the prepared frames (quality 90).
+
+All of it is NumPy and OpenCV, no torch (the light install): the crop, resize
+and normalisation are :mod:`karmma.data.numpy_transforms` (the same numbers
+as the dataset's torch transforms, bit for bit), the spectrogram
+:func:`~karmma.data.audio.log_mel_numpy`.
 """
 
 from __future__ import annotations
@@ -24,13 +29,12 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from karmma.artifacts import ModelInfo
-from karmma.data.audio import log_mel
+from karmma.data.audio import log_mel_numpy
 from karmma.data.media import crop_or_pad, encode_flow
+from karmma.data.numpy_transforms import CropParams, eval_crop_params, flow_input, rgb_input
 from karmma.data.sampling import segment_frame_numbers
-from karmma.data.transforms import CropParams, eval_crop_params, flow_input, rgb_input
 from karmma.data.video import flow_calculator
 from karmma.data.views import (
     ClipConfig,
@@ -84,7 +88,7 @@ class Preprocessor:
         size = next((s[-1] for k, s in info.input_shapes.items() if k in ("V", "F")), 224)
         return cls(
             input_shapes=dict(info.input_shapes),
-            clip=info.train_config().clip,
+            clip=info.clip_config(),
             flow_method=flow or prepared.get("flow") or "dis",
             short_side=short_side or prepared.get("short_side") or (256 if size >= 224 else size),
             fps=prepared.get("fps"),
@@ -115,16 +119,13 @@ class Preprocessor:
         h, w = frames[0].shape[:2]
         return eval_crop_params(w / h, 0, 1)
 
-    def video(self, frames: list[np.ndarray], numbers: list[int], first_number: int = 1) -> torch.Tensor:
-        """V ``[T, 3, S, S]`` from RGB frames ``[h, w, 3]``; ``frames[0]`` is frame ``first_number``."""
-        picked = np.stack([frames[n - first_number] for n in numbers])
-        tensor = torch.from_numpy(picked).permute(0, 3, 1, 2)  # uint8, channels-last
-        return rgb_input(tensor, self.crop(frames), self.input_shapes["V"][-1])
+    def video(self, frames: list[np.ndarray], numbers: list[int], first_number: int = 1) -> np.ndarray:
+        """V float32 ``[T, 3, S, S]`` from RGB frames uint8 ``[h, w, 3]``; ``frames[0]`` is frame ``first_number``."""
+        picked = np.stack([frames[n - first_number] for n in numbers])  # uint8 [T, h, w, 3]
+        return rgb_input(picked, self.crop(frames), self.input_shapes["V"][-1])
 
-    def flow(
-        self, frames: list[np.ndarray], numbers: list[int], stride: int = 1, first_number: int = 1
-    ) -> torch.Tensor:
-        """F ``[T, 2, S, S]``: flow from each sampled frame to the one ``stride`` later.
+    def flow(self, frames: list[np.ndarray], numbers: list[int], stride: int = 1, first_number: int = 1) -> np.ndarray:
+        """F float32 ``[T, 2, S, S]``: flow from each sampled frame to the one ``stride`` later.
 
         Flow frames are aligned to the stride as in the prepared data (flow
         frame ``k`` is frames ``k*stride -> (k+1)*stride``); at the end of the
@@ -137,8 +138,8 @@ class Preprocessor:
         for a, b in dict.fromkeys(pairs):
             grey_a = cv2.cvtColor(frames[a - first_number], cv2.COLOR_RGB2GRAY)
             grey_b = cv2.cvtColor(frames[b - first_number], cv2.COLOR_RGB2GRAY)
-            flows[a, b] = np.stack(encode_flow(self._flow.calc(grey_a, grey_b, None)))  # [2, h, w] uint8, quantised
-        stacked = torch.from_numpy(np.stack([flows[pair] for pair in pairs]))
+            flows[a, b] = np.stack(encode_flow(self._flow.calc(grey_a, grey_b, None)), -1)  # [h, w, 2] uint8, quantised
+        stacked = np.stack([flows[pair] for pair in pairs])  # [T, h, w, 2]
         return flow_input(stacked, self.crop(frames), self.input_shapes["F"][-1], self.clip.flow_scale)
 
     def _mel_config(self):
@@ -149,15 +150,15 @@ class Preprocessor:
             )
         return spectrogram_config(self.clip.audio, shape)
 
-    def audio(self, samples: np.ndarray, start_time: float, stop_time: float, offset: float = 0.0) -> torch.Tensor:
-        """A ``[1, n_mels, frames]``: log-mel of the window around the segment centre.
+    def audio(self, samples: np.ndarray, start_time: float, stop_time: float, offset: float = 0.0) -> np.ndarray:
+        """A float32 ``[1, n_mels, frames]``: log-mel of the window around the segment centre.
 
         ``samples`` are mono at :attr:`sample_rate`, sample 0 at time ``offset`` (s)."""
         config = self._mel_config()
         window_start = audio_window_start(start_time, stop_time, config.seconds)
         first = int(round(window_start * config.sample_rate)) - int(round(offset * config.sample_rate))
         window = crop_or_pad(samples, first, int(round(config.seconds * config.sample_rate)))
-        return log_mel(torch.from_numpy(window), config)[None]
+        return log_mel_numpy(window, config)[None]
 
     def inputs(
         self,
@@ -171,7 +172,7 @@ class Preprocessor:
         stride: int = 1,
         times: tuple[float, float] | None = None,
         audio_offset: float = 0.0,
-    ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Inputs of the segment ``[start_frame, stop_frame]`` (1-based, of the video) for ``modalities``.
 
         ``frames[0]`` is frame ``first_number``; ``times`` are the segment's

@@ -8,6 +8,9 @@ prediction = recognizer.predict(video=frames, audio=waveform)   # flow, boxes om
 prediction = recognizer.predict_file("clip.mp4", modalities=["V", "F"])
 print(prediction.format_table())
 ```
+
+On ONNX exports nothing here imports torch (the light install); a ``.safetensors``,
+``.ckpt`` or run folder runs eagerly and needs the training install.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from karmma.data.media import MediaError
 from karmma.data.sources import coverage_problem, media_seconds
@@ -189,36 +191,32 @@ class Recognizer:
         missing = {k: "not given" for k in self.modalities if k not in inputs}
         return self._predict(inputs, missing, timings, top_k)
 
-    def _input_from_array(self, key: str, value, given: dict, timings: dict) -> torch.Tensor:
+    def _input_from_array(self, key: str, value, given: dict, timings: dict) -> np.ndarray:
         shape = tuple(self.info.input_shapes[key])
-        tensor = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
-        if tuple(tensor.shape) == shape:
-            return tensor.float()
-        if tuple(tensor.shape) == (1, *shape):
-            return tensor[0].float()
+        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)  # a torch tensor too
+        if array.shape == shape:
+            return array.astype(np.float32, copy=False)
+        if array.shape == (1, *shape):
+            return array[0].astype(np.float32, copy=False)
         pre = self.preprocessor
         start = time.perf_counter()
-        if key in ("V", "F") and tensor.dim() == 4 and tensor.shape[-1] == (3 if key == "V" else 2):
-            frames = (
-                [resize_short_side(f, pre.short_side) for f in tensor.numpy()] if key == "V" else list(tensor.numpy())
-            )
+        if key in ("V", "F") and array.ndim == 4 and array.shape[-1] == (3 if key == "V" else 2):
+            frames = [resize_short_side(f, pre.short_side) for f in array] if key == "V" else list(array)
             numbers = pre.frame_numbers(1, len(frames))
             if key == "V":
                 out = pre.video(frames, numbers)
             else:  # flow given in pixels: quantise, crop and scale as F is
                 from karmma.data.media import encode_flow
-                from karmma.data.transforms import flow_input
+                from karmma.data.numpy_transforms import flow_input
 
-                picked = torch.from_numpy(
-                    np.stack([np.stack(encode_flow(frames[n - 1])) for n in numbers])
-                )  # uint8 [T, 2, h, w]
+                picked = np.stack([np.stack(encode_flow(frames[n - 1]), -1) for n in numbers])  # uint8 [T, h, w, 2]
                 out = flow_input(picked, pre.crop(frames), shape[-1], pre.clip.flow_scale)
-        elif key == "A" and tensor.dim() == 1:
-            seconds = len(tensor) / pre.sample_rate
-            out = pre.audio(tensor.float().numpy(), 0.0, seconds)
+        elif key == "A" and array.ndim == 1:
+            seconds = len(array) / pre.sample_rate
+            out = pre.audio(array.astype(np.float32, copy=False), 0.0, seconds)
         else:
             raise ValueError(
-                f"{key} ({MODALITY_NAMES.get(key, key)}): got shape {list(tensor.shape)}; expected the model input "
+                f"{key} ({MODALITY_NAMES.get(key, key)}): got shape {list(array.shape)}; expected the model input "
                 f"{list(shape)}"
                 + {
                     "V": " or frames [N, H, W, 3] uint8",
@@ -435,25 +433,23 @@ class Recognizer:
                 f"it has {', '.join(self.modalities)}"
             )
 
-    def _predict(
-        self, inputs: dict[str, torch.Tensor], missing: dict[str, str], timings: dict, top_k: int
-    ) -> Prediction:
-        availability = torch.tensor([[k in inputs for k in self.modalities]])
+    def _predict(self, inputs: dict[str, np.ndarray], missing: dict[str, str], timings: dict, top_k: int) -> Prediction:
+        availability = np.array([[k in inputs for k in self.modalities]])
         if not availability.any():
             raise ValueError(f"no modality given: the model needs at least one of {', '.join(self.modalities)}")
         start = time.perf_counter()
         logits = self.runner.logits({k: v[None] for k, v in inputs.items()}, availability)
         timings["model"] = (time.perf_counter() - start) * 1000
-        probabilities = {h: torch.softmax(torch.from_numpy(np.asarray(v[0])), dim=0) for h, v in logits.items()}
-        broken = [h for h, p in probabilities.items() if not torch.isfinite(p).all()]
+        probabilities = {h: _softmax(np.asarray(v[0], np.float32)) for h, v in logits.items()}
+        broken = [h for h, p in probabilities.items() if not np.isfinite(p).all()]
         if broken:  # NaN weights or inputs: never print NaN probabilities as a prediction
             raise ValueError(
                 f"the model gave non-finite {broken[0]} scores (NaN or infinity): its weights or inputs are broken"
             )
         heads = {}
         for head, p in probabilities.items():
-            values, indices = p.topk(min(top_k, len(p)))
-            heads[head] = [(self.class_name(head, i), float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+            indices = _top_indices(p, top_k)
+            heads[head] = [(self.class_name(head, int(i)), float(p[i])) for i in indices]
         return Prediction(
             heads,
             self._top_actions(probabilities, top_k),
@@ -462,17 +458,31 @@ class Recognizer:
             timings,
         )
 
-    def _top_actions(self, probabilities: dict[str, torch.Tensor], top_k: int) -> list[dict]:
+    def _top_actions(self, probabilities: dict[str, np.ndarray], top_k: int) -> list[dict]:
         """Top-k joint (product) probabilities over the heads (verb x noun on EPIC)."""
         names = list(probabilities)
         joint = probabilities[names[0]]
         for head in names[1:]:
             joint = joint[..., None] * probabilities[head]
-        values, flat = joint.flatten().topk(min(top_k, joint.numel()))
+        flat = joint.ravel()
         actions = []
-        for value, index in zip(values.tolist(), flat.tolist()):
-            combo = np.unravel_index(index, tuple(joint.shape))
+        for index in _top_indices(flat, top_k):
+            combo = np.unravel_index(index, joint.shape)
             actions.append(
-                {**{h: self.class_name(h, int(i)) for h, i in zip(names, combo)}, "probability": round(value, 6)}
+                {
+                    **{h: self.class_name(h, int(i)) for h, i in zip(names, combo)},
+                    "probability": round(float(flat[index]), 6),
+                }
             )
         return actions
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """float32 probabilities of a ``[classes]`` logit vector (non-finite logits give non-finite output)."""
+    shifted = np.exp(logits - logits.max())
+    return shifted / shifted.sum()
+
+
+def _top_indices(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest of ``values [N]``, largest first (ties: lower index first)."""
+    return np.argsort(-values, kind="stable")[: min(k, len(values))]

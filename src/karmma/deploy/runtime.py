@@ -4,6 +4,9 @@ Every runner takes ``inputs`` ``{key: [B, *input_shape]}`` (float32 tensors
 or arrays; keys of missing modalities may be left out) and an availability
 mask ``[B, M]`` (bool), and returns logits ``{head: [B, classes]}`` as numpy.
 A sample without any available modality is refused (``ValueError``).
+
+The ONNX runners need no torch (the light install: NumPy and ONNX Runtime);
+the eager runner and the model files it reads import it when opened.
 """
 
 from __future__ import annotations
@@ -13,29 +16,25 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from karmma.artifacts import METADATA_KEY, ModelInfo, load_model
+from karmma.artifacts import METADATA_KEY, SPLIT_MANIFEST, ModelInfo
 from karmma.availability import check_availability
 from karmma.checkpoints import CheckpointError
-from karmma.deploy.onnx_export import SPLIT_MANIFEST
-from karmma.stages import STUDENT_STAGES
 
-Inputs = Mapping[str, "torch.Tensor | np.ndarray"]
+Inputs = Mapping[str, np.ndarray]  # or torch tensors (converted with _as_numpy / torch.as_tensor)
 
 
-def _mask(availability, modalities: list[str]) -> torch.Tensor:
-    mask = torch.as_tensor(availability)
+def _as_numpy(x, dtype=np.float32) -> np.ndarray:
+    """An array or a (CPU or GPU) torch tensor as a NumPy array of ``dtype``."""
+    if hasattr(x, "detach"):  # a torch tensor; checked by duck type so that torch need not be installed
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)
+
+
+def _mask(availability, modalities: list[str]) -> np.ndarray:
+    mask = _as_numpy(availability, None)
     check_availability(mask, modalities)
     return mask
-
-
-def _as_numpy(x) -> np.ndarray:
-    return (
-        x.detach().cpu().numpy().astype(np.float32, copy=False)
-        if isinstance(x, torch.Tensor)
-        else np.asarray(x, dtype=np.float32)
-    )
 
 
 class TorchRunner:
@@ -44,12 +43,16 @@ class TorchRunner:
     kind = "torch"
 
     def __init__(self, model, info: ModelInfo, threads: int | None = None):
+        import torch
+
         self.model, self.info = model.eval(), info
         if threads:
             torch.set_num_threads(threads)
 
     def logits(self, inputs: Inputs, availability) -> dict[str, np.ndarray]:
-        mask = _mask(availability, self.info.modalities)
+        import torch
+
+        mask = torch.as_tensor(_mask(availability, self.info.modalities))
         tensors = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in inputs.items()}
         with torch.inference_mode():
             out = self.model(tensors, mask).logits
@@ -88,7 +91,7 @@ class OnnxRunner:
     def logits(self, inputs: Inputs, availability) -> dict[str, np.ndarray]:
         mask = _mask(availability, self.info.modalities)
         batch = mask.shape[0]
-        feed = {"availability": mask.numpy()}
+        feed = {"availability": mask}
         for key, shape in self.info.input_shapes.items():
             feed[f"in_{key}"] = _as_numpy(inputs[key]) if key in inputs else np.zeros((batch, *shape), np.float32)
         return dict(zip(self.info.heads, self.session.run(list(self.info.heads), feed)))
@@ -116,7 +119,7 @@ class SplitOnnxRunner:
     def logits(self, inputs: Inputs, availability) -> dict[str, np.ndarray]:
         mask = _mask(availability, self.info.modalities)
         batch = mask.shape[0]
-        feed = {"availability": mask.numpy()}
+        feed = {"availability": mask}
         for j, key in enumerate(self.info.modalities):
             if mask[:, j].any():
                 feed[f"tokens_{key}"] = self.extractors[key].run(None, {f"in_{key}": _as_numpy(inputs[key])})[0]
@@ -126,16 +129,18 @@ class SplitOnnxRunner:
 
 
 def open_runner(path: str | Path, threads: int | None = None) -> TorchRunner | OnnxRunner | SplitOnnxRunner:
-    """The runner for a model file: ``.onnx`` (single graph), a split-ONNX folder, or ``.ckpt``/``.safetensors`` (eager)."""
+    """The runner for a model file: ``.onnx`` (single graph), a split-ONNX folder, or ``.ckpt``/``.safetensors``
+    or a run folder (eager PyTorch, which needs the training install)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
-    if path.is_dir() and (path / "checkpoints").is_dir():  # a training run folder: its best checkpoint, eagerly
-        model, info = load_model(path, stages=STUDENT_STAGES)
-        return TorchRunner(model, info, threads)
-    if path.is_dir():
+    if path.is_dir() and not (path / "checkpoints").is_dir():
         return SplitOnnxRunner(path, threads)
     if path.suffix == ".onnx":
         return OnnxRunner(path, threads)
+    # a training run folder (its best checkpoint), a .ckpt or a .safetensors: eagerly, with torch
+    from karmma.artifacts import load_model
+    from karmma.stages import STUDENT_STAGES
+
     model, info = load_model(path, stages=STUDENT_STAGES)
     return TorchRunner(model, info, threads)
