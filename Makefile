@@ -26,7 +26,7 @@ test: lint test-light
 
 # The core dependencies only (no torch), in a fresh venv; predictions must match the full install's.
 test-light:
-	rm -rf $(LIGHT_VENV)
+	rm -rf $(LIGHT_VENV) build  # build/: setuptools leaves old modules there
 	$(PYTHON) -m venv $(LIGHT_VENV)
 	$(LIGHT_VENV)/bin/pip install --quiet .
 	$(VENV)/bin/python scripts/light_install_check.py $(LIGHT_VENV)
