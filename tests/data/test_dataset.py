@@ -43,6 +43,7 @@ def test_batches_with_all_modalities(synth_prepared):
     assert batch["inputs"]["A"].shape == (4, *SHAPES["A"])
     # V and F handed over as uint8 crops with one map per sample and channel; A as float
     assert batch["inputs"]["V"].dtype == batch["inputs"]["F"].dtype == torch.uint8
+    assert batch["inputs"]["V"].stride()[2] == 1 and batch["inputs"]["F"].is_contiguous()  # RGB channels last
     assert batch["affine"]["V"].shape == (4, 2, 3) and batch["affine"]["F"].shape == (4, 2, 2)
     assert batch["inputs"]["A"].dtype == torch.float32 and "A" not in batch["affine"]
     assert batch["labels"]["verb"].dtype == torch.long and batch["availability"].shape == (4, 3)

@@ -101,7 +101,8 @@ def test_finish_inputs_gives_the_float_pipelines_numbers_per_sample():
     crops = [CropParams(0.1, 0.2, 0.8, 0.45), CropParams(0.3, 0.1, 0.5, 0.28, flip=True), CropParams(0, 0, 1, 1)]
     batch = {
         "inputs": {
-            "V": torch.stack([crop_resize(rgb, c, 32).contiguous() for c in crops]),
+            # laid out [B, T, H, W, C] as the loader hands RGB over (channels last)
+            "V": torch.stack([crop_resize(rgb, c, 32) for c in crops]).movedim(2, -1).contiguous().movedim(-1, 2),
             "F": torch.stack([crop_resize(flow, c, 32) for c in crops]),
             "A": torch.randn(3, 1, 8, 10),
         },
@@ -111,6 +112,7 @@ def test_finish_inputs_gives_the_float_pipelines_numbers_per_sample():
         },
     }
     assert batch["inputs"]["V"].dtype == batch["inputs"]["F"].dtype == torch.uint8
+    assert batch["inputs"]["V"].stride()[2] == 1
     batch["inputs"]["F"][2] = 0
     batch["affine"]["F"][2] = 0  # as collate_clips writes a missing row
     finished = finish_inputs(batch, "cpu")
@@ -122,7 +124,10 @@ def test_finish_inputs_gives_the_float_pipelines_numbers_per_sample():
     assert finished["A"] is batch["inputs"]["A"]  # float inputs are only moved
     assert finished["V"].is_contiguous() and finished["V"].shape == (3, 4, 3, 32, 32)
     # one dataset item ([T, C, S, S], maps [2, C]) and a subset of keys
-    item = {"inputs": {"V": batch["inputs"]["V"][1], "F": batch["inputs"]["F"][1]}, "affine": {"F": batch["affine"]["F"][1]}}
+    item = {
+        "inputs": {"V": batch["inputs"]["V"][1], "F": batch["inputs"]["F"][1]},
+        "affine": {"F": batch["affine"]["F"][1]},
+    }
     with pytest.raises(ValueError, match="'V' is uint8 but the batch has no affine map"):
         finish_inputs(item)
     assert list(finish_inputs(item, keys=["F"])) == ["F"]

@@ -185,7 +185,10 @@ class ClipDataset(Dataset):
         """The items of one batch (a ``DataLoader`` asks for them so). Their inputs are written
         straight into one ``[B, ...]`` tensor per modality (in shared memory in a loader worker),
         which :func:`collate_clips` takes as the batch: no second copy of the clips."""
-        buffers = {k: _batch_tensor(input_dtype(k), (len(keys), *self.input_shapes[k])) for k in self.modalities}
+        buffers = {
+            k: _batch_tensor(input_dtype(k), (len(keys), *self.input_shapes[k]), channels_last(k))
+            for k in self.modalities
+        }
         return [self._item(key, buffers, row) for row, key in enumerate(keys)]
 
     def _item(self, key: int | tuple[int, int], buffers: dict[str, torch.Tensor] | None = None, row: int = 0) -> dict:
@@ -256,8 +259,8 @@ class ClipDataset(Dataset):
                 )
             with stage(f"{key} crop/resize"):
                 resized = crop_resize(frames, crop, shape[-1])  # uint8 [T, C, S, S], channels last for V
-            with stage(f"{key} copy to batch"):  # contiguous [T, C, S, S], as the model's input
-                tensor = resized.contiguous() if out is None else out.copy_(resized)
+            with stage(f"{key} copy to batch"):  # V's buffer is channels last, as resized: a plain copy
+                tensor = resized if out is None else out.copy_(resized)
             if key == "V":
                 return tensor, crop, rgb_affine()
             return tensor, crop, flow_affine(crop, tuple(frames.shape[-2:]), shape[-1], self.config.flow_scale)
@@ -290,6 +293,13 @@ class ClipDataset(Dataset):
             return log_mel_images(waveform, [t - start for t in times], shape[-1], window, mel_config)
 
 
+def channels_last(key: str) -> bool:
+    """Whether input ``key`` is handed over channels last in memory (its shape stays ``[T, C, S, S]``):
+    RGB crops, as decoded and resized; copying them to the usual layout costs the loader 5x more
+    than a plain copy, finish_inputs makes the model's contiguous floats anyway."""
+    return modality_of(key) == "V"
+
+
 def input_dtype(key: str) -> torch.dtype:
     """The dtype input ``key`` is handed over in: uint8 for V and F (crops), float32 otherwise."""
     return torch.uint8 if modality_of(key) in UINT8_MODALITIES else torch.float32
@@ -311,16 +321,20 @@ def crop_boxes(boxes: torch.Tensor, crop) -> torch.Tensor:
     return out
 
 
-def _batch_tensor(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+def _batch_tensor(dtype: torch.dtype, shape: tuple[int, ...], channels_last: bool = False) -> torch.Tensor:
     """An uninitialised tensor; in a loader worker, in shared memory straight away (as torch's
-    ``default_collate`` does): no copy to hand the batch to the main process."""
+    ``default_collate`` does): no copy to hand the batch to the main process. ``channels_last``:
+    ``[B, T, C, H, W]`` laid out as ``[B, T, H, W, C]``."""
+    stored = (*shape[:-3], shape[-2], shape[-1], shape[-3]) if channels_last else tuple(shape)
     if torch.utils.data.get_worker_info() is None:
-        return torch.empty(shape, dtype=dtype)
-    numel = 1
-    for n in shape:
-        numel *= n
-    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
-    return torch.empty(0, dtype=dtype).new(storage).view(shape)
+        tensor = torch.empty(stored, dtype=dtype)
+    else:
+        numel = 1
+        for n in shape:
+            numel *= n
+        storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
+        tensor = torch.empty(0, dtype=dtype).new(storage).view(stored)
+    return tensor.movedim(-1, -3) if channels_last else tensor
 
 
 def collate_clips(items: list[dict]) -> dict:
@@ -353,7 +367,7 @@ def collate_clips(items: list[dict]) -> dict:
         if key in inputs:
             continue
         example = next(item["inputs"][key] for item in kept if key in item["inputs"])
-        stacked = _batch_tensor(example.dtype, (batch_size, *example.shape))
+        stacked = _batch_tensor(example.dtype, (batch_size, *example.shape), channels_last(key))
         for i, item in enumerate(kept):
             if key in item["inputs"]:
                 stacked[i] = item["inputs"][key]

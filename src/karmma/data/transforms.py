@@ -150,11 +150,11 @@ def finish_inputs(
     (None: where they are).
 
     The loader hands V and F over as uint8 crops (``inputs[key]``: ``[B, T, C, S, S]``,
-    or ``[T, C, S, S]`` for one item) with their per-sample maps (``affine[key]``:
+    or ``[T, C, S, S]`` for one item; V channels last in memory) with their per-sample maps (``affine[key]``:
     ``[B, 2, C]`` or ``[2, C]``, see :func:`rgb_affine`, :func:`flow_affine`); they
-    are moved first (4x fewer bytes than float) and finished there, with the
-    same float operations as :func:`rgb_input` / :func:`flow_input` (the same
-    numbers). Other inputs (A, D: float already) are only moved. ``keys``: only
+    are moved first (4x fewer bytes than float) and finished there into
+    contiguous float tensors, with the same float operations as
+    :func:`rgb_input` / :func:`flow_input` (the same numbers). Other inputs (A, D: float already) are only moved. ``keys``: only
     these inputs (None: all). Every consumer of batches (training step,
     evaluation, feature extraction, benchmarks) calls this.
     """
@@ -168,8 +168,10 @@ def finish_inputs(
             if key not in affine:
                 raise ValueError(f"input {key!r} is uint8 but the batch has no affine map for it (batch['affine'])")
             scale, shift = affine[key].to(tensor.device, non_blocking=True).unbind(-2)  # [B, C] or [C]
-            # uint8 -> float, then in place, each op as in _affine: bit for bit the float pipeline's numbers
-            tensor = tensor.float().mul_(scale[..., None, :, None, None]).add_(shift[..., None, :, None, None])
+            # uint8 (any layout) -> contiguous float in one pass, then in place, each op as in _affine:
+            # bit for bit the float pipeline's numbers
+            out = torch.empty(tensor.shape, dtype=torch.float32, device=tensor.device).copy_(tensor)
+            tensor = out.mul_(scale[..., None, :, None, None]).add_(shift[..., None, :, None, None])
         finished[key] = tensor
     return finished
 
