@@ -186,7 +186,7 @@ class ClipDataset(Dataset):
         straight into one ``[B, ...]`` tensor per modality (in shared memory in a loader worker),
         which :func:`collate_clips` takes as the batch: no second copy of the clips."""
         buffers = {
-            k: _batch_tensor(input_dtype(k), (len(keys), *self.input_shapes[k]), channels_last(k))
+            k: _batch_tensor(input_dtype(k), (len(keys), *self.input_shapes[k]), input_channels_last(k))
             for k in self.modalities
         }
         return [self._item(key, buffers, row) for row, key in enumerate(keys)]
@@ -293,7 +293,7 @@ class ClipDataset(Dataset):
             return log_mel_images(waveform, [t - start for t in times], shape[-1], window, mel_config)
 
 
-def channels_last(key: str) -> bool:
+def input_channels_last(key: str) -> bool:
     """Whether input ``key`` is handed over channels last in memory (its shape stays ``[T, C, S, S]``):
     RGB crops, as decoded and resized; copying them to the usual layout costs the loader 5x more
     than a plain copy, finish_inputs makes the model's contiguous floats anyway."""
@@ -367,7 +367,7 @@ def collate_clips(items: list[dict]) -> dict:
         if key in inputs:
             continue
         example = next(item["inputs"][key] for item in kept if key in item["inputs"])
-        stacked = _batch_tensor(example.dtype, (batch_size, *example.shape), channels_last(key))
+        stacked = _batch_tensor(example.dtype, (batch_size, *example.shape), input_channels_last(key))
         for i, item in enumerate(kept):
             if key in item["inputs"]:
                 stacked[i] = item["inputs"][key]
