@@ -13,6 +13,7 @@ from pathlib import Path
 from karmma.data.annotations import parse_timestamp
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
+from karmma.data.transforms import finish_inputs
 from karmma.deploy import Recognizer
 
 parser = argparse.ArgumentParser()
@@ -42,7 +43,7 @@ for row in rows:
     truth = {"verb": names["verb"][int(row["verb_class"])], "noun": names["noun"][int(row["noun_class"])]}
     got = {"verb": p.heads["verb"][0][0], "noun": p.heads["noun"][0][0]}
     item = collate_clips([dataset[by_id[row["narration_id"]]]])
-    logits = recognizer.runner.logits(item["inputs"], item["availability"])
+    logits = recognizer.runner.logits(finish_inputs(item), item["availability"])
     ref = {h: names[h][int(logits[h][0].argmax())] for h in ("verb", "noun")}
     for head in ("verb", "noun"):
         correct[head] += got[head] == truth[head]

@@ -216,13 +216,15 @@ def measure_stage(stage: Stage, variants: list[str], steps: int, warmup: int, pe
 
 
 def measure_loader(data: str, preset, batch: int, workers: list[int], batches: int, device: torch.device, log) -> dict:
-    """Loader clips/s with each worker count: alone, and feeding the GPU (pinned memory, copy to the device)."""
+    """Loader clips/s with each worker count: alone, and feeding the GPU (pinned memory, copy to the
+    device, the uint8 V/F finished into the model's floats there)."""
     from torch.utils.data import DataLoader, RandomSampler
 
     from karmma.data.config import load_split
     from karmma.data.dataset import ClipDataset, collate_clips
     from karmma.data.inspect import load_dataset_config
     from karmma.data.throughput import loader_clips_per_s
+    from karmma.data.transforms import finish_inputs
 
     config = load_dataset_config(data)
     shapes = {k: preset.student[k].input_shape for k in ("V", "F", "A")}
@@ -245,7 +247,7 @@ def measure_loader(data: str, preset, batch: int, workers: list[int], batches: i
             )
             clips, start = 0, None
             for i, loaded in enumerate(loader):
-                on_device = {k: v.to(device, non_blocking=True) for k, v in loaded["inputs"].items()}
+                on_device = finish_inputs(loaded, device)
                 torch.cuda.synchronize(device)
                 if i == 0:
                     start = time.perf_counter()

@@ -187,9 +187,13 @@ def test_data_benchmark_breakdown_and_bare_decoders(synth_prepared, tmp_path):
     assert all(rate > 0 for rates in result["clips_per_cpu_s"].values() for rate in rates.values())
     for column in ("wall", "cpu"):
         stages = result["breakdown_ms_per_clip"][column]
-        assert {"V read+decode", "V crop/resize", "F de-quantise", "A log-mel", "collate"} <= set(stages)
+        assert {"V read+decode", "V crop/resize", "V copy to batch", "F copy to batch", "A log-mel", "collate"} <= set(
+            stages
+        )
+        assert "V normalise" not in stages and "F de-quantise" not in stages  # on the model's device now
         assert sum(v for k, v in stages.items() if k != "total") == pytest.approx(stages["total"], abs=0.05)
-    assert result["fresh_float_memory_ms_per_clip"]["cpu"] > 0
+    assert result["fresh_float_memory_ms_per_clip"]["cpu"] > 0 and result["fresh_memory_ms_per_clip"]["cpu"] > 0
+    assert result["finish_ms_per_clip"]["cpu"] > 0  # the float pass, timed on this CPU
     assert set(result["bare_decode_ms_per_clip"]) == {"PIL", "OpenCV", "torchvision"}
     assert all(ms["V"]["cpu"] > 0 and ms["F"]["wall"] > 0 for ms in result["bare_decode_ms_per_clip"].values())
 

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 from karmma.data.annotations import read_epic_segments
 from karmma.data.dataset import MISSING, PRESENT, UNREADABLE, ClipDataset, DataReport, collate_clips
 from karmma.data.epic import EpicLayout, epic_samples, read_video_info
+from karmma.data.transforms import finish_inputs
 from karmma.data.views import ClipConfig
 
 SHAPES = {"V": (4, 3, 32, 32), "F": (4, 2, 32, 32), "A": (1, 64, 100)}
@@ -40,10 +41,15 @@ def test_batches_with_all_modalities(synth_prepared):
     assert batch["inputs"]["V"].shape == (4, *SHAPES["V"])
     assert batch["inputs"]["F"].shape == (4, *SHAPES["F"])
     assert batch["inputs"]["A"].shape == (4, *SHAPES["A"])
+    # V and F handed over as uint8 crops with one map per sample and channel; A as float
+    assert batch["inputs"]["V"].dtype == batch["inputs"]["F"].dtype == torch.uint8
+    assert batch["inputs"]["V"].stride()[2] == 1 and batch["inputs"]["F"].is_contiguous()  # RGB channels last
+    assert batch["affine"]["V"].shape == (4, 2, 3) and batch["affine"]["F"].shape == (4, 2, 2)
+    assert batch["inputs"]["A"].dtype == torch.float32 and "A" not in batch["affine"]
     assert batch["labels"]["verb"].dtype == torch.long and batch["availability"].shape == (4, 3)
     for batch in batches:
-        for tensor in batch["inputs"].values():
-            assert torch.isfinite(tensor).all()
+        for tensor in finish_inputs(batch).values():
+            assert tensor.dtype == torch.float32 and torch.isfinite(tensor).all()
     # every sample has V and F; A is there for exactly the videos with an audio track
     with_audio = {p.stem for p in synth_prepared.rglob("audio/*.wav")}
     counts = report.as_dict()["modalities"]
@@ -199,6 +205,7 @@ def test_items_match_the_float_pipeline_on_the_files(synth_prepared):
     dataset = _dataset(synth_prepared, train=False, shapes=shapes, config=config)
     sample = dataset.samples[5]
     item = dataset[5]
+    inputs = finish_inputs(item)
     numbers = segment_frame_numbers(sample.start_frame, sample.stop_frame, 4, train=False)
 
     def pixels(paths, mode):
@@ -213,14 +220,14 @@ def test_items_match_the_float_pipeline_on_the_files(synth_prepared):
 
     rgb, _, _ = float_crop_resize(pixels([sample.sources["V"].path(n) for n in numbers], "RGB").permute(0, 3, 1, 2))
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    assert ((item["inputs"]["V"] - (rgb / 255 - mean) / std).abs() * std * 255).max() <= 1.0 + 1e-3
+    assert ((inputs["V"] - (rgb / 255 - mean) / std).abs() * std * 255).max() <= 1.0 + 1e-3
 
     flow_paths = [sample.sources["F"].paths(n) for n in numbers]
     u, v = (pixels([p[i] for p in flow_paths], "L") for i in (0, 1))
     flow, ch, cw = float_crop_resize(torch.stack([u, v], 1) / 255 * 40 - 20)
     expected = flow * torch.tensor([24 / cw, 24 / ch]).view(1, 2, 1, 1) / 2.0
     level = 40 / 255 * 24 / min(ch, cw) / 2.0
-    assert (item["inputs"]["F"] - expected).abs().max() <= level + 1e-4
+    assert (inputs["F"] - expected).abs().max() <= level + 1e-4
 
 
 def test_batches_loaded_in_place_equal_item_by_item_batches(prepared_copy):
@@ -245,9 +252,15 @@ def test_batches_loaded_in_place_equal_item_by_item_batches(prepared_copy):
     ):  # a worker has one thread: log-mel sums round differently
         assert batch["ids"] == one_by_one["ids"] and torch.equal(batch["status"], status)
         for key, tensor in one_by_one["inputs"].items():
-            assert torch.allclose(batch["inputs"][key], tensor, rtol=0.0, atol=tolerance), key
+            assert batch["inputs"][key].dtype == tensor.dtype, key
+            assert torch.allclose(batch["inputs"][key].float(), tensor.float(), rtol=0.0, atol=tolerance), key
+        for key, affine in one_by_one["affine"].items():
+            assert torch.equal(batch["affine"][key], affine), key
+        for key, tensor in finish_inputs(one_by_one).items():
+            assert torch.allclose(finish_inputs(batch)[key], tensor, rtol=0.0, atol=tolerance), key
     absent = status[:, 1] != PRESENT
-    assert one_by_one["inputs"]["F"][absent].abs().sum() == 0
+    assert one_by_one["inputs"]["F"][absent].sum() == 0 and one_by_one["affine"]["F"][absent].abs().sum() == 0
+    assert finish_inputs(in_place)["F"][absent].abs().sum() == 0 and not (in_place["affine"]["F"][~absent] == 0).all()
 
 
 def test_in_place_batch_with_a_dropped_item_is_copied(synth_prepared):

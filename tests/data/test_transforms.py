@@ -13,8 +13,11 @@ from karmma.data.transforms import (
     crop_box,
     crop_resize,
     eval_crop_params,
+    finish_inputs,
+    flow_affine,
     flow_input,
     random_crop_params,
+    rgb_affine,
     rgb_input,
 )
 
@@ -89,6 +92,46 @@ def test_flow_input_within_one_quantisation_level_of_the_float_pipeline(params):
     level = 40 / 255 * torch.tensor([224 / cw, 224 / ch]).view(1, 2, 1, 1) / 9.04  # one grey level, in output units
     difference = (out - reference).abs() / level
     assert difference.max() <= 1.0 + 1e-3 and difference.mean() < 0.5
+
+
+def test_finish_inputs_gives_the_float_pipelines_numbers_per_sample():
+    """A batch of uint8 crops with per-sample maps, finished, equals rgb_input / flow_input of each
+    sample bit for bit (other crops and flips per row); rows of a missing modality (zero map) stay zero."""
+    rgb, flow = _textured((4, 3, 256, 456), seed=2), _textured((4, 2, 128, 228), seed=3)
+    crops = [CropParams(0.1, 0.2, 0.8, 0.45), CropParams(0.3, 0.1, 0.5, 0.28, flip=True), CropParams(0, 0, 1, 1)]
+    batch = {
+        "inputs": {
+            # laid out [B, T, H, W, C] as the loader hands RGB over (channels last)
+            "V": torch.stack([crop_resize(rgb, c, 32) for c in crops]).movedim(2, -1).contiguous().movedim(-1, 2),
+            "F": torch.stack([crop_resize(flow, c, 32) for c in crops]),
+            "A": torch.randn(3, 1, 8, 10),
+        },
+        "affine": {
+            "V": torch.stack([rgb_affine()] * 3),
+            "F": torch.stack([flow_affine(c, (128, 228), 32, 2.5) for c in crops]),
+        },
+    }
+    assert batch["inputs"]["V"].dtype == batch["inputs"]["F"].dtype == torch.uint8
+    assert batch["inputs"]["V"].stride()[2] == 1
+    batch["inputs"]["F"][2] = 0
+    batch["affine"]["F"][2] = 0  # as collate_clips writes a missing row
+    finished = finish_inputs(batch, "cpu")
+    for row, crop in enumerate(crops):
+        assert torch.equal(finished["V"][row], rgb_input(rgb, crop, 32))
+        if row < 2:
+            assert torch.equal(finished["F"][row], flow_input(flow, crop, 32, scale=2.5))
+    assert finished["F"].dtype == torch.float32 and finished["F"][2].abs().sum() == 0
+    assert finished["A"] is batch["inputs"]["A"]  # float inputs are only moved
+    assert finished["V"].is_contiguous() and finished["V"].shape == (3, 4, 3, 32, 32)
+    # one dataset item ([T, C, S, S], maps [2, C]) and a subset of keys
+    item = {
+        "inputs": {"V": batch["inputs"]["V"][1], "F": batch["inputs"]["F"][1]},
+        "affine": {"F": batch["affine"]["F"][1]},
+    }
+    with pytest.raises(ValueError, match="'V' is uint8 but the batch has no affine map"):
+        finish_inputs(item)
+    assert list(finish_inputs(item, keys=["F"])) == ["F"]
+    assert torch.equal(finish_inputs(item, keys=["F"])["F"], finished["F"][1])
 
 
 def test_flip_mirrors_rgb_and_flow_and_negates_u():

@@ -5,6 +5,7 @@ import torch
 
 from karmma.data.config import dataset_heads, load_split
 from karmma.data.dataset import ClipDataset
+from karmma.data.transforms import finish_inputs
 from karmma.training.cache import CachedFeatures, extract_features, write_teacher_logits
 from karmma.training.module import build_stage_model, load_teacher
 from karmma.training.run import train
@@ -52,7 +53,7 @@ def test_cache_holds_the_extractor_tokens(cache):
         config=config.clip,
     )
     item = clips[3]
-    live = model.extract({k: v[None] for k, v in item["inputs"].items()}, item["availability"][None])
+    live = model.extract({k: v[None] for k, v in finish_inputs(item).items()}, item["availability"][None])
     cached = features[3]
     assert torch.equal(cached["availability"], item["availability"])
     for key, tokens in live.items():

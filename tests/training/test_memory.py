@@ -5,6 +5,7 @@ import torch
 
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset
+from karmma.data.transforms import finish_inputs
 from karmma.presets import tiny_preset
 from karmma.training.cache import view_seed
 from karmma.training.memory import DecodedViews
@@ -26,9 +27,20 @@ def test_decoded_views_are_the_seeded_views(synth_prepared, make_config):
             live = clips[(index, view_seed(7, index, view))]
             stored = decoded.view_item(index, view)
             assert torch.equal(stored["availability"], live["availability"])
-            for key, value in live["inputs"].items():
-                assert stored["inputs"][key].dtype == torch.float32
-                torch.testing.assert_close(stored["inputs"][key], value, atol=2e-2, rtol=1e-2)  # kept as float16
+            # V and F kept as the uint8 crops the loader hands over (exact), A (where present) as float16
+            assert stored["inputs"]["V"].dtype == stored["inputs"]["F"].dtype == torch.uint8
+            assert stored["inputs"].keys() == live["inputs"].keys() and stored["affine"].keys() == {"V", "F"}
+            finished, expected = finish_inputs(stored), finish_inputs(live)
+            for key, value in expected.items():
+                assert finished[key].dtype == torch.float32
+                if key in ("V", "F"):
+                    assert torch.equal(stored["inputs"][key], live["inputs"][key]) and torch.equal(finished[key], value)
+                else:
+                    torch.testing.assert_close(finished[key], value, atol=2e-2, rtol=1e-2)  # kept as float16
+    # a quarter of float32's memory for V and F, half for A
+    sizes = {k: torch.Size(s).numel() for k, s in clips.input_shapes.items()}
+    audio = sum("A" in item["inputs"] for item in decoded.items)
+    assert decoded.bytes == len(decoded.items) * (sizes["V"] + sizes["F"]) + audio * 2 * sizes["A"]
     # an epoch's item: view seed % views, with fresh dropout noise per seed
     first, second = decoded[(0, 10)], decoded[(0, 12)]
     torch.testing.assert_close(first["inputs"]["V"], decoded.view_item(0, 0)["inputs"]["V"])

@@ -137,3 +137,30 @@ def test_clip_geometry_keeps_the_architecture():
     }
     with pytest.raises(ValueError, match="clip.size must be a positive integer"):
         build_stage_model(_paper_config("student", "clip.size=0"), HEADS, restore=True)
+
+
+def test_training_and_validation_steps_finish_the_loaders_uint8_inputs(synth_prepared, make_config, tmp_path):
+    """A batch as the loader hands it over (uint8 V/F and their maps) trains and validates exactly as
+    the same batch with the float inputs made beforehand; the model itself never sees uint8."""
+    from karmma.configuration import to_dict
+    from karmma.data.dataset import collate_clips
+    from karmma.data.transforms import finish_inputs
+    from karmma.training.module import KarmmaModule
+    from karmma.training.run import clip_dataset
+
+    module = KarmmaModule(to_dict(make_config("baseline_delta", synth_prepared, tmp_path))).eval()
+    logged = {}
+    module.log = lambda name, value, **kwargs: logged.__setitem__(name, value)
+    module.log_dict = lambda values, **kwargs: logged.update(values)
+    dataset = clip_dataset(module.config, module, "train")
+    batch = collate_clips(dataset.__getitems__([(i, 100 + i) for i in range(4)]))
+    assert batch["inputs"]["V"].dtype == torch.uint8
+    finished = dict(batch, inputs=finish_inputs(batch), affine={})
+    seen = []
+    module.model.register_forward_pre_hook(lambda _, args: seen.append({k: v.dtype for k, v in args[0].items()}))
+    torch.testing.assert_close(module.training_step(batch, 0), module.training_step(finished, 0), rtol=0, atol=0)
+    module.validation_step(batch, 0)
+    from_uint8 = dict(logged)
+    module.validation_step(finished, 0)
+    assert from_uint8["val/ce"] == logged["val/ce"]
+    assert seen and all(dtype == torch.float32 for dtypes in seen for dtype in dtypes.values())

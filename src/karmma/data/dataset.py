@@ -4,11 +4,18 @@ A :class:`ClipSample` says where each modality of one labelled clip lives; a
 :class:`ClipDataset` samples frames, loads media and applies transforms,
 producing exactly the input shapes the model's modality specs ask for:
 
-* ``V``: ``[T, 3, S, S]`` ImageNet-normalised RGB,
-* ``F``: ``[T, 2, S, S]`` flow divided by the quantisation bound,
+* ``V``: ``[T, 3, S, S]`` RGB crops, uint8, with ``affine["V"]`` ``[2, 3]``: the
+  per-channel map to ImageNet-normalised float,
+* ``F``: ``[T, 2, S, S]`` quantised flow crops, uint8, with ``affine["F"]`` ``[2, 2]``:
+  the per-sample map to flow in pixels of the crop divided by ``flow_scale``,
 * ``A``: ``[1, n_mels, frames]`` log-mel around the segment centre (student),
   or ``[T, 1, S', S']`` one log-mel image per sampled frame (paper teacher),
 * ``D``: ``[T, K, 6]`` normalised boxes.
+
+V and F stay uint8 until :func:`~karmma.data.transforms.finish_inputs` applies
+their maps where the model runs (its GPU): a quarter of the bytes to hand over
+and to copy to the device, and no float pass on the loader's cores. Every
+consumer of the batches calls it; models receive the same float tensors.
 
 A key ``"A:teacher"`` asks for a second form of modality ``A`` (another
 shape), for a live teacher whose inputs differ from the student's.
@@ -40,12 +47,14 @@ from karmma.data.audio import log_mel, log_mel_images
 from karmma.data.media import MediaError
 from karmma.data.sampling import segment_frame_numbers
 from karmma.data.timing import stage
-from karmma.data.transforms import crop_resize, dequantise_flow, eval_crop_params, normalise_rgb, random_crop_params
+from karmma.data.transforms import crop_resize, eval_crop_params, flow_affine, random_crop_params, rgb_affine
 from karmma.data.views import ClipConfig, ClipSample, audio_window_start, clip_frames, spectrogram_config
 
 log = logging.getLogger("karmma.data")
 
 PRESENT, MISSING, UNREADABLE = 0, 1, 2
+#: modalities handed over as uint8 crops plus a per-sample affine map (see finish_inputs)
+UINT8_MODALITIES = ("V", "F")
 STATUS_NAMES = {PRESENT: "present", MISSING: "missing", UNREADABLE: "unreadable"}
 
 
@@ -176,7 +185,10 @@ class ClipDataset(Dataset):
         """The items of one batch (a ``DataLoader`` asks for them so). Their inputs are written
         straight into one ``[B, ...]`` tensor per modality (in shared memory in a loader worker),
         which :func:`collate_clips` takes as the batch: no second copy of the clips."""
-        buffers = {k: _batch_tensor(torch.float32, (len(keys), *self.input_shapes[k])) for k in self.modalities}
+        buffers = {
+            k: _batch_tensor(input_dtype(k), (len(keys), *self.input_shapes[k]), input_channels_last(k))
+            for k in self.modalities
+        }
         return [self._item(key, buffers, row) for row, key in enumerate(keys)]
 
     def _item(self, key: int | tuple[int, int], buffers: dict[str, torch.Tensor] | None = None, row: int = 0) -> dict:
@@ -194,24 +206,26 @@ class ClipDataset(Dataset):
             sample.start_frame, sample.stop_frame, self.frames, self.train, rng, clip_view, self.config.num_clips
         )
         crop = None  # shared by V and F: chosen from the first visual modality's aspect ratio
-        inputs, status = {}, []
+        inputs, affine, status = {}, {}, []
         for key in self.modalities:
             out = buffers[key][row] if buffers is not None else None  # where the input goes, in a batch
             source = sample.sources.get(modality_of(key))
-            code = MISSING
+            code, affine_map = MISSING, None
             if source is not None and self._index_status(sample, key) != MISSING:
                 try:
-                    tensor, crop = self._load(key, sample, source, numbers, crop, rng, crop_view, out)
+                    tensor, crop, affine_map = self._load(key, sample, source, numbers, crop, rng, crop_view, out)
                     code = PRESENT
                 except MediaError as error:
                     log.warning("unreadable %s of sample %s: %s", key, sample.id, error)
                     code = UNREADABLE
-                # V and F are made from uint8 by a finite affine map: only A and D can hold NaN or inf
-                if code == PRESENT and modality_of(key) not in ("V", "F") and not torch.isfinite(tensor).all():
+                # V and F are uint8 (finished by a finite affine map): only A and D can hold NaN or inf
+                if code == PRESENT and input_dtype(key) != torch.uint8 and not torch.isfinite(tensor).all():
                     log.warning("non-finite %s of sample %s: treated as unreadable", key, sample.id)
                     code = UNREADABLE
             if code == PRESENT:
                 inputs[key] = tensor
+                if affine_map is not None:
+                    affine[key] = affine_map
             status.append(code)
         status_tensor = torch.tensor(status, dtype=torch.int8)
         batch = {"batch_inputs": buffers, "batch_row": row} if buffers is not None else {}
@@ -219,7 +233,8 @@ class ClipDataset(Dataset):
             **batch,
             "id": sample.id,
             "view": view,
-            "inputs": inputs,
+            "inputs": inputs,  # V, F: uint8 crops, finished by finish_inputs with "affine"
+            "affine": affine,  # {V/F key: [2, C] per-channel scale and shift}
             "availability": status_tensor == PRESENT,
             "status": status_tensor,
             "labels": dict(sample.labels),
@@ -228,7 +243,8 @@ class ClipDataset(Dataset):
         }
 
     def _load(self, key, sample, source, numbers, crop, rng, crop_view, out=None):
-        """The input ``key`` of a sample (written into ``out`` when given) and the crop of V and F."""
+        """``(input, crop, affine)``: the input ``key`` of a sample (written into ``out`` when
+        given), the crop of V and F, and the map that finishes a uint8 input (else None)."""
         shape = self.input_shapes[key]
         key = modality_of(key)
         if key in ("V", "F"):
@@ -242,12 +258,12 @@ class ClipDataset(Dataset):
                     else eval_crop_params(aspect, crop_view, self.config.num_crops)
                 )
             with stage(f"{key} crop/resize"):
-                resized = crop_resize(frames, crop, shape[-1])  # uint8 [T, C, S, S]
+                resized = crop_resize(frames, crop, shape[-1])  # uint8 [T, C, S, S], channels last for V
+            with stage(f"{key} copy to batch"):  # V's buffer is channels last, as resized: a plain copy
+                tensor = resized if out is None else out.copy_(resized)
             if key == "V":
-                with stage("V normalise"):
-                    return normalise_rgb(resized, out), crop
-            with stage("F de-quantise"):  # with the vector rescaling and the normalisation: one pass
-                return dequantise_flow(resized, crop, tuple(frames.shape[-2:]), self.config.flow_scale, out=out), crop
+                return tensor, crop, rgb_affine()
+            return tensor, crop, flow_affine(crop, tuple(frames.shape[-2:]), shape[-1], self.config.flow_scale)
         if key == "A":
             tensor = self._load_audio(sample, source, numbers, shape, rng)
         elif key == "D":
@@ -255,7 +271,7 @@ class ClipDataset(Dataset):
             tensor = boxes if crop is None else crop_boxes(boxes, crop)
         else:
             raise ValueError(f"no loader for modality {key!r}")
-        return (tensor if out is None else out.copy_(tensor)), crop
+        return (tensor if out is None else out.copy_(tensor)), crop, None
 
     def _load_audio(self, sample, source, numbers, shape, rng) -> torch.Tensor:
         config = self.config.audio
@@ -277,6 +293,18 @@ class ClipDataset(Dataset):
             return log_mel_images(waveform, [t - start for t in times], shape[-1], window, mel_config)
 
 
+def input_channels_last(key: str) -> bool:
+    """Whether input ``key`` is handed over channels last in memory (its shape stays ``[T, C, S, S]``):
+    RGB crops, as decoded and resized; copying them to the usual layout costs the loader 5x more
+    than a plain copy, finish_inputs makes the model's contiguous floats anyway."""
+    return modality_of(key) == "V"
+
+
+def input_dtype(key: str) -> torch.dtype:
+    """The dtype input ``key`` is handed over in: uint8 for V and F (crops), float32 otherwise."""
+    return torch.uint8 if modality_of(key) in UINT8_MODALITIES else torch.float32
+
+
 def modality_of(key: str) -> str:
     """``"A:teacher"`` (a second form of a modality, e.g. the teacher's audio images) -> ``"A"``."""
     return key.split(":", 1)[0]
@@ -293,23 +321,29 @@ def crop_boxes(boxes: torch.Tensor, crop) -> torch.Tensor:
     return out
 
 
-def _batch_tensor(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+def _batch_tensor(dtype: torch.dtype, shape: tuple[int, ...], channels_last: bool = False) -> torch.Tensor:
     """An uninitialised tensor; in a loader worker, in shared memory straight away (as torch's
-    ``default_collate`` does): no copy to hand the batch to the main process."""
+    ``default_collate`` does): no copy to hand the batch to the main process. ``channels_last``:
+    ``[B, T, C, H, W]`` laid out as ``[B, T, H, W, C]``."""
+    stored = (*shape[:-3], shape[-2], shape[-1], shape[-3]) if channels_last else tuple(shape)
     if torch.utils.data.get_worker_info() is None:
-        return torch.empty(shape, dtype=dtype)
-    numel = 1
-    for n in shape:
-        numel *= n
-    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
-    return torch.empty(0, dtype=dtype).new(storage).view(shape)
+        tensor = torch.empty(stored, dtype=dtype)
+    else:
+        numel = 1
+        for n in shape:
+            numel *= n
+        storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
+        tensor = torch.empty(0, dtype=dtype).new(storage).view(stored)
+    return tensor.movedim(-1, -3) if channels_last else tensor
 
 
 def collate_clips(items: list[dict]) -> dict:
     """Stack dataset items into a batch.
 
     ``inputs[key]`` is ``[B, ...]`` with zeros for samples without the modality
-    (never read by the model); a modality no sample has is left out.
+    (never read by the model); a modality no sample has is left out. ``affine[key]``
+    (``[B, 2, C]``, zeros for those samples) maps uint8 V and F to the model's
+    floats: :func:`~karmma.data.transforms.finish_inputs` makes the model's inputs.
     Items with no available modality (all unreadable) are dropped and their
     ids listed in ``dropped``.
     """
@@ -333,18 +367,24 @@ def collate_clips(items: list[dict]) -> dict:
         if key in inputs:
             continue
         example = next(item["inputs"][key] for item in kept if key in item["inputs"])
-        stacked = _batch_tensor(example.dtype, (batch_size, *example.shape))
+        stacked = _batch_tensor(example.dtype, (batch_size, *example.shape), input_channels_last(key))
         for i, item in enumerate(kept):
             if key in item["inputs"]:
                 stacked[i] = item["inputs"][key]
             else:
                 stacked[i] = 0
         inputs[key] = stacked
+    affine = {}
+    for key in dict.fromkeys(k for item in kept for k in item.get("affine", {})):
+        example = next(item["affine"][key] for item in kept if key in item.get("affine", {}))
+        zero = torch.zeros_like(example)  # a missing row's map: it stays zero
+        affine[key] = torch.stack([item.get("affine", {}).get(key, zero) for item in kept])
     heads = list(kept[0]["labels"]) if kept else []
     return {
         "ids": [item["id"] for item in kept],
         "views": torch.tensor([item["view"] for item in kept], dtype=torch.long),
         "inputs": inputs,
+        "affine": affine,
         "availability": torch.stack([item["availability"] for item in kept])
         if kept
         else torch.zeros(0, 0, dtype=torch.bool),

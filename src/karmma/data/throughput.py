@@ -8,6 +8,9 @@
 * :func:`bare_decode_ms`: the decoder libraries alone (PIL, OpenCV,
   torchvision) on the frame files of the same clips: the limit the
   pipeline's decode stage is compared with.
+* :func:`finish_ms`: making the model's float inputs from a batch
+  (:func:`~karmma.data.transforms.finish_inputs`) on this CPU: where a
+  GPU run does it on the GPU, a CPU-only run pays it in the training process.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from karmma.data.dataset import ClipDataset, collate_clips
+from karmma.data.dataset import ClipDataset, collate_clips, input_dtype
 from karmma.data.sampling import segment_frame_numbers
 from karmma.data.sources import FlowSource, FrameSource
 from karmma.data.timing import record_stages, stage
+from karmma.data.transforms import finish_inputs
 from karmma.data.views import ClipSample
 
 
@@ -184,15 +188,34 @@ def bare_decode_ms(
     return results
 
 
-def fresh_memory_ms(shapes: Mapping[str, tuple[int, ...]], batch_size: int, repeats: int = 3) -> dict[str, float]:
-    """``{"wall": ms, "cpu": ms}`` per clip to get and fill a new float32 batch of ``shapes``: the
-    floor of handing the model's float inputs over in new memory (the OS zeroes every fresh page)."""
+def fresh_memory_ms(
+    shapes: Mapping[str, tuple[int, ...]], batch_size: int, repeats: int = 3, dtypes: Mapping | None = None
+) -> dict[str, float]:
+    """``{"wall": ms, "cpu": ms}`` per clip to get and fill a new batch of ``shapes`` (in ``dtypes``
+    per key, float32 when None): the floor of handing the inputs over in new memory (the OS zeroes
+    every fresh page)."""
+    best = {"wall": float("inf"), "cpu": float("inf")}
+    dtypes = dtypes or {}
+    with torch_threads(1):
+        for _ in range(repeats):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            for key, shape in shapes.items():
+                torch.empty((batch_size, *shape), dtype=dtypes.get(key, torch.float32)).fill_(0)
+            best["wall"] = min(best["wall"], 1000 * (time.perf_counter() - wall) / batch_size)
+            best["cpu"] = min(best["cpu"], 1000 * (time.thread_time() - cpu) / batch_size)
+    return {k: round(v, 2) for k, v in best.items()}
+
+
+def finish_ms(dataset: ClipDataset, batch_size: int, repeats: int = 3, seed: int = 0) -> dict[str, float]:
+    """``{"wall": ms, "cpu": ms}`` per clip of :func:`finish_inputs` on one loaded batch on this
+    CPU (one thread, best of ``repeats``): the float pass the loader no longer does."""
+    rng = random.Random(seed)
+    batch = collate_clips(dataset.__getitems__([rng.randrange(len(dataset)) for _ in range(batch_size)]))
     best = {"wall": float("inf"), "cpu": float("inf")}
     with torch_threads(1):
         for _ in range(repeats):
             wall, cpu = time.perf_counter(), time.thread_time()
-            for shape in shapes.values():
-                torch.empty((batch_size, *shape)).fill_(0.0)
+            finish_inputs(batch)
             best["wall"] = min(best["wall"], 1000 * (time.perf_counter() - wall) / batch_size)
             best["cpu"] = min(best["cpu"], 1000 * (time.thread_time() - cpu) / batch_size)
     return {k: round(v, 2) for k, v in best.items()}
@@ -260,8 +283,17 @@ def benchmark_loader(
         }
         result["bare_decode_ms_per_clip"] = bare
         result["fresh_float_memory_ms_per_clip"] = fresh = fresh_memory_ms(shapes, batch_size, repeats)
+        result["fresh_memory_ms_per_clip"] = handed = fresh_memory_ms(
+            shapes, batch_size, repeats, {k: input_dtype(k) for k in shapes}
+        )
         log(
-            f"a new float32 batch of these inputs, filled once: {fresh['cpu']:.1f} / {fresh['wall']:.1f} ms per clip (cpu / wall)"
+            f"a new batch of these inputs, filled once: float32 {fresh['cpu']:.1f} / {fresh['wall']:.1f}, "
+            f"as handed over (uint8 V/F) {handed['cpu']:.1f} / {handed['wall']:.1f} ms per clip (cpu / wall)"
+        )
+        result["finish_ms_per_clip"] = finished = finish_ms(dataset, batch_size, repeats)
+        log(
+            f"finish_inputs on this CPU (the float pass a GPU run does on the GPU): "
+            f"{finished['cpu']:.1f} / {finished['wall']:.1f} ms per clip (cpu / wall)"
         )
         for decoder, ms in bare.items():
             log(

@@ -4,12 +4,20 @@ Crops are chosen in relative coordinates, so RGB and flow of different
 resolutions get the same region; a horizontal flip mirrors both and negates
 the horizontal flow component. Resizing flow rescales its vectors.
 
-Frames stay uint8 until they are cropped and resized; the model's float
-input is made in one pass at the end (:func:`rgb_input`, :func:`flow_input`).
-:mod:`karmma.data.numpy_transforms` builds the same inputs without torch (deployment).
+Frames stay uint8 until they are cropped and resized. The model's float input
+is one affine map per channel of the uint8 crop (ImageNet normalisation for
+RGB; de-quantisation, vector rescaling, flip sign and ``flow_scale`` for flow):
+:func:`rgb_affine`, :func:`flow_affine`. The loader hands the uint8 crops and
+their maps over, and :func:`finish_inputs` applies the maps where the model
+runs (on its GPU): a quarter of the memory per clip to fill and to copy, and no
+float pass on the loader's cores. :func:`rgb_input` and :func:`flow_input`
+apply them at once (deployment).
+:mod:`karmma.data.numpy_transforms` builds the same deployment inputs without torch.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -32,9 +40,12 @@ __all__ = [
     "crop_resize",
     "dequantise_flow",
     "eval_crop_params",
+    "finish_inputs",
+    "flow_affine",
     "flow_input",
     "normalise_rgb",
     "random_crop_params",
+    "rgb_affine",
     "rgb_input",
 ]
 
@@ -70,10 +81,33 @@ def _affine(
     return out.mul_(scale.view(1, -1, 1, 1)).add_(shift.view(1, -1, 1, 1))
 
 
+def rgb_affine() -> torch.Tensor:
+    """``[2, 3]``: per-channel ``scale`` and ``shift`` taking uint8 RGB (0..255) to ImageNet-normalised float."""
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    return torch.stack([1.0 / (255.0 * std), -mean / std])
+
+
+def flow_affine(
+    params: CropParams, frame_size: tuple[int, int], size: int, scale: float = 9.04, bound: float = FLOW_BOUND
+) -> torch.Tensor:
+    """``[2, 2]``: per-channel (``u``, ``v``) ``scale`` and ``shift`` taking quantised flow cropped
+    with ``params`` from a ``frame_size = (H, W)`` frame and resized to ``size`` (uint8) to flow in
+    pixels of the resized crop divided by ``scale``.
+
+    Grey ``q`` is ``q / 255 * 2 bound - bound`` pixels of the frame; vectors are
+    rescaled with the crop (``size / crop width`` for ``u``, ``size / crop height``
+    for ``v``) and ``u`` is negated by a flip. It commutes with the resampling
+    (whose weights sum to 1), so it is applied after the uint8 resize.
+    """
+    _, _, ch, cw = crop_box(params, *frame_size)
+    gain = torch.tensor([size / cw * (-1.0 if params.flip else 1.0), size / ch]) / scale  # per channel (u, v)
+    return torch.stack([gain * (2 * bound / 255.0), -bound * gain])
+
+
 def normalise_rgb(frames: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 ``[T, 3, H, W]`` in 0..255 -> ImageNet-normalised float (in ``out`` when given)."""
-    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-    return _affine(frames, 1.0 / (255.0 * std), -mean / std, out)
+    scale, shift = rgb_affine()
+    return _affine(frames, scale, shift, out)
 
 
 def dequantise_flow(
@@ -85,18 +119,43 @@ def dequantise_flow(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Quantised flow already cropped, resized and flipped by :func:`crop_resize` (uint8 ``[T, 2, S, S]``)
-    -> flow in pixels of the resized crop divided by ``scale`` (float, in ``out`` when given).
+    -> flow in pixels of the resized crop divided by ``scale`` (float, in ``out`` when given);
+    the map is :func:`flow_affine`'s."""
+    gain, shift = flow_affine(params, frame_size, resized.shape[-1], scale, bound)
+    return _affine(resized, gain, shift, out)
 
-    Grey ``q`` is ``q / 255 * 2 bound - bound`` pixels of the ``frame_size = (H, W)``
-    frame; vectors are rescaled with the crop (``S / crop width`` for ``u``,
-    ``S / crop height`` for ``v``) and ``u`` is negated by a flip. All of it is
-    one affine map per channel, so it is applied once, after the uint8 resize
-    (it commutes with the resampling, whose weights sum to 1).
+
+def finish_inputs(
+    batch: Mapping, device: torch.device | str | None = None, keys: Iterable[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """The model's float inputs of a batch (``collate_clips``) or of one dataset item, on ``device``
+    (None: where they are).
+
+    The loader hands V and F over as uint8 crops (``inputs[key]``: ``[B, T, C, S, S]``,
+    or ``[T, C, S, S]`` for one item; V channels last in memory) with their per-sample maps (``affine[key]``:
+    ``[B, 2, C]`` or ``[2, C]``, see :func:`rgb_affine`, :func:`flow_affine`); they
+    are moved first (4x fewer bytes than float) and finished there into
+    contiguous float tensors, with the same float operations as
+    :func:`rgb_input` / :func:`flow_input` (the same numbers). Other inputs (A, D: float already) are only moved. ``keys``: only
+    these inputs (None: all). Every consumer of batches (training step,
+    evaluation, feature extraction, benchmarks) calls this.
     """
-    size = resized.shape[-1]
-    _, _, ch, cw = crop_box(params, *frame_size)
-    gain = torch.tensor([size / cw * (-1.0 if params.flip else 1.0), size / ch]) / scale  # per channel (u, v)
-    return _affine(resized, gain * (2 * bound / 255.0), -bound * gain, out)
+    affine = batch.get("affine", {})
+    finished = {}
+    for key, tensor in batch["inputs"].items():
+        if keys is not None and key not in keys:
+            continue
+        tensor = tensor.to(device, non_blocking=True) if device is not None else tensor
+        if tensor.dtype == torch.uint8:
+            if key not in affine:
+                raise ValueError(f"input {key!r} is uint8 but the batch has no affine map for it (batch['affine'])")
+            scale, shift = affine[key].to(tensor.device, non_blocking=True).unbind(-2)  # [B, C] or [C]
+            # uint8 (any layout) -> contiguous float in one pass, then in place, each op as in _affine:
+            # bit for bit the float pipeline's numbers
+            out = torch.empty(tensor.shape, dtype=torch.float32, device=tensor.device).copy_(tensor)
+            tensor = out.mul_(scale[..., None, :, None, None]).add_(shift[..., None, :, None, None])
+        finished[key] = tensor
+    return finished
 
 
 def rgb_input(frames: torch.Tensor, params: CropParams, size: int) -> torch.Tensor:

@@ -30,6 +30,7 @@ from karmma.data.config import dataset_heads, load_split
 from karmma.data.dataset import ClipDataset
 from karmma.data.inspect import class_names
 from karmma.data.loader import SWEEP_NOISE_SLOT, item_seed, make_loader
+from karmma.data.transforms import finish_inputs
 from karmma.evaluation.metrics import action_correct, classification_metrics, confusion_counts, tail_metrics
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
@@ -188,7 +189,7 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
             for head in heads:
                 labels[head][clip_indices] = batch["labels"][head]
             availability_counts += availability.float().sum(dim=0)
-            inputs = {k: v.to(device) for k, v in batch["inputs"].items() if k in model.modalities}
+            inputs = finish_inputs(batch, device, keys=model.modalities)
             tokens = model.extract(inputs, availability.to(device))
             _fuse_subset(model, tokens, availability, clip_indices, as_recorded)
             for name, keep in subsets.items():

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.data.loader import item_seed
+from karmma.data.transforms import finish_inputs
 from karmma.io import atomic_path
 from karmma.train_config import TrainConfig
 
@@ -212,7 +213,7 @@ def _write_batch(f: h5py.File, model, batch: dict) -> None:
     if len(rows) == 0:
         return
     device = next(model.parameters()).device
-    inputs = {k: v.to(device) for k, v in batch["inputs"].items() if k in model.modalities}
+    inputs = finish_inputs(batch, device, keys=model.modalities)
     tokens = model.extract(inputs, batch["availability"])
     order = np.argsort(rows)  # h5py fancy indexing wants increasing rows
     sorted_rows = rows[order]

@@ -5,9 +5,11 @@ JPEGs, flow and audio every epoch costs more than the forward and backward
 pass. :class:`DecodedViews` decodes ``cache.train_views`` augmented views of
 every training clip once (frames, crop and flip seeded by
 :func:`~karmma.training.cache.view_seed`, the views the teacher's logits are
-cached for) and keeps them as float16; each epoch then draws one view per clip
-and fresh modality-dropout noise, and only computes. It trades augmentation
-diversity for speed, like the teacher's feature cache.
+cached for) and keeps them as the loader hands them over: V and F as uint8
+crops with their maps (exact, a quarter of float32's memory), A as float16.
+Each epoch then draws one view per clip and fresh modality-dropout noise, and
+only computes. It trades augmentation diversity for speed, like the teacher's
+feature cache.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class _Views(Dataset):
     def __getitem__(self, row: int) -> dict:
         index, view = divmod(row, self.views)
         item = self.clips[(index, view_seed(self.seed, index, view))]
-        item["inputs"] = {k: v.half() for k, v in item["inputs"].items()}  # half the memory; restored to float32 on use
+        # uint8 crops (V, F) as they are; float inputs (A) at half the memory, restored to float32 on use
+        item["inputs"] = {k: v if v.dtype == torch.uint8 else v.half() for k, v in item["inputs"].items()}
         return item
 
 
@@ -85,7 +88,7 @@ class DecodedViews(Dataset):
         stored = self.items[index * self.views + view]
         return {
             **stored,
-            "inputs": {k: v.float() for k, v in stored["inputs"].items()},
+            "inputs": {k: v if v.dtype == torch.uint8 else v.float() for k, v in stored["inputs"].items()},
             "labels": dict(stored["labels"]),
             "noise": stored["noise"].clone(),
         }

@@ -27,6 +27,7 @@ from karmma.checkpoints import CheckpointError
 from karmma.configuration import from_dict
 from karmma.data.config import dataset_heads
 from karmma.data.loader import item_seed, step_slot
+from karmma.data.transforms import finish_inputs
 from karmma.losses import distillation_kl, info_nce, multihead_cross_entropy
 from karmma.models.karmma import KARMMA
 from karmma.stages import build_stage_model
@@ -108,7 +109,9 @@ class KarmmaModule(L.LightningModule):
         dropped = availability
         if stage in DROPOUT_STAGES:
             dropped = modality_dropout(availability, loss_config.modality_dropout, noise=noise)
-        inputs = {k: v for k, v in batch["inputs"].items() if k in self.modalities}
+        # the loader's uint8 V/F finished where the batch is (Lightning moved it to the model's device)
+        finished = finish_inputs(batch)
+        inputs = {k: v for k, v in finished.items() if k in self.modalities}
         if "tokens" in batch:  # teacher from the feature cache
             out = self.model.fuse(batch["tokens"], dropped)
         else:
@@ -124,7 +127,7 @@ class KarmmaModule(L.LightningModule):
             if "teacher_logits" in batch:
                 teacher_logits = batch["teacher_logits"]
             else:
-                teacher_inputs = {k: batch["inputs"].get(f"{k}:teacher", v) for k, v in inputs.items()}
+                teacher_inputs = {k: finished.get(f"{k}:teacher", v) for k, v in inputs.items()}
                 with torch.no_grad():
                     teacher_logits = self.teacher(teacher_inputs, availability).logits
             kd = distillation_kl(out.logits, teacher_logits, loss_config.temperature)
@@ -142,8 +145,7 @@ class KarmmaModule(L.LightningModule):
         if "tokens" in batch:
             out = self.model.fuse(batch["tokens"], availability)
         else:
-            inputs = {k: v for k, v in batch["inputs"].items() if k in self.modalities}
-            out = self.model(inputs, availability)
+            out = self.model(finish_inputs(batch, keys=self.modalities), availability)
         batch_size = availability.shape[0]
         all_correct = torch.ones(batch_size, dtype=torch.bool, device=availability.device)
         metrics = {"val/ce": multihead_cross_entropy(out.logits, batch["labels"])}
