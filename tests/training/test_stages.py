@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from karmma.checkpoints import CheckpointError, read_checkpoint
-from karmma.training.run import QUIET_WARNINGS, ProgressBar, RunFolderError, best_epoch, train
+from karmma.training.run import QUIET_WARNINGS, ProgressBar, RunFolderError, best_epoch, checkpoint_monitor, train
 
 pytestmark = pytest.mark.e2e  # trains every stage
 
@@ -60,6 +60,17 @@ def test_best_epoch_is_the_first_highest():
     ]
     assert best_epoch(history)["epoch"] == 1
     assert best_epoch([{"epoch": 0}]) is None
+
+
+def test_an_extractor_is_chosen_by_its_cross_entropy_a_fusion_model_by_action_top1():
+    # flow's action top-1 is noise (it tells no nouns): epoch 0 has the best action top-1, epoch 2 the best CE
+    history = [
+        {"epoch": 0, "val/action_top1": 13.3, "val/ce": 2.9},
+        {"epoch": 1, "val/action_top1": 10.0, "val/ce": 2.0},
+        {"epoch": 2, "val/action_top1": 10.0, "val/ce": 1.9},
+    ]
+    assert best_epoch(history, *checkpoint_monitor("unimodal"))["epoch"] == 2
+    assert best_epoch(history, *checkpoint_monitor("student"))["epoch"] == 0
 
 
 def test_checkpoints_load_without_unpickling(trained_runs):
