@@ -88,7 +88,8 @@ def test_resume_is_refused_under_another_config_and_logs_survive(synth_prepared,
     assert _lines(run / "csv" / "metrics.csv")[: len(logged)] == logged
 
     # another config: refused, naming the difference and the ways out
-    with pytest.raises(RunFolderError, match=r"optim.lr: 0.002 -> 0.0003.*--force-new.*trainer.name"):
+    shipped_lr = config.optim.lr  # the shipped config's, whatever it is
+    with pytest.raises(RunFolderError, match=rf"optim.lr: {shipped_lr} -> 0.0003.*--force-new.*trainer.name"):
         train(make_config("baseline", synth_prepared, tmp_path, "optim.epochs=1", "optim.lr=3e-4"))
     code = main(
         [
@@ -104,7 +105,7 @@ def test_resume_is_refused_under_another_config_and_logs_survive(synth_prepared,
             "optim.lr=3e-4",
         ]
     )
-    assert code == 2 and "optim.lr: 0.002 -> 0.0003" in capsys.readouterr().err
+    assert code == 2 and f"optim.lr: {shipped_lr} -> 0.0003" in capsys.readouterr().err
 
     # --force-new starts over; the earlier run is moved aside, not deleted
     code = main(
