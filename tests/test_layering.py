@@ -41,6 +41,13 @@ def test_the_static_check_sees_imports_inside_functions(tmp_path):
     assert {"karmma.training.run", "lightning"} <= _imported_modules(source)
 
 
+def _printed_by_fresh_interpreter(code: str) -> str:
+    """What ``code`` prints in a new Python process (which must succeed)."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_importing_karmma_deploy_loads_neither_lightning_nor_the_preparation_nor_training():
     """In a fresh interpreter: a robot image running a student needs none of them."""
     code = (
@@ -49,9 +56,8 @@ def test_importing_karmma_deploy_loads_neither_lightning_nor_the_preparation_nor
         " or m == 'karmma.data.prepare' or m == 'karmma.training' or m.startswith('karmma.training.'))\n"
         "print(' '.join(bad))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "", f"importing karmma.deploy loaded {done.stdout.strip()}"
+    loaded = _printed_by_fresh_interpreter(code)
+    assert loaded == "", f"importing karmma.deploy loaded {loaded}"
 
 
 def test_the_fresh_interpreter_check_can_fail():
@@ -67,6 +73,5 @@ def test_the_light_install_path_imports_no_torch():
         "karmma.cli.build_parser().parse_args(['predict', 'student-onnx', 'clip.mp4', '--json'])\n"
         "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in karmma.cli.TRAINING_PACKAGES)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "", f"the light install's path loaded {done.stdout.strip()}"
+    loaded = _printed_by_fresh_interpreter(code)
+    assert loaded == "", f"the light install's path loaded {loaded}"
