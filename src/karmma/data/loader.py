@@ -79,6 +79,9 @@ def make_loader(
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
-        persistent_workers=False,
+        # Workers outlive the epoch: starting them costs about a second per epoch (train and validation
+        # loaders) on 2 cores, 14 s of a 72-s student-sized stage. The sampler still runs in this process,
+        # so every epoch gets its own order and item seeds.
+        persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
