@@ -75,6 +75,9 @@ class CacheConfig:
     #: student-sized stages: decode train_views views of every training clip once into memory
     #: (karmma.training.memory); epochs then only compute. For small data (SynthKitchen).
     decode_once: bool = False
+    #: decode the validation clips once into memory: exact (they are the same every epoch), so each
+    #: validation only computes; for validation sets that fit in memory (SynthKitchen)
+    decode_validation_once: bool = False
 
     def __post_init__(self):
         check_range("cache", "train_views", self.train_views, 0)

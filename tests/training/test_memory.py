@@ -8,14 +8,14 @@ from karmma.data.dataset import ClipDataset
 from karmma.data.transforms import finish_inputs
 from karmma.presets import tiny_preset
 from karmma.training.cache import view_seed
-from karmma.training.memory import DecodedViews
+from karmma.training.memory import DecodedClips, DecodedViews
 from karmma.training.run import train
 
 
-def _clips(synth_prepared, make_config):
+def _clips(synth_prepared, make_config, split="train"):
     config = make_config("baseline", synth_prepared, synth_prepared / "unused")
     shapes = {k: tiny_preset().student[k].input_shape for k in ("V", "F", "A")}
-    return ClipDataset(load_split(config.data, "train"), shapes, train=True, config=config.clip)
+    return ClipDataset(load_split(config.data, split), shapes, train=split == "train", config=config.clip)
 
 
 def test_decoded_views_are_the_seeded_views(synth_prepared, make_config):
@@ -77,3 +77,42 @@ def test_views_decoded_by_workers_are_not_left_in_shared_memory(synth_prepared, 
     decoded = DecodedViews(_clips(synth_prepared, make_config), views=2, seed=3, workers=1)
     tensors = [t for item in decoded.items for t in (*item["inputs"].values(), item["availability"], item["noise"])]
     assert tensors and not any(t.is_shared() for t in tensors)
+
+
+def test_decoded_validation_clips_are_the_live_items_for_any_seed(synth_prepared, make_config):
+    clips = _clips(synth_prepared, make_config, "validation")
+    decoded = DecodedClips(clips, workers=1)
+    assert len(decoded) == len(clips) and decoded.bytes > 0
+    for index in (0, len(clips) - 1):
+        for seed in (3, 12345):  # the sampler's seed changes nothing an evaluation uses
+            live, stored = clips[(index, seed)], decoded[(index, seed)]
+            assert stored["id"] == live["id"] and stored["labels"] == live["labels"]
+            assert torch.equal(stored["availability"], live["availability"])
+            assert stored["inputs"].keys() == live["inputs"].keys()
+            for key, value in live["inputs"].items():
+                if key == "A":  # the log-mel's FFT rounds a little differently in a one-thread worker
+                    torch.testing.assert_close(stored["inputs"][key], value, atol=1e-4, rtol=1e-5)
+                else:
+                    assert torch.equal(stored["inputs"][key], value)
+                assert not stored["inputs"][key].is_shared()
+    with pytest.raises(ValueError, match="train=False"):
+        DecodedClips(_clips(synth_prepared, make_config))
+
+
+@pytest.mark.e2e
+def test_a_stage_decodes_its_validation_clips_once(synth_prepared, make_config, tmp_path, monkeypatch):
+    decoded_items = []
+    original = ClipDataset.__getitem__
+
+    def counting(self, key):
+        if not self.train:
+            decoded_items.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(ClipDataset, "__getitem__", counting)
+    config = make_config(
+        "baseline", synth_prepared, tmp_path, "cache.decode_validation_once=true", "optim.epochs=2", "trainer.workers=0"
+    )
+    result = train(config)
+    assert result["best_checkpoint"] is not None  # both epochs were validated
+    assert len(decoded_items) == len(_clips(synth_prepared, make_config, "validation"))  # once, not once per epoch

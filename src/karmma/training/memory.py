@@ -10,6 +10,11 @@ crops with their maps (exact, a quarter of float32's memory), A as float16.
 Each epoch then draws one view per clip and fresh modality-dropout noise, and
 only computes. It trades augmentation diversity for speed, like the teacher's
 feature cache.
+
+:class:`DecodedClips` does the same for the validation clips
+(``cache.decode_validation_once``). There it changes nothing: an evaluation
+item is the same every epoch (centred frames, centred crop, the segment's
+audio window), so each validation only computes.
 """
 
 from __future__ import annotations
@@ -99,3 +104,48 @@ class DecodedViews(Dataset):
         rng = np.random.default_rng(seed)
         item["noise"] = torch.from_numpy(rng.random(item["noise"].shape).astype(np.float32))
         return item
+
+
+class _Items(Dataset):
+    def __init__(self, clips: ClipDataset):
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.clips[index]
+
+
+class DecodedClips(Dataset):
+    """Every item of an evaluation :class:`ClipDataset` (``train=False``), decoded once and held in memory.
+
+    An evaluation item does not depend on its seed (the sampler's seeds only draw its
+    modality-dropout noise, which validation does not use), so the stored item is the
+    item; the clips are decoded by ``workers`` processes.
+    """
+
+    def __init__(self, clips: ClipDataset, workers: int = 0):
+        if clips.train:
+            raise ValueError(
+                "DecodedClips holds evaluation items (their frames and crop are fixed): give it train=False clips"
+            )
+        self.clips, self.samples = clips, clips.samples
+        loader = DataLoader(_Items(clips), batch_size=None, num_workers=workers)
+        self.items = [_own_memory(item) for item in loader]  # out of shared memory, as DecodedViews does
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for item in self.items for t in item["inputs"].values())
+
+    @property
+    def report(self) -> str:
+        return self.clips.report
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key) -> dict:
+        index = key[0] if isinstance(key, tuple) else key
+        stored = self.items[index]
+        return {**stored, "inputs": dict(stored["inputs"]), "labels": dict(stored["labels"])}

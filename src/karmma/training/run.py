@@ -45,7 +45,7 @@ from karmma.io import atomic_open, atomic_path, atomic_savefig, atomic_write_tex
 from karmma.train_config import TrainConfig
 from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
 from karmma.training.checkpoints import SafeCheckpointIO
-from karmma.training.memory import DecodedViews
+from karmma.training.memory import DecodedClips, DecodedViews
 from karmma.training.module import KarmmaModule
 
 log = logging.getLogger("karmma.train")
@@ -254,6 +254,12 @@ def best_epoch(history: list[dict], monitor: str = "val/action_top1", mode: str 
     return pick(scored, key=lambda h: h[monitor], default=None)
 
 
+def validation_clips(config: TrainConfig, module: KarmmaModule):
+    """The validation clips, decoded once into memory with ``cache.decode_validation_once``."""
+    clips = clip_dataset(config, module, "validation")
+    return DecodedClips(clips, config.trainer.workers) if config.cache.decode_validation_once else clips
+
+
 def stage_datasets(config: TrainConfig, module: KarmmaModule, verbose: bool = True) -> tuple:
     """``(train set, validation set, train collate, validation collate)`` of a stage: clips from
     the media (decoded once into memory with ``cache.decode_once``), with the teacher's cached
@@ -269,7 +275,7 @@ def stage_datasets(config: TrainConfig, module: KarmmaModule, verbose: bool = Tr
             decode_once=config.cache.decode_once,
             workers=config.trainer.workers,
         )
-        val_set = clip_dataset(config, module, "validation")
+        val_set = validation_clips(config, module)
         say(
             f"train: {len(train_set)} clips with cached teacher logits ({config.cache.path}), validation: {len(val_set)} clips"
         )
@@ -282,7 +288,7 @@ def stage_datasets(config: TrainConfig, module: KarmmaModule, verbose: bool = Tr
         )
         return train_set, val_set, collate_features, collate_features
     train_set = clip_dataset(config, module, "train")
-    val_set = clip_dataset(config, module, "validation")
+    val_set = validation_clips(config, module)
     say(f"train: {len(train_set)} clips\n{train_set.report}\nvalidation: {len(val_set)} clips\n{val_set.report}")
     if config.cache.decode_once:
         train_set = DecodedViews(train_set, config.cache.train_views, config.trainer.seed, config.trainer.workers)
