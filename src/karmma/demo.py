@@ -46,7 +46,7 @@ from karmma.io import atomic_write_text
 DEMO_MODELS = ("teacher", "baseline", "baseline_masked", "baseline_delta", "student")
 STUDENT_SIZED = ("student", "baseline", "baseline_masked", "baseline_delta")
 #: part of a demo folder's identity: a folder written by a demo with other stages is not reused
-DEMO_VERSION = 5
+DEMO_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -121,10 +121,10 @@ PLANS = {
         seconds={
             "synth": 70,
             "prepare": 120,
-            "unimodal": 5,  # per epoch
+            "unimodal": 4,  # per epoch
             "extract": 61,
             "teacher": 70,
-            "train": 70,
+            "train": 50,
             "evaluate": 60,
             "benchmark": 9,
             "report": 3,

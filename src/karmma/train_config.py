@@ -35,6 +35,9 @@ class OptimConfig:
     warmup_epochs: float = 1.0
     schedule: str = "cosine"  # cosine | linear (decay to 0 after warm-up)
     grad_clip: float = 1.0
+    #: the extractors' lr as a fraction of ``lr`` (embedding, fusion and heads get ``lr``): below 1,
+    #: fine-tuning keeps more of what pre-training taught them (docs/evaluation.md, "Knobs")
+    extractor_lr_scale: float = 1.0
 
     def __post_init__(self):
         if self.schedule not in ("cosine", "linear"):
@@ -45,6 +48,7 @@ class OptimConfig:
         check_range("optim", "weight_decay", self.weight_decay, 0)
         check_range("optim", "warmup_epochs", self.warmup_epochs, 0)
         check_range("optim", "grad_clip", self.grad_clip, 0)
+        check_range("optim", "extractor_lr_scale", self.extractor_lr_scale, 0)
 
 
 @dataclass

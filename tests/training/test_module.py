@@ -164,3 +164,35 @@ def test_training_and_validation_steps_finish_the_loaders_uint8_inputs(synth_pre
     module.validation_step(finished, 0)
     assert from_uint8["val/ce"] == logged["val/ce"]
     assert seen and all(dtype == torch.float32 for dtypes in seen for dtype in dtypes.values())
+
+
+def test_extractor_lr_scale_gives_the_extractors_their_own_learning_rate(synth_prepared, make_config, tmp_path):
+    from types import SimpleNamespace
+
+    from karmma.configuration import to_dict
+    from karmma.data.dataset import collate_clips
+    from karmma.training.module import KarmmaModule
+    from karmma.training.run import clip_dataset
+
+    config = make_config("baseline_delta", synth_prepared, tmp_path, "optim.lr=0.002", "optim.extractor_lr_scale=0")
+    module = KarmmaModule(to_dict(config))
+    module._trainer = SimpleNamespace(estimated_stepping_batches=10, max_epochs=2)
+    optimizer = module.configure_optimizers()["optimizer"]
+    rest, extractors = optimizer.param_groups
+    assert (rest["initial_lr"], extractors["initial_lr"]) == (0.002, 0.0)  # before the warm-up factor
+    assert {id(p) for p in extractors["params"]} == {id(p) for p in module.model.extractors.parameters()}
+    assert len(rest["params"]) + len(extractors["params"]) == len(list(module.model.parameters()))
+
+    # one step: the fusion moves, the extractors (lr 0) keep their pre-trained weights
+    module.log = module.log_dict = lambda *args, **kwargs: None
+    dataset = clip_dataset(module.config, module, "train")
+    batch = collate_clips(dataset.__getitems__([(i, 100 + i) for i in range(4)]))
+    before = {name: p.detach().clone() for name, p in module.model.named_parameters()}
+    module.training_step(batch, 0).backward()
+    optimizer.step()
+    moved = {name for name, p in module.model.named_parameters() if not torch.equal(p, before[name])}
+    assert moved and not any(name.startswith("extractors.") for name in moved)
+    assert any(name.startswith("blocks.") for name in moved)
+
+    with pytest.raises(ValueError, match="optim.extractor_lr_scale"):
+        make_config("baseline_delta", synth_prepared, tmp_path, "optim.extractor_lr_scale=-1")

@@ -68,9 +68,14 @@ class KarmmaModule(L.LightningModule):
     # -- optimisation ---------------------------------------------------------
     def configure_optimizers(self):
         optim = self.config.optim
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        trained = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
+        extractors = [p for name, p in trained if name.startswith("extractors.")]
+        rest = [p for name, p in trained if not name.startswith("extractors.")]
+        groups = [{"params": rest, "lr": optim.lr}]
+        if extractors:
+            groups.append({"params": extractors, "lr": optim.lr * optim.extractor_lr_scale})
         # foreach: one fused update over all tensors, also on CPU (several times faster for many small tensors)
-        optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, foreach=True)
+        optimizer = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay, foreach=True)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(total - 1, int(round(optim.warmup_epochs * total / max(1, self.trainer.max_epochs))))
 
