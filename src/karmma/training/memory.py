@@ -53,6 +53,10 @@ def _own_memory(value):
     return value
 
 
+def _input_bytes(items: list[dict]) -> int:
+    return sum(t.numel() * t.element_size() for item in items for t in item["inputs"].values())
+
+
 class DecodedViews(Dataset):
     """``views`` decoded views per training clip, held in memory.
 
@@ -84,7 +88,7 @@ class DecodedViews(Dataset):
 
     @property
     def bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for item in self.items for t in item["inputs"].values())
+        return _input_bytes(self.items)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -106,17 +110,6 @@ class DecodedViews(Dataset):
         return item
 
 
-class _Items(Dataset):
-    def __init__(self, clips: ClipDataset):
-        self.clips = clips
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.clips[index]
-
-
 class DecodedClips(Dataset):
     """Every item of an evaluation :class:`ClipDataset` (``train=False``), decoded once and held in memory.
 
@@ -131,12 +124,12 @@ class DecodedClips(Dataset):
                 "DecodedClips holds evaluation items (their frames and crop are fixed): give it train=False clips"
             )
         self.clips, self.samples = clips, clips.samples
-        loader = DataLoader(_Items(clips), batch_size=None, num_workers=workers)
+        loader = DataLoader(clips, batch_size=None, num_workers=workers)  # one item at a time, by index
         self.items = [_own_memory(item) for item in loader]  # out of shared memory, as DecodedViews does
 
     @property
     def bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for item in self.items for t in item["inputs"].values())
+        return _input_bytes(self.items)
 
     @property
     def report(self) -> str:
