@@ -498,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         "the whole method on embedded SynthKitchen data: synth, train all stages, evaluate, report",
         "  karmma demo --quick --out karmma-demo-quick     # 1.3 min on an idle 2-core CPU, 5.5 min on a busy one\n"
-        "  karmma demo                                     # 17-18 min on a 2-core CPU\n",
+        "  karmma demo                                     # 12-14 min on a 2-core CPU\n",
         "Synthesises SynthKitchen recordings (nothing is downloaded), prepares them,\n"
         "pre-trains the teacher's extractors, trains the teacher, distils the student,\n"
         "trains the three baselines, evaluates every model on every modality subset and\n"
