@@ -123,7 +123,7 @@ class DecodedClips(Dataset):
             raise ValueError(
                 "DecodedClips holds evaluation items (their frames and crop are fixed): give it train=False clips"
             )
-        self.clips, self.samples = clips, clips.samples
+        self.clips = clips
         loader = DataLoader(clips, batch_size=None, num_workers=workers)  # one item at a time, by index
         self.items = [_own_memory(item) for item in loader]  # out of shared memory, as DecodedViews does
 
