@@ -161,7 +161,13 @@ def _synth(args: argparse.Namespace) -> int:
     import time
 
     from karmma.data.synth import synthesize, synthesize_ssv2
+    from karmma.data.synth_world import ceiling_table
 
+    if args.ceilings:
+        print(ceiling_table())
+        return 0
+    if args.out is None:
+        raise ValueError("karmma synth: give an output folder (or --ceilings)")
     start = time.perf_counter()
     generate = synthesize_ssv2 if args.layout == "ssv2" else synthesize
     summary = generate(args.out, seed=args.seed, size=args.size, workers=args.workers)
@@ -548,10 +554,16 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "synth",
         "generate SynthKitchen recordings (MP4 with audio + EPIC-format annotations)",
-        "  karmma synth synth-raw --seed 0 --size quick\n",
+        "  karmma synth synth-raw --seed 0 --size quick\n  karmma synth --ceilings\n",
         "The recordings are rendered procedurally: nothing is downloaded. Prepare them\nnext with 'karmma prepare'.",
     )
-    synth.add_argument("out", help="output folder")
+    synth.add_argument("out", nargs="?", help="output folder (not with --ceilings)")
+    synth.add_argument(
+        "--ceilings",
+        action="store_true",
+        help="print the information ceiling of every modality subset (the Bayes-optimal top-1, computed "
+        "from the generative model) and write nothing",
+    )
     synth.add_argument(
         "--seed", type=int, default=0, help="random seed; another seed gives disjoint recordings (default %(default)s)"
     )

@@ -46,7 +46,7 @@ from karmma.io import atomic_write_text
 DEMO_MODELS = ("teacher", "baseline", "baseline_masked", "baseline_delta", "student")
 STUDENT_SIZED = ("student", "baseline", "baseline_masked", "baseline_delta")
 #: part of a demo folder's identity: a folder written by a demo with other stages is not reused
-DEMO_VERSION = 6
+DEMO_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -262,6 +262,7 @@ def demo_stages(
         )
 
     def evaluate_stage():
+        from karmma.data.synth_world import information_ceilings
         from karmma.evaluation.evaluate import EvaluationSettings, evaluate_models, load_for_evaluation
 
         # checkpoints were chosen on validation; every reported number is on the test participants
@@ -269,6 +270,8 @@ def demo_stages(
         results = evaluate_models([load_for_evaluation(runs / name, name) for name in DEMO_MODELS], settings)
         for result in results["models"].values():
             result["source"] = str(Path(result["source"]).relative_to(out))  # the same file for any --out
+        # what the data allows at best, per subset, computed from SynthKitchen's generative model
+        results["ceilings"] = information_ceilings(("V", "F", "A"))
         _write_json(root / "results.json", results)
 
     def tuning_stage():

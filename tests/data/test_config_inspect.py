@@ -11,11 +11,14 @@ from karmma.data.config import DatasetConfig, dataset_heads, detect_dataset, loa
 from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.data.inspect import inspect_dataset, load_dataset_config
 from karmma.data.manifest import read_manifest
+from karmma.data.synth_world import NOUN_NAMES, VERB_NAMES
+
+SYNTH_HEADS = {"verb": len(VERB_NAMES), "noun": len(NOUN_NAMES)}
 
 
 def test_detect_and_load_epic(synth_prepared):
     config = detect_dataset(synth_prepared)
-    assert config.format == "epic" and dataset_heads(config) == {"verb": 5, "noun": 6}
+    assert config.format == "epic" and dataset_heads(config) == SYNTH_HEADS
     train, validation = load_split(config, "train"), load_split(config, "validation")
     assert len(train) == 6 and len(validation) == 6
     with pytest.raises(FileNotFoundError, match="test split"):
@@ -35,8 +38,8 @@ def test_inspect_reports_sizes_and_availability(synth_prepared, capsys):
     assert train["clips"] == 6 and train["availability"]["modalities"]["V"]["present"] == 6
     assert main(["data", "inspect", str(synth_prepared), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["heads"] == {"verb": 5, "noun": 6}
-    assert len(printed["classes"]["verb"]) == 5 and len(printed["classes"]["noun"]) == 6
+    assert printed["heads"] == SYNTH_HEADS
+    assert printed["classes"]["verb"] == list(VERB_NAMES) and printed["classes"]["noun"] == list(NOUN_NAMES)
     assert main(["data", "inspect", str(synth_prepared)]) == 0
     out = capsys.readouterr().out
     assert "[validation] 6 clips" in out
@@ -119,7 +122,7 @@ def test_ssv2_layout_with_boxes(tmp_path):
     prepare(tmp_path / "raw", tmp_path / "out", PrepareSettings(flow="dis", short_side=48), workers=1, progress=False)
     config = detect_dataset(tmp_path / "out")
     assert config.format == "ssv2" and config.boxes == [f"bounding_box_smthsmth_part{i}.json" for i in range(1, 5)]
-    assert dataset_heads(config) == {"action": 5}
+    assert dataset_heads(config) == {"action": len(VERB_NAMES)}
     samples = load_split(config, "train")
     assert len(samples) == 2 and set(samples[0].sources) == {"V", "F", "D"}
     dataset = ClipDataset(samples, {"V": (4, 3, 32, 32), "F": (4, 2, 32, 32), "D": (4, 4, 6)}, train=False)

@@ -8,8 +8,11 @@ from torch.utils.data import DataLoader
 from karmma.data.annotations import read_epic_segments
 from karmma.data.dataset import MISSING, PRESENT, UNREADABLE, ClipDataset, DataReport, collate_clips
 from karmma.data.epic import EpicLayout, epic_samples, read_video_info
+from karmma.data.synth_world import NOUN_NAMES, VERB_NAMES
 from karmma.data.transforms import finish_inputs
 from karmma.data.views import ClipConfig
+
+SYNTH_HEADS = {"verb": len(VERB_NAMES), "noun": len(NOUN_NAMES)}
 
 SHAPES = {"V": (4, 3, 32, 32), "F": (4, 2, 32, 32), "A": (1, 64, 100)}
 
@@ -17,7 +20,7 @@ SHAPES = {"V": (4, 3, 32, 32), "F": (4, 2, 32, 32), "A": (1, 64, 100)}
 def _dataset(root: Path, train=True, shapes=SHAPES, **kwargs) -> ClipDataset:
     segments = []
     for split in ("train", "validation"):
-        segments += read_epic_segments(root / "annotations" / f"EPIC_100_{split}.csv", {"verb": 5, "noun": 6})
+        segments += read_epic_segments(root / "annotations" / f"EPIC_100_{split}.csv", SYNTH_HEADS)
     samples = epic_samples(
         segments, EpicLayout(root), read_video_info(root / "annotations" / "EPIC_100_video_info.csv")
     )

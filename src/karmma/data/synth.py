@@ -37,20 +37,55 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from karmma.data.annotations import EPIC_LABEL_COLUMNS, EPIC_TIMESTAMP_COLUMNS
+from karmma.data.synth_world import (
+    NOUN_NAMES,
+    VERB_NAMES,
+    WORLD,
+    ActionLatent,
+    sample_action,
+)
+from karmma.data.synth_world import (
+    NOUNS as NOUN_SPECS,
+)
+from karmma.data.synth_world import (
+    VERBS as VERB_SPECS,
+)
 from karmma.io import atomic_open, atomic_path, atomic_write_text
 from karmma.parallel import process_pool
 
-VERBS = ["lift", "lower", "push", "pull", "shake"]
-NOUNS = ["cup", "plate", "sponge", "bottle", "pan", "knife"]
-# noun -> (colour index, pitch index)
-NOUN_COLOUR_PITCH = {n: (i // 2, i % 2) for i, n in enumerate(NOUNS)}
-COLOURS = np.array([[200, 40, 40], [40, 170, 60], [40, 70, 200]], dtype=np.float32)
-PITCHES = [260.0, 620.0]
 SAMPLE_RATE = 24000
+VERBS = list(VERB_NAMES)
+NOUNS = list(NOUN_NAMES)
+# RGB of each colour a noun can have (docs/data.md): saturated enough to stand out from the muted counter
+COLOURS = {
+    "pale": (232, 228, 214),
+    "grey": (150, 160, 178),
+    "yellow": (228, 200, 45),
+    "brown": (155, 95, 45),
+    "green": (45, 150, 65),
+    "orange": (235, 128, 30),
+    "red": (200, 35, 40),
+}
+# width and height of each shape, in units of the object's size
+SHAPES = {"round": (1.0, 1.0), "tall": (0.7, 1.35), "flat": (1.45, 0.6), "long": (1.9, 0.35)}
+LID = (125, 45, 140)
+SKIN = (225, 180, 150)
+LIQUID = (165, 205, 235)
+SHADOW = (12, 10, 10)
+TOOL = (175, 180, 192)  # the knife that cuts
+# partials (Hz) and decay (s) of a knock on each material
+KNOCKS = {
+    "ceramic": ((2200.0, 5400.0), 0.08),
+    "glass": ((3600.0, 8100.0), 0.25),
+    "metal": ((950.0, 2600.0, 4300.0), 0.35),
+    "plastic": ((450.0, 1300.0), 0.03),
+    "wood": ((320.0, 980.0), 0.05),
+}
 
 
 @dataclass(frozen=True)
@@ -73,10 +108,20 @@ SIZES = {
 
 @dataclass(frozen=True)
 class Action:
-    verb: int
-    noun: int
+    """One action of a recording: its latent instance (true classes, annotated labels, what it
+    sounds like) and where it is in time."""
+
+    latent: ActionLatent
     start: float  # seconds
     stop: float
+
+    @property
+    def verb(self) -> int:  # the annotated label, what the CSV holds
+        return self.latent.label_verb
+
+    @property
+    def noun(self) -> int:
+        return self.latent.label_noun
 
 
 def video_ids(size: SynthSize) -> list[tuple[str, str]]:
@@ -94,37 +139,118 @@ def plan_actions(rng: np.random.Generator, size: SynthSize) -> tuple[list[Action
     t, actions = 0.4, []
     for _ in range(size.actions_per_video):
         duration = rng.uniform(1.2, 2.0)
-        actions.append(Action(int(rng.integers(len(VERBS))), int(rng.integers(len(NOUNS))), t, t + duration))
+        actions.append(Action(sample_action(rng), t, t + duration))
         t += duration + rng.uniform(0.3, 0.7)
     return actions, t + 0.2
 
 
-def trajectory(verb: int, progress: float, scale: float) -> tuple[float, float]:
-    """Object offset (dx, dy) in pixels at ``progress`` in [0, 1] of the action."""
-    ease = 0.5 - 0.5 * math.cos(math.pi * progress)
-    travel = 0.5 * scale
-    if verb == 0:
-        return 0.0, -travel * ease
-    if verb == 1:
-        return 0.0, travel * ease
-    if verb == 2:
-        return travel * ease, 0.0
-    if verb == 3:
-        return -travel * ease, 0.0
-    return 0.12 * scale * math.sin(2 * math.pi * 3 * progress), 0.0
+def _ease(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return 0.5 - 0.5 * math.cos(math.pi * x)
 
 
-def _blob(canvas: np.ndarray, cx: float, cy: float, rx: float, ry: float, colour: np.ndarray, stripes: bool) -> None:
+@dataclass(frozen=True)
+class Placement:
+    """Nuisances of one action instance, drawn independently of its classes."""
+
+    x: float
+    y: float
+    size: float  # the object's size in pixels
+    tint: np.ndarray  # added to the noun's colour
+    angle: float  # degrees
+    phase: float
+
+
+def _place(rng: np.random.Generator, width: int, height: int, scale: float) -> Placement:
+    return Placement(
+        x=rng.uniform(0.35, 0.65) * width,
+        y=rng.uniform(0.45, 0.65) * height,
+        size=0.14 * scale * rng.uniform(0.9, 1.1),
+        tint=rng.uniform(-12, 12, 3).astype(np.float32),
+        angle=rng.uniform(-10, 10),
+        phase=rng.uniform(0, 2 * math.pi),
+    )
+
+
+class Part(NamedTuple):
+    """One ellipse of the scene."""
+
+    x: float  # centre, pixels
+    y: float
+    half_width: float
+    half_height: float
+    angle: float  # degrees
+    colour: tuple
+    texture: str | None = None  # "stripes" (move with the part) or "falling" (liquid running down)
+    kind: str | None = None  # its box kind ("object", "hand") for the Something-Else boxes
+
+
+def action_parts(action: Action, place: Placement, t: float, scale: float) -> list[Part]:
+    """What the camera sees of ``action`` at time ``t`` (s), back to front. The verb shows in the hand's
+    grip and the object's state and motion; the noun in the object's colour and shape (docs/data.md)."""
+    verb, noun = VERBS[action.latent.verb], NOUN_SPECS[action.latent.noun]
+    p = (t - action.start) / (action.stop - action.start)
+    local = t - action.start
+    half_w, half_h = (place.size * k for k in SHAPES[noun.shape])
+    colour = tuple(np.clip(np.array(COLOURS[noun.colour]) + place.tint, 0, 255))
+    x, y, angle = place.x, place.y, place.angle
+    parts: list[Part] = []
+    lift = 0.22 * scale
+    if verb == "take":  # rests on the counter (a contact shadow), then is lifted
+        y -= lift * _ease((p - 0.35) / 0.55)
+    elif verb == "put":  # is lowered, then rests
+        y -= lift * (1 - _ease((p - 0.1) / 0.55))
+    elif verb in ("adjust", "shake"):  # held in place and moved by a few pixels: slowly, or fast
+        x += 6.0 * math.sin(2 * math.pi * (0.6 if verb == "adjust" else 5.0) * local + place.phase)
+    elif verb == "wash":  # scrubbed under a stream of water
+        x += 3.0 * math.sin(2 * math.pi * 2.0 * local + place.phase)
+    elif verb in ("open", "close"):  # steadied by one hand while the other moves the lid
+        y += 1.5 * math.sin(2 * math.pi * 1.5 * local + place.phase)
+    elif verb == "pour":  # tilted, then liquid runs from the rim
+        angle += 70.0 * _ease((p - 0.1) / 0.5)
+    resting = (verb == "take" and p < 0.35) or (verb == "put" and p > 0.65)
+    if resting:
+        parts.append(Part(x, y + half_h * 0.85, half_w * 1.3, max(half_h * 0.45, 3.0), 0.0, SHADOW))
+    if verb == "wash":  # the stream falls from the top of the frame onto the object
+        parts.append(Part(x, (y - half_h) / 2, 2.5, (y - half_h) / 2, 0.0, LIQUID, "falling"))
+    parts.append(Part(x, y, half_w, half_h, angle, colour, "stripes", "object"))
+    hand = (x + half_w * 0.9, y + half_h * 0.3)
+    if verb in ("open", "close"):
+        away = _ease((p - 0.3) / 0.5) if verb == "open" else 1 - _ease((p - 0.2) / 0.5)
+        top = y - half_h * 0.95
+        lid = (x + 0.1 * scale * away, top - 0.15 * scale * away)
+        parts.append(Part(*lid, max(half_w, 0.6 * place.size), 0.35 * place.size, 0.0, LID, "stripes"))
+        hand = (lid[0] + max(half_w, 0.6 * place.size) + 0.3 * place.size, lid[1])
+    elif verb == "cut":  # a knife chops down onto the object
+        height = (0.06 + 0.08 * (0.5 + 0.5 * math.sin(2 * math.pi * 3.0 * local + place.phase))) * scale
+        knife = (x + 0.3 * place.size, y - half_h - height)
+        parts.append(Part(*knife, 1.8 * place.size, 0.22 * place.size, -15.0, TOOL, "stripes"))
+        hand = (knife[0] + 1.6 * place.size, knife[1] - 0.4 * place.size)
+    elif verb == "pour" and p > 0.5:
+        rim = x + half_w * 0.9, y - half_h * 0.3
+        parts.append(Part(rim[0] + 2, rim[1] + 0.15 * scale, 2.0, 0.15 * scale, 0.0, LIQUID, "falling"))
+    parts.append(Part(*hand, 0.55 * place.size, 0.42 * place.size, 0.0, SKIN, kind="hand"))
+    return parts
+
+
+def _ellipse(canvas: np.ndarray, part: Part, t: float) -> None:
+    """Draw one (rotated, optionally striped) ellipse onto ``canvas`` ``[H, W, 3]`` float32."""
+    cx, cy, rx, ry, angle, colour, texture, _ = part
     h, w, _ = canvas.shape
-    y0, y1 = max(int(cy - ry) - 1, 0), min(int(cy + ry) + 2, h)
-    x0, x1 = max(int(cx - rx) - 1, 0), min(int(cx + rx) + 2, w)
+    reach = max(rx, ry) + 1
+    y0, y1 = max(int(cy - reach), 0), min(int(cy + reach) + 2, h)
+    x0, x1 = max(int(cx - reach), 0), min(int(cx + reach) + 2, w)
     if y1 <= y0 or x1 <= x0:
         return
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1.0
-    shade = colour[None, None, :].repeat(y1 - y0, 0).repeat(x1 - x0, 1)
-    if stripes:  # texture that moves with the object, so flow has something to track
-        shade = shade * (0.75 + 0.25 * (np.sin((xx - cx + yy - cy) * 1.3) > 0))[..., None]
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    u, v = (xx - cx) * c + (yy - cy) * s, -(xx - cx) * s + (yy - cy) * c
+    inside = (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
+    shade = np.broadcast_to(np.asarray(colour, dtype=np.float32), (*inside.shape, 3))
+    if texture == "stripes":  # stripes that move with the part, so flow has something to track
+        shade = shade * (0.78 + 0.22 * (np.sin((u + v) * 1.3) > 0))[..., None]
+    elif texture == "falling":  # ripples running down at 60 px/s
+        shade = shade * (0.8 + 0.2 * (np.sin((v - 60.0 * t) * 0.9) > 0))[..., None]
     canvas[y0:y1, x0:x1][inside] = shade[inside]
 
 
@@ -138,43 +264,34 @@ def render_video(
     """
     margin = 8
     H, W = size.height + 2 * margin, size.width + 2 * margin
-    # static background: smooth colour field plus clutter rectangles
-    # muted kitchen tones (grey/brown with little saturation), so coloured objects stand out
-    tone = rng.uniform(70, 170, size=(4, 5, 1)) + rng.uniform(-15, 15, size=(4, 5, 3))
-    coarse = tone.astype(np.float32)
-    background = np.kron(coarse, np.ones((H // 4 + 1, W // 5 + 1, 1), dtype=np.float32))[:H, :W]
+    # a muted counter (dark greys and browns) with clutter, so the coloured objects stand out
+    tone = rng.uniform(55, 115, size=(4, 5, 1)) + rng.uniform(-12, 12, size=(4, 5, 3))
+    background = np.kron(tone.astype(np.float32), np.ones((H // 4 + 1, W // 5 + 1, 1), dtype=np.float32))[:H, :W]
     for _ in range(6):
         y, x = rng.integers(0, H - 10), rng.integers(0, W - 10)
-        background[y : y + rng.integers(5, 20), x : x + rng.integers(5, 25)] = rng.uniform(50, 200) + rng.uniform(
-            -20, 20, 3
+        background[y : y + rng.integers(5, 20), x : x + rng.integers(5, 25)] = rng.uniform(40, 130) + rng.uniform(
+            -15, 15, 3
         )
     frames_count = int(duration * size.fps)
     shake = np.cumsum(rng.normal(0, 0.4, size=(frames_count, 2)), axis=0)
     shake = np.clip(shake - shake.mean(0), -margin + 1, margin - 1)
     distractor = np.array([rng.uniform(0, W), rng.uniform(0, H)])
-    distractor_colour = np.array([170, 160, 120], dtype=np.float32)
-    skin = np.array([225, 180, 150], dtype=np.float32)
     scale = min(size.width, size.height)
-    placements = [(rng.uniform(0.35, 0.65) * W, rng.uniform(0.4, 0.6) * H, rng.uniform(-12, 12)) for _ in actions]
+    placements = [_place(rng, W, H, scale) for _ in actions]
     frames = np.empty((frames_count, size.height, size.width, 3), dtype=np.uint8)
     for i in range(frames_count):
         t = i / size.fps
         canvas = background.copy()
         frame_boxes = []
         distractor = np.clip(distractor + rng.normal(0, 0.5, 2), 0, [W, H])
-        _blob(canvas, distractor[0], distractor[1], 6, 4, distractor_colour, stripes=False)
-        for action, (x, y, tint) in zip(actions, placements):
+        _ellipse(canvas, Part(distractor[0], distractor[1], 6, 4, 0.0, (150, 140, 110)), t)
+        for action, place in zip(actions, placements):
             if action.start <= t <= action.stop:
-                progress = (t - action.start) / (action.stop - action.start)
-                dx, dy = trajectory(action.verb, progress, scale)
-                colour = np.clip(COLOURS[NOUN_COLOUR_PITCH[NOUNS[action.noun]][0]] + tint, 0, 255)
-                parts = [
-                    (x + dx, y + dy, 0.16 * scale, 0.13 * scale, colour, True, "object"),
-                    (x + dx + 0.12 * scale, y + dy + 0.13 * scale, 0.08 * scale, 0.06 * scale, skin, False, "hand"),
-                ]
-                for cx, cy, rx, ry, shade, stripes, kind in parts:
-                    _blob(canvas, cx, cy, rx, ry, shade, stripes)
-                    frame_boxes.append((cx - rx, cy - ry, cx + rx, cy + ry, kind))
+                for part in action_parts(action, place, t, scale):
+                    _ellipse(canvas, part, t)
+                    if part.kind is not None:
+                        reach = max(part.half_width, part.half_height)
+                        frame_boxes.append((part.x - reach, part.y - reach, part.x + reach, part.y + reach, part.kind))
         oy, ox = (margin + shake[i]).round().astype(int)
         if boxes is not None:  # into the coordinates of the shaken, cropped view
             boxes.append(
@@ -190,26 +307,66 @@ def render_video(
     return frames
 
 
+def _band_noise(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
+    """White noise band-passed to ``[low, high]`` Hz (in the frequency domain), unit RMS."""
+    spectrum = np.fft.rfft(rng.normal(size=n))
+    frequencies = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+    spectrum[(frequencies < low) | (frequencies > high)] = 0
+    out = np.fft.irfft(spectrum, n)
+    return out / (np.sqrt(np.mean(out**2)) + 1e-9)
+
+
+def _decaying(frequencies: tuple[float, ...], decay: float, length: int, rng: np.random.Generator) -> np.ndarray:
+    t = np.arange(length) / SAMPLE_RATE
+    tone = sum(np.sin(2 * np.pi * f * rng.uniform(0.97, 1.03) * t + rng.uniform(0, 6.28)) for f in frequencies)
+    return tone * np.exp(-t / decay) / len(frequencies)
+
+
 def render_audio(rng: np.random.Generator, actions: list[Action], duration: float) -> np.ndarray:
-    """Mono float32 samples at 24 kHz of one recording."""
+    """Mono float32 samples at 24 kHz of one recording: the room, each verb's own sound (water,
+    chopping, pouring, a rattle when it rattles) and a knock revealing the object's material
+    when the instance knocks (docs/data.md)."""
     n = int(duration * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
     audio = 0.02 * rng.normal(size=n) + 0.02 * np.sin(2 * np.pi * 50 * t)
-    for _ in range(int(duration * 1.5)):  # clicks
+    for _ in range(int(duration * 1.5)):  # clicks of the room, unrelated to the actions
         at = rng.integers(0, n - 200)
         audio[at : at + 200] += 0.2 * rng.normal(size=200) * np.exp(-np.arange(200) / 40)
     for action in actions:
+        latent = action.latent.instance
         a, b = int(action.start * SAMPLE_RATE), min(int(action.stop * SAMPLE_RATE), n)
-        local = np.arange(b - a) / SAMPLE_RATE
-        progress = local / (action.stop - action.start)
-        # loudness follows the object's speed (finite differences of the trajectory)
-        scale = 100.0
-        positions = np.array([trajectory(action.verb, p, scale) for p in np.linspace(0, 1, 64)])
-        speed = np.linalg.norm(np.diff(positions, axis=0), axis=1)
-        envelope = np.interp(progress, np.linspace(0, 1, 63), speed / (speed.max() + 1e-6))
-        pitch = PITCHES[NOUN_COLOUR_PITCH[NOUNS[action.noun]][1]] * rng.uniform(0.95, 1.05)
-        tone = sum(np.sin(2 * np.pi * pitch * k * local + rng.uniform(0, 6.28)) / k for k in (1, 2, 3))
-        audio[a:b] += 0.25 * (0.3 + 0.7 * envelope) * tone
+        length = b - a
+        if latent.masked:  # the room is louder than the action: a hood's roar and a radio's tones alone
+            audio[a:b] += 0.12 * _band_noise(rng, length, 100, 4000)
+            for frequency in rng.uniform(200, 2000, size=3):
+                audio[a:b] += 0.05 * np.sin(2 * np.pi * frequency * np.arange(length) / SAMPLE_RATE)
+            continue
+        sound = VERB_SPECS[latent.verb].sound
+        if sound == "water":
+            audio[a:b] += 0.08 * _band_noise(rng, length, 1500, 6000) * (0.8 + 0.2 * rng.random())
+        elif sound == "chop":
+            period = int(SAMPLE_RATE / 3.0)
+            for at in range(a + rng.integers(0, period), b - 1500, period):
+                audio[at : at + 1500] += 0.3 * _decaying((150.0,), 0.02, 1500, rng) + 0.1 * rng.normal(
+                    size=1500
+                ) * np.exp(-np.arange(1500) / 100)
+        elif sound == "pour":  # liquid runs in the second half: a low band of noise with bubbles
+            half = a + length // 2
+            audio[half:b] += 0.06 * _band_noise(rng, b - half, 300, 1200)
+            for at in rng.integers(half, max(b - 720, half + 1), size=int(12 * (b - half) / SAMPLE_RATE)):
+                chirp = np.sin(2 * np.pi * np.cumsum(np.linspace(500, 900, 720)) / SAMPLE_RATE)
+                audio[at : at + 720] += 0.08 * chirp * np.hanning(720)
+        elif sound == "rattle" and latent.rattle:
+            rattle = _band_noise(rng, 240, 3000, 8000) * np.exp(-np.arange(240) / 60)
+            for at in range(a, b - 240, int(SAMPLE_RATE / 18)):
+                audio[at : at + 240] += 0.4 * rattle
+        if latent.knock:  # two or three knocks in the middle of the action, whatever the verb
+            partials, decay = KNOCKS[NOUN_SPECS[latent.noun].material]
+            ring = int(min(4 * decay, 0.5) * SAMPLE_RATE)
+            for at in np.sort(rng.uniform(0.25, 0.75, size=int(rng.integers(2, 4)))):
+                start = a + int(at * length)
+                end = min(start + ring, n)
+                audio[start:end] += 0.3 * _decaying(partials, decay, end - start, rng)
     return np.clip(audio, -1, 1).astype(np.float32)
 
 
@@ -262,7 +419,7 @@ def _make_video(job: tuple) -> tuple[str, str, list[Action], float, bool]:
     rng = np.random.default_rng([seed, index])
     actions, duration = plan_actions(rng, size)
     frames = render_video(rng, actions, duration, size)
-    has_audio = rng.random() >= 0.15
+    has_audio = rng.random() >= WORLD.audio_track_missing
     audio = render_audio(rng, actions, duration) if has_audio else None
     write_mp4(Path(out) / participant / "videos" / f"{video_id}.MP4", frames, size.fps, audio)
     return participant, video_id, actions, len(frames) / size.fps, has_audio
@@ -358,11 +515,15 @@ def write_annotations(folder: Path, results: list, size: SynthSize, splits: dict
 # --- Something-Something v2 layout -----------------------------------------
 
 SOMETHING_ELSE_PARTS = tuple(f"bounding_box_smthsmth_part{i}.json" for i in range(1, 5))
-SSV2_TEMPLATES = [
-    "Lifting [something] up",
+SSV2_TEMPLATES = [  # one per SynthKitchen verb, in the order of synth_world.VERBS
+    "Taking [something]",
     "Putting [something] down",
-    "Pushing [something] from left to right",
-    "Pulling [something] from right to left",
+    "Washing [something]",
+    "Opening [something]",
+    "Closing [something]",
+    "Cutting [something]",
+    "Pouring [something] out",
+    "Moving [something] slightly",
     "Shaking [something]",
 ]
 
@@ -370,7 +531,7 @@ SSV2_TEMPLATES = [
 def _make_ssv2_clip(job: tuple) -> dict:
     out, seed, index, size = job
     rng = np.random.default_rng([seed, 10_000 + index])
-    action = Action(int(rng.integers(len(VERBS))), int(rng.integers(len(NOUNS))), 0.2, 0.2 + rng.uniform(1.6, 2.4))
+    action = Action(sample_action(rng), 0.2, 0.2 + rng.uniform(1.6, 2.4))
     duration = action.stop + 0.2
     boxes: list = []
     frames = render_video(rng, [action], duration, size, boxes)

@@ -155,6 +155,7 @@ def aggregate_seeds(per_seed: dict[int, dict]) -> dict:
         models[name] = model
     return {
         "models": models,
+        **({"ceilings": seeds[0]["ceilings"]} if "ceilings" in seeds[0] else {}),  # the data's, equal for every seed
         "settings": {**seeds[0].get("settings", {}), "seeds_aggregated": sorted(per_seed)},
         "claims": decide_claims(seeds),
         "seeds": {str(s): per_seed[s] for s in sorted(per_seed)},

@@ -221,11 +221,17 @@ def trust_section(results: dict) -> list[str]:
 
 
 def subset_table(results: dict, metric: str = "action_top1") -> str:
-    """Rows: subsets (largest first); columns: models; the best student-sized model per row in bold."""
+    """Rows: subsets (largest first); columns: models; the best student-sized model per row in bold;
+    the data's information ceiling (``ceilings`` in results.json, SynthKitchen) in the last column."""
     models = results["models"]
     subsets = largest_first({s for m in models.values() for s in m["subsets"]})
     names = list(models)
-    lines = ["| subset | " + " | ".join(model_label(n) for n in names) + " |", "|---" * (len(names) + 1) + "|"]
+    ceilings = results.get("ceilings", {})
+    ceiling_header = " ceiling |" if ceilings else ""
+    lines = [
+        "| subset | " + " | ".join(model_label(n) for n in names) + " |" + ceiling_header,
+        "|---" * (len(names) + 1 + bool(ceilings)) + "|",
+    ]
     for subset in subsets:
         values = {n: models[n]["subsets"].get(subset, {}).get(metric) for n in names}
         contenders = [v for n, v in values.items() if n != "teacher" and v is not None]
@@ -237,7 +243,8 @@ def subset_table(results: dict, metric: str = "action_top1") -> str:
             ci = models[n]["subsets"].get(subset, {}).get(f"{metric}_ci95")
             bold = f"**{text}**" if v is not None and n != "teacher" and v == best else text
             cells.append(bold if ci is None or v is None else f"{bold} ± {ci:.1f}")
-        lines.append(f"| {subset} | " + " | ".join(cells) + " |")
+        ceiling = f" {_fmt(ceilings[subset].get(metric))} |" if subset in ceilings else (" |" if ceilings else "")
+        lines.append(f"| {subset} | " + " | ".join(cells) + " |" + ceiling)
     return "\n".join(lines)
 
 
@@ -704,7 +711,13 @@ def write_report(folder: str | Path) -> Path:
         "## Accuracy on every modality subset",
         "",
         "Rows: the modalities given to the model at test time. Best of the student-sized models per row in bold "
-        "(the teacher is shown for reference).",
+        "(the teacher is shown for reference)."
+        + (
+            " *ceiling*: the top-1 of the Bayes-optimal classifier that sees exactly what the subset's sensors "
+            "render, computed from SynthKitchen's generative model (docs/data.md); no model can beat it beyond noise."
+            if results.get("ceilings")
+            else ""
+        ),
         "",
         "### Action top-1",
         "",
