@@ -184,6 +184,55 @@ def _train_stage(config_name: str, overrides: list[str]) -> dict:
     return train(_stage_config(config_name, overrides))
 
 
+def stage_overrides(root: Path, plan: DemoPlan, seed: int, workers: int = 2) -> dict[str, tuple[str, list[str]]]:
+    """Every training stage of one seed's pipeline: ``{run name: (shipped config, the demo's overrides)}``.
+
+    The four student-sized models share one recipe (data, views, epochs, learning rates,
+    initialisation); the keys that define each comparison come from their shipped configs
+    (tests/test_demo.py checks that the resolved pairs differ only there)."""
+    prepared, runs, cache = root / "prepared", root / "runs", root / "cache"
+    common = [
+        f"trainer.runs={runs}",
+        f"trainer.seed={seed}",
+        f"trainer.workers={workers}",
+        "trainer.progress=false",
+        f"cache.train_views={plan.train_views}",
+        *plan.overrides,
+    ]
+    data = [f"data.root={prepared / 'main'}", "data.test=EPIC_100_test.csv"]
+    configs = {}
+    for size, prefix in (("teacher", "unimodal_"), ("student", "unimodal_student_")):
+        for m in "VFA":
+            configs[f"{prefix}{m}"] = (
+                "unimodal",
+                [
+                    f"data.root={prepared / 'pretrain'}",
+                    f"unimodal_modality={m}",
+                    f"unimodal_size={size}",
+                    f"trainer.name={prefix}{m}",
+                    *common,
+                    f"optim.epochs={plan.unimodal_epochs[m]}",
+                ],
+            )
+    extractors = [f"extractors.{m}={runs / f'unimodal_{m}' / 'checkpoints' / 'best.ckpt'}" for m in "VFA"]
+    configs["teacher"] = (
+        "teacher",
+        [f"cache.path={cache}", *extractors, *data, *common, f"optim.epochs={plan.teacher_epochs}"],
+    )
+    # the paper's regime: every student-sized model starts from the same pre-trained extractors
+    student_init = [f"pretrained.{m}={runs / f'unimodal_student_{m}' / 'checkpoints' / 'best.ckpt'}" for m in "VFA"]
+    shared = [*data, *common, *student_init, f"optim.epochs={plan.student_epochs}"]
+    # the student reads its teacher's logits for the very views all four decode once (cache.decode_once)
+    teacher = [
+        f"teacher={runs / 'teacher' / 'checkpoints' / 'best.ckpt'}",
+        "teacher_logits=cache",
+        f"cache.path={cache}",
+    ]
+    for name in STUDENT_SIZED:
+        configs[name] = (name, [*shared, *(teacher if name == "student" else [])])
+    return configs
+
+
 def demo_stages(
     root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Path | None = None, knobs: tuple[Knob, ...] = ()
 ) -> list[Stage]:
@@ -194,21 +243,9 @@ def demo_stages(
     from karmma.data.synth import synthesize
 
     out = out or root
-    raw, prepared, runs, cache = root / "recordings", root / "prepared", root / "runs", root / "cache"
-    common = [
-        f"trainer.runs={runs}",
-        f"trainer.seed={seed}",
-        f"trainer.workers={workers}",
-        "trainer.progress=false",
-        f"cache.train_views={plan.train_views}",
-        *plan.overrides,
-    ]
-    data = [f"data.root={prepared / 'main'}", "data.test=EPIC_100_test.csv"]
-    extractors = [f"extractors.{m}={runs / f'unimodal_{m}' / 'checkpoints' / 'best.ckpt'}" for m in "VFA"]
-    teacher_config = ["cache.path=" + str(cache), *extractors, *data, *common, f"optim.epochs={plan.teacher_epochs}"]
+    raw, prepared, runs = root / "recordings", root / "prepared", root / "runs"
+    configs = stage_overrides(root, plan, seed, workers)
     teacher_ckpt = runs / "teacher" / "checkpoints" / "best.ckpt"
-    # the paper's regime: every student-sized model starts from the same pre-trained extractors
-    student_init = [f"pretrained.{m}={runs / f'unimodal_student_{m}' / 'checkpoints' / 'best.ckpt'}" for m in "VFA"]
     settings = PrepareSettings(flow="dis", short_side=64)
 
     def synth_stage():
@@ -221,45 +258,26 @@ def demo_stages(
             if summary.get("failed"):
                 raise DemoError(f"preparing {raw / name} failed for {summary['failed']} video(s); see {root / 'logs'}")
 
-    def unimodal_stage(modality: str, size: str):
-        name = f"unimodal_{modality}" if size == "teacher" else f"unimodal_student_{modality}"
-        return lambda: _train_stage(
-            "unimodal",
-            [
-                f"data.root={prepared / 'pretrain'}",
-                f"unimodal_modality={modality}",
-                f"unimodal_size={size}",
-                f"trainer.name={name}",
-                *common,
-                f"optim.epochs={plan.unimodal_epochs[modality]}",
-            ],
-        )
+    def unimodal_stage(name: str):
+        return lambda: _train_stage(*configs[name])
 
     def extract_stage():
         from karmma.training.cache import extract_teacher_cache
 
-        extract_teacher_cache(_stage_config("teacher", teacher_config), rank=0, world_size=1, progress=False)
+        extract_teacher_cache(_stage_config(*configs["teacher"]), rank=0, world_size=1, progress=False)
 
     def teacher_stage():
         from karmma.training.cache import cache_teacher_logits
         from karmma.training.run import train
 
-        config = _stage_config("teacher", teacher_config)
+        config = _stage_config(*configs["teacher"])
         train(config)
         cache_teacher_logits(config, teacher_ckpt)
 
     def student_stage(name: str, knob: tuple[str, str] | None = None):
-        # The student trains on the views its teacher's logits were cached for, decoded once; the
-        # baselines on fresh augmented views every epoch, as in the paper (both are compute-bound here).
-        extra = (
-            [f"teacher={teacher_ckpt}", "teacher_logits=cache", f"cache.path={cache}", "cache.decode_once=true"]
-            if name == "student"
-            else []
-        )
         tuned = [f"{knob[0]}={knob[1]}", f"trainer.name={tuning_run(name, *knob)}"] if knob else []
-        return lambda: _train_stage(
-            name, [*data, *common, *student_init, *extra, f"optim.epochs={plan.student_epochs}", *tuned]
-        )
+        config_name, overrides = configs[name]
+        return lambda: _train_stage(config_name, [*overrides, *tuned])
 
     def evaluate_stage():
         from karmma.data.synth_world import information_ceilings
@@ -290,9 +308,16 @@ def demo_stages(
     return [
         Stage("synth", s["synth"], synth_stage),
         Stage("prepare", s["prepare"], prepare_stage),
-        *(Stage(f"unimodal_{m}", s["unimodal"] * plan.unimodal_epochs[m], unimodal_stage(m, "teacher")) for m in "VFA"),
         *(
-            Stage(f"unimodal_student_{m}", s["unimodal"] * plan.unimodal_epochs[m] / 2, unimodal_stage(m, "student"))
+            Stage(f"unimodal_{m}", s["unimodal"] * plan.unimodal_epochs[m], unimodal_stage(f"unimodal_{m}"))
+            for m in "VFA"
+        ),
+        *(
+            Stage(
+                f"unimodal_student_{m}",
+                s["unimodal"] * plan.unimodal_epochs[m] / 2,
+                unimodal_stage(f"unimodal_student_{m}"),
+            )
             for m in "VFA"
         ),
         Stage("extract", s["extract"], extract_stage),
