@@ -165,7 +165,7 @@ def _place(rng: np.random.Generator, width: int, height: int, scale: float) -> P
     return Placement(
         x=rng.uniform(0.35, 0.65) * width,
         y=rng.uniform(0.45, 0.65) * height,
-        size=0.14 * scale * rng.uniform(0.9, 1.1),
+        size=0.16 * scale * rng.uniform(0.9, 1.1),
         tint=rng.uniform(-12, 12, 3).astype(np.float32),
         angle=rng.uniform(-10, 10),
         phase=rng.uniform(0, 2 * math.pi),
@@ -195,40 +195,40 @@ def action_parts(action: Action, place: Placement, t: float, scale: float) -> li
     colour = tuple(np.clip(np.array(COLOURS[noun.colour]) + place.tint, 0, 255))
     x, y, angle = place.x, place.y, place.angle
     parts: list[Part] = []
-    lift = 0.22 * scale
+    lift = 0.35 * scale  # a hand-length at arm's reach
     if verb == "take":  # rests on the counter (a contact shadow), then is lifted
-        y -= lift * _ease((p - 0.35) / 0.55)
+        y -= lift * _ease((p - 0.3) / 0.6)
     elif verb == "put":  # is lowered, then rests
-        y -= lift * (1 - _ease((p - 0.1) / 0.55))
+        y -= lift * (1 - _ease((p - 0.1) / 0.6))
     elif verb in ("adjust", "shake"):  # held in place and moved by a few pixels: slowly, or fast
-        x += 6.0 * math.sin(2 * math.pi * (0.6 if verb == "adjust" else 5.0) * local + place.phase)
+        x += 8.0 * math.sin(2 * math.pi * (0.6 if verb == "adjust" else 5.0) * local + place.phase)
     elif verb == "wash":  # scrubbed under a stream of water
-        x += 3.0 * math.sin(2 * math.pi * 2.0 * local + place.phase)
+        x += 5.0 * math.sin(2 * math.pi * 2.0 * local + place.phase)
     elif verb in ("open", "close"):  # steadied by one hand while the other moves the lid
         y += 1.5 * math.sin(2 * math.pi * 1.5 * local + place.phase)
     elif verb == "pour":  # tilted, then liquid runs from the rim
-        angle += 70.0 * _ease((p - 0.1) / 0.5)
-    resting = (verb == "take" and p < 0.35) or (verb == "put" and p > 0.65)
+        angle += 80.0 * _ease((p - 0.1) / 0.5)
+    resting = (verb == "take" and p < 0.3) or (verb == "put" and p > 0.7)
     if resting:
         parts.append(Part(x, y + half_h * 0.85, half_w * 1.3, max(half_h * 0.45, 3.0), 0.0, SHADOW))
     if verb == "wash":  # the stream falls from the top of the frame onto the object
-        parts.append(Part(x, (y - half_h) / 2, 2.5, (y - half_h) / 2, 0.0, LIQUID, "falling"))
+        parts.append(Part(x, (y - half_h) / 2, 4.0, (y - half_h) / 2, 0.0, LIQUID, "falling"))
     parts.append(Part(x, y, half_w, half_h, angle, colour, "stripes", "object"))
     hand = (x + half_w * 0.9, y + half_h * 0.3)
     if verb in ("open", "close"):
         away = _ease((p - 0.3) / 0.5) if verb == "open" else 1 - _ease((p - 0.2) / 0.5)
         top = y - half_h * 0.95
-        lid = (x + 0.1 * scale * away, top - 0.15 * scale * away)
+        lid = (x + 0.15 * scale * away, top - 0.25 * scale * away)
         parts.append(Part(*lid, max(half_w, 0.6 * place.size), 0.35 * place.size, 0.0, LID, "stripes"))
         hand = (lid[0] + max(half_w, 0.6 * place.size) + 0.3 * place.size, lid[1])
     elif verb == "cut":  # a knife chops down onto the object
-        height = (0.06 + 0.08 * (0.5 + 0.5 * math.sin(2 * math.pi * 3.0 * local + place.phase))) * scale
+        height = (0.05 + 0.15 * (0.5 + 0.5 * math.sin(2 * math.pi * 3.0 * local + place.phase))) * scale
         knife = (x + 0.3 * place.size, y - half_h - height)
         parts.append(Part(*knife, 1.8 * place.size, 0.22 * place.size, -15.0, TOOL, "stripes"))
         hand = (knife[0] + 1.6 * place.size, knife[1] - 0.4 * place.size)
     elif verb == "pour" and p > 0.5:
         rim = x + half_w * 0.9, y - half_h * 0.3
-        parts.append(Part(rim[0] + 2, rim[1] + 0.15 * scale, 2.0, 0.15 * scale, 0.0, LIQUID, "falling"))
+        parts.append(Part(rim[0] + 3, rim[1] + 0.18 * scale, 3.5, 0.18 * scale, 0.0, LIQUID, "falling"))
     parts.append(Part(*hand, 0.55 * place.size, 0.42 * place.size, 0.0, SKIN, kind="hand"))
     return parts
 

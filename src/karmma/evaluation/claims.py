@@ -118,6 +118,56 @@ def decide_claims(seeds: list[dict]) -> list[dict]:
     return claims
 
 
+#: the report's ablation (before, after, what the step adds): each step adds one thing to the model before it
+ABLATION_STEPS = (
+    ("baseline", "baseline_delta", "+ modality dropout and learned tokens"),
+    ("baseline_delta", "student", "+ distillation"),
+)
+
+
+def ablation(seeds: list[dict]) -> list[dict]:
+    """What each step of Baseline -> Baseline w/ δ -> KARMMA_S adds: per step, the paired effect
+    (action top-1 points, 95 % interval over seeds and clips) on every subset and at every
+    dropout rate of the sweep. ``seeds``: one results.json per seed (one is allowed)."""
+    first = seeds[0]["models"]
+    rows = []
+    for before, after, adds in ABLATION_STEPS:
+        if before not in first or after not in first:
+            continue
+        conditions = [(s, lambda c, s=s: _codes(c["subsets"][s])) for s in largest_first(first[after]["subsets"])]
+        conditions += [
+            (f"dropout p = {p}", lambda c, p=p: _sweep_mean(c, p)) for p in first[after]["per_clip"].get("sweep", {})
+        ]
+        for condition, select in conditions:
+            effect = paired_bootstrap(_paired(seeds, after, before, select))
+            rows.append(
+                {
+                    "step": f"{model_label(before)} → {model_label(after)} ({adds})",
+                    "condition": condition,
+                    "effect": round(effect.effect, 2),
+                    "ci": [round(effect.low, 2), round(effect.high, 2)],
+                    "verdict": effect.verdict,
+                    "clips": effect.clips,
+                    "seeds": effect.seeds,
+                }
+            )
+    return rows
+
+
+def ablation_table(rows: list[dict]) -> str:
+    """Markdown: one row per condition (subset or dropout rate), one column per step."""
+    steps = list(dict.fromkeys(r["step"] for r in rows))
+    conditions = list(dict.fromkeys(r["condition"] for r in rows))
+    cell = {(r["step"], r["condition"]): r for r in rows}
+    lines = ["| condition | clips | " + " | ".join(steps) + " |", "|---" * (len(steps) + 2) + "|"]
+    for condition in conditions:
+        found = [cell.get((step, condition)) for step in steps]
+        clips = next((r["clips"] for r in found if r), 0)
+        texts = ["" if r is None else f"{r['effect']:+.1f} [{r['ci'][0]:+.1f}, {r['ci'][1]:+.1f}]" for r in found]
+        lines.append(f"| {condition} | {clips} | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
+
+
 def _mean_over_seeds(values: list[dict]) -> dict:
     """``{metric: mean, metric_ci95: half-width}`` of numeric entries present in every seed."""
     out = {}
@@ -158,6 +208,7 @@ def aggregate_seeds(per_seed: dict[int, dict]) -> dict:
         **({"ceilings": seeds[0]["ceilings"]} if "ceilings" in seeds[0] else {}),  # the data's, equal for every seed
         "settings": {**seeds[0].get("settings", {}), "seeds_aggregated": sorted(per_seed)},
         "claims": decide_claims(seeds),
+        "ablation": ablation(seeds),
         "seeds": {str(s): per_seed[s] for s in sorted(per_seed)},
     }
 
