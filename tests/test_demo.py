@@ -42,7 +42,14 @@ def test_quick_demo_writes_every_artefact(quick_demo):
     for model in results["models"].values():
         assert "V+F+A" in model["subsets"] and len(model["subsets"]) == 7
         assert list(model["sweep"]) == [f"{i / 10:.1f}" for i in range(10)]
+    # what the data allows at best travels with the results, and no model beats it beyond noise
+    from karmma.data.synth_world import information_ceilings
+    from karmma.evaluation.report import ceiling_violations
+
+    assert results["ceilings"] == information_ceilings()
+    assert ceiling_violations(results) == []
     report = (quick_demo / "report.md").read_text()
+    assert "| ceiling |" in report and "## What each part adds (ablation)" in report
     student_full = results["models"]["student"]["subsets"]["V+F+A"]["action_top1"]
     assert f"{student_full:.2f}" in report  # numbers in the report come from results.json
 

@@ -144,3 +144,20 @@ def test_training_curves_are_found_through_the_models_sources(tmp_path):
     assert "| KARMMA_S | 2 | 12.50 (1) | 12.50 |" in report
     assert "| KARMMA_T | 1 | 37.50 (0) | 37.50 |" in report
     assert (tmp_path / "training.png").stat().st_size > 10_000
+
+
+def test_ceilings_shown_beside_the_models_and_a_model_above_one_is_flagged():
+    from karmma.data.synth_world import information_ceilings
+    from karmma.evaluation.report import ceiling_violations
+
+    results = _results(student_bonus=1.0)
+    results["ceilings"] = information_ceilings()
+    table = subset_table(results)
+    assert table.splitlines()[0].endswith("| ceiling |")
+    assert f"| {results['ceilings']['V+F+A']['action_top1']:.2f} |" in table.splitlines()[2]
+    assert ceiling_violations(results) == []
+    # the A ceiling is 14.7 % action; 10 clips give a wide interval, so a violation must be far above it
+    results["models"]["student"]["subsets"]["A"]["action_top1"] = 95.0
+    assert ceiling_violations(results) == ["student action_top1 on A: 95.0 > ceiling 14.7 (10 clips)"]
+    results["models"]["student"]["subsets"]["A"]["action_top1"] = 30.0  # above the ceiling, within the noise
+    assert ceiling_violations(results) == []

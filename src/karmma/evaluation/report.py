@@ -220,6 +220,22 @@ def trust_section(results: dict) -> list[str]:
 # ---------------------------------------------------------------- tables
 
 
+def ceiling_violations(results: dict) -> list[str]:
+    """Every (model, subset, metric) whose accuracy beats the data's information ceiling by more than
+    test noise: twice the 95 % Wilson half-width at the ceiling on the clips scored (about a
+    Bonferroni bound over the 105 numbers of five models x seven subsets x three heads). A ceiling
+    is an upper bound, so each entry means a bug in the generator, its ceilings or the scoring."""
+    ceilings = results.get("ceilings", {})
+    found = []
+    for name, model in results["models"].items():
+        for subset, scores in model["subsets"].items():
+            for metric, ceiling in ceilings.get(subset, {}).items():
+                value, clips = scores.get(metric), scores.get("samples") or model["clips"]
+                if value is not None and value > ceiling + 2 * wilson_half_width(ceiling, clips):
+                    found.append(f"{name} {metric} on {subset}: {value:.1f} > ceiling {ceiling:.1f} ({clips} clips)")
+    return found
+
+
 def subset_table(results: dict, metric: str = "action_top1") -> str:
     """Rows: subsets (largest first); columns: models; the best student-sized model per row in bold;
     the data's information ceiling (``ceilings`` in results.json, SynthKitchen) in the last column."""
@@ -743,6 +759,11 @@ def write_report(folder: str | Path) -> Path:
             else ""
         ),
         "",
+        *(
+            [f"**Above a ceiling beyond noise** (a bug: a ceiling is an upper bound): {'; '.join(violations)}.", ""]
+            if (violations := ceiling_violations(results))
+            else []
+        ),
         "### Action top-1",
         "",
         subset_table(results, "action_top1"),
