@@ -24,8 +24,10 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -373,16 +375,50 @@ def check_resumable(last: Path, config: TrainConfig) -> None:
         )
 
 
+#: the pid of the rank-0 process, in the environment its DDP children inherit (see die_with_parent)
+LAUNCHER_PID = "KARMMA_LAUNCHER_PID"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """Have the kernel kill this process when its parent dies, if it is a DDP process that a launcher
+    started for a local rank > 0 (Lightning starts them as children of rank 0, torchrun of its agent).
+
+    Killed without clean-up (SIGKILL, the OOM killer), rank 0 left them behind: waiting for it at the
+    rendezvous or in a collective, holding memory and GPUs. ``prctl(PR_SET_PDEATHSIG, SIGKILL)``
+    rather than a watchdog thread polling ``os.getppid()``: the kernel acts at once and also while
+    the process is blocked in C code (a collective, a decoder) that may hold the GIL a thread needs.
+    A parent that died before the call is caught by comparing ``os.getppid()`` with the pid rank 0
+    left in the environment. Linux only; elsewhere nothing changes."""
+    if int(os.environ.get("LOCAL_RANK", 0) or 0) <= 0 or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("cannot ask to die with the parent process (prctl: %s)", os.strerror(ctypes.get_errno()))
+        return
+    launcher = os.environ.get(LAUNCHER_PID)
+    if launcher and os.getppid() != int(launcher):  # rank 0 died before prctl: no signal will come
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def train(config: TrainConfig, force_new: bool = False) -> dict:
     """Train one stage; returns the final validation metrics and where things are.
 
     ``force_new``: start over even if the run folder holds a run (moved into ``replaced-<time>/``)."""
-    lock = RunLock(run_dir(config)) if _launcher_rank_zero() else None
+    die_with_parent()
+    rank_zero = _launcher_rank_zero()
+    lock = RunLock(run_dir(config)) if rank_zero else None
     if lock is not None:
         lock.acquire()
+    if rank_zero:  # for the DDP processes Lightning starts from this one (die_with_parent)
+        os.environ[LAUNCHER_PID] = str(os.getpid())
     try:
         return _train(config, force_new)
     finally:
+        if rank_zero:  # not left for processes started later for something else
+            os.environ.pop(LAUNCHER_PID, None)
         if lock is not None:
             lock.release()
 
