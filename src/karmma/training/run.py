@@ -39,13 +39,19 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from karmma.checkpoints import checkpoint_config, read_checkpoint
-from karmma.configuration import save_config, to_dict
+from karmma.configuration import flatten, save_config, to_dict
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.data.loader import make_loader
 from karmma.io import atomic_open, atomic_path, atomic_savefig, atomic_write_text
 from karmma.train_config import TrainConfig
-from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
+from karmma.training.cache import (
+    CachedFeatures,
+    CachedTeacherViews,
+    collate_features,
+    collate_with_teacher_logits,
+    training_view_clips,
+)
 from karmma.training.checkpoints import SafeCheckpointIO
 from karmma.training.memory import DecodedClips, DecodedViews
 from karmma.training.module import KarmmaModule
@@ -113,19 +119,9 @@ def _launcher_rank_zero() -> bool:
     return all(int(os.environ.get(var, 0) or 0) == 0 for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"))
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_differences(previous: dict, current: dict) -> list[str]:
     """``["optim.lr: 0.001 -> 0.0003", ...]`` for keys that differ (beyond :data:`RESUMABLE_CHANGES`)."""
-    old, new = _flatten(previous), _flatten(current)
+    old, new = flatten(previous), flatten(current)
     changed = []
     for key in sorted(old):  # keys newer than the run (added later, at their defaults) are not a change
         a, b = old[key], new.get(key, "<unset>")
@@ -198,14 +194,19 @@ def input_shapes(module: KarmmaModule) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def clip_dataset(config: TrainConfig, module: KarmmaModule, split: str) -> ClipDataset:
-    """The media clips of ``split`` in the shapes the module needs (training sampling for ``train``).
+def clip_dataset(config: TrainConfig, module: KarmmaModule, split: str, fixed_views: bool = False) -> ClipDataset:
+    """The media clips of ``split`` in the shapes the module needs (training sampling for ``train``;
+    ``fixed_views``: the training clips whose fixed views the cache and ``cache.decode_once`` hold,
+    :func:`~karmma.training.cache.training_view_clips`).
 
     A split without any usable clip is an error naming ``data.root``, not an empty run."""
     samples = load_split(config.data, split)
-    dataset = ClipDataset(
-        samples, input_shapes(module), train=split == "train", config=config.clip, missing=config.data.missing
-    )
+    if fixed_views:
+        dataset = training_view_clips(samples, input_shapes(module), config)
+    else:
+        dataset = ClipDataset(
+            samples, input_shapes(module), train=split == "train", config=config.clip, missing=config.data.missing
+        )
     if not len(dataset):
         root = Path(config.data.root)
         where = (
@@ -271,25 +272,28 @@ def stage_datasets(config: TrainConfig, module: KarmmaModule, verbose: bool = Tr
         if not config.cache.path:
             raise ValueError("teacher_logits=cache needs cache.path (written by karmma extract --logits)")
         train_set = CachedTeacherViews(
-            clip_dataset(config, module, "train"),
-            config.cache.path,
+            clip_dataset(config, module, "train", fixed_views=True),
+            config,
             in_memory=config.cache.in_memory,
             decode_once=config.cache.decode_once,
             workers=config.trainer.workers,
         )
         val_set = validation_clips(config, module)
+        teacher = train_set.teacher
         say(
-            f"train: {len(train_set)} clips with cached teacher logits ({config.cache.path}), validation: {len(val_set)} clips"
+            f"train: {len(train_set)} clips with the logits of teacher {teacher['checkpoint']} "
+            f"(sha256 {teacher['sha256'][:12]}) cached in {config.cache.path}, validation: {len(val_set)} clips"
         )
         return train_set, val_set, collate_with_teacher_logits, collate_clips
     if config.stage == "teacher" and config.cache.path:
-        train_set = CachedFeatures(config.cache.path, "train", module.modalities, config.cache.in_memory)
-        val_set = CachedFeatures(config.cache.path, "validation", module.modalities, config.cache.in_memory)
+        train_set = CachedFeatures(config, "train", module.modalities, config.cache.in_memory)
+        val_set = CachedFeatures(config, "validation", module.modalities, config.cache.in_memory)
         say(
-            f"train: {len(train_set)} clips, validation: {len(val_set)} clips (teacher feature cache {config.cache.path})"
+            f"train: {len(train_set)} clips, validation: {len(val_set)} clips x {val_set.views} views "
+            f"(teacher feature cache {config.cache.path})"
         )
         return train_set, val_set, collate_features, collate_features
-    train_set = clip_dataset(config, module, "train")
+    train_set = clip_dataset(config, module, "train", fixed_views=config.cache.decode_once)
     val_set = validation_clips(config, module)
     say(f"train: {len(train_set)} clips\n{train_set.report}\nvalidation: {len(val_set)} clips\n{val_set.report}")
     if config.cache.decode_once:
