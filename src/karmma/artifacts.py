@@ -100,11 +100,11 @@ def describe_model(model: KARMMA, config: dict, heads: dict[str, int]) -> ModelI
     )
     data = info.train_config().data
     info.classes = class_names(data, heads)
-    info.preparation = _preparation_settings(Path(data.root)) if data.root else {}
+    info.preparation = preparation_settings(Path(data.root)) if data.root else {}
     return info
 
 
-def _preparation_settings(root: Path) -> dict:
+def preparation_settings(root: Path) -> dict:
     """The ``karmma prepare`` settings recorded in ``root/.prepared/*.json`` (empty when unknown)."""
     marker = next(iter(sorted((root / ".prepared").glob("*.json"))), None) if (root / ".prepared").is_dir() else None
     if marker is None:

@@ -277,7 +277,9 @@ def _extract(args: argparse.Namespace) -> int:
 
     config = load_config(TrainConfig, args.config, args.overrides)
     rank, world = (args.rank, args.world_size) if args.world_size else (None, None)
-    summary = extract_teacher_cache(config, rank, world, batch_size=args.batch_size)
+    summary = extract_teacher_cache(
+        config, rank, world, batch_size=args.batch_size, allow_random_extractors=args.allow_random_extractors
+    )
     for split, info in summary.items():
         print(f"{split}: wrote {info['written']} of {info['rows']} rows -> {info['file']}", file=sys.stderr)
     if args.logits:
@@ -657,7 +659,10 @@ def build_parser() -> argparse.ArgumentParser:
         "      extractors.V=karmma-demo/runs/unimodal_V/checkpoints/best.ckpt \\\n"
         "      extractors.F=karmma-demo/runs/unimodal_F/checkpoints/best.ckpt \\\n"
         "      extractors.A=karmma-demo/runs/unimodal_A/checkpoints/best.ckpt\n",
-        "Then train the teacher with the same config and cache.path: only its fusion runs.",
+        "Every extractor of the teacher needs its weights (extractors.<M> or pretrained.<M>).\n"
+        "Then train the teacher with the same config and cache.path: only its fusion runs;\n"
+        "a reader refuses a cache made for another config (clip recipe, modalities, data,\n"
+        "extractors, teacher checkpoint), naming the key.",
     )
     extract.add_argument("config", help="the teacher's YAML config (with cache.path)")
     extract.add_argument(
@@ -679,6 +684,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--logits",
         metavar="TEACHER_CKPT",
         help="also cache this trained teacher's logits (for students with teacher_logits=cache)",
+    )
+    extract.add_argument(
+        "--allow-random-extractors",
+        action="store_true",
+        help="cache the tokens of extractors that no extractors.<M> / pretrained.<M> initialises "
+        "(random; for tests and timing only): without it such a config is refused",
     )
 
     evaluate = _command(

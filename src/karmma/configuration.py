@@ -172,6 +172,17 @@ def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 
 
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}`` (an empty mapping stays a value)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def save_config(config: Any, path: str | Path) -> None:
     from karmma.io import atomic_write_text
 

@@ -102,13 +102,21 @@ def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool 
     if config.stage == "teacher":
         for key, path in config.extractors.items():
             load_unimodal_extractor(model, key, path, config.preset)
-        missing = [k for k in modalities if k not in config.extractors and k not in config.pretrained]
-        if missing and not config.cache.path:
-            raise ValueError(
-                f"the teacher's extractors must be pre-trained: give extractors.{missing[0]}=<unimodal checkpoint> "
-                f"or pretrained.{missing[0]}=<weights> for {missing}"
-            )
+        if not config.cache.path:  # from the cache only the fusion runs: the cache's reader checks its extractors
+            require_pretrained_teacher(config)
     return model
+
+
+def require_pretrained_teacher(config: TrainConfig, alternative: str = "") -> None:
+    """Refuse a teacher config that leaves a frozen extractor random (neither ``extractors.<M>``
+    nor ``pretrained.<M>`` given): one line naming the keys; ``alternative`` is appended to it."""
+    modalities = stage_modalities(config, stage_preset(config))
+    missing = [k for k in modalities if k not in config.extractors and k not in config.pretrained]
+    if missing:
+        raise ValueError(
+            f"the teacher's extractors must be pre-trained: give extractors.{missing[0]}=<unimodal checkpoint> "
+            f"or pretrained.{missing[0]}=<weights> for each of {', '.join(missing)}{alternative}"
+        )
 
 
 def load_extractor(model: KARMMA, key: str, path: str) -> None:

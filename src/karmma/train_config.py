@@ -74,7 +74,7 @@ class CacheConfig:
     """Teacher feature cache (``karmma extract``): frozen extractor tokens on disk."""
 
     path: str = ""  # folder with the HDF5 shards; empty = live extractors
-    train_views: int = 4  # augmented views cached per training clip (0: only the centred view)
+    train_views: int = 4  # augmented views cached per training clip (0: the centred evaluation view, both sides)
     in_memory: bool | None = None  # read shards whole into RAM (None: when they total at most 2 GiB)
     #: student-sized stages: decode train_views views of every training clip once into memory
     #: (karmma.training.memory); epochs then only compute. For small data (SynthKitchen).

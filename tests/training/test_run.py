@@ -1,13 +1,17 @@
 """Run folders: one owner (a lock with its pid), one config, logs appended and never deleted."""
 
 import csv
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from karmma.cli import main
-from karmma.training.run import RunFolderError, RunLock, config_differences, train
+from karmma.training.run import LAUNCHER_PID, RunFolderError, RunLock, config_differences, train
+from processes import running
 
 HOLD_LOCK = "import sys, time; from pathlib import Path; from karmma.training.run import RunLock; RunLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)"
 
@@ -127,3 +131,44 @@ def test_resume_is_refused_under_another_config_and_logs_survive(synth_prepared,
     assert len(replaced) == 1 and _lines(replaced[0] / "csv" / "metrics.csv") == logged
     assert (replaced[0] / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     assert result["run"] == str(run)
+
+
+# A DDP process of local rank 1 (as Lightning starts it): asks to die with its parent, then waits.
+DDP_CHILD = "import os, time; from karmma.training.run import die_with_parent; die_with_parent(); print(os.getpid(), flush=True); time.sleep(120)"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_a_ddp_child_is_killed_when_its_parent_dies():
+    env = {k: v for k, v in os.environ.items() if k != LAUNCHER_PID}
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {DDP_CHILD!r}]); time.sleep(120)",
+        ],
+        env={**env, "LOCAL_RANK": "1"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child = int(parent.stdout.readline())  # past die_with_parent
+    try:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.time() + 10
+        while running(child) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not running(child)
+    finally:
+        if running(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_ddp_child_whose_parent_died_before_it_asked_ends_at_once():
+    """The parent recorded in the environment (by rank 0) is not the process's parent any more."""
+    orphan = subprocess.run(
+        [sys.executable, "-c", DDP_CHILD],
+        env={**os.environ, "LOCAL_RANK": "1", LAUNCHER_PID: str(2**22 + 1)},
+        capture_output=True,
+        timeout=60,
+    )
+    assert orphan.returncode == -signal.SIGKILL and not orphan.stdout

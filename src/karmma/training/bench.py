@@ -61,7 +61,7 @@ def benchmark_cache(config: TrainConfig, cache_workers: int = 0) -> dict:
     clips = clip_dataset(config, live, "train")
     live_loader = make_loader(clips, config.optim.batch_size, config.trainer.seed, True, config.trainer.workers)
     cached = KarmmaModule(to_dict(config))
-    features = CachedFeatures(config.cache.path, "train", cached.modalities, config.cache.in_memory)
+    features = CachedFeatures(config, "train", cached.modalities, config.cache.in_memory)
     cached_loader = make_loader(
         features, config.optim.batch_size, config.trainer.seed, True, cache_workers, collate=collate_features
     )
@@ -95,8 +95,8 @@ def benchmark_distillation(config: TrainConfig, batches: int = 8, repeats: int =
     student_no_dropout = KarmmaModule(
         to_dict(dataclasses.replace(config, loss=dataclasses.replace(config.loss, modality_dropout=0.0)))
     )
-    clips = clip_dataset(config, student, "train")
-    views = CachedTeacherViews(clips, config.cache.path)
+    clips = clip_dataset(config, student, "train", fixed_views=True)
+    views = CachedTeacherViews(clips, config)
     loader = make_loader(
         views, config.optim.batch_size, config.trainer.seed, True, 0, collate=collate_with_teacher_logits
     )

@@ -5,8 +5,9 @@ JPEGs, flow and audio every epoch costs more than the forward and backward
 pass. :class:`DecodedViews` decodes ``cache.train_views`` augmented views of
 every training clip once (frames, crop and flip seeded by
 :func:`~karmma.training.cache.view_seed`, the views the teacher's logits are
-cached for) and keeps them as the loader hands them over: V and F as uint8
-crops with their maps (exact, a quarter of float32's memory), A as float16.
+cached for; ``train_views: 0``: the centred evaluation view) and keeps them as
+the loader hands them over: V and F as uint8 crops with their maps (exact, a
+quarter of float32's memory), A as float16.
 Each epoch then draws one view per clip and fresh modality-dropout noise, and
 only computes. It trades augmentation diversity for speed, like the teacher's
 feature cache.
@@ -65,7 +66,8 @@ class DecodedViews(Dataset):
     a given view (the student pairs it with the teacher logits cached for it).
 
     Args:
-        clips: the training :class:`ClipDataset` (``train=True``).
+        clips: the training clips (:func:`~karmma.training.cache.training_view_clips`: augmented,
+            or for ``cache.train_views: 0`` the centred evaluation view).
         views: views per clip (``cache.train_views``, at least 1).
         seed: base seed of the views (the feature cache's seed, so views match its logits).
         workers: processes that decode (the loader's workers).
@@ -74,8 +76,11 @@ class DecodedViews(Dataset):
     def __init__(self, clips: ClipDataset, views: int, seed: int, workers: int = 0, progress: bool = False):
         from tqdm import tqdm
 
-        if not clips.train:
-            raise ValueError("decode_once holds training views: give it the training ClipDataset")
+        if clips.views != 1:
+            raise ValueError(
+                "decode_once holds fixed training views: give it the training clips (training_view_clips), "
+                "not evaluation clips with several views"
+            )
         self.clips, self.views, self.seed = clips, max(1, views), seed
         self.samples = clips.samples
         loader = DataLoader(_Views(clips, self.views, seed), batch_size=None, num_workers=workers)

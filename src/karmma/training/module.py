@@ -44,6 +44,18 @@ def load_teacher(path: str, config: TrainConfig, heads: dict[str, int]) -> KARMM
     return teacher.requires_grad_(False)
 
 
+def view_averaged_log_probabilities(logits: torch.Tensor, clips: torch.Tensor) -> torch.Tensor:
+    """``[R, C]`` logits of views, ``clips`` ``[R]`` the clip of each view -> ``[B, C]`` log of each
+    clip's mean softmax over its views (the multi-view protocol of ``karmma evaluate``); as logits
+    they give the averaged prediction's top-k and cross-entropy."""
+    count = int(clips.max()) + 1 if len(clips) else 0
+    sums = logits.new_zeros((count, logits.shape[1]), dtype=torch.float32)
+    sums.index_add_(0, clips, logits.float().softmax(dim=1))
+    views = torch.bincount(clips, minlength=count).clamp_min(1)
+    # a probability that underflowed to 0 stays finite as a logit
+    return (sums / views[:, None]).clamp_min(torch.finfo(torch.float32).tiny).log()
+
+
 def topk_correct(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
     k = min(k, logits.shape[1])
     return (logits.topk(k, dim=1).indices == target[:, None]).any(dim=1)
@@ -147,14 +159,15 @@ class KarmmaModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int):
         availability, _ = self._columns(batch)
-        if "tokens" in batch:
-            out = self.model.fuse(batch["tokens"], availability)
+        if "tokens" in batch:  # the feature cache: every evaluation view of each clip, averaged as karmma evaluate does
+            views = self.model.fuse(batch["tokens"], availability).logits
+            clip_logits = {h: view_averaged_log_probabilities(v, batch["clips"]) for h, v in views.items()}
         else:
-            out = self.model(finish_inputs(batch, keys=self.modalities), availability)
-        batch_size = availability.shape[0]
+            clip_logits = self.model(finish_inputs(batch, keys=self.modalities), availability).logits
+        batch_size = len(next(iter(batch["labels"].values())))
         all_correct = torch.ones(batch_size, dtype=torch.bool, device=availability.device)
-        metrics = {"val/ce": multihead_cross_entropy(out.logits, batch["labels"])}
-        for head, logits in out.logits.items():
+        metrics = {"val/ce": multihead_cross_entropy(clip_logits, batch["labels"])}
+        for head, logits in clip_logits.items():
             correct = topk_correct(logits, batch["labels"][head], 1)
             all_correct &= correct
             metrics[f"val/{head}_top1"] = correct.float().mean() * 100

@@ -24,8 +24,10 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -37,13 +39,19 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from karmma.checkpoints import checkpoint_config, read_checkpoint
-from karmma.configuration import save_config, to_dict
+from karmma.configuration import flatten, save_config, to_dict
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.data.loader import make_loader
 from karmma.io import atomic_open, atomic_path, atomic_savefig, atomic_write_text
 from karmma.train_config import TrainConfig
-from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
+from karmma.training.cache import (
+    CachedFeatures,
+    CachedTeacherViews,
+    collate_features,
+    collate_with_teacher_logits,
+    training_view_clips,
+)
 from karmma.training.checkpoints import SafeCheckpointIO
 from karmma.training.memory import DecodedClips, DecodedViews
 from karmma.training.module import KarmmaModule
@@ -111,19 +119,9 @@ def _launcher_rank_zero() -> bool:
     return all(int(os.environ.get(var, 0) or 0) == 0 for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"))
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_differences(previous: dict, current: dict) -> list[str]:
     """``["optim.lr: 0.001 -> 0.0003", ...]`` for keys that differ (beyond :data:`RESUMABLE_CHANGES`)."""
-    old, new = _flatten(previous), _flatten(current)
+    old, new = flatten(previous), flatten(current)
     changed = []
     for key in sorted(old):  # keys newer than the run (added later, at their defaults) are not a change
         a, b = old[key], new.get(key, "<unset>")
@@ -196,14 +194,19 @@ def input_shapes(module: KarmmaModule) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def clip_dataset(config: TrainConfig, module: KarmmaModule, split: str) -> ClipDataset:
-    """The media clips of ``split`` in the shapes the module needs (training sampling for ``train``).
+def clip_dataset(config: TrainConfig, module: KarmmaModule, split: str, fixed_views: bool = False) -> ClipDataset:
+    """The media clips of ``split`` in the shapes the module needs (training sampling for ``train``;
+    ``fixed_views``: the training clips whose fixed views the cache and ``cache.decode_once`` hold,
+    :func:`~karmma.training.cache.training_view_clips`).
 
     A split without any usable clip is an error naming ``data.root``, not an empty run."""
     samples = load_split(config.data, split)
-    dataset = ClipDataset(
-        samples, input_shapes(module), train=split == "train", config=config.clip, missing=config.data.missing
-    )
+    if fixed_views:
+        dataset = training_view_clips(samples, input_shapes(module), config)
+    else:
+        dataset = ClipDataset(
+            samples, input_shapes(module), train=split == "train", config=config.clip, missing=config.data.missing
+        )
     if not len(dataset):
         root = Path(config.data.root)
         where = (
@@ -269,25 +272,28 @@ def stage_datasets(config: TrainConfig, module: KarmmaModule, verbose: bool = Tr
         if not config.cache.path:
             raise ValueError("teacher_logits=cache needs cache.path (written by karmma extract --logits)")
         train_set = CachedTeacherViews(
-            clip_dataset(config, module, "train"),
-            config.cache.path,
+            clip_dataset(config, module, "train", fixed_views=True),
+            config,
             in_memory=config.cache.in_memory,
             decode_once=config.cache.decode_once,
             workers=config.trainer.workers,
         )
         val_set = validation_clips(config, module)
+        teacher = train_set.teacher
         say(
-            f"train: {len(train_set)} clips with cached teacher logits ({config.cache.path}), validation: {len(val_set)} clips"
+            f"train: {len(train_set)} clips with the logits of teacher {teacher['checkpoint']} "
+            f"(sha256 {teacher['sha256'][:12]}) cached in {config.cache.path}, validation: {len(val_set)} clips"
         )
         return train_set, val_set, collate_with_teacher_logits, collate_clips
     if config.stage == "teacher" and config.cache.path:
-        train_set = CachedFeatures(config.cache.path, "train", module.modalities, config.cache.in_memory)
-        val_set = CachedFeatures(config.cache.path, "validation", module.modalities, config.cache.in_memory)
+        train_set = CachedFeatures(config, "train", module.modalities, config.cache.in_memory)
+        val_set = CachedFeatures(config, "validation", module.modalities, config.cache.in_memory)
         say(
-            f"train: {len(train_set)} clips, validation: {len(val_set)} clips (teacher feature cache {config.cache.path})"
+            f"train: {len(train_set)} clips, validation: {len(val_set)} clips x {val_set.views} views "
+            f"(teacher feature cache {config.cache.path})"
         )
         return train_set, val_set, collate_features, collate_features
-    train_set = clip_dataset(config, module, "train")
+    train_set = clip_dataset(config, module, "train", fixed_views=config.cache.decode_once)
     val_set = validation_clips(config, module)
     say(f"train: {len(train_set)} clips\n{train_set.report}\nvalidation: {len(val_set)} clips\n{val_set.report}")
     if config.cache.decode_once:
@@ -373,16 +379,50 @@ def check_resumable(last: Path, config: TrainConfig) -> None:
         )
 
 
+#: the pid of the rank-0 process, in the environment its DDP children inherit (see die_with_parent)
+LAUNCHER_PID = "KARMMA_LAUNCHER_PID"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """Have the kernel kill this process when its parent dies, if it is a DDP process that a launcher
+    started for a local rank > 0 (Lightning starts them as children of rank 0, torchrun of its agent).
+
+    Killed without clean-up (SIGKILL, the OOM killer), rank 0 left them behind: waiting for it at the
+    rendezvous or in a collective, holding memory and GPUs. ``prctl(PR_SET_PDEATHSIG, SIGKILL)``
+    rather than a watchdog thread polling ``os.getppid()``: the kernel acts at once and also while
+    the process is blocked in C code (a collective, a decoder) that may hold the GIL a thread needs.
+    A parent that died before the call is caught by comparing ``os.getppid()`` with the pid rank 0
+    left in the environment. Linux only; elsewhere nothing changes."""
+    if int(os.environ.get("LOCAL_RANK", 0) or 0) <= 0 or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("cannot ask to die with the parent process (prctl: %s)", os.strerror(ctypes.get_errno()))
+        return
+    launcher = os.environ.get(LAUNCHER_PID)
+    if launcher and os.getppid() != int(launcher):  # rank 0 died before prctl: no signal will come
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def train(config: TrainConfig, force_new: bool = False) -> dict:
     """Train one stage; returns the final validation metrics and where things are.
 
     ``force_new``: start over even if the run folder holds a run (moved into ``replaced-<time>/``)."""
-    lock = RunLock(run_dir(config)) if _launcher_rank_zero() else None
+    die_with_parent()
+    rank_zero = _launcher_rank_zero()
+    lock = RunLock(run_dir(config)) if rank_zero else None
     if lock is not None:
         lock.acquire()
+    if rank_zero:  # for the DDP processes Lightning starts from this one (die_with_parent)
+        os.environ[LAUNCHER_PID] = str(os.getpid())
     try:
         return _train(config, force_new)
     finally:
+        if rank_zero:  # not left for processes started later for something else
+            os.environ.pop(LAUNCHER_PID, None)
         if lock is not None:
             lock.release()
 
