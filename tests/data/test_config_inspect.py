@@ -102,12 +102,28 @@ def test_manifest_with_any_subset_per_clip(synth_prepared, tmp_path):
             r"train.csv:3: duplicated clip_id 'c1' \(first on line 2\)",
         ),
         ("c1,1,frames/c1,,,,2.0,1.0,24\n", r"train.csv:2: stop 1.0 is before start 2.0"),
+        ("c1,1,frames/c1,,,,inf,,24\n", r"train.csv:2: column start: 'inf' is not a finite number"),
+        ("c1,1,frames/c1,,,,0.0,1.0,nan\n", r"train.csv:2: column fps: 'nan' is not a finite number"),
+        ("c1,1,frames/c1,,,,0.0,,0\n", r"train.csv:2: column fps: 0.0 must be > 0"),
+        ("c1,1,frames/c1,,,,0.0,1.0,-24\n", r"train.csv:2: column fps: -24.0 must be > 0"),
+        ("c1,1,frames/c1,,,,-1.0,1.0,24\n", r"train.csv:2: column start: -1.0 must be >= 0"),
+        ("c1,1,frames/c1,,,,x,1.0,24\n", r"train.csv:2: column start: 'x' is not a finite number"),
+        ("c1,1,frames/c1,,,,1e308,,24\n", r"train.csv:2: columns start/stop: 1e\+308 s at 24.0 fps is past any frame"),
     ],
 )
 def test_bad_manifest_rows(synth_prepared, tmp_path, rows, message):
     root = _manifest(synth_prepared, tmp_path, rows)
     with pytest.raises(AnnotationError, match=message):
         read_manifest(root / "train.csv")
+
+
+@pytest.mark.parametrize(
+    "frames,message", [("2.5", "'2.5' is not a whole number of frames"), ("-1", "-1.0 must be >= 0")]
+)
+def test_bad_frame_count(tmp_path, frames, message):
+    (tmp_path / "train.csv").write_text(f"clip_id,grasp,V,frames\nc1,0,frames/c1,{frames}\n")
+    with pytest.raises(AnnotationError, match=f"train.csv:2: column frames: {message}"):
+        read_manifest(tmp_path / "train.csv")
 
 
 def test_ssv2_layout_with_boxes(tmp_path):

@@ -14,14 +14,16 @@ grasp_0001,3,12,videos/grasp_0001.mp4,flow/grasp_0001,audio/grasp_0001.wav,,0.0,
   with ``u/`` and ``v/`` flow JPEGs (one per RGB frame); ``A`` a WAV (24 kHz),
   an HDF5 file (dataset named by ``clip_id``) or a video with an audio track;
   ``D`` a JSON file ``{"width": W, "height": H, "frames": {"1": [[x1, y1, x2, y2, category], ...]}}``.
-* Optional ``start``/``stop`` (seconds; default the whole clip) and ``fps``
-  (default 30), and ``frames`` (number of frames; counted when absent).
+* Optional ``start``/``stop`` (seconds, finite, >= 0; default the whole clip)
+  and ``fps`` (finite, > 0; default 30), and ``frames`` (number of frames;
+  counted when absent). A bad cell is an error naming the file, line and column.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 from karmma.data.annotations import AnnotationError
@@ -79,14 +81,15 @@ def read_manifest(
                     ) from None
                 if labels[head] < 0:
                     raise AnnotationError(path, line, f"label {head}={labels[head]} is negative")
-            try:
-                fps = float(row.get("fps") or 30.0)
-                start = float(row.get("start") or 0.0)
-                stop = float(row["stop"]) if row.get("stop") else None
-            except ValueError:
-                raise AnnotationError(path, line, "start/stop/fps must be numbers") from None
+            fps = _number(row, "fps", path, line, positive=True) or 30.0
+            start = _number(row, "start", path, line) or 0.0
+            stop = _number(row, "stop", path, line)
             if stop is not None and stop < start:
                 raise AnnotationError(path, line, f"stop {stop} is before start {start}")
+            if not math.isfinite(max(start, stop or 0.0) * fps):  # int(frame number) would overflow
+                raise AnnotationError(
+                    path, line, f"columns start/stop: {max(start, stop or 0.0)} s at {fps} fps is past any frame"
+                )
             sources = {}
             cells = {m: (row.get(m) or "").strip() for m in modalities}
             if cells.get("V"):
@@ -98,13 +101,32 @@ def read_manifest(
                 sources["A"] = AudioSource(base / cells["A"], dataset=clip_id)
             if cells.get("D"):
                 sources["D"] = _boxes(base / cells["D"], path, line)
-            total = int(row["frames"]) if row.get("frames") else _count_frames(sources.get("V"))
+            frames = _number(row, "frames", path, line)
+            if frames is not None and frames != int(frames):
+                raise AnnotationError(path, line, f"column frames: {row['frames']!r} is not a whole number of frames")
+            total = int(frames) if frames is not None else _count_frames(sources.get("V"))
             if stop is None:
                 stop = total / fps if total else start
             first = int(start * fps) + 1
             last = max(first, min(int(stop * fps) + 1, total or int(stop * fps) + 1))
             samples.append(ClipSample(clip_id, labels, first, last, start, stop, fps, sources, group=clip_id))
     return samples, heads
+
+
+def _number(row: dict, column: str, path: Path, line: int, positive: bool = False) -> float | None:
+    """The cell ``column`` as a finite number >= 0 (> 0 when ``positive``); None when it is empty."""
+    text = (row.get(column) or "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise AnnotationError(path, line, f"column {column}: {text!r} is not a finite number")
+    if value < 0 or (positive and value == 0):
+        raise AnnotationError(path, line, f"column {column}: {value} must be {'> 0' if positive else '>= 0'}")
+    return value
 
 
 def _count_frames(source) -> int:
