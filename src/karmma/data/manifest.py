@@ -49,9 +49,11 @@ def _boxes(path: Path, manifest: Path, line: int) -> BoxSource:
 
 
 def read_manifest(
-    path: str | Path, modalities: tuple[str, ...] = ("V", "F", "A", "D")
+    path: str | Path, modalities: tuple[str, ...] = ("V", "F", "A", "D"), classes: dict[str, int] | None = None
 ) -> tuple[list[ClipSample], list[str]]:
-    """Read a manifest; returns the clips and the head names (label columns)."""
+    """Read a manifest; returns the clips and the head names (label columns).
+
+    ``classes`` (``data.heads``): classes per head; a label outside them is an error."""
     path = Path(path)
     base = path.parent
     with path.open(newline="") as f:
@@ -60,6 +62,9 @@ def read_manifest(
         if "clip_id" not in columns:
             raise AnnotationError(path, 1, "a manifest needs a 'clip_id' column")
         heads = [c for c in columns if c not in RESERVED]
+        for head in classes or {}:
+            if head not in heads:
+                raise AnnotationError(path, 1, f"data.heads names head {head!r}, not a column of the manifest {heads}")
         if not any(m in columns for m in modalities):
             raise AnnotationError(path, 1, f"no modality column ({', '.join(modalities)})")
         samples, seen = [], {}
@@ -81,6 +86,13 @@ def read_manifest(
                     ) from None
                 if labels[head] < 0:
                     raise AnnotationError(path, line, f"label {head}={labels[head]} is negative")
+                size = (classes or {}).get(head)
+                if size is not None and labels[head] >= size:
+                    raise AnnotationError(
+                        path,
+                        line,
+                        f"column {head}: class {labels[head]} is outside the head's {size} classes (0..{size - 1}, data.heads)",
+                    )
             fps = _number(row, "fps", path, line, positive=True) or 30.0
             start = _number(row, "start", path, line) or 0.0
             stop = _number(row, "stop", path, line)
