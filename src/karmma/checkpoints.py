@@ -26,6 +26,17 @@ _PICKLED_OBJECT = re.compile(
 )
 
 
+def load_error_cause(error: BaseException) -> str:
+    """``"UnpicklingError: Unsupported operand 17"``: a failed ``torch.load``'s own cause in one line,
+    without torch's advice to retry with ``weights_only=False`` (which would run what the file holds)."""
+    lines = [
+        line.strip()
+        for line in str(error).splitlines()
+        if line.strip() and "weights_only" not in line and not line.startswith("Check the documentation")
+    ]
+    return f"{type(error).__name__}: {' '.join(lines)[:200]}"
+
+
 def refused_pickle(error: BaseException) -> str | None:
     """Why a weights-only ``torch.load`` refused a file holding pickled Python objects, naming the
     object; None when ``error`` is something else (garbage, truncation). torch's own message
@@ -53,9 +64,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
         pickled = refused_pickle(error)
         if pickled:
             raise CheckpointError(f"{path}: {pickled}; a karmma checkpoint holds only tensors and plain data") from None
-        raise CheckpointError(
-            f"{path}: unreadable or truncated checkpoint ({type(error).__name__}: {' '.join(str(error).split())[:200]})"
-        ) from None
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({load_error_cause(error)})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a karmma training checkpoint (no state_dict)")
     check_finite(checkpoint["state_dict"], path)

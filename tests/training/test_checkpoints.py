@@ -66,3 +66,13 @@ def test_pickled_code_is_refused_as_such_not_as_truncated(tmp_path, payload):
     assert "must not be loaded unsafely" in message and "\n" not in message
     assert "truncated" not in message and "will likely succeed" not in message  # torch's advice is not passed on
     assert not ran.exists()
+
+
+def test_a_garbage_checkpoint_is_unreadable_without_torchs_advice_to_load_it_unsafely(tmp_path):
+    path = tmp_path / "garbage.ckpt"
+    path.write_bytes(bytes(range(256)) * 12)  # a pickle opcode torch's weights-only unpickler does not know
+    with pytest.raises(
+        CheckpointError, match=r"garbage.ckpt: unreadable or truncated checkpoint \(UnpicklingError: "
+    ) as error:
+        read_checkpoint(path)
+    assert "weights_only" not in str(error.value) and "\n" not in str(error.value)

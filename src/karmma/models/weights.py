@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torchvision.models import WeightsEnum
 
-from karmma.checkpoints import refused_pickle
+from karmma.checkpoints import load_error_cause, refused_pickle
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -64,11 +64,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # garbage, truncated or pickled objects: torch/safetensors raise many types
-        text = str(error)
-        reason = (
-            refused_pickle(error)
-            or f"unreadable ({type(error).__name__}: {text.splitlines()[0][:160] if text else ''})"
-        )
+        reason = refused_pickle(error) or f"unreadable ({load_error_cause(error)})"
         raise ValueError(
             f"pretrained weights {path}: {reason}; expected a .pth/.pt state dict or a .safetensors file"
         ) from None
