@@ -190,9 +190,30 @@ def cut_at_packet(path: Path, out: Path, fraction: float = 0.5) -> Path:
     return out
 
 
+def corrupt_jpeg_scan(path: Path, count: int = 32) -> Path:
+    """Overwrite ``count`` bytes in the middle of a JPEG's entropy-coded scan data (after the SOS
+    segment) with bytes that start no marker: every marker stays as it was, the picture data is
+    broken (libjpeg warns "Corrupt JPEG data" and returns a picture, garbage from there on)."""
+    data = bytearray(path.read_bytes())
+    markers = lambda b: [(i, b[i + 1]) for i in range(len(b) - 1) if b[i] == 0xFF and b[i + 1] != 0]  # noqa: E731
+    before = markers(data)
+    sos = data.index(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+    middle = (start + len(data) - 2) // 2
+    while data[middle - 1] == 0xFF:  # the byte after 0xFF is a stuffed 0 (or a marker code): keep it
+        middle += 1
+    assert start < middle and middle + count < len(data) - 2, f"{path}: scan data too short to corrupt"
+    for i in range(middle, middle + count):
+        data[i] = 0x55 if data[i] != 0x55 else 0xAA
+    assert markers(data) == [(i, code) for i, code in before if not middle <= i < middle + count]
+    path.write_bytes(data)
+    return path
+
+
 @pytest.fixture(scope="session")
 def media():
     """The test-media makers above: ``media.write_vfr_video``, ``media.write_video``, ``media.cut_at_packet``,
+    ``media.corrupt_jpeg_scan``,
     ``media.noise(n, h, w)`` random frames, ``media.shown_ms(image, times)`` the timestamp a VFR test frame shows."""
     from types import SimpleNamespace
 
@@ -201,6 +222,7 @@ def media():
         write_vfr_video=write_vfr_video,
         write_video=write_video,
         cut_at_packet=cut_at_packet,
+        corrupt_jpeg_scan=corrupt_jpeg_scan,
         noise=noise,
         shown_ms=lambda image, times: times[int(round(image.mean() / LEVELS_PER_FRAME))],
     )

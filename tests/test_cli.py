@@ -167,6 +167,29 @@ def test_argument_ranges_are_checked_at_parse_time(argv, named, capsys):
     assert named in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "arguments, named",
+    [
+        (["--seed", "4294967296"], "--seed: must be >= 0 and <= 4294967295, got 4294967296"),
+        (["--seeds", "0,4294967296"], "--seeds: must be >= 0 and <= 4294967295, got 4294967296"),
+        (["--tune", "data.root=a/b,c/d"], "--tune: --tune 'data.root=a/b,c/d': data.root is set by the demo itself"),
+        (["--tune", "loss.distill_weight=0.3,0.30"], "'0.3' and '0.30' are the same value of loss.distill_weight"),
+    ],
+)
+def test_demo_arguments_are_checked_before_the_demo_starts(arguments, named, tmp_path, monkeypatch, capsys):
+    import karmma.demo
+
+    def no_demo(*args, **kwargs):
+        raise AssertionError("the demo started: its arguments were not checked first")
+
+    monkeypatch.setattr(karmma.demo, "run_demo", no_demo)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--out", str(tmp_path / "demo"), *arguments])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+
+
 def test_yaml_syntax_error_is_one_line(tmp_path, capsys):
     config = tmp_path / "bad.yaml"
     config.write_text("stage: student\noptim:\n  lr: [1e-3\n")
@@ -179,6 +202,7 @@ def test_yaml_syntax_error_is_one_line(tmp_path, capsys):
         ("optim.epochs=-1", "optim.epochs must be >= 1, got -1"),
         ("trainer.val_every=0", "trainer.val_every must be >= 1, got 0"),
         ("trainer.devices=0", "trainer.devices must be >= 1, got 0"),
+        ("trainer.seed=4294967296", "trainer.seed must be >= 0 and <= 4294967295, got 4294967296"),
         ("pretrained.Z=/weights.pth", "pretrained.Z: not a modality key"),
         ("loss.modality_dropout=1.5", "loss.modality_dropout must be >= 0 and < 1, got 1.5"),
         ("clip.num_crops=2", "clip.num_crops must be 1 or 3"),

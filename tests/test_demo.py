@@ -1,13 +1,13 @@
-"""The quick demo end to end (about 2-3 minutes on 2 CPU cores), twice with one seed."""
+"""The quick demo end to end (about 2-3 minutes on 2 CPU cores), twice with one seed; and the
+checks of its arguments, which fail before the first stage (fast)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from karmma.demo import DEMO_MODELS, DemoError, run_demo
-
-pytestmark = pytest.mark.e2e  # runs the quick demo
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +17,7 @@ def quick_demo(tmp_path_factory):
     return out
 
 
+@pytest.mark.e2e  # runs the quick demo
 def test_quick_demo_writes_every_artefact(quick_demo):
     for name in (
         "results.json",
@@ -54,6 +55,7 @@ def test_quick_demo_writes_every_artefact(quick_demo):
     assert f"{student_full:.2f}" in report  # numbers in the report come from results.json
 
 
+@pytest.mark.e2e  # runs the quick demo
 def test_rerun_reuses_finished_stages_and_refuses_other_settings(quick_demo):
     stages = json.loads((quick_demo / "stages.json").read_text())
     results = (quick_demo / "results.json").read_text()
@@ -64,6 +66,7 @@ def test_rerun_reuses_finished_stages_and_refuses_other_settings(quick_demo):
         run_demo(quick_demo, quick=True, seeds=(1,), progress=False)
 
 
+@pytest.mark.e2e  # runs the quick demo
 def test_several_seeds_give_intervals_and_verdicts_and_the_same_seed_the_same_results(quick_demo, tmp_path):
     run_demo(tmp_path, quick=True, seeds=(0, 1), progress=False)
     results = json.loads((tmp_path / "results.json").read_text())
@@ -84,6 +87,7 @@ def test_several_seeds_give_intervals_and_verdicts_and_the_same_seed_the_same_re
     assert "decided over 2 seeds" in report and "95 % interval over 2 training seeds" in report
 
 
+@pytest.mark.e2e  # runs the quick demo
 def test_readme_after_the_demo_block_runs(quick_demo, tmp_path):
     """The README's "After the demo" block, pasted into a shell, on a quick demo's output."""
     import os
@@ -108,6 +112,7 @@ def test_readme_after_the_demo_block_runs(quick_demo, tmp_path):
     assert "# KARMMA report" in done.stdout and "verb" in done.stdout
 
 
+@pytest.mark.e2e  # runs the quick demo
 def test_tuning_trains_one_run_per_value_on_validation_and_leaves_the_test_results_alone(quick_demo):
     from karmma.demo import parse_knob
 
@@ -131,10 +136,41 @@ def test_tuning_trains_one_run_per_value_on_validation_and_leaves_the_test_resul
         ("loss.distill_weight=0.3", "at least two distinct values"),
         ("teacher:loss.distill_weight=0,1", "the stage must be one of"),
         ("loss.no_such_knob=0,1", "unknown key"),
+        ("data.root=a/b,c/d", r"data.root is set by the demo itself \(data, run folders, seed, caches"),
+        ("baseline:trainer.seed=1,2", "trainer.seed is set by the demo itself"),
+        ("pretrained.V=a.pth,b.pth", "pretrained.V is set by the demo itself"),
+        ("loss.distill_weight=0.3,0.30", "'0.3' and '0.30' are the same value of loss.distill_weight"),
+        ("loss.temperature=4,4.0", "'4' and '4.0' are the same value of loss.temperature"),
     ],
 )
 def test_bad_tuning_knob_is_a_clear_error(text, message):
     from karmma.demo import parse_knob
 
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=rf"--tune '{re.escape(text)}': .*{message}"):
         parse_knob(text)
+
+
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        ({"seeds": (2**32,)}, r"seed 4294967296 is outside 0..4294967295"),
+        ({"seeds": (0, -1)}, r"seed -1 is outside 0..4294967295"),
+        ({"workers": 0}, r"--workers must be >= 1, got 0"),
+        (
+            {"tune": ("loss.distill_weight=0,1", "loss.distill_weight=0.5,2")},
+            "--tune: student:loss.distill_weight is tuned twice",
+        ),
+    ],
+)
+def test_run_demo_checks_its_arguments_before_the_first_stage(tmp_path, monkeypatch, arguments, message):
+    from karmma import demo
+
+    def no_pipeline(*args, **kwargs):
+        raise AssertionError("the pipeline was planned: the arguments were not checked first")
+
+    monkeypatch.setattr(demo, "demo_stages", no_pipeline)
+    if "tune" in arguments:
+        arguments["tune"] = tuple(demo.parse_knob(text) for text in arguments["tune"])
+    with pytest.raises(DemoError, match=message):
+        run_demo(tmp_path / "demo", quick=True, progress=False, **arguments)
+    assert not (tmp_path / "demo").exists()  # refused before anything was written

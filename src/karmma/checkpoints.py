@@ -6,6 +6,7 @@ No Lightning here: evaluation and deployment read checkpoints too. Writing them
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,39 @@ if TYPE_CHECKING:  # imported where used: the ONNX runners raise CheckpointError
 
 class CheckpointError(ValueError):
     """A checkpoint is unreadable, truncated, or of the wrong kind; the message names it."""
+
+
+#: How torch's weights-only unpickler refuses a pickled class or function (torch 2.14's wordings):
+#: "Unsupported global: GLOBAL m.C was not an allowed global", "unsupported GLOBAL posix.system whose
+#: module posix is blocked", "reduce for unrecognized function f", "allowlisted ... but got <class>".
+_PICKLED_OBJECT = re.compile(
+    r"unsupported (?:global: )?GLOBAL (\S+)|unrecognized function (\S+)|allowlisted\b.*? but got (.+)", re.IGNORECASE
+)
+
+
+def load_error_cause(error: BaseException) -> str:
+    """``"UnpicklingError: Unsupported operand 17"``: a failed ``torch.load``'s own cause in one line,
+    without torch's advice to retry with ``weights_only=False`` (which would run what the file holds)."""
+    lines = [
+        line.strip()
+        for line in str(error).splitlines()
+        if line.strip() and "weights_only" not in line and not line.startswith("Check the documentation")
+    ]
+    return f"{type(error).__name__}: {' '.join(lines)[:200]}"
+
+
+def refused_pickle(error: BaseException) -> str | None:
+    """Why a weights-only ``torch.load`` refused a file holding pickled Python objects, naming the
+    object; None when ``error`` is something else (garbage, truncation). torch's own message
+    advises ``weights_only=False``, which would run whatever the file holds: it is not passed on."""
+    match = _PICKLED_OBJECT.search(str(error))
+    if match is None:
+        return None
+    name = next(group for group in match.groups() if group).rstrip(".")
+    return (
+        f"it holds pickled Python objects that can run code when loaded ({name[:100]}); "
+        "refused, and it must not be loaded unsafely (torch.load with weights_only=False)"
+    )
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
@@ -27,9 +61,10 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises RuntimeError/UnpicklingError/EOFError/zipfile errors
-        raise CheckpointError(
-            f"{path}: unreadable or truncated checkpoint ({type(error).__name__}: {str(error)[:200]})"
-        ) from None
+        pickled = refused_pickle(error)
+        if pickled:
+            raise CheckpointError(f"{path}: {pickled}; a karmma checkpoint holds only tensors and plain data") from None
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({load_error_cause(error)})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a karmma training checkpoint (no state_dict)")
     check_finite(checkpoint["state_dict"], path)

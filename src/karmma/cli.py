@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 
+from karmma.configuration import MAX_SEED
 from karmma.modalities import parse_subset, subset_name
 
 # ---- argument ranges, checked at parse time ---------------------------------------------
@@ -40,14 +41,14 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False, what="")
 
 POSITIVE_INT = _number(int, 1)
 NON_NEGATIVE_INT = _number(int, 0)
+SEED = _number(int, 0, MAX_SEED)
 POSITIVE_FLOAT = _number(float, 0, low_open=True)
 NON_NEGATIVE_FLOAT = _number(float, 0)
 
 
 def _seed_list(text: str) -> tuple[int, ...]:
-    """``"0,1,2"`` -> ``(0, 1, 2)``: distinct non-negative seeds."""
-    parse = _number(int, 0)
-    seeds = tuple(parse(part) for part in text.split(",") if part.strip())
+    """``"0,1,2"`` -> ``(0, 1, 2)``: distinct seeds in 0 .. MAX_SEED."""
+    seeds = tuple(SEED(part) for part in text.split(",") if part.strip())
     if not seeds or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"expected distinct seeds separated by commas, got {text!r}")
     return seeds
@@ -524,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed = demo.add_mutually_exclusive_group()
     seed.add_argument(
         "--seed",
-        type=NON_NEGATIVE_INT,
+        type=SEED,
         default=0,
         help="seed of the synthetic data, initialisation and dropout draws (default %(default)s)",
     )

@@ -18,6 +18,9 @@ import yaml
 
 T = TypeVar("T")
 
+#: the largest seed: Lightning's seed_everything (NumPy's legacy seeding) takes 0 .. 2**32 - 1
+MAX_SEED = 2**32 - 1
+
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid."""

@@ -328,38 +328,66 @@ def demo_stages(
     ]
 
 
+#: config sections the demo sets itself in every run (data, run folders, seed, caches, initial
+#: weights): a tuned value there would not tune the model, and could break the pipeline
+DEMO_SECTIONS = ("data", "trainer", "cache", "pretrained", "extractors")
+
+
 @dataclass(frozen=True)
 class Knob:
-    """A hyper-parameter swept on validation (``--tune``): ``[STAGE:]KEY=V1,V2,...``."""
+    """A hyper-parameter swept on validation (``--tune``): ``[STAGE:]KEY=V1,V2,...``.
+
+    Checked when made, so that a bad knob fails before the demo's first stage."""
 
     stage: str
     key: str
     values: tuple[str, ...]
+    written: str = ""  # as the user wrote it, for messages (default: :attr:`text`)
 
     @property
     def text(self) -> str:
         return f"{self.stage}:{self.key}={','.join(self.values)}"
+
+    def __post_init__(self):
+        from karmma.configuration import to_dict
+
+        where = f"--tune {self.written or self.text!r}"
+        if self.stage not in STUDENT_SIZED:
+            raise ValueError(f"{where}: the stage must be one of {', '.join(STUDENT_SIZED)}, got {self.stage!r}")
+        if "." not in self.key or len(self.values) < 2:
+            raise ValueError(
+                f"{where}: expected [STAGE:]SECTION.KEY=V1,V2,... with at least two distinct values, "
+                "e.g. loss.distill_weight=0,0.3,1"
+            )
+        if self.key.split(".")[0] in DEMO_SECTIONS:
+            raise ValueError(
+                f"{where}: {self.key} is set by the demo itself (data, run folders, seed, caches and initial "
+                f"weights: sections {', '.join(DEMO_SECTIONS)}); tune a model or training setting, e.g. loss.distill_weight"
+            )
+        settings: dict = {}  # each value as the config reads it: 0.3 and 0.30 are one value
+        for value in self.values:  # an unknown key or a bad value fails now, not after the pipeline
+            try:
+                config = _stage_config(
+                    self.stage, [f"{self.key}={value}", f"trainer.name={tuning_run(self.stage, self.key, value)}"]
+                )
+            except ValueError as error:
+                raise ValueError(f"{where}: {error}") from None
+            setting = to_dict(config)
+            for part in self.key.split("."):
+                setting = setting[part]
+            if repr(setting) in settings:
+                raise ValueError(
+                    f"{where}: {settings[repr(setting)]!r} and {value!r} are the same value of {self.key} ({setting!r})"
+                )
+            settings[repr(setting)] = value
 
 
 def parse_knob(text: str) -> Knob:
     """``"loss.distill_weight=0,0.3,1"`` (the student's) or ``"baseline:loss.modality_dropout=0.3,0.5"``."""
     head, _, listed = text.partition("=")
     stage, _, key = head.rpartition(":")
-    stage = stage or "student"
     values = tuple(v.strip() for v in listed.split(",") if v.strip())
-    if stage not in STUDENT_SIZED:
-        raise ValueError(f"--tune {text!r}: the stage must be one of {', '.join(STUDENT_SIZED)}, got {stage!r}")
-    if "." not in key or len(values) < 2 or len(set(values)) != len(values):
-        raise ValueError(
-            f"--tune {text!r}: expected [STAGE:]SECTION.KEY=V1,V2,... with at least two distinct values, "
-            "e.g. loss.distill_weight=0,0.3,1"
-        )
-    for value in values:  # an unknown key or a bad value fails now, not after the pipeline
-        try:
-            _stage_config(stage, [f"{key}={value}"])
-        except ValueError as error:
-            raise ValueError(f"--tune {text!r}: {error}") from None
-    return Knob(stage, key, values)
+    return Knob(stage or "student", key, values, written=text)
 
 
 def tuning_run(stage: str, key: str, value: str) -> str:
@@ -454,10 +482,21 @@ def run_demo(
     validation only; ``out/tuning.json`` holds them (mean over seeds)."""
     from tqdm import tqdm
 
+    from karmma.configuration import MAX_SEED
+
     out = Path(out)
     seeds = tuple(dict.fromkeys(seeds))
     if not seeds:
         raise DemoError("--seeds needs at least one seed")
+    for seed in seeds:  # every value is checked before the first stage, not minutes into the pipeline
+        if not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+            raise DemoError(f"--seeds: seed {seed} is outside 0..{MAX_SEED}")
+    if workers < 1:
+        raise DemoError(f"--workers must be >= 1, got {workers}")
+    tuned = [f"{knob.stage}:{knob.key}" for knob in tune]
+    twice = next((name for name in tuned if tuned.count(name) > 1), None)
+    if twice:
+        raise DemoError(f"--tune: {twice} is tuned twice; list all its values in one --tune")
     flavour = "quick" if quick else "default"
     plan = PLANS[flavour]
     settings = {k: v for k, v in dataclasses.asdict(plan).items() if k != "seconds"}  # progress weights do not matter

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from karmma.configuration import check_range
+from karmma.configuration import MAX_SEED, check_range
 from karmma.data.config import DatasetConfig
 from karmma.data.views import ClipConfig
 from karmma.models.karmma import MISSING_STRATEGIES
@@ -108,6 +108,7 @@ class TrainerConfig:
         check_range("trainer", "num_nodes", self.num_nodes, 1)
         check_range("trainer", "workers", self.workers, 0)
         check_range("trainer", "val_every", self.val_every, 1)
+        check_range("trainer", "seed", self.seed, 0, MAX_SEED)
         if not self.runs:
             raise ValueError("trainer.runs must name the parent folder of run folders, got ''")
         if "/" in self.name or self.name in (".", ".."):

@@ -101,6 +101,13 @@ def test_non_integer_frame(tmp_path):
         read_epic_segments(_write(tmp_path, text))
 
 
+@pytest.mark.parametrize("stamp", ["00:00:nan", "00:00:inf", "-00:00:01.00", "00:-1:00.00", "00:01"])
+def test_timestamp_that_is_not_a_finite_time_names_line_and_column(tmp_path, stamp):
+    text = HEADER + ROW.format(i=0, start=1, stop=5, verb=0).replace("00:00:02.00", stamp)
+    with pytest.raises(AnnotationError, match=rf"bad.csv:2: stop_timestamp '{stamp}' is not a timestamp HH:MM:SS"):
+        read_epic_segments(_write(tmp_path, text))
+
+
 def test_epic_star_split_is_seeded_and_disjoint(shared_data):
     segments = read_epic_segments(shared_data / "epic-kitchens-100" / "EPIC_100_uda_source_train.csv")
     train, val = split_train_validation(segments, 0.1, seed=0)

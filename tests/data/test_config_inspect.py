@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import pytest
@@ -105,12 +106,47 @@ def test_manifest_with_any_subset_per_clip(synth_prepared, tmp_path):
             r"train.csv:3: duplicated clip_id 'c1' \(first on line 2\)",
         ),
         ("c1,1,frames/c1,,,,2.0,1.0,24\n", r"train.csv:2: stop 1.0 is before start 2.0"),
+        ("c1,1,frames/c1,,,,inf,,24\n", r"train.csv:2: column start: 'inf' is not a finite number"),
+        ("c1,1,frames/c1,,,,0.0,1.0,nan\n", r"train.csv:2: column fps: 'nan' is not a finite number"),
+        ("c1,1,frames/c1,,,,0.0,,0\n", r"train.csv:2: column fps: 0.0 must be > 0"),
+        ("c1,1,frames/c1,,,,0.0,1.0,-24\n", r"train.csv:2: column fps: -24.0 must be > 0"),
+        ("c1,1,frames/c1,,,,-1.0,1.0,24\n", r"train.csv:2: column start: -1.0 must be >= 0"),
+        ("c1,1,frames/c1,,,,x,1.0,24\n", r"train.csv:2: column start: 'x' is not a finite number"),
+        ("c1,1,frames/c1,,,,1e308,,24\n", r"train.csv:2: columns start/stop: 1e\+308 s at 24.0 fps is past any frame"),
     ],
 )
 def test_bad_manifest_rows(synth_prepared, tmp_path, rows, message):
     root = _manifest(synth_prepared, tmp_path, rows)
     with pytest.raises(AnnotationError, match=message):
         read_manifest(root / "train.csv")
+
+
+@pytest.mark.parametrize(
+    "frames,message", [("2.5", "'2.5' is not a whole number of frames"), ("-1", "-1.0 must be >= 0")]
+)
+def test_bad_frame_count(tmp_path, frames, message):
+    (tmp_path / "train.csv").write_text(f"clip_id,grasp,V,frames\nc1,0,frames/c1,{frames}\n")
+    with pytest.raises(AnnotationError, match=f"train.csv:2: column frames: {message}"):
+        read_manifest(tmp_path / "train.csv")
+
+
+def test_label_beyond_data_heads_is_refused_and_inspect_reports_it(synth_prepared, tmp_path, capsys):
+    root = _manifest(synth_prepared, tmp_path, "c1,2,frames/c1,,,,,,24\nc2,7,frames/c1,,,,,,24\n")
+    config = DatasetConfig(format="manifest", root=str(root), annotations=str(root), train="train.csv")
+    config.heads = {"grasp": 3}
+    message = r"train.csv:3: column grasp: class 7 is outside the head's 3 classes \(0..2, data.heads\)"
+    with pytest.raises(AnnotationError, match=message):
+        load_split(config, "train")
+    assert any(re.search(message, p) for p in inspect_dataset(config, workers=0)["problems"])
+    (root / "data.yaml").write_text(yaml.safe_dump({"data": {**vars(config), "root": "."}}))
+    assert main(["data", "inspect", str(root / "data.yaml")]) == 0
+    problems = capsys.readouterr().out.split("problems:")[1]
+    assert re.search(message, problems)
+    config.heads = {"grasp": 3, "place": 4}
+    with pytest.raises(AnnotationError, match=r"train.csv:1: data.heads names head 'place', not a column"):
+        load_split(config, "train")
+    with pytest.raises(ValueError, match=r"data.heads.grasp must be >= 1 \(classes of the head\), got 0"):
+        DatasetConfig(format="manifest", heads={"grasp": 0})
 
 
 def test_ssv2_layout_with_boxes(tmp_path):

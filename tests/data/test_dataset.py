@@ -96,6 +96,24 @@ def test_corrupt_jpeg_is_unreadable_and_logged(prepared_copy, caplog):
             assert status == (UNREADABLE if sample_id in broken else PRESENT)
 
 
+def test_jpeg_with_corrupt_scan_data_makes_v_unreadable(prepared_copy, media, caplog, capfd):
+    dataset = _dataset(prepared_copy, train=False)
+    victim = dataset.samples[0]
+    before = dataset[0]["status"].tolist()
+    assert before[0] == PRESENT
+    frames = sorted((prepared_copy / "P01" / "rgb_frames" / victim.group).glob("*.jpg"))
+    for frame in frames[victim.start_frame - 1 : victim.stop_frame]:  # markers intact, picture data broken
+        media.corrupt_jpeg_scan(frame)
+    caplog.set_level(logging.WARNING, logger="karmma.data")
+    item = dataset[0]
+    assert item["status"].tolist() == [UNREADABLE, *before[1:]] and "V" not in item["inputs"]
+    assert any("unreadable V" in r.message and "corrupt image data" in r.message for r in caplog.records)
+    assert any(str(frame) in r.message for r in caplog.records for frame in frames)  # logged with its path
+    _, report = _all_batches(dataset, workers=2)  # the same in forked loader workers
+    assert report.as_dict()["modalities"]["V"]["unreadable"] >= 1
+    assert "Corrupt JPEG" not in capfd.readouterr().err
+
+
 def test_corrupt_media_never_crashes_workers(prepared_copy):
     wav = next(prepared_copy.rglob("audio/*.wav"))
     wav.write_bytes(wav.read_bytes()[:1000])  # truncated WAV

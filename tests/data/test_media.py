@@ -76,6 +76,18 @@ def test_truncated_image(tmp_path):
         read_image(tmp_path / "f.jpg")
 
 
+def test_jpeg_with_corrupt_scan_data_is_unreadable_and_nothing_goes_raw_to_stderr(tmp_path, media, capfd):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "f.jpg"), media.noise(1, 64, 80)[0])
+    assert read_image(tmp_path / "f.jpg").shape == (64, 80, 3)
+    media.corrupt_jpeg_scan(tmp_path / "f.jpg")
+    for mode in ("RGB", "L"):
+        with pytest.raises(MediaError, match=r"f.jpg: corrupt image data \(Corrupt JPEG data: .*\)"):
+            read_image(tmp_path / "f.jpg", mode)
+    assert capfd.readouterr().err == ""
+
+
 def test_each_distinct_frame_is_decoded_once_and_repeats_are_copied(tmp_path, monkeypatch):
     from PIL import Image
 

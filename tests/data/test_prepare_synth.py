@@ -61,6 +61,21 @@ def test_prepare_with_fps_rewrites_frame_numbers(tmp_path):
         assert s.stop_frame <= frames + 1
 
 
+def test_prepare_with_fps_names_the_line_and_column_of_a_bad_timestamp(tmp_path):
+    import pytest
+
+    from karmma.data.annotations import AnnotationError
+    from karmma.data.prepare import copy_annotations
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "EPIC_100_train.csv").write_text(
+        "narration_id,start_timestamp,stop_timestamp,start_frame,stop_frame\n"
+        "P01_01_0,00:00:01.00,00:00:02.00,1,50\nP01_01_1,00:00:inf,00:00:04.00,60,90\n"
+    )
+    with pytest.raises(AnnotationError, match=r"EPIC_100_train.csv:3: start_timestamp '00:00:inf' is not a timestamp"):
+        copy_annotations(tmp_path / "raw", tmp_path / "out", PrepareSettings(fps=12), [])
+
+
 def test_prepare_vfr_rotated_and_truncated_videos(media, tmp_path):
     """VFR frames are placed by time, phone video comes out upright, a truncated file fails
     (with its reason) instead of passing as a shorter video, and nothing half-written stays."""

@@ -1,5 +1,8 @@
 """Checkpoints: atomic saves, non-finite and mismatched weights refused with one-line errors."""
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -38,3 +41,38 @@ def test_mismatched_weights_are_one_line(tmp_path):
         load_model_state(model, {"weight": torch.zeros(3, 2)}, tmp_path / "x.safetensors")
     with pytest.raises(CheckpointError, match="holds NaN or infinite"):
         load_model_state(model, {"weight": torch.full((3, 2), float("inf")), "bias": torch.zeros(3)}, "x")
+
+
+class Payload:
+    """A class a checkpoint should never hold: unpickling it would import and run code."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):  # unpickling calls Path.touch(path)
+        return (Path.touch, (self.path,))
+
+
+@pytest.mark.parametrize("payload", ["class", "blocked module"])
+def test_pickled_code_is_refused_as_such_not_as_truncated(tmp_path, payload):
+    ran = tmp_path / "ran"
+    path = tmp_path / "evil.ckpt"
+    held = Payload(ran) if payload == "class" else os.system  # torch: "unsupported GLOBAL posix.system ... blocked"
+    torch.save({"state_dict": {"model.w": torch.ones(2)}, "extra": held}, path)
+    with pytest.raises(CheckpointError) as error:
+        SafeCheckpointIO().load_checkpoint(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: it holds pickled Python objects that can run code when loaded (")
+    assert "must not be loaded unsafely" in message and "\n" not in message
+    assert "truncated" not in message and "will likely succeed" not in message  # torch's advice is not passed on
+    assert not ran.exists()
+
+
+def test_a_garbage_checkpoint_is_unreadable_without_torchs_advice_to_load_it_unsafely(tmp_path):
+    path = tmp_path / "garbage.ckpt"
+    path.write_bytes(bytes(range(256)) * 12)  # a pickle opcode torch's weights-only unpickler does not know
+    with pytest.raises(
+        CheckpointError, match=r"garbage.ckpt: unreadable or truncated checkpoint \(UnpicklingError: "
+    ) as error:
+        read_checkpoint(path)
+    assert "weights_only" not in str(error.value) and "\n" not in str(error.value)

@@ -172,3 +172,40 @@ def test_a_ddp_child_whose_parent_died_before_it_asked_ends_at_once():
         timeout=60,
     )
     assert orphan.returncode == -signal.SIGKILL and not orphan.stdout
+
+
+@pytest.mark.e2e
+def test_rerunning_a_finished_run_keeps_its_result(synth_prepared, make_config, tmp_path, capsys):
+    config = make_config("baseline", synth_prepared, tmp_path, "optim.epochs=1")
+    result = train(config)
+    written = (tmp_path / "baseline" / "result.json").read_text()
+    assert result["last_epoch"]["metrics"]  # the only epoch was validated
+
+    # the same command again: nothing to train, the result reported as it was, result.json untouched
+    capsys.readouterr()
+    assert train(config) == result
+    assert "finished run" in capsys.readouterr().out
+    assert (tmp_path / "baseline" / "result.json").read_text() == written
+    argv = [
+        "train",
+        "src/karmma/configs/synthkitchen/baseline.yaml",
+        f"data.root={synth_prepared}",
+        f"trainer.runs={tmp_path}",
+        "optim.epochs=1",
+        "optim.batch_size=4",
+        "trainer.workers=0",
+        "trainer.progress=false",
+    ]
+    assert main(argv) == 0
+    assert f"last epoch epoch 0: action_top1 {result['last_epoch']['metrics']['val/action_top1']:.2f}" in (
+        capsys.readouterr().err
+    )
+    assert (tmp_path / "baseline" / "result.json").read_text() == written
+
+    # killed after the last checkpoint, before result.json: the re-run trains nothing and still
+    # reports the last epoch's metrics (from metrics.json), not an empty set
+    (tmp_path / "baseline" / "result.json").unlink()
+    again = train(config)
+    assert again["last_epoch"]["epoch"] == 0 and again["last_epoch"]["metrics"]
+    assert again["last_epoch"]["metrics"] == pytest.approx(result["last_epoch"]["metrics"], abs=1e-4)
+    assert again["best_checkpoint"] == result["best_checkpoint"]

@@ -2,7 +2,8 @@
 
 Every problem stops loading with an :class:`AnnotationError` naming the file
 and line (``path:line: message``): an unknown or missing column, a class id
-outside the class list, a stop before the start, a duplicated id.
+outside the class list, a timestamp that is not ``HH:MM:SS.ff`` (NaN, a sign),
+a stop before the start, a duplicated id.
 
 * EPIC-KITCHENS-100: ``EPIC_100_{train,validation}.csv`` (labelled),
   ``EPIC_100_test_timestamps.csv`` (unlabelled), ``EPIC_100_{verb,noun}_classes.csv``,
@@ -16,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,10 +61,24 @@ class Segment:
     narration: str = ""
 
 
+TIMESTAMP = re.compile(r"(\d+):([0-5]?\d):([0-5]?\d(?:\.\d*)?)")
+
+
 def parse_timestamp(text: str) -> float:
-    """``"00:01:02.50"`` -> 62.5 seconds."""
-    hours, minutes, seconds = text.strip().split(":")
+    """``"00:01:02.50"`` -> 62.5 seconds; ``ValueError`` for anything else (signs, NaN, ``inf``, 61 s)."""
+    match = TIMESTAMP.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a timestamp HH:MM:SS.ff")
+    hours, minutes, seconds = match.groups()
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def row_timestamp(row: dict, column: str, path: Path, line: int) -> float:
+    """The timestamp in ``row[column]``, or an :class:`AnnotationError` naming the file, line and column."""
+    try:
+        return parse_timestamp(row[column])
+    except (AttributeError, ValueError):
+        raise AnnotationError(path, line, f"{column} {row[column]!r} is not a timestamp HH:MM:SS.ff") from None
 
 
 def read_class_list(path: str | Path) -> list[str]:
@@ -166,12 +182,10 @@ def _epic_row(row: dict, path: Path, line: int, labelled: bool, num_classes: dic
         except (TypeError, ValueError):
             raise AnnotationError(path, line, f"{column} {row[column]!r} is not an integer") from None
 
-    try:
-        start_time, stop_time = parse_timestamp(row["start_timestamp"]), parse_timestamp(row["stop_timestamp"])
-    except (AttributeError, ValueError):
-        raise AnnotationError(
-            path, line, f"bad timestamp {row['start_timestamp']!r} / {row['stop_timestamp']!r}"
-        ) from None
+    start_time, stop_time = (
+        row_timestamp(row, "start_timestamp", path, line),
+        row_timestamp(row, "stop_timestamp", path, line),
+    )
     start_frame, stop_frame = integer("start_frame"), integer("stop_frame")
     if start_frame < 1:
         raise AnnotationError(path, line, f"start_frame {start_frame} < 1 (frame numbers are 1-based)")

@@ -69,6 +69,9 @@ class DatasetConfig:
             raise ValueError(f"data.audio must be auto, wav, hdf5 or video, got {self.audio!r}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"data.validation_fraction must be > 0 and < 1, got {self.validation_fraction}")
+        for head, size in self.heads.items():
+            if size < 1:
+                raise ValueError(f"data.heads.{head} must be >= 1 (classes of the head), got {size}")
 
     def path(self, name: str) -> Path:
         base = Path(self.annotations) if self.annotations else Path(self.root) / "annotations"
@@ -197,5 +200,5 @@ def load_split(config: DatasetConfig, split: str, modalities: tuple[str, ...] | 
     name = {"train": config.train, "validation": config.validation, "test": config.test}[split]
     if not name:
         raise FileNotFoundError(f"no manifest configured for the {split} split")
-    samples, _ = read_manifest(config.path(name), modalities)
+    samples, _ = read_manifest(config.path(name), modalities, config.heads or None)
     return samples

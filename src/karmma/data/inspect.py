@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from karmma.data.annotations import AnnotationError
 from karmma.data.config import SPLITS, DatasetConfig, dataset_heads, detect_dataset, load_split
 from karmma.data.dataset import ClipDataset, DataReport, collate_clips
 
@@ -76,6 +77,10 @@ def inspect_dataset(config: DatasetConfig, deep: bool = False, workers: int = 2)
             if split == "train" and not (config.validation or config.test):
                 raise
             result["splits"][split] = {"available": False, "reason": str(error)}
+            continue
+        except AnnotationError as error:  # e.g. a label beyond data.heads: a problem to report, not a crash
+            result["splits"][split] = {"available": False, "reason": str(error)}
+            result["problems"].append(f"{split}: {error}")
             continue
         shapes = {k: INSPECT_SHAPES[k] for k in config.modalities}
         dataset = ClipDataset(samples, shapes, train=False)

@@ -14,14 +14,16 @@ grasp_0001,3,12,videos/grasp_0001.mp4,flow/grasp_0001,audio/grasp_0001.wav,,0.0,
   with ``u/`` and ``v/`` flow JPEGs (one per RGB frame); ``A`` a WAV (24 kHz),
   an HDF5 file (dataset named by ``clip_id``) or a video with an audio track;
   ``D`` a JSON file ``{"width": W, "height": H, "frames": {"1": [[x1, y1, x2, y2, category], ...]}}``.
-* Optional ``start``/``stop`` (seconds; default the whole clip) and ``fps``
-  (default 30), and ``frames`` (number of frames; counted when absent).
+* Optional ``start``/``stop`` (seconds, finite, >= 0; default the whole clip)
+  and ``fps`` (finite, > 0; default 30), and ``frames`` (number of frames;
+  counted when absent). A bad cell is an error naming the file, line and column.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 from karmma.data.annotations import AnnotationError
@@ -47,9 +49,11 @@ def _boxes(path: Path, manifest: Path, line: int) -> BoxSource:
 
 
 def read_manifest(
-    path: str | Path, modalities: tuple[str, ...] = ("V", "F", "A", "D")
+    path: str | Path, modalities: tuple[str, ...] = ("V", "F", "A", "D"), classes: dict[str, int] | None = None
 ) -> tuple[list[ClipSample], list[str]]:
-    """Read a manifest; returns the clips and the head names (label columns)."""
+    """Read a manifest; returns the clips and the head names (label columns).
+
+    ``classes`` (``data.heads``): classes per head; a label outside them is an error."""
     path = Path(path)
     base = path.parent
     with path.open(newline="") as f:
@@ -58,6 +62,9 @@ def read_manifest(
         if "clip_id" not in columns:
             raise AnnotationError(path, 1, "a manifest needs a 'clip_id' column")
         heads = [c for c in columns if c not in RESERVED]
+        for head in classes or {}:
+            if head not in heads:
+                raise AnnotationError(path, 1, f"data.heads names head {head!r}, not a column of the manifest {heads}")
         if not any(m in columns for m in modalities):
             raise AnnotationError(path, 1, f"no modality column ({', '.join(modalities)})")
         samples, seen = [], {}
@@ -79,14 +86,22 @@ def read_manifest(
                     ) from None
                 if labels[head] < 0:
                     raise AnnotationError(path, line, f"label {head}={labels[head]} is negative")
-            try:
-                fps = float(row.get("fps") or 30.0)
-                start = float(row.get("start") or 0.0)
-                stop = float(row["stop"]) if row.get("stop") else None
-            except ValueError:
-                raise AnnotationError(path, line, "start/stop/fps must be numbers") from None
+                size = (classes or {}).get(head)
+                if size is not None and labels[head] >= size:
+                    raise AnnotationError(
+                        path,
+                        line,
+                        f"column {head}: class {labels[head]} is outside the head's {size} classes (0..{size - 1}, data.heads)",
+                    )
+            fps = _number(row, "fps", path, line, positive=True) or 30.0
+            start = _number(row, "start", path, line) or 0.0
+            stop = _number(row, "stop", path, line)
             if stop is not None and stop < start:
                 raise AnnotationError(path, line, f"stop {stop} is before start {start}")
+            if not math.isfinite(max(start, stop or 0.0) * fps):  # int(frame number) would overflow
+                raise AnnotationError(
+                    path, line, f"columns start/stop: {max(start, stop or 0.0)} s at {fps} fps is past any frame"
+                )
             sources = {}
             cells = {m: (row.get(m) or "").strip() for m in modalities}
             if cells.get("V"):
@@ -98,13 +113,32 @@ def read_manifest(
                 sources["A"] = AudioSource(base / cells["A"], dataset=clip_id)
             if cells.get("D"):
                 sources["D"] = _boxes(base / cells["D"], path, line)
-            total = int(row["frames"]) if row.get("frames") else _count_frames(sources.get("V"))
+            frames = _number(row, "frames", path, line)
+            if frames is not None and frames != int(frames):
+                raise AnnotationError(path, line, f"column frames: {row['frames']!r} is not a whole number of frames")
+            total = int(frames) if frames is not None else _count_frames(sources.get("V"))
             if stop is None:
                 stop = total / fps if total else start
             first = int(start * fps) + 1
             last = max(first, min(int(stop * fps) + 1, total or int(stop * fps) + 1))
             samples.append(ClipSample(clip_id, labels, first, last, start, stop, fps, sources, group=clip_id))
     return samples, heads
+
+
+def _number(row: dict, column: str, path: Path, line: int, positive: bool = False) -> float | None:
+    """The cell ``column`` as a finite number >= 0 (> 0 when ``positive``); None when it is empty."""
+    text = (row.get(column) or "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise AnnotationError(path, line, f"column {column}: {text!r} is not a finite number")
+    if value < 0 or (positive and value == 0):
+        raise AnnotationError(path, line, f"column {column}: {value} must be {'> 0' if positive else '>= 0'}")
+    return value
 
 
 def _count_frames(source) -> int:

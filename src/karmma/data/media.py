@@ -1,14 +1,20 @@
 """Media readers: JPEG frames, flow JPEG pairs, videos and audio.
 
 Every reader either returns a complete, finite tensor or raises
-:class:`MediaError` naming the file: a corrupt or truncated JPEG, a video
-with too few frames, an audio file with no audio track. Datasets turn a
+:class:`MediaError` naming the file: a corrupt or truncated JPEG (also one
+whose picture data libjpeg reports as corrupt while still decoding it), a
+video with too few frames, an audio file with no audio track. Datasets turn a
 ``MediaError`` into "modality unreadable" for that sample (counted and
 logged), never into a garbage tensor.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import tempfile
+import threading
 import wave
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,13 +30,57 @@ if TYPE_CHECKING:  # the readers that return tensors import torch themselves: de
 FLOW_BOUND = 20.0
 
 
+log = logging.getLogger("karmma.data")
+
+#: libjpeg's warnings about damaged picture data ("Corrupt JPEG data: 291 extraneous bytes before
+#: marker 0xd9", "... bad Huffman code", "Premature end of JPEG file"): the image comes back anyway,
+#: garbage from where the data broke
+CORRUPT_JPEG_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file")
+
+
 class MediaError(RuntimeError):
     """A media file is missing, corrupt or truncated; the message names it."""
 
 
+class _StderrCatcher:
+    """Catches what C code writes to stderr (fd 2) while it runs: libjpeg prints its warnings there
+    itself, and OpenCV neither sees nor returns them. Holds a lock, since fd 2 is shared by the
+    process's threads; a forked loader worker starts with its own file and lock."""
+
+    def __init__(self):
+        self._file = None
+        self._lock = threading.Lock()
+
+    def run(self, function, *args):
+        """``(function(*args), what it wrote to stderr)``."""
+        with self._lock:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile()
+            fd = self._file.fileno()
+            start = os.lseek(fd, 0, os.SEEK_CUR)  # fd 2 will write from here: this fd's offset
+            if start > 1 << 20:  # emptied now and then, not on every call (a syscall saved per image)
+                os.ftruncate(fd, 0)
+                start = os.lseek(fd, 0, os.SEEK_SET)
+            sys.stderr.flush()  # Python's pending text goes to the real stderr, not here
+            saved = os.dup(2)
+            os.dup2(fd, 2)
+            try:
+                result = function(*args)
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            end = os.lseek(fd, 0, os.SEEK_CUR)
+            return result, os.pread(fd, end - start, start).decode(errors="replace") if end > start else ""
+
+
+_stderr = _StderrCatcher()
+os.register_at_fork(after_in_child=_stderr.__init__)
+
+
 def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
     """One image as ``[H, W, 3]`` (RGB) or ``[H, W]`` (L) uint8, decoded by OpenCV (libjpeg-turbo
-    for JPEGs, straight into the array); truncated or corrupt files raise."""
+    for JPEGs, straight into the array); truncated or corrupt files raise, as does a JPEG whose
+    picture data libjpeg warns is corrupt (its warning is the message, not raw stderr)."""
     try:
         data = np.fromfile(path, np.uint8)
     except FileNotFoundError:
@@ -38,9 +88,14 @@ def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
     except OSError as error:
         raise MediaError(f"{path}: unreadable image ({error})") from None
     flags = (cv2.IMREAD_COLOR_RGB if mode == "RGB" else cv2.IMREAD_GRAYSCALE) | cv2.IMREAD_IGNORE_ORIENTATION
-    image = cv2.imdecode(data, flags) if len(data) else None
+    image, printed = _stderr.run(cv2.imdecode, data, flags) if len(data) else (None, "")
+    printed = " ".join(printed.split())
     if image is None:  # OpenCV returns nothing for truncated or corrupt data
-        raise MediaError(f"{path}: unreadable image (truncated or not an image)")
+        raise MediaError(f"{path}: unreadable image (truncated or not an image{'; ' + printed if printed else ''})")
+    if any(warning in printed for warning in CORRUPT_JPEG_WARNINGS):
+        raise MediaError(f"{path}: corrupt image data ({printed[:200]})")
+    if printed:  # a codec's other remarks (e.g. an unknown JFIF revision): kept, with the file they are about
+        log.warning("%s: %s", path, printed[:200])
     return image
 
 

@@ -208,17 +208,18 @@ def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
 
 
 def _rewrite_epic_csv(src: Path, dst: Path, fps: float) -> None:
-    from karmma.data.annotations import parse_timestamp
+    from karmma.data.annotations import row_timestamp
 
     with src.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-        columns = list(rows[0].keys()) if rows else []
+        reader = csv.DictReader(f)
+        rows = [(reader.line_num, row) for row in reader]
+        columns = list(rows[0][1].keys()) if rows else []
     with atomic_open(dst, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
-        for row in rows:
-            start = int(parse_timestamp(row["start_timestamp"]) * fps) + 1
-            stop = max(start, int(parse_timestamp(row["stop_timestamp"]) * fps) + 1)
+        for line, row in rows:
+            start = int(row_timestamp(row, "start_timestamp", src, line) * fps) + 1
+            stop = max(start, int(row_timestamp(row, "stop_timestamp", src, line) * fps) + 1)
             writer.writerow({**row, "start_frame": start, "stop_frame": stop})
 
 

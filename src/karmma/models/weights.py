@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torchvision.models import WeightsEnum
 
+from karmma.checkpoints import load_error_cause, refused_pickle
+
 
 class MissingWeightsError(FileNotFoundError):
     """Pretrained weights were asked for but are not on disk."""
@@ -62,15 +64,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # garbage, truncated or pickled objects: torch/safetensors raise many types
-        text = str(error)
-        unsupported = next((line.strip() for line in text.splitlines() if "Unsupported global" in line), "")
-        reason = (
-            f"it holds pickled Python objects, refused by weights_only loading ({unsupported[:120]})"
-            if unsupported
-            else f"{type(error).__name__}: {text.splitlines()[0][:160] if text else ''}"
-        )
+        reason = refused_pickle(error) or f"unreadable ({load_error_cause(error)})"
         raise ValueError(
-            f"pretrained weights {path}: unreadable ({reason}); expected a .pth/.pt state dict or a .safetensors file"
+            f"pretrained weights {path}: {reason}; expected a .pth/.pt state dict or a .safetensors file"
         ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

@@ -6,7 +6,9 @@ A run folder ``<trainer.runs>/<trainer.name or stage>/`` holds the resolved
 ``tensorboard/`` logs and ``curves.png``. Running the same command again
 resumes from ``checkpoints/last.ckpt`` (saved after every epoch): all
 randomness is derived from (seed, epoch, item / step), so the resumed run ends
-where an uninterrupted one would.
+where an uninterrupted one would. Once a run has ended (``result.json``
+written), running it again trains nothing and returns that result, leaving the
+folder as it is.
 
 A run folder belongs to one process and one config: ``.lock`` holds the
 owner's pid (an ``flock``, so the lock of a killed process is free again and
@@ -454,6 +456,13 @@ def _train(config: TrainConfig, force_new: bool) -> dict:
     resume = last if last.is_file() else None
     if resume:
         check_resumable(resume, config)
+        finished = folder / "result.json"  # written once training has ended
+        if finished.is_file():
+            print(
+                f"{folder} holds a finished run of this config: nothing to train; its result is {finished} "
+                "(karmma train --force-new starts over)"
+            )
+            return json.loads(finished.read_text())
         print(f"resuming from {resume}")
     module = KarmmaModule(to_dict(config))
     folder.mkdir(parents=True, exist_ok=True)
@@ -516,6 +525,8 @@ def _train(config: TrainConfig, force_new: bool) -> dict:
                 dataset.close()
     last_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     history = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else []
+    if not last_metrics and history:  # no epoch ran here (resumed from the last epoch's checkpoint): as logged
+        last_metrics = {k: v for k, v in history[-1].items() if k.startswith("val/")}
     best = best_epoch(history, monitor, mode)
     result = {
         "run": str(folder),
