@@ -34,6 +34,7 @@ def make_student(out: Path) -> dict[str, Path]:
     import torch
 
     from karmma.artifacts import ModelInfo, save_student
+    from karmma.data.recipe import PrepareSettings
     from karmma.deploy.onnx_export import export_onnx, export_split_onnx
     from karmma.stages import build_stage_model
     from karmma.train_config import TrainConfig
@@ -47,7 +48,7 @@ def make_student(out: Path) -> dict[str, Path]:
         heads=heads,
         input_shapes={k: tuple(model.specs[k].input_shape) for k in model.modalities},
         classes={"verb": ["take", "put", "open", "close"], "noun": ["cup", "plate", "knife", "door", "tap", "pan"]},
-        preparation={"flow": "dis", "short_side": 64, "fps": None},
+        preparation=PrepareSettings(flow="dis", short_side=64),
     )
     return {
         "onnx": export_onnx(model, info, out / "student.onnx"),

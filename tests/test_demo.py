@@ -33,7 +33,7 @@ def test_quick_demo_writes_every_artefact(quick_demo):
     from karmma.artifacts import load_model
 
     _, info = load_model(quick_demo / "student.safetensors")  # the full format: class names and preparation too
-    assert info.config["stage"] == "student" and info.classes and info.preparation["flow"] == "dis"
+    assert info.config["stage"] == "student" and info.classes and info.preparation.flow == "dis"
     results = json.loads((quick_demo / "results.json").read_text())
     assert list(results["models"]) == list(DEMO_MODELS)
     for name, model in results["models"].items():  # selected on validation, scored on the test participants

@@ -3,8 +3,9 @@
 :func:`load_model` reads a run folder (its ``checkpoints/best.ckpt`` or
 ``last.ckpt``), a Lightning ``.ckpt`` or a student ``.safetensors``, and returns
 the model in eval mode with its :class:`ModelInfo`: the training config, the
-heads and their class names, the input shapes and how the training frames were
-prepared (flow method, short side, frame rate), so a raw video is turned into
+heads and their class names, the input shapes and the frame recipe of the
+training data (:class:`~karmma.data.recipe.PrepareSettings`: flow method and
+stride rule, short side, frame rate, flow bound), so a raw video is turned into
 inputs exactly as training saw them. :func:`save_student` writes the one
 student format: the weights as ``.safetensors`` with the ``ModelInfo`` in the
 metadata. The ONNX forms (:mod:`karmma.deploy.onnx_export`) carry the same
@@ -14,10 +15,12 @@ light install reads it from ONNX exports); the model builders are imported where
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +34,7 @@ from karmma.checkpoints import (
     upgrade_config,
 )
 from karmma.configuration import apply_override, from_dict
+from karmma.data.recipe import PrepareSettings
 from karmma.data.views import ClipConfig
 
 if TYPE_CHECKING:  # torch, for the PyTorch forms only
@@ -41,6 +45,10 @@ if TYPE_CHECKING:  # torch, for the PyTorch forms only
 METADATA_KEY = "karmma_deploy"
 #: the file of a split-ONNX folder that lists its graphs and holds the :class:`ModelInfo`
 SPLIT_MANIFEST = "manifest.json"
+#: the key of the frame recipe (a dict, or None when unknown) in a training checkpoint
+CHECKPOINT_RECIPE = "preparation"
+
+log = logging.getLogger("karmma.artifacts")
 
 
 @dataclass
@@ -52,15 +60,15 @@ class ModelInfo:
         heads: classes per head, e.g. ``{"verb": 97, "noun": 300}``.
         input_shapes: ``{key: shape of one sample}`` in availability-column order.
         classes: class names per head when the class files were known, else None.
-        preparation: ``{"flow", "short_side", "fps"}`` of the training frames
-            (``karmma prepare`` settings; a value is None when unknown).
+        preparation: the frame recipe of the training data (None: unknown, a model
+            whose data were not made by ``karmma prepare`` nor the official EPIC frames).
     """
 
     config: dict
     heads: dict[str, int]
     input_shapes: dict[str, tuple[int, ...]]
     classes: dict[str, list[str]] | None = None
-    preparation: dict = field(default_factory=dict)
+    preparation: PrepareSettings | None = None
 
     @property
     def modalities(self) -> list[str]:
@@ -72,9 +80,10 @@ class ModelInfo:
         return json.dumps(data)
 
     @classmethod
-    def from_json(cls, text: str) -> ModelInfo:
+    def from_json(cls, text: str, where: str = "") -> ModelInfo:
         data = json.loads(text)
         data["input_shapes"] = {k: tuple(v) for k, v in data["input_shapes"].items()}
+        data["preparation"] = recorded_recipe(data.get("preparation"), where or "a model")
         return cls(**data)
 
     def train_config(self) -> TrainConfig:
@@ -88,9 +97,29 @@ class ModelInfo:
         return from_dict(ClipConfig, self.config.get("clip") or {}, "clip")
 
 
-def describe_model(model: KARMMA, config: dict, heads: dict[str, int]) -> ModelInfo:
-    """The :class:`ModelInfo` of ``model``: class names and preparation settings are
-    looked up under the training data root when it is still there."""
+def recorded_recipe(record: dict | None, where: str) -> PrepareSettings | None:
+    """The frame recipe a model file records (None: unknown). A record written before the flow
+    stride rule was recorded (``{"flow", "short_side", "fps"}``, read from ``karmma prepare``'s
+    markers, whose only rule then was ``epic-id``) is completed with the rule of that time,
+    with a warning: deployment then takes the stride from the video's name, as that data did."""
+    if not record:
+        return None
+    if "flow_stride" not in record:
+        log.warning(
+            "%s records its frame recipe without the flow stride rule (written before karmma recorded it): "
+            "the rule karmma prepare used then applies (epic-id: 2 for 2018-style EPIC ids like P01_01, else 1)",
+            where,
+        )
+    return PrepareSettings.from_record(record, where)
+
+
+def describe_model(
+    model: KARMMA, config: dict, heads: dict[str, int], preparation: PrepareSettings | None = None
+) -> ModelInfo:
+    """The :class:`ModelInfo` of ``model``: class names are looked up under the training data
+    root when it is still there; ``preparation`` is the frame recipe of the training data
+    (default: the one of the data root, :func:`~karmma.data.config.dataset_recipe`)."""
+    from karmma.data.config import dataset_recipe
     from karmma.data.inspect import class_names
 
     info = ModelInfo(
@@ -100,20 +129,8 @@ def describe_model(model: KARMMA, config: dict, heads: dict[str, int]) -> ModelI
     )
     data = info.train_config().data
     info.classes = class_names(data, heads)
-    info.preparation = preparation_settings(Path(data.root)) if data.root else {}
+    info.preparation = preparation or dataset_recipe(data)
     return info
-
-
-def preparation_settings(root: Path) -> dict:
-    """The ``karmma prepare`` settings recorded in ``root/.prepared/*.json`` (empty when unknown)."""
-    marker = next(iter(sorted((root / ".prepared").glob("*.json"))), None) if (root / ".prepared").is_dir() else None
-    if marker is None:
-        return {}
-    try:
-        settings = json.loads(marker.read_text())["settings"]
-    except (OSError, ValueError, KeyError):
-        return {}
-    return {k: settings.get(k) for k in ("flow", "short_side", "fps")}
 
 
 def load_model(
@@ -140,11 +157,20 @@ def load_model(
     from karmma.train_config import STAGES, TrainConfig
 
     file = resolve_checkpoint(path, checkpoint)
+    recipe = None
     if file.suffix == ".safetensors":
         state, config, stored_heads, info = _read_safetensors(file)
     elif file.suffix == ".ckpt":
         loaded = read_checkpoint(file)
         config, state, stored_heads, info = checkpoint_config(loaded, file), model_state(loaded), None, None
+        if CHECKPOINT_RECIPE in loaded:
+            recipe = recorded_recipe(loaded[CHECKPOINT_RECIPE], str(file))
+        else:
+            log.warning(
+                "%s: a checkpoint written before karmma recorded frame recipes: the recipe of its data root "
+                "(data.root) is taken, if it still holds the data it was trained on",
+                file,
+            )
     else:
         raise CheckpointError(f"{file}: not a karmma model (expected a run folder, a .ckpt or a .safetensors file)")
     _check_stage(file, config.get("stage"), STAGES if stages is None else stages)
@@ -156,8 +182,10 @@ def load_model(
     heads = heads or stored_heads or _dataset_heads(train_config, file)
     model = build_stage_model(train_config, heads, restore=True)
     load_model_state(model, state, file)
-    if info is None or overrides:
-        info = describe_model(model, config, heads) if info is None else ModelInfo(**{**asdict(info), "config": config})
+    if info is None:
+        info = describe_model(model, config, heads, recipe)
+    elif overrides:
+        info = dataclasses.replace(info, config=config)
     return model.eval(), info
 
 
@@ -201,7 +229,7 @@ def _read_safetensors(file: Path) -> tuple[dict, dict, dict[str, int], ModelInfo
         raise CheckpointError(f"{file}: not a karmma student export (no karmma metadata)")
     try:
         if METADATA_KEY in metadata:
-            info = ModelInfo.from_json(metadata[METADATA_KEY])
+            info = ModelInfo.from_json(metadata[METADATA_KEY], str(file))
             info.config = upgrade_config(info.config)
             config, heads = info.config, info.heads
         else:

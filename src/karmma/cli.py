@@ -185,7 +185,7 @@ def _synth(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from karmma.data.prepare import PrepareSettings, prepare
 
-    settings = PrepareSettings(flow=args.flow, fps=args.fps, short_side=args.short_side)
+    settings = PrepareSettings(flow=args.flow, fps=args.fps, short_side=args.short_side, flow_stride=args.flow_stride)
     summary = prepare(args.src, args.out, settings, workers=args.workers)
     steps = summary["step_seconds"]
     total = sum(steps.values()) or 1.0
@@ -196,7 +196,8 @@ def _prepare(args: argparse.Namespace) -> int:
         f"({summary['frames_per_second']} frames/s with {args.workers} worker(s))\n"
         "worker time per step: "
         + ", ".join(f"{k} {v:.1f} s ({100 * v / total:.0f} %)" for k, v in steps.items())
-        + (f"; dominant: {summary['dominant_step']}" if summary["dominant_step"] else ""),
+        + (f"; dominant: {summary['dominant_step']}" if summary["dominant_step"] else "")
+        + f"\nrecipe (recorded in {args.out}/.prepared, carried by the models trained on it): {settings.describe()}",
         file=sys.stderr,
     )
     for video, error in summary["failed"].items():
@@ -394,6 +395,8 @@ def _export(args: argparse.Namespace) -> int:
     for path in written:
         size = sum(p.stat().st_size for p in path.rglob("*")) if path.is_dir() else path.stat().st_size
         print(f"wrote {path} ({size / 2**20:.2f} MB)", file=sys.stderr)
+    recipe = info.preparation.describe() if info.preparation else "unknown (predict will assume one, with a warning)"
+    print(f"frame recipe carried by the export: {recipe}", file=sys.stderr)
     return 0
 
 
@@ -608,6 +611,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="resize frames to this short side in pixels (default %(default)s)",
     )
     prep.add_argument(
+        "--flow-stride",
+        choices=["epic-id", "fps"],
+        default="epic-id",
+        help="how far apart the frames of a flow pair are: epic-id (2 frames for 2018-style EPIC ids like P01_01, "
+        "else 1; as EPIC-KITCHENS ships) or fps (about 1/30 s apart, whatever the name); recorded with the frames "
+        "and applied by 'karmma predict'; default %(default)s",
+    )
+    prep.add_argument(
         "--workers", type=POSITIVE_INT, default=2, help="videos prepared in parallel (default %(default)s)"
     )
     prep.add_argument("--json", metavar="FILE", help="also write the summary (counts, time per step) as JSON")
@@ -793,9 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
         "student",
         help="a student / baseline / baseline_masked / baseline_delta run folder or checkpoint (.ckpt) or exported .safetensors",
     )
-    exp.add_argument(
-        "--safetensors", metavar="OUT", help="write the weights with config, class names and preparation settings"
-    )
+    exp.add_argument("--safetensors", metavar="OUT", help="write the weights with config, class names and frame recipe")
     exp.add_argument(
         "--onnx", metavar="OUT", help="write one ONNX graph taking every modality input and the availability mask"
     )
@@ -809,8 +818,11 @@ def build_parser() -> argparse.ArgumentParser:
         "predict the action in a video with a trained student",
         "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --start 0.4 --end 2.2\n"
         "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --stream --drop-sensors 0.3\n",
-        "Flow and audio are computed from the video as in training. With --stream, one\n"
-        "prediction per sliding window; --drop-sensors simulates failing sensors.",
+        "Frames, flow and audio are computed from the video by the frame recipe the model\n"
+        "records (flow method, short side, flow stride rule), as for its training data.\n"
+        "A modality whose media end before the segment does is not used (0.1 s tolerated).\n"
+        "With --stream, one prediction per sliding window; --drop-sensors simulates\n"
+        "failing sensors.",
     )
     pred.add_argument("model", help="a .onnx graph, split-ONNX folder, .safetensors or .ckpt student")
     pred.add_argument("input", help="a video file; with --stream also - (a video stream on stdin) or a camera index")
@@ -825,16 +837,21 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--start", type=NON_NEGATIVE_FLOAT, help="segment start in seconds (default: the beginning)")
     pred.add_argument("--end", type=POSITIVE_FLOAT, help="segment end in seconds (default: the end)")
     pred.add_argument(
-        "--flow", choices=["dis", "tvl1"], help="optical flow method (default: the training data's, else dis)"
+        "--flow",
+        choices=["dis", "tvl1"],
+        help="optical flow method, for a model that records no frame recipe (default: the recorded one; must agree)",
     )
     pred.add_argument(
-        "--short-side", type=_number(int, 8), help="frame short side in pixels (default: the training data's)"
+        "--short-side",
+        type=_number(int, 8),
+        help="frame short side in pixels, for a model that records no frame recipe (default: the recorded one)",
     )
     pred.add_argument(
         "--flow-stride",
         type=POSITIVE_INT,
         metavar="FRAMES",
-        help="frames between the two frames of each flow pair (default: from the frame rate, pairs about 1/30 s apart)",
+        help="frames between the two frames of each flow pair, for a model that records no frame recipe "
+        "(default: the recorded rule, evaluated on the video as karmma prepare did)",
     )
     pred.add_argument("--threads", type=POSITIVE_INT, help="CPU threads for the model (default: the runtime's choice)")
     pred.add_argument("--stream", action="store_true", help="one prediction per sliding window")

@@ -17,6 +17,7 @@ import dataclasses
 
 from karmma.checkpoints import CheckpointError, expect_checkpoint, model_state, read_checkpoint
 from karmma.configuration import ConfigError
+from karmma.data.recipe import check_same_recipe
 from karmma.models.karmma import KARMMA
 from karmma.presets import Preset, build_student, build_teacher, get_preset
 from karmma.train_config import STAGES, TrainConfig
@@ -98,10 +99,10 @@ def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool 
         return model
     for key, path in pretrained.items():
         if path.endswith(".ckpt"):
-            load_extractor(model, key, path)
+            load_extractor(model, key, path, config)
     if config.stage == "teacher":
         for key, path in config.extractors.items():
-            load_unimodal_extractor(model, key, path, config.preset)
+            load_unimodal_extractor(model, key, path, config)
         if not config.cache.path:  # from the cache only the fusion runs: the cache's reader checks its extractors
             require_pretrained_teacher(config)
     return model
@@ -119,18 +120,35 @@ def require_pretrained_teacher(config: TrainConfig, alternative: str = "") -> No
         )
 
 
-def load_extractor(model: KARMMA, key: str, path: str) -> None:
-    """Initialise ``model``'s ``key`` extractor from any karmma checkpoint that has one of the same size."""
-    _load_extractor_state(model, key, read_checkpoint(path), path)
+def load_extractor(model: KARMMA, key: str, path: str, config: TrainConfig) -> None:
+    """Initialise ``model``'s ``key`` extractor from any karmma checkpoint that has one of the same size
+    and was trained on frames of the same recipe as ``config``'s data."""
+    checkpoint = read_checkpoint(path)
+    check_checkpoint_recipe(checkpoint, path, config)
+    _load_extractor_state(model, key, checkpoint, path)
 
 
-def load_unimodal_extractor(model: KARMMA, key: str, path: str, preset: str) -> None:
-    checkpoint, source = expect_checkpoint(path, "unimodal", preset)
+def load_unimodal_extractor(model: KARMMA, key: str, path: str, config: TrainConfig) -> None:
+    checkpoint, source = expect_checkpoint(path, "unimodal", config.preset)
     if source.get("unimodal_modality") != key:
         raise CheckpointError(f"{path}: a unimodal checkpoint of {source.get('unimodal_modality')!r}, not of {key!r}")
     if source.get("unimodal_size", "teacher") != "teacher":
         raise CheckpointError(f"{path}: pre-trains a student-sized extractor; the teacher needs unimodal_size=teacher")
+    check_checkpoint_recipe(checkpoint, path, config)
     _load_extractor_state(model, key, checkpoint, path)
+
+
+def check_checkpoint_recipe(checkpoint: dict, path: str, config: TrainConfig) -> None:
+    """Refuse a checkpoint trained on frames of another recipe than ``config``'s data (one line)."""
+    from karmma.artifacts import CHECKPOINT_RECIPE, recorded_recipe
+    from karmma.data.config import dataset_recipe
+
+    check_same_recipe(
+        recorded_recipe(checkpoint.get(CHECKPOINT_RECIPE), path),
+        dataset_recipe(config.data),
+        f"checkpoint {path}",
+        f"the training data ({config.data.root})",
+    )
 
 
 def _load_extractor_state(model: KARMMA, key: str, checkpoint: dict, path: str) -> None:

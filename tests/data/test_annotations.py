@@ -14,7 +14,6 @@ from karmma.data.annotations import (
     ssv2_template_class,
 )
 from karmma.data.boxes import boxes_tensor, read_something_else
-from karmma.data.epic import flow_index, flow_stride
 
 HEADER = "narration_id,participant_id,video_id,narration_timestamp,start_timestamp,stop_timestamp,start_frame,stop_frame,narration,verb,verb_class,noun,noun_class,all_nouns,all_noun_classes\n"
 ROW = "P01_01_{i},P01,P01_01,00:00:01.0,00:00:01.00,00:00:02.00,{start},{stop},take plate,take,{verb},plate,2,['plate'],[2]\n"
@@ -57,12 +56,6 @@ def test_epic_tail_classes_and_unseen_participants(shared_data, tmp_path):
     wrong.write_text("verb\nten\n")
     with pytest.raises(AnnotationError, match=r"EPIC_100_tail_verbs.csv: verb class ids must be integers"):
         read_epic_tail_classes(wrong, "verb")
-
-
-def test_flow_index_rule_for_both_generations():
-    assert flow_stride("P01_01") == 2 and flow_stride("P01_101") == 1
-    assert [flow_index("P01_01", n) for n in (1, 2, 3, 4, 5)] == [1, 1, 2, 2, 3]
-    assert [flow_index("P01_101", n) for n in (1, 2, 3)] == [1, 2, 3]
 
 
 def _write(tmp_path, text, name="bad.csv"):

@@ -204,7 +204,7 @@ def test_segments_past_the_last_frame_are_missing_and_reported(prepared_copy):
     for path in frames[len(frames) // 2 :]:  # the video's frames end halfway
         path.unlink()
     dataset = _dataset(prepared_copy, train=False)
-    assert any("has no frame" in why and "ends after the video" in why for _, why in dataset.report.not_covered["V"])
+    assert any("frame folder" in why and "before the clip's end" in why for _, why in dataset.report.not_covered["V"])
     _write_wav(sorted(prepared_copy.rglob("audio/*.wav"))[-1], 0.01)
     problems = inspect_dataset(detect_dataset(prepared_copy), workers=0)["problems"]
     assert any("V media do not cover" in p and "past the media's end" in p for p in problems), problems

@@ -1,3 +1,4 @@
+import json
 import shutil
 
 from karmma.data.prepare import PrepareSettings, prepare
@@ -27,7 +28,13 @@ def test_prepare_layout_flow_rule_and_resume(tmp_path):
     flow_2020 = len(list((out / "P01" / "flow_frames" / "P01_102" / "u").glob("*.jpg")))
     assert flow_2018 == (rgb_2018 - 1) // 2  # half-rate flow for 2018-style ids
     assert flow_2020 == rgb_2020 - 1
-    # a re-run skips finished videos
+    # the marker records the recipe and the stride it gave each video
+    markers = {v: json.loads((out / ".prepared" / f"{v}.json").read_text()) for v in ("P01_01", "P01_102")}
+    assert all(m["settings"] == settings.to_record() for m in markers.values())
+    assert [m["summary"]["flow_stride"] for m in markers.values()] == [2, 1]
+    # a re-run skips finished videos, also those marked before the stride rule was recorded (the same recipe)
+    older = {k: markers["P01_102"]["settings"][k] for k in ("flow", "fps", "short_side")} | {"jpeg_quality": 90}
+    (out / ".prepared" / "P01_102.json").write_text(json.dumps({**markers["P01_102"], "settings": older}))
     again = prepare(tmp_path / "raw", out, settings, workers=1, progress=False)
     assert again["skipped"] == 2 and again["prepared"] == 0
     # a half-written video (no marker, leftover partial folder) is redone

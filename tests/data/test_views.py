@@ -3,14 +3,15 @@
 import pytest
 
 from karmma.data.audio import LogMelConfig
-from karmma.data.epic import flow_index
+from karmma.data.recipe import PUBLISHED_EPIC
 from karmma.data.sources import FlowSource
 from karmma.data.views import (
     audio_window_start,
     clip_frames,
+    coverage_problem,
     flow_frame,
     flow_pair,
-    flow_stride_for_rate,
+    segment_frame_range,
     spectrogram_config,
 )
 
@@ -31,7 +32,8 @@ def test_flow_pairs_follow_the_prepared_flow_frames():
     assert flow_pair(100, 1, first=1, last=100) == (99, 100)
     assert flow_pair(99, 2, first=1, last=100) == (97, 99)
     # the dataset's readers and the EPIC rule use the same numbering
-    assert FlowSource(directory=None, stride=2).index(6) == flow_frame(6, 2) == flow_index("P01_01", 6)
+    stride = PUBLISHED_EPIC.stride("P01_01", None)
+    assert FlowSource(directory=None, stride=stride).index(6) == flow_frame(6, 2) == 3
 
 
 def test_the_spectrogram_window_is_centred_on_the_segment():
@@ -40,5 +42,14 @@ def test_the_spectrogram_window_is_centred_on_the_segment():
     assert audio_window_start(2.0, 4.0, config.seconds) == pytest.approx(3.0 - config.seconds / 2)
 
 
-def test_the_deployed_flow_stride_follows_the_frame_rate():
-    assert [flow_stride_for_rate(rate) for rate in (24, 25, 30, 50, 59.94, 120)] == [1, 1, 1, 2, 2, 4]
+def test_media_cover_a_segment_up_to_the_tolerance():
+    assert coverage_problem(3.0, 1.0, 3.05) is None  # 50 ms short of a 2 s segment: covered
+    assert coverage_problem(3.0, 1.0, 60.0) == "the audio ends at 3.00 s, before the clip's end at 60.00 s"
+    assert coverage_problem(3.0, 2.9, 3.05, "video") == "the video ends at 3.00 s, before the clip's end at 3.05 s"
+    assert coverage_problem(0.0, 0.0, 1.0) == "the audio has no samples (0 s)"
+    assert coverage_problem(None, 0.0, 1.0) is None  # unknown: loading tells
+
+
+def test_segment_frames_follow_the_epic_convention():
+    assert segment_frame_range(1.0, 3.0, 25) == (26, 76)  # frame n shows (n - 1) / 25 s
+    assert segment_frame_range(0.0, 0.01, 25) == (1, 1)

@@ -29,6 +29,12 @@ def student_config(root: Path, modalities=()) -> TrainConfig:
 
 
 @pytest.fixture(scope="session")
+def make_student_config():
+    """``make_student_config(root, modalities=()) -> TrainConfig`` of the tiny student on ``root``."""
+    return student_config
+
+
+@pytest.fixture(scope="session")
 def student_file(synth_videos, tmp_path_factory) -> Path:
     """A tiny V/F/A student with random weights, exported to safetensors (with class names and preparation)."""
     from karmma.artifacts import describe_model, save_student

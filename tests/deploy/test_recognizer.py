@@ -1,15 +1,18 @@
 """The Recognizer API and raw-video pre-processing (inputs built as the training data pipeline builds them)."""
 
 import csv
+import dataclasses
+import logging
 
 import numpy as np
 import pytest
 import torch
 
+from karmma.artifacts import load_model
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset
+from karmma.data.recipe import PrepareSettings
 from karmma.data.transforms import finish_inputs
-from karmma.data.views import flow_stride_for_rate
 from karmma.deploy import Recognizer
 from karmma.deploy.stream import SensorFailures
 
@@ -67,6 +70,7 @@ def test_video_inputs_match_the_training_pipeline(synth_videos, student_file):
     assert len(dataset) == len(rows) == 3
     for sample, item, row in zip(dataset.samples, dataset, rows):
         video = recognizer.decode(next(raw.rglob(f"{row['video_id']}.MP4")))
+        assert video.flow_stride == sample.sources["F"].stride  # as the prepared flow was computed
         inputs, _ = recognizer.preprocessor.inputs(
             video.frames,
             video.rate,
@@ -74,7 +78,7 @@ def test_video_inputs_match_the_training_pipeline(synth_videos, student_file):
             [k for k in "VFA" if k in item["inputs"]],
             int(row["start_frame"]),
             int(row["stop_frame"]),
-            stride=sample.sources["F"].stride,  # the stride the prepared flow was computed at
+            stride=video.flow_stride,  # the recognizer's own, from the model's recipe and the video
             times=(float(row["start_timestamp"][-5:]), float(row["stop_timestamp"][-5:])),
         )
         for key, expected in finish_inputs(item).items():
@@ -85,19 +89,39 @@ def test_video_inputs_match_the_training_pipeline(synth_videos, student_file):
                 assert (torch.from_numpy(inputs[key]) - expected.roll(1, dims=0)).abs().mean() > 2.5 * difference.mean()
 
 
-def test_the_flow_stride_comes_from_the_frame_rate_or_the_argument_never_the_file_name(
-    synth_videos, student_file, tmp_path
-):
+def test_the_flow_stride_follows_the_recorded_recipe_and_overrides_must_agree(synth_videos, student_file, tmp_path):
     raw, _ = synth_videos
     path = next(p for p in raw.rglob("*.MP4") if len(p.stem) == 6)  # a 2018-style EPIC name (P01_01)
     renamed = tmp_path / "my clip.mp4"
     renamed.write_bytes(path.read_bytes())
     recognizer = Recognizer.load(student_file)
-    video = recognizer.decode(path)
-    assert video.rate == 24 and video.flow_stride == recognizer.decode(renamed).flow_stride == 1  # pairs ~1/30 s apart
-    assert recognizer.predict_file(path).heads == recognizer.predict_file(renamed).heads
-    assert Recognizer.load(student_file, flow_stride=2).decode(renamed).flow_stride == 2
-    assert flow_stride_for_rate(59.94) == 2 and flow_stride_for_rate(30) == 1
+    assert recognizer.info.preparation == PrepareSettings(flow="dis", short_side=64, flow_stride="epic-id")
+    # the id rule, evaluated on the file's name as karmma prepare evaluated it on the video id
+    assert recognizer.decode(path).flow_stride == 2 and recognizer.decode(renamed).flow_stride == 1
+    assert recognizer.predict_file(path, end=2.0).flow_stride == 2
+    assert Recognizer.load(student_file, flow_stride=2, flow="dis").decode(path).flow_stride == 2  # agreeing
+    with pytest.raises(
+        ValueError, match=r"flow stride 1 differs from the stride 2 the model's frame recipe gives P0\d_01 at 24 fps"
+    ):
+        Recognizer.load(student_file, flow_stride=1).decode(path)
+    with pytest.raises(ValueError, match=r"flow tvl1 differs from the flow dis of .*student.safetensors's training"):
+        Recognizer.load(student_file, flow="tvl1")
+    with pytest.raises(ValueError, match=r"short side 128 differs from the short side 64"):
+        Recognizer.load(student_file, short_side=128)
+
+
+def test_a_model_without_a_recorded_recipe_warns_and_takes_the_arguments(student_file, synth_videos, caplog):
+    from karmma.deploy.runtime import TorchRunner
+
+    raw, _ = synth_videos
+    path = next(p for p in raw.rglob("*.MP4") if len(p.stem) == 6)
+    model, info = load_model(student_file)
+    old = dataclasses.replace(info, preparation=None)  # exported before recipes were recorded
+    with caplog.at_level(logging.WARNING, logger="karmma.deploy"):
+        recognizer = Recognizer(TorchRunner(model, old))
+    assert "records no frame recipe" in caplog.text and "flow stride from the frame rate" in caplog.text
+    assert recognizer.decode(path).flow_stride == 1  # 24 fps: pairs about 1/30 s apart
+    assert Recognizer(TorchRunner(model, old), flow_stride=2, short_side=64).decode(path).flow_stride == 2
 
 
 def test_sensor_failures_are_seeded_stretches():

@@ -5,7 +5,10 @@ import warnings
 import pytest
 import torch
 
+from karmma.artifacts import CHECKPOINT_RECIPE
 from karmma.checkpoints import CheckpointError, read_checkpoint
+from karmma.data.recipe import PrepareSettings
+from karmma.evaluation.evaluate import load_for_evaluation
 from karmma.training.run import QUIET_WARNINGS, ProgressBar, RunFolderError, best_epoch, checkpoint_monitor, train
 
 pytestmark = pytest.mark.e2e  # trains every stage
@@ -111,6 +114,27 @@ def test_wrong_stage_and_preset(trained_runs, synth_prepared, tmp_path, make_con
         train(make_config("teacher", synth_prepared, tmp_path, f"extractors={{F: {results['unimodal_V']['best']}}}"))
     with pytest.raises(CheckpointError, match="trained with preset 'tiny', this run uses 'paper'"):
         train(make_config("student", synth_prepared, tmp_path, "preset=paper", f"teacher={results['teacher']['best']}"))
+
+
+def test_models_and_data_of_other_frame_recipes_are_refused(trained_runs, prepared_copy, tmp_path, make_config):
+    """A teacher, a pre-trained extractor or an evaluated model trained on frames of another recipe
+    than the data given to it: a one-line error, not a silent difference."""
+    _, results = trained_runs
+    for stage in ("unimodal_F", "teacher", "student"):  # every checkpoint carries its data's recipe
+        recorded = read_checkpoint(results[stage]["best"])[CHECKPOINT_RECIPE]
+        assert PrepareSettings.from_record(recorded) == PrepareSettings(flow="dis", short_side=64), stage
+    for marker in (prepared_copy / ".prepared").glob("*.json"):  # the same data, as if made with TV-L1 flow
+        record = json.loads(marker.read_text())
+        marker.write_text(json.dumps({**record, "settings": {**record["settings"], "flow": "tvl1"}}))
+    different = re.escape(f"the training data ({prepared_copy}) have different frame recipes (flow dis vs tvl1)")
+    with pytest.raises(ValueError, match=rf"^teacher \S+best.ckpt and {different}: prepare the data again"):
+        train(make_config("student", prepared_copy, tmp_path, f"teacher={results['teacher']['best']}"))
+    with pytest.raises(ValueError, match=rf"^checkpoint \S+unimodal_F\S+ and {different}"):
+        train(make_config("teacher", prepared_copy, tmp_path, f"extractors={{F: {results['unimodal_F']['best']}}}"))
+    with pytest.raises(
+        ValueError, match=r"best.ckpt and the data \(.*\) have different frame recipes \(flow dis vs tvl1\)"
+    ):
+        load_for_evaluation(results["student"]["best"], overrides=[f"data.root={prepared_copy}"])
 
 
 def test_resuming_into_another_stage_is_refused(trained_runs, synth_prepared, make_config):

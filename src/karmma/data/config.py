@@ -26,6 +26,7 @@ from karmma.data.annotations import (
     read_ssv2_split,
     split_train_validation,
 )
+from karmma.data.recipe import PUBLISHED_EPIC, PrepareSettings, read_recipe
 from karmma.data.views import ClipSample
 
 FORMATS = ("epic", "epic_star", "ssv2", "manifest")
@@ -158,12 +159,26 @@ def dataset_heads(config: DatasetConfig) -> dict[str, int]:
     return heads
 
 
+def dataset_recipe(config: DatasetConfig) -> PrepareSettings | None:
+    """How the dataset's frames were made: the recipe ``karmma prepare`` recorded under the root,
+    else for the EPIC formats the published one (the official frames); None when unknown
+    (frames not made by ``karmma prepare``, or no root)."""
+    if not config.root or not Path(config.root).is_dir():
+        return None
+    recorded = read_recipe(config.root)
+    if recorded is None and config.format in ("epic", "epic_star"):
+        return PUBLISHED_EPIC
+    return recorded
+
+
 def load_split(config: DatasetConfig, split: str, modalities: tuple[str, ...] | None = None) -> list[ClipSample]:
-    """The clips of ``split`` (train / validation / test) with their media sources."""
+    """The clips of ``split`` (train / validation / test) with their media sources (flow read
+    with the strides of :func:`dataset_recipe`)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     modalities = modalities or config.modalities
     root = Path(config.root)
+    recipe = dataset_recipe(config)
     if config.format in ("epic", "epic_star"):
         from karmma.data.epic import EpicLayout, epic_samples
 
@@ -181,7 +196,8 @@ def load_split(config: DatasetConfig, split: str, modalities: tuple[str, ...] | 
             if not name:
                 raise FileNotFoundError(f"no annotation file configured for the {split} split")
             segments = read_epic_segments(config.path(name), heads)
-        return epic_samples(segments, EpicLayout(root, audio=config.audio), _video_info(config), modalities)
+        layout = EpicLayout(root, audio=config.audio, recipe=recipe)
+        return epic_samples(segments, layout, _video_info(config), modalities)
     if config.format == "ssv2":
         from karmma.data.boxes import read_something_else
         from karmma.data.ssv2 import ssv2_samples
@@ -194,11 +210,11 @@ def load_split(config: DatasetConfig, split: str, modalities: tuple[str, ...] | 
         boxes = {}
         for box_file in config.boxes:
             boxes.update(read_something_else(config.path(box_file)))
-        return ssv2_samples(segments, root, _video_info(config), boxes if config.boxes else None, modalities)
+        return ssv2_samples(segments, root, _video_info(config), boxes if config.boxes else None, modalities, recipe)
     from karmma.data.manifest import read_manifest
 
     name = {"train": config.train, "validation": config.validation, "test": config.test}[split]
     if not name:
         raise FileNotFoundError(f"no manifest configured for the {split} split")
-    samples, _ = read_manifest(config.path(name), modalities, config.heads or None)
+    samples, _ = read_manifest(config.path(name), modalities, config.heads or None, recipe)
     return samples

@@ -22,8 +22,10 @@ shape), for a live teacher whose inputs differ from the student's.
 
 A modality whose files are absent is *missing*; so is one whose media do not
 cover the clip (checked against the media's own durations: audio ending
-before the clip's end, a 10 ms or empty track, frames ending before its last
-frame): never a zero-padded, constant tensor marked present. One whose files
+before the clip's end, a 10 ms or empty track, frames ending before it; the
+rule of :func:`~karmma.data.views.coverage_problem`, which ``karmma predict``
+applies too): never a zero-padded, constant tensor marked present. Frames
+ending within its tolerance cut the clip at their last frame. One whose files
 cannot be read is *unreadable* (logged with its path). Either way the sample
 goes on without it and its availability bit is False; the counts are in
 :class:`DataReport` (``not_covered`` lists the uncovered ones, logged once per
@@ -48,7 +50,14 @@ from karmma.data.media import MediaError
 from karmma.data.sampling import segment_frame_numbers
 from karmma.data.timing import stage
 from karmma.data.transforms import crop_resize, eval_crop_params, flow_affine, random_crop_params, rgb_affine
-from karmma.data.views import ClipConfig, ClipSample, audio_window_start, clip_frames, spectrogram_config
+from karmma.data.views import (
+    ClipConfig,
+    ClipSample,
+    audio_window_start,
+    clip_frames,
+    coverage_problem,
+    spectrogram_config,
+)
 
 log = logging.getLogger("karmma.data")
 
@@ -128,9 +137,8 @@ class ClipDataset(Dataset):
         self.report = DataReport(self.modalities)
         kept, absent = [], []
         for sample in samples:
-            status = torch.tensor(
-                [self._index_status(sample, k, self.report) for k in self.modalities], dtype=torch.int8
-            )
+            checked = [self._index_status(sample, k, self.report) for k in self.modalities]
+            status = torch.tensor([code for code, _ in checked], dtype=torch.int8)
             absent += [
                 (sample.id, k)
                 for k, code in zip(self.modalities, status.tolist())
@@ -138,7 +146,9 @@ class ClipDataset(Dataset):
             ]
             self.report.add(status)
             if (status == PRESENT).any():
-                kept.append(sample)
+                cuts = [cut for code, cut in checked if code == PRESENT and cut is not None]
+                # media ending within the tolerance of the clip's end: the clip ends at their last frame
+                kept.append(dataclasses.replace(sample, stop_frame=min(cuts)) if cuts else sample)
             else:
                 self.report.skipped += 1
                 log.warning("sample %s has none of the modalities %s: skipped", sample.id, "/".join(self.modalities))
@@ -157,21 +167,29 @@ class ClipDataset(Dataset):
                 )
         self.samples = kept
 
-    def _index_status(self, sample: ClipSample, key: str, report: DataReport | None = None) -> int:
-        """PRESENT, or MISSING when the files are absent or do not cover the clip (recorded in ``report``)."""
+    def _index_status(self, sample: ClipSample, key: str, report: DataReport | None = None) -> tuple[int, int | None]:
+        """``(PRESENT or MISSING, cut)``: MISSING when the files are absent or their media do not
+        cover the clip (:func:`~karmma.data.views.coverage_problem`, recorded in ``report``);
+        ``cut`` is the last frame of frame media that end before the clip's last frame but
+        within the tolerance (None otherwise)."""
         source = sample.sources.get(modality_of(key))
         if source is None:
-            return MISSING
+            return MISSING, None
         first, last = sample.start_frame, max(sample.stop_frame, sample.start_frame)
         exists = source.exists() if modality_of(key) == "A" else source.exists(first, last)
-        why = None
+        why, cut = None, None
         if hasattr(source, "uncovered_times"):  # audio and video files: their durations
             why = source.uncovered_times(sample.start_time, sample.stop_time) if exists else None
-        elif not exists and hasattr(source, "uncovered"):  # frame folders: frames end before the clip
-            why = source.uncovered(first, last)
+        elif not exists and hasattr(source, "last_frame"):  # frame folders without the clip's last frame
+            end = source.last_frame()
+            if end >= first:  # the frames start but end early: by how much decides, as in karmma predict
+                why = coverage_problem(
+                    end / sample.fps, sample.start_time, sample.stop_time, f"frame folder {source.directory}"
+                )
+                exists, cut = why is None, end
         if why and report is not None:
             report.not_covered[key].append((sample.id, why))
-        return PRESENT if exists and not why else MISSING
+        return (PRESENT if exists and not why else MISSING), cut
 
     def __len__(self) -> int:
         return len(self.samples) * self.views
@@ -211,7 +229,7 @@ class ClipDataset(Dataset):
             out = buffers[key][row] if buffers is not None else None  # where the input goes, in a batch
             source = sample.sources.get(modality_of(key))
             code, affine_map = MISSING, None
-            if source is not None and self._index_status(sample, key) != MISSING:
+            if source is not None and self._index_status(sample, key)[0] != MISSING:
                 try:
                     tensor, crop, affine_map = self._load(key, sample, source, numbers, crop, rng, crop_view, out)
                     code = PRESENT
@@ -263,7 +281,11 @@ class ClipDataset(Dataset):
                 tensor = resized if out is None else out.copy_(resized)
             if key == "V":
                 return tensor, crop, rgb_affine()
-            return tensor, crop, flow_affine(crop, tuple(frames.shape[-2:]), shape[-1], self.config.flow_scale)
+            return (
+                tensor,
+                crop,
+                flow_affine(crop, tuple(frames.shape[-2:]), shape[-1], self.config.flow_scale, source.bound),
+            )
         if key == "A":
             tensor = self._load_audio(sample, source, numbers, shape, rng)
         elif key == "D":

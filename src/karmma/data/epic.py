@@ -9,32 +9,23 @@
 
 Frame numbers in the CSVs are 1-based RGB file numbers. Flow of the 2018
 videos (``PXX_YY``) is at half the RGB rate: flow frame ``(rgb - 1) // 2 + 1``;
-the 2020 videos (``PXX_1YY``) have one flow frame per RGB frame.
+the 2020 videos (``PXX_1YY``) have one flow frame per RGB frame. That is the
+``epic-id`` stride rule of :mod:`karmma.data.recipe`; a root prepared by
+``karmma prepare`` records its own recipe, which the layout follows instead.
 """
 
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from karmma.data.annotations import Segment
+from karmma.data.recipe import PUBLISHED_EPIC, PrepareSettings
 from karmma.data.sources import AudioSource, FlowSource, FrameSource
-from karmma.data.views import ClipSample, flow_frame
+from karmma.data.views import ClipSample
 
-EPIC_2018_VIDEO = re.compile(r"P\d{2}_\d{2}")
 DEFAULT_FPS = 59.94
-
-
-def flow_stride(video_id: str) -> int:
-    """RGB frames per flow frame: 2 for 2018 videos (``P01_01``), 1 for 2020 (``P01_101``) and others."""
-    return 2 if EPIC_2018_VIDEO.fullmatch(video_id) else 1
-
-
-def flow_index(video_id: str, rgb_frame: int) -> int:
-    """The flow frame number that goes with 1-based RGB frame ``rgb_frame``."""
-    return flow_frame(rgb_frame, flow_stride(video_id))
 
 
 def read_video_info(path: str | Path) -> dict[str, tuple[float, float, tuple[int, int]]]:
@@ -62,19 +53,21 @@ class EpicLayout:
     """Where the media of an EPIC-format root lives.
 
     ``audio``: ``"auto"`` (WAV, else the HDF5 file, else the video's track),
-    ``"wav"``, ``"hdf5"`` or ``"video"``.
+    ``"wav"``, ``"hdf5"`` or ``"video"``. ``recipe``: how the frames were made
+    (the published one for the official frames), which gives each video's flow stride.
     """
 
     root: Path
     audio: str = "auto"
     audio_hdf5: Path | None = None  # default <root>/audio.hdf5
     video_suffix: str = ".MP4"
+    recipe: PrepareSettings = PUBLISHED_EPIC
 
     def rgb(self, video_id: str, participant: str) -> FrameSource:
         return FrameSource(self.root / participant / "rgb_frames" / video_id)
 
-    def flow(self, video_id: str, participant: str) -> FlowSource:
-        return FlowSource(self.root / participant / "flow_frames" / video_id, stride=flow_stride(video_id))
+    def flow(self, video_id: str, participant: str, rate: float | None) -> FlowSource:
+        return FlowSource.made_by(self.recipe, self.root / participant / "flow_frames" / video_id, video_id, rate)
 
     def audio_source(self, video_id: str, participant: str) -> AudioSource | None:
         wav = AudioSource(self.root / participant / "audio" / f"{video_id}.wav")
@@ -97,17 +90,18 @@ def epic_samples(
     samples = []
     sources_cache: dict[str, dict] = {}
     for segment in segments:
+        info = (video_info or {}).get(segment.video_id)
         if segment.video_id not in sources_cache:
             vid, participant = segment.video_id, segment.participant_id
             sources = {}
             if "V" in modalities:
                 sources["V"] = layout.rgb(vid, participant)
             if "F" in modalities:
-                sources["F"] = layout.flow(vid, participant)
+                sources["F"] = layout.flow(vid, participant, info[1] if info else None)
             if "A" in modalities:
                 sources["A"] = layout.audio_source(vid, participant)
             sources_cache[vid] = sources
-        fps = (video_info or {}).get(segment.video_id, (0, DEFAULT_FPS, None))[1]
+        fps = info[1] if info else DEFAULT_FPS
         samples.append(
             ClipSample(
                 id=segment.id,

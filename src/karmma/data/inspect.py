@@ -113,7 +113,7 @@ def inspect_dataset(config: DatasetConfig, deep: bool = False, workers: int = 2)
             result["problems"].append(f"{split}: {report.skipped} clip(s) have no modality at all and are skipped")
         for key, uncovered in report.not_covered.items():
             if uncovered:
-                past_end = sum(1 for _, why in uncovered if "ends after the video" in why or " ends at " in why)
+                past_end = sum(1 for _, why in uncovered if " ends at " in why)
                 result["problems"].append(
                     f"{split}: {len(uncovered)} clip(s) whose {key} media do not cover the clip's window, "
                     f"{past_end} of them segments past the media's end (e.g. {uncovered[0][0]}: {uncovered[0][1]}); "

@@ -11,7 +11,9 @@ grasp_0001,3,12,videos/grasp_0001.mp4,flow/grasp_0001,audio/grasp_0001.wav,,0.0,
 * Modality path columns, any subset, relative to the manifest's folder; an
   empty cell means the clip does not have that modality:
   ``V`` a video file or a folder of ``frame_%010d.jpg`` frames; ``F`` a folder
-  with ``u/`` and ``v/`` flow JPEGs (one per RGB frame); ``A`` a WAV (24 kHz),
+  with ``u/`` and ``v/`` flow JPEGs (one per RGB frame, or as the frame recipe
+  of the data root says when ``karmma prepare`` made them there: the folder's
+  name is the video id its stride rule reads); ``A`` a WAV (24 kHz),
   an HDF5 file (dataset named by ``clip_id``) or a video with an audio track;
   ``D`` a JSON file ``{"width": W, "height": H, "frames": {"1": [[x1, y1, x2, y2, category], ...]}}``.
 * Optional ``start``/``stop`` (seconds, finite, >= 0; default the whole clip)
@@ -29,6 +31,7 @@ from pathlib import Path
 from karmma.data.annotations import AnnotationError
 from karmma.data.boxes import Box
 from karmma.data.media import MediaError, video_frame_count
+from karmma.data.recipe import PrepareSettings
 from karmma.data.sources import AudioSource, BoxSource, FlowSource, FrameSource, VideoSource
 from karmma.data.views import ClipSample
 
@@ -49,11 +52,15 @@ def _boxes(path: Path, manifest: Path, line: int) -> BoxSource:
 
 
 def read_manifest(
-    path: str | Path, modalities: tuple[str, ...] = ("V", "F", "A", "D"), classes: dict[str, int] | None = None
+    path: str | Path,
+    modalities: tuple[str, ...] = ("V", "F", "A", "D"),
+    classes: dict[str, int] | None = None,
+    recipe: PrepareSettings | None = None,
 ) -> tuple[list[ClipSample], list[str]]:
     """Read a manifest; returns the clips and the head names (label columns).
 
-    ``classes`` (``data.heads``): classes per head; a label outside them is an error."""
+    ``classes`` (``data.heads``): classes per head; a label outside them is an error. ``recipe``:
+    the frame recipe of the flow folders (None: not made by ``karmma prepare``)."""
     path = Path(path)
     base = path.parent
     with path.open(newline="") as f:
@@ -108,7 +115,8 @@ def read_manifest(
                 v = base / cells["V"]
                 sources["V"] = FrameSource(v) if v.is_dir() or not v.suffix else VideoSource(v)
             if cells.get("F"):
-                sources["F"] = FlowSource(base / cells["F"])
+                flow = base / cells["F"]
+                sources["F"] = FlowSource.made_by(recipe, flow, flow.name, fps)
             if cells.get("A"):
                 sources["A"] = AudioSource(base / cells["A"], dataset=clip_id)
             if cells.get("D"):

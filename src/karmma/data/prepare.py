@@ -7,9 +7,10 @@ For every video under ``SRC`` (``.mp4 .MP4 .webm .mkv .avi .mov``):
   time ``(n - 1) / fps``: variable-frame-rate video is resampled by time):
   ``OUT/P01/rgb_frames/P01_01/frame_0000000001.jpg``;
 * optical flow between frames (TV-L1 as in the official data, or DIS, much
-  faster), quantised to JPEGs in ``[-20, 20]`` px: ``.../flow_frames/P01_01/{u,v}/``.
-  2018-style EPIC ids (``PXX_YY``) get flow at half the RGB rate, like the
-  official data; everything else one flow frame per RGB frame;
+  faster), quantised to JPEGs in ``[-20, 20]`` px: ``.../flow_frames/P01_01/{u,v}/``,
+  between frames the recipe's flow stride apart (:mod:`karmma.data.recipe`: by
+  default 2018-style EPIC ids ``PXX_YY`` get flow at half the RGB rate, like the
+  official data, everything else one flow frame per RGB frame);
 * the audio track as 24 kHz mono 16-bit WAV: ``OUT/P01/audio/P01_01.wav``
   (no WAV when the video has no audio track).
 
@@ -20,8 +21,10 @@ recomputed from their timestamps and ``EPIC_100_video_info.csv`` is rewritten.
 
 Each video is streamed (decoded, written and its flow computed frame by frame:
 memory does not grow with its length) into temporary folders renamed into
-place, then a marker ``OUT/.prepared/<id>.json`` is written; a re-run skips
-videos with a marker for the same settings and redoes half-written ones. An
+place, then a marker ``OUT/.prepared/<id>.json`` is written: the recipe
+(:class:`~karmma.data.recipe.PrepareSettings`, every setting a model depends on)
+and the video's summary, its flow stride included. A re-run skips videos with a
+marker for the same recipe and redoes half-written ones. An
 undecodable or truncated stream (video or audio) is a failed video, never a
 shorter one; only a video without any audio stream is "without audio".
 """
@@ -36,13 +39,12 @@ import re
 import shutil
 import time
 import wave
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from karmma.data.epic import flow_stride
 from karmma.data.media import MediaError, encode_flow
+from karmma.data.recipe import PUBLISHED_EPIC, PrepareSettings, marker_path
 from karmma.data.video import NoAudioTrack, flow_calculator, iter_audio, iter_video_frames, resize_short_side
 from karmma.io import atomic_open, atomic_write_bytes, atomic_write_text
 from karmma.parallel import process_pool
@@ -52,14 +54,7 @@ log = logging.getLogger("karmma.prepare")
 VIDEO_SUFFIXES = {".mp4", ".webm", ".mkv", ".avi", ".mov"}
 EPIC_ID = re.compile(r"(P\d+)_\d+")
 AUDIO_RATE = 24000
-
-
-@dataclass(frozen=True)
-class PrepareSettings:
-    flow: str = "tvl1"
-    fps: float | None = None
-    short_side: int = 256
-    jpeg_quality: int = 90
+JPEG_QUALITY = 90
 
 
 def output_dirs(out: Path, video_id: str) -> dict[str, Path]:
@@ -128,8 +123,8 @@ def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
     video, out, settings = Path(job[0]), Path(job[1]), job[2]
     video_id = video.stem
     dirs = output_dirs(out, video_id)
-    marker = out / ".prepared" / f"{video_id}.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("settings") == asdict(settings):
+    marker = marker_path(out, video_id)
+    if marker.is_file() and _recorded_settings(marker) == settings:
         return {"video": video_id, "skipped": True}
     partial = {name: target.with_name(target.name + ".partial") for name, target in dirs.items()}
     for target in [*dirs.values(), *partial.values(), marker]:  # half-written or prepared with other settings
@@ -139,7 +134,7 @@ def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
         partial["rgb"].mkdir(parents=True)
         (partial["flow"] / "u").mkdir(parents=True)
         (partial["flow"] / "v").mkdir(parents=True)
-        stride = flow_stride(video_id)
+        stride = None  # the recipe's, once the frame rate is known
         calculator = flow_calculator(settings.flow)
         count = flow_count = 0
         previous_grey = None
@@ -152,9 +147,10 @@ def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
             if frame is None:
                 break
             start = time.perf_counter()
+            stride = stride or settings.stride(video_id, frame.rate)
             image = resize_short_side(frame.image, settings.short_side)
             count += 1
-            _write_jpeg(partial["rgb"] / f"frame_{count:010d}.jpg", image, settings.jpeg_quality)
+            _write_jpeg(partial["rgb"] / f"frame_{count:010d}.jpg", image, JPEG_QUALITY)
             rate, size, source_size = frame.rate, image.shape[:2], (frame.image.shape[1], frame.image.shape[0])
             timings["rgb"] += time.perf_counter() - start
             if (count - 1) % stride == 0:  # flow between every stride-th frame and the next such one
@@ -162,9 +158,9 @@ def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
                 grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
                 if previous_grey is not None:
                     flow_count += 1
-                    u, v = encode_flow(calculator.calc(previous_grey, grey, None))
-                    _write_jpeg(partial["flow"] / "u" / f"frame_{flow_count:010d}.jpg", u, settings.jpeg_quality)
-                    _write_jpeg(partial["flow"] / "v" / f"frame_{flow_count:010d}.jpg", v, settings.jpeg_quality)
+                    u, v = encode_flow(calculator.calc(previous_grey, grey, None), settings.flow_bound)
+                    _write_jpeg(partial["flow"] / "u" / f"frame_{flow_count:010d}.jpg", u, JPEG_QUALITY)
+                    _write_jpeg(partial["flow"] / "v" / f"frame_{flow_count:010d}.jpg", v, JPEG_QUALITY)
                 previous_grey = grey
                 timings["flow"] += time.perf_counter() - start
         if not count:
@@ -190,6 +186,7 @@ def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
             "video": video_id,
             "frames": count,
             "flow_frames": flow_count,
+            "flow_stride": stride,
             "fps": rate,
             "width": w,
             "height": h,
@@ -199,12 +196,20 @@ def prepare_video(job: tuple[str, str, PrepareSettings]) -> dict:
             "duration": count / rate,
             "timings": timings,
         }
-        atomic_write_text(marker, json.dumps({"settings": asdict(settings), "summary": summary}))
+        atomic_write_text(marker, json.dumps({"settings": settings.to_record(), "summary": summary}))
         return summary
     except (MediaError, OSError) as error:
         for target in partial.values():  # a failed video leaves nothing half-written behind
             _remove(target)
         return {"video": video_id, "error": str(error)}
+
+
+def _recorded_settings(marker: Path) -> PrepareSettings | None:
+    """The recipe of a marker (None when it is half-written or unreadable: the video is redone)."""
+    try:
+        return PrepareSettings.from_record(json.loads(marker.read_text())["settings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _rewrite_epic_csv(src: Path, dst: Path, fps: float) -> None:
@@ -268,7 +273,7 @@ def write_video_info(path: Path, summaries: list[dict]) -> None:
 def prepare(
     src: str | Path,
     out: str | Path,
-    settings: PrepareSettings = PrepareSettings(),
+    settings: PrepareSettings = PUBLISHED_EPIC,
     workers: int = 2,
     progress: bool = True,
 ) -> dict:
@@ -294,7 +299,7 @@ def prepare(
     full = []
     for s in summaries:
         if s.get("skipped"):
-            full.append(json.loads((out / ".prepared" / f"{s['video']}.json").read_text())["summary"])
+            full.append(json.loads(marker_path(out, s["video"]).read_text())["summary"])
         else:
             full.append(s)
     copied = copy_annotations(src, out, settings, full)
@@ -315,5 +320,5 @@ def prepare(
         "step_seconds": {k: round(v, 2) for k, v in timings.items()},
         "dominant_step": max(timings, key=timings.get) if done else None,
         "annotations": copied,
-        "settings": asdict(settings),
+        "settings": settings.to_record(),
     }

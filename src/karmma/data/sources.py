@@ -1,14 +1,16 @@
 """Where a sample's media lives, one small object per modality.
 
 A source knows whether its files exist (cheap, checked when a dataset is
-built), whether its media cover a clip's frames or times (``uncovered``: a
-reason, or None; audio and video files are checked against their own
-durations) and how to load the frames or samples a clip needs (in a worker).
+built), where its media end (``last_frame`` of frame folders, ``uncovered_times``
+of audio and video files against their own durations; the dataset applies
+:func:`~karmma.data.views.coverage_problem` to both) and how to load the frames
+or samples a clip needs (in a worker).
 Frame numbers are 1-based RGB frame numbers throughout.
 """
 
 from __future__ import annotations
 
+import os
 import wave
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,28 +20,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from karmma.data.boxes import Box, boxes_tensor
-from karmma.data.media import MediaError, read_audio, read_quantised_flow, read_rgb_frames, read_video_frames
-from karmma.data.views import flow_frame
+from karmma.data.media import (
+    FLOW_BOUND,
+    MediaError,
+    read_audio,
+    read_quantised_flow,
+    read_rgb_frames,
+    read_video_frames,
+)
+from karmma.data.views import coverage_problem, flow_frame
 
 if TYPE_CHECKING:  # the loaders import torch themselves: deployment reads durations here without it
     import torch
 
+    from karmma.data.recipe import PrepareSettings
+
 FRAME_TEMPLATE = "frame_{:010d}.jpg"
-
-
-def coverage_problem(media_seconds: float | None, start: float, stop: float, what: str = "audio") -> str | None:
-    """Why media of ``media_seconds`` do not cover the clip ``[start, stop]`` s, or None when they do.
-
-    A shortfall of up to 0.1 s (or a tenth of a short clip) is tolerated: audio tracks
-    routinely end a few milliseconds before the video's last frame."""
-    if media_seconds is None:
-        return None  # duration unknown: loading will tell
-    if media_seconds <= 0:
-        return f"the {what} has no samples (0 s)"
-    tolerance = min(0.1, 0.1 * max(stop - start, 0.0))
-    if stop > media_seconds + tolerance:
-        return f"the {what} ends at {media_seconds:.2f} s, before the clip's end at {stop:.2f} s"
-    return None
 
 
 @lru_cache(maxsize=4096)
@@ -88,11 +84,9 @@ class FrameSource:
     def exists(self, first: int, last: int) -> bool:
         return self.path(first).is_file() and self.path(last).is_file()
 
-    def uncovered(self, first: int, last: int) -> str | None:
-        """Why the frames do not reach the clip (its first frame exists, its last does not)."""
-        if self.path(first).is_file() and not self.path(last).is_file():
-            return f"{self.directory} has no frame {last}: the clip ends after the video"
-        return None
+    def last_frame(self) -> int:
+        """The number of the folder's last frame (0 when it has none)."""
+        return _frame_count(self.directory, self.template)
 
     def load(self, numbers: list[int]) -> torch.Tensor:
         """``[T, 3, H, W]`` uint8."""
@@ -103,13 +97,24 @@ class FrameSource:
 class FlowSource:
     """Folders ``u/`` and ``v/`` of quantised flow JPEGs.
 
-    ``stride`` is the number of RGB frames per flow frame: 2 for the 2018
-    EPIC-KITCHENS videos (``PXX_YY``, flow at half the RGB rate), 1 otherwise.
+    ``stride`` is the number of RGB frames per flow frame (2 for the 2018
+    EPIC-KITCHENS videos ``PXX_YY``: flow at half the RGB rate) and ``bound``
+    the quantisation's (grey 0 and 255 are ``-bound`` and ``bound`` pixels):
+    both as the frame recipe that made them says (:meth:`made_by`).
     """
 
     directory: Path
     stride: int = 1
     template: str = FRAME_TEMPLATE
+    bound: float = FLOW_BOUND
+
+    @classmethod
+    def made_by(cls, recipe: PrepareSettings | None, directory: Path, video_id: str, rate: float | None) -> FlowSource:
+        """The flow frames of video ``video_id`` (``rate`` fps) as ``recipe`` made them; None: flow
+        not made by ``karmma prepare``, one flow frame per RGB frame over the usual 20 px."""
+        if recipe is None:
+            return cls(directory)
+        return cls(directory, recipe.stride(video_id, rate), bound=recipe.flow_bound)
 
     def index(self, rgb_number: int) -> int:
         return flow_frame(rgb_number, self.stride)
@@ -122,10 +127,11 @@ class FlowSource:
         # a video has one flow frame fewer than RGB frames (per stride): the last may be absent
         return all(p.is_file() for n in (first, max(first, last - self.stride)) for p in self.paths(n))
 
-    def uncovered(self, first: int, last: int) -> str | None:
-        if all(p.is_file() for p in self.paths(first)) and not self.exists(first, last):
-            return f"{self.directory} has no flow frame {self.index(max(first, last - self.stride))}: the clip ends after the video"
-        return None
+    def last_frame(self) -> int:
+        """The last RGB frame this flow stands for: a video of ``n`` frames has ``(n - 1) // stride``
+        flow frames, and its last frames (after the last pair) take the last pair, as :meth:`load` reads them."""
+        count = _frame_count(self.directory / "u", self.template)
+        return (count + 1) * self.stride if count else 0
 
     def load(self, numbers: list[int]) -> torch.Tensor:
         """Quantised flow ``[T, 2, H, W]`` uint8 (:func:`karmma.data.media.decode_flow` gives pixels)."""
@@ -138,6 +144,16 @@ class FlowSource:
             indices.append(n)
         u, v = zip(*(self.paths(n) for n in indices))
         return read_quantised_flow(list(u), list(v))
+
+
+def _frame_count(directory: Path, template: str) -> int:
+    return _count_files(directory, template.split("{", 1)[0], directory.stat().st_mtime if directory.is_dir() else 0.0)
+
+
+@lru_cache(maxsize=4096)
+def _count_files(directory: Path, prefix: str, mtime: float) -> int:
+    """Files named ``prefix*`` in ``directory`` (0 when absent); ``mtime`` keys the cache to the folder's version."""
+    return sum(1 for name in os.listdir(directory) if name.startswith(prefix)) if mtime else 0
 
 
 @dataclass(frozen=True)

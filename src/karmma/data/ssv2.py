@@ -22,6 +22,7 @@ from pathlib import Path
 
 from karmma.data.annotations import Segment
 from karmma.data.boxes import Box
+from karmma.data.recipe import PrepareSettings
 from karmma.data.sources import BoxSource, FlowSource, FrameSource, VideoSource
 from karmma.data.views import ClipSample
 
@@ -35,7 +36,9 @@ def ssv2_samples(
     video_info: dict | None = None,
     boxes: dict[str, dict[int, list[Box]]] | None = None,
     modalities: tuple[str, ...] = ("V", "F", "D"),
+    recipe: PrepareSettings | None = None,
 ) -> list[ClipSample]:
+    """One :class:`ClipSample` per video; ``recipe``: how its frames were made (None: unknown)."""
     video_info = video_info or {}
     samples = []
     without_size = 0
@@ -52,7 +55,7 @@ def ssv2_samples(
                 FrameSource(frames_dir) if frames_dir.is_dir() else VideoSource(root / "videos" / f"{vid}.webm")
             )
         if "F" in modalities:
-            sources["F"] = FlowSource(root / "flow_frames" / vid)
+            sources["F"] = FlowSource.made_by(recipe, root / "flow_frames" / vid, vid, fps)
         if "D" in modalities and boxes is not None and vid in boxes:
             if width and height:
                 sources["D"] = BoxSource(boxes[vid], width, height)

@@ -10,7 +10,13 @@ build the same inputs through these rules:
 * F at a sampled RGB frame is the flow of its pair of RGB frames ``stride``
   apart (:func:`flow_frame`, :func:`flow_pair`);
 * A is one log-mel spectrogram ``[1, n_mels, frames]`` of the window around
-  the segment centre (:func:`spectrogram_config`, :func:`audio_window_start`).
+  the segment centre (:func:`spectrogram_config`, :func:`audio_window_start`);
+* a modality whose media end before the segment does is missing, never padded
+  (:func:`coverage_problem`, one rule for frames and audio); media ending within
+  the tolerance cut the segment at their last frame (:func:`segment_frame_range`).
+
+How the frames themselves are made (flow method, short side, the flow stride of
+each video) is the frame recipe of :mod:`karmma.data.recipe`.
 
 :class:`ClipSample` (where one labelled clip's media live) and
 :class:`ClipConfig` (sampling and view settings) are here so that modules
@@ -30,9 +36,8 @@ from karmma.data.sampling import audio_centre
 
 #: modalities sampled at the same frame numbers (so they ask for as many frames)
 FRAME_MODALITIES = ("V", "F", "D")
-#: flow is computed between frames about this many seconds apart in a user's video (the
-#: EPIC-KITCHENS flow rate: 2018 videos at 59.94 fps have flow at every second frame)
-FLOW_PAIR_SECONDS = 1 / 30
+#: media may end up to this many seconds (or a tenth of a shorter segment) before a segment does
+COVERAGE_TOLERANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,25 @@ def flow_pair(rgb_number: int, stride: int, first: int, last: int) -> tuple[int,
     return base, min(base + stride, last)
 
 
-def flow_stride_for_rate(rate: float) -> int:
-    """RGB frames between the two frames of a flow pair in a video of ``rate`` fps: about
-    :data:`FLOW_PAIR_SECONDS` apart (2 at 50-60 fps, 1 at 30 fps and less)."""
-    return max(1, round(rate * FLOW_PAIR_SECONDS))
+def coverage_problem(media_seconds: float | None, start: float, stop: float, what: str = "audio") -> str | None:
+    """Why media ending at ``media_seconds`` do not cover the segment ``[start, stop]`` s, or None when they do.
+
+    The one rule of the dataset and ``karmma predict``, for frames and audio alike. A shortfall
+    of up to :data:`COVERAGE_TOLERANCE` (or a tenth of a short segment) is tolerated: audio
+    tracks routinely end a few milliseconds before the last frame, and a segment's end rarely
+    falls on a frame boundary."""
+    if media_seconds is None:
+        return None  # duration unknown: loading will tell
+    if media_seconds <= 0:
+        return f"the {what} has no samples (0 s)"
+    tolerance = min(COVERAGE_TOLERANCE, 0.1 * max(stop - start, 0.0))
+    if stop > media_seconds + tolerance:
+        return f"the {what} ends at {media_seconds:.2f} s, before the clip's end at {stop:.2f} s"
+    return None
+
+
+def segment_frame_range(start: float, stop: float, rate: float) -> tuple[int, int]:
+    """The 1-based first and last frame of the segment ``[start, stop]`` s in frames at ``rate``
+    (frame ``n`` shows time ``(n - 1) / rate``; the EPIC CSVs' convention)."""
+    first = int(start * rate) + 1
+    return first, max(first, int(stop * rate) + 1)

@@ -21,6 +21,7 @@ import torch
 from karmma.artifacts import ModelInfo
 from karmma.availability import availability_for_subset
 from karmma.benchmark import measure_latency
+from karmma.data.recipe import PrepareSettings
 from karmma.deploy.onnx_export import export_onnx, export_split_onnx
 from karmma.deploy.preprocess import Preprocessor
 from karmma.deploy.runtime import OnnxRunner, SplitOnnxRunner, TorchRunner
@@ -38,8 +39,11 @@ def _random_student(preset_name: str, modalities: Sequence[str]):
     torch.manual_seed(0)
     model = build_student(get_preset(preset_name), heads, modalities).eval()
     config = asdict(TrainConfig(preset=preset_name, modalities=list(modalities)))
-    info = ModelInfo(config, heads, {k: tuple(model.specs[k].input_shape) for k in model.modalities})
-    return model, info
+    shapes = {k: tuple(model.specs[k].input_shape) for k in model.modalities}
+    size = next((s[-1] for k, s in shapes.items() if k in ("V", "F")), 224)
+    # as if trained on frames prepared with DIS flow at the input size (256 px for 224-px inputs)
+    recipe = PrepareSettings(flow="dis", short_side=256 if size >= 224 else size)
+    return model, ModelInfo(config, heads, shapes, preparation=recipe)
 
 
 def synthetic_video(path: Path, seconds: float, short_side: int, fps: int = 30) -> Path:
@@ -158,7 +162,7 @@ def benchmark_student_latency(
         "video": str(video) if video else "synthetic",
         "clip_seconds": clip_seconds,
         "short_side": pre.short_side,
-        "flow": pre.flow_method,
+        "flow": pre.recipe.flow,
         "preprocessing_ms": preprocessing,
         "subsets": subsets,
     }
@@ -210,7 +214,7 @@ def benchmark_export(
         "video": str(video) if video else "synthetic",
         "clip_seconds": clip_seconds,
         "short_side": pre.short_side,
-        "flow": pre.flow_method,
+        "flow": pre.recipe.flow,
         "preprocessing_ms": preprocessing,
         "subsets": subsets,
     }

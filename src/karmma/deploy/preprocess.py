@@ -3,16 +3,17 @@
 The dataset path (``karmma prepare`` then :class:`~karmma.data.dataset.ClipDataset`
 with the centre view) is reproduced on decoded frames in memory:
 
-* frames decoded with PyAV and resized to the training short side
-  (:func:`karmma.data.video.iter_frames`);
+* frames decoded with PyAV and resized to the training short side, at the
+  training frame rate when it was resampled (:func:`karmma.data.video.iter_frames`);
 * ``T`` frame numbers at the centre of ``T`` equal parts of the segment
   (:mod:`karmma.data.views`, the recipe the dataset follows too);
 * V: centre square crop, resize, ImageNet normalisation;
-* F: DIS (or TV-L1) flow between the two frames of each sampled frame's flow
-  pair (:func:`~karmma.data.views.flow_pair`; the stride is ``flow_stride``,
-  else set by the video's frame rate, :func:`~karmma.data.views.flow_stride_for_rate`),
-  quantised to ``[-20, 20]`` px as the flow JPEGs are, then the same crop,
-  resize (vectors rescaled) and ``clip.flow_scale``;
+* F: the training flow method between the two frames of each sampled frame's
+  flow pair (:func:`~karmma.data.views.flow_pair`), the pair's frames as far
+  apart as the frame recipe's stride rule says for this video
+  (:meth:`~karmma.data.recipe.PrepareSettings.stride`, the rule ``karmma prepare``
+  applied), quantised over the recipe's bound as the flow JPEGs are, then the
+  same crop, resize (vectors rescaled) and ``clip.flow_scale``;
 * A: the log-mel spectrogram of the window around the segment centre.
 
 Not reproduced: the JPEG compression of the prepared frames (quality 90).
@@ -25,6 +26,7 @@ as the dataset's torch transforms, bit for bit), the spectrogram
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -34,18 +36,13 @@ from karmma.artifacts import ModelInfo
 from karmma.data.audio import log_mel_numpy
 from karmma.data.media import crop_or_pad, encode_flow
 from karmma.data.numpy_transforms import CropParams, eval_crop_params, flow_input, rgb_input
+from karmma.data.recipe import PrepareSettings
 from karmma.data.sampling import segment_frame_numbers
 from karmma.data.video import flow_calculator
-from karmma.data.views import (
-    ClipConfig,
-    audio_window_start,
-    clip_frames,
-    flow_pair,
-    flow_stride_for_rate,
-    spectrogram_config,
-)
+from karmma.data.views import ClipConfig, audio_window_start, clip_frames, flow_pair, spectrogram_config
 
 RAW_MODALITIES = ("V", "F", "A")  # what a video file can give (D needs a detector)
+log = logging.getLogger("karmma.deploy")
 
 
 @dataclass
@@ -55,22 +52,22 @@ class Preprocessor:
     Args:
         input_shapes: the student's ``{key: shape}``.
         clip: the training clip settings (flow scale, log-mel settings).
-        flow_method: ``"dis"`` or ``"tvl1"``.
-        short_side: frames are resized to this short side before anything else.
-        fps: frame rate the training frames were extracted at (None: the video's).
-        flow_stride: frames between the two frames of a flow pair (None: from the
-            video's frame rate, :func:`~karmma.data.views.flow_stride_for_rate`).
+        recipe: how the training frames were made (flow method and stride rule,
+            short side, frame rate, flow bound).
+        flow_stride: a stride for every video instead of the recipe's rule; only
+            for models that record no recipe (``recorded`` False): with a recorded
+            one it must agree with the rule (:meth:`stride_for` raises otherwise).
+        recorded: whether ``recipe`` is the model's record (else assumed).
     """
 
     input_shapes: dict[str, tuple[int, ...]]
     clip: ClipConfig
-    flow_method: str = "dis"
-    short_side: int = 256
-    fps: float | None = None
+    recipe: PrepareSettings
     flow_stride: int | None = None
+    recorded: bool = True
 
     def __post_init__(self):
-        self._flow = flow_calculator(self.flow_method)
+        self._flow = flow_calculator(self.recipe.flow)
 
     @classmethod
     def for_student(
@@ -79,29 +76,64 @@ class Preprocessor:
         flow: str | None = None,
         short_side: int | None = None,
         flow_stride: int | None = None,
+        name: str = "the model",
     ) -> Preprocessor:
-        """Settings from the student's preparation record; ``flow`` and ``short_side`` override it.
+        """The student's recorded frame recipe. ``flow``, ``short_side`` and ``flow_stride`` stand in
+        for a recipe the model does not record; against a recorded one they must agree (else
+        ``ValueError``: the inputs would differ from the training data's).
 
-        Without a record: DIS flow, and the short side is the input size
-        (``256`` for inputs of 224 px and more, the EPIC convention)."""
-        prepared = info.preparation or {}
-        size = next((s[-1] for k, s in info.input_shapes.items() if k in ("V", "F")), 224)
+        Without a record (a warning says so): DIS flow, the input size as short side
+        (``256`` for inputs of 224 px and more, the EPIC convention), each video's rate,
+        and the ``fps`` stride rule, unless the arguments say otherwise."""
+        recipe = info.preparation
+        if recipe is None:
+            size = next((s[-1] for k, s in info.input_shapes.items() if k in ("V", "F")), 224)
+            recipe = PrepareSettings(
+                flow=flow or "dis", short_side=short_side or (256 if size >= 224 else size), flow_stride="fps"
+            )
+            log.warning(
+                "%s records no frame recipe (exported before karmma recorded it): assuming %s%s",
+                name,
+                recipe.describe(),
+                f", flow stride {flow_stride}" if flow_stride else "",
+            )
+        else:
+            for option, given, recorded in (("flow", flow, recipe.flow), ("short side", short_side, recipe.short_side)):
+                if given is not None and given != recorded:
+                    raise ValueError(
+                        f"{option} {given} differs from the {option} {recorded} of {name}'s training frames "
+                        f"({recipe.describe()}): its inputs would not be those it was trained on; drop the option"
+                    )
         return cls(
-            input_shapes=dict(info.input_shapes),
-            clip=info.clip_config(),
-            flow_method=flow or prepared.get("flow") or "dis",
-            short_side=short_side or prepared.get("short_side") or (256 if size >= 224 else size),
-            fps=prepared.get("fps"),
-            flow_stride=flow_stride,
+            dict(info.input_shapes), info.clip_config(), recipe, flow_stride, recorded=info.preparation is not None
         )
 
     @property
     def num_frames(self) -> int:
         return clip_frames(self.input_shapes)
 
-    def stride_for(self, rate: float) -> int:
-        """The flow stride for a video of ``rate`` fps: ``flow_stride`` when set, else from the rate."""
-        return self.flow_stride or flow_stride_for_rate(rate)
+    @property
+    def short_side(self) -> int:
+        return self.recipe.short_side
+
+    @property
+    def fps(self) -> float | None:
+        """The frame rate the training frames were resampled to (None: each video's own)."""
+        return self.recipe.fps
+
+    def stride_for(self, video_id: str, rate: float) -> int:
+        """The flow stride of video ``video_id`` (its file name without the suffix) at ``rate`` fps:
+        the recipe's rule, as ``karmma prepare`` applied it to the training videos."""
+        stride = self.recipe.stride(video_id, rate)
+        if self.flow_stride is None or self.flow_stride == stride:
+            return stride
+        if self.recorded:
+            raise ValueError(
+                f"flow stride {self.flow_stride} differs from the stride {stride} the model's frame recipe gives "
+                f"{video_id or 'this video'} at {rate:.4g} fps ({self.recipe.describe_stride()}): its flow would not "
+                "be the flow it was trained on; drop --flow-stride"
+            )
+        return self.flow_stride
 
     @property
     def audio_seconds(self) -> float:
@@ -138,9 +170,14 @@ class Preprocessor:
         for a, b in dict.fromkeys(pairs):
             grey_a = cv2.cvtColor(frames[a - first_number], cv2.COLOR_RGB2GRAY)
             grey_b = cv2.cvtColor(frames[b - first_number], cv2.COLOR_RGB2GRAY)
-            flows[a, b] = np.stack(encode_flow(self._flow.calc(grey_a, grey_b, None)), -1)  # [h, w, 2] uint8, quantised
+            flow = self._flow.calc(grey_a, grey_b, None)
+            flows[a, b] = np.stack(encode_flow(flow, self.recipe.flow_bound), -1)  # [h, w, 2] uint8, quantised
         stacked = np.stack([flows[pair] for pair in pairs])  # [T, h, w, 2]
-        return flow_input(stacked, self.crop(frames), self.input_shapes["F"][-1], self.clip.flow_scale)
+        return self.flow_input(stacked, self.crop(frames))
+
+    def flow_input(self, quantised: np.ndarray, crop: CropParams) -> np.ndarray:
+        """F float32 ``[T, 2, S, S]`` from quantised flow uint8 ``[T, h, w, 2]``, as the dataset de-quantises it."""
+        return flow_input(quantised, crop, self.input_shapes["F"][-1], self.clip.flow_scale, self.recipe.flow_bound)
 
     def _mel_config(self):
         shape = self.input_shapes.get("A", (1, self.clip.audio.n_mels, self.clip.audio.frames))

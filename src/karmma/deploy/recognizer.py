@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from karmma.data.media import MediaError
-from karmma.data.sources import coverage_problem, media_seconds
+from karmma.data.media import MediaError, encode_flow
+from karmma.data.sources import media_seconds
 from karmma.data.video import (
     NoAudioTrack,
     iter_audio,
@@ -34,6 +34,7 @@ from karmma.data.video import (
     read_audio_window,
     resize_short_side,
 )
+from karmma.data.views import coverage_problem, segment_frame_range
 from karmma.deploy.preprocess import RAW_MODALITIES, Preprocessor
 from karmma.deploy.runtime import open_runner
 from karmma.modalities import MODALITY_NAMES, order_keys
@@ -50,6 +51,8 @@ class Prediction:
         modalities: the modalities the prediction used.
         missing: modalities not used, with the reason.
         timings_ms: milliseconds per step (``decode``, ``rgb``, ``flow``, ``spectrogram``, ``model``).
+        segment: the ``(start, stop)`` seconds of the video predicted (None: inputs were given).
+        flow_stride: frames between the two frames of each flow pair (None: no flow computed).
     """
 
     heads: dict[str, list[tuple[str, float]]]
@@ -57,6 +60,8 @@ class Prediction:
     modalities: list[str]
     missing: dict[str, str] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    segment: tuple[float, float] | None = None
+    flow_stride: int | None = None
 
     @property
     def top(self) -> dict:
@@ -65,6 +70,8 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return {
+            **({"segment": [round(t, 3) for t in self.segment]} if self.segment else {}),
+            **({"flow_stride": self.flow_stride} if self.flow_stride else {}),
             "modalities": self.modalities,
             "missing": self.missing,
             "actions": self.actions,
@@ -77,7 +84,9 @@ class Prediction:
     def format_table(self) -> str:
         names = list(self.heads)
         lines = [
-            f"modalities used: {'+'.join(self.modalities)}"
+            (f"segment {self.segment[0]:.2f}-{self.segment[1]:.2f} s: " if self.segment else "")
+            + f"modalities used: {'+'.join(self.modalities)}"
+            + (f" (flow pairs {self.flow_stride} frame(s) apart)" if self.flow_stride else "")
             + "".join(f"; {k} not used ({why})" for k, why in self.missing.items())
         ]
         header = f"{'rank':>4s}  " + "  ".join(f"{h:16s}" for h in names) + "  probability"
@@ -89,6 +98,17 @@ class Prediction:
         if self.timings_ms:
             lines.append("time: " + ", ".join(f"{k} {v:.1f} ms" for k, v in self.timings_ms.items()))
         return "\n".join(lines)
+
+
+@dataclass
+class InputReport:
+    """What a prediction reports besides its inputs: the modalities not used and why, the
+    milliseconds per step, the segment (s) and the flow stride (None: none computed)."""
+
+    missing: dict[str, str]
+    timings_ms: dict[str, float]
+    segment: tuple[float, float] | None = None
+    flow_stride: int | None = None
 
 
 @dataclass
@@ -132,18 +152,29 @@ class SparseFrames(collections.abc.Sequence):
 class Recognizer:
     """A deployed student: ``Recognizer.load(path)``, then :meth:`predict` or :meth:`predict_file`.
 
+    Raw media become inputs by the frame recipe the model records (how its training
+    frames were made: flow method, short side, frame rate, the flow stride rule; see
+    :mod:`karmma.data.recipe`), the stride evaluated per video as ``karmma prepare`` did.
+
     Args:
         runner: a runner from :mod:`karmma.deploy.runtime`.
-        flow, short_side: override the training preparation settings (flow
-            method, frame short side) used for raw media.
-        flow_stride: frames between the two frames of a flow pair (default: set
-            by each video's frame rate, never by its file name).
+        flow, short_side, flow_stride: stand in for the recipe of a model that records
+            none (flow method, frame short side, frames between the two frames of a
+            flow pair); against a recorded recipe they must agree (``ValueError``).
+        name: the model, in messages.
     """
 
-    def __init__(self, runner, flow: str | None = None, short_side: int | None = None, flow_stride: int | None = None):
+    def __init__(
+        self,
+        runner,
+        flow: str | None = None,
+        short_side: int | None = None,
+        flow_stride: int | None = None,
+        name: str = "the model",
+    ):
         self.runner = runner
         self.info = runner.info
-        self.preprocessor = Preprocessor.for_student(self.info, flow, short_side, flow_stride)
+        self.preprocessor = Preprocessor.for_student(self.info, flow, short_side, flow_stride, name)
 
     @classmethod
     def load(
@@ -155,7 +186,7 @@ class Recognizer:
         flow_stride: int | None = None,
     ) -> Recognizer:
         """A ``.onnx`` graph or split-ONNX folder (ONNX Runtime), or a run folder, ``.ckpt`` or ``.safetensors`` student (PyTorch)."""
-        return cls(open_runner(path, threads), flow, short_side, flow_stride)
+        return cls(open_runner(path, threads), flow, short_side, flow_stride, str(path))
 
     @property
     def modalities(self) -> list[str]:
@@ -189,7 +220,7 @@ class Recognizer:
                 continue
             inputs[key] = self._input_from_array(key, value, given, timings)
         missing = {k: "not given" for k in self.modalities if k not in inputs}
-        return self._predict(inputs, missing, timings, top_k)
+        return self._predict(inputs, InputReport(missing, timings), top_k)
 
     def _input_from_array(self, key: str, value, given: dict, timings: dict) -> np.ndarray:
         shape = tuple(self.info.input_shapes[key])
@@ -206,11 +237,9 @@ class Recognizer:
             if key == "V":
                 out = pre.video(frames, numbers)
             else:  # flow given in pixels: quantise, crop and scale as F is
-                from karmma.data.media import encode_flow
-                from karmma.data.numpy_transforms import flow_input
-
-                picked = np.stack([np.stack(encode_flow(frames[n - 1]), -1) for n in numbers])  # uint8 [T, h, w, 2]
-                out = flow_input(picked, pre.crop(frames), shape[-1], pre.clip.flow_scale)
+                bound = pre.recipe.flow_bound
+                picked = np.stack([np.stack(encode_flow(frames[n - 1], bound), -1) for n in numbers])  # [T, h, w, 2]
+                out = pre.flow_input(picked, pre.crop(frames))
         elif key == "A" and array.ndim == 1:
             seconds = len(array) / pre.sample_rate
             out = pre.audio(array.astype(np.float32, copy=False), 0.0, seconds)
@@ -241,7 +270,7 @@ class Recognizer:
         decoded = []
         for item in iter_frames(path, pre.fps, pre.short_side, threads=0):
             decoded.append(item)
-            if until is not None and len(decoded) > until * item[1] + 2 * pre.stride_for(item[1]):
+            if until is not None and len(decoded) > until * item[1] + 2 * pre.stride_for(path.stem, item[1]):
                 break
         if not decoded:
             raise MediaError(f"{path}: no frames decoded")
@@ -260,7 +289,7 @@ class Recognizer:
             decoded[0][1],
             audio,
             note,
-            pre.stride_for(decoded[0][1]),
+            pre.stride_for(path.stem, decoded[0][1]),
             (time.perf_counter() - start) * 1000,
             audio_seconds=seconds,
         )
@@ -278,7 +307,7 @@ class Recognizer:
         clock = time.perf_counter()
         probe = probe_video(path)
         rate = pre.fps or probe.rate
-        stride = pre.stride_for(rate)
+        stride = pre.stride_for(path.stem, rate)
         start_time = 0.0 if start is None else start
         stop_time = end if end is not None else probe.duration
         if stop_time is None:  # no declared duration (rare): the whole file, as before
@@ -350,12 +379,24 @@ class Recognizer:
         """Predict the action in a video file (or in ``[start, end]`` seconds of it).
 
         ``modalities``: which of V, F, A to use (default: all the model has
-        that a video can give); A is skipped, and said so, when the video has
-        no audio track."""
+        that a video can give); one whose media do not cover the segment (no
+        audio track, the video or its audio ending before the segment does) is
+        skipped, and said so."""
+        return self._predict(*self.file_inputs(path, modalities, start, end), top_k)
+
+    def file_inputs(
+        self,
+        path: str | Path,
+        modalities: Sequence[str] | None = None,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> tuple[dict[str, np.ndarray], InputReport]:
+        """The model inputs :meth:`predict_file` builds for ``[start, end]`` s of a video:
+        ``({key: [*input_shape]}, what else the prediction reports)``."""
         wanted = self.file_modalities(modalities)
         video = self.decode_segment(path, start, end, need_audio="A" in wanted)
         first_number = int((start or 0.0) * video.rate) + 1 if isinstance(video.frames, SparseFrames) else 1
-        return self.predict_decoded(video, wanted, start, end, top_k, first_number=first_number)
+        return self.decoded_inputs(video, wanted, start, end, first_number=first_number)
 
     def file_modalities(self, modalities: Sequence[str] | None) -> list[str]:
         """The requested modalities (default: those of V, F, A the model has), checked."""
@@ -380,29 +421,49 @@ class Recognizer:
         first_number: int = 1,
     ) -> Prediction:
         """Predict from decoded frames; ``video.frames[0]`` is frame ``first_number`` of the recording."""
+        return self._predict(*self.decoded_inputs(video, modalities, start, end, dropped, first_number), top_k)
+
+    def decoded_inputs(
+        self,
+        video: DecodedVideo,
+        modalities: Sequence[str],
+        start: float | None = None,
+        end: float | None = None,
+        dropped: dict[str, str] | None = None,
+        first_number: int = 1,
+    ) -> tuple[dict[str, np.ndarray], InputReport]:
+        """The inputs of ``[start, end]`` s of decoded frames (``video.frames[0]`` is frame
+        ``first_number``), and what else the prediction reports.
+
+        A modality whose media end before the segment does is not used: the rule of the
+        dataset (:func:`~karmma.data.views.coverage_problem`, the same tolerance); frames
+        ending within the tolerance cut the segment at the last frame, as the dataset does."""
         count = len(video.frames)
         first_time = (first_number - 1) / video.rate
+        last_frame = first_number + count - 1
+        frames_end = last_frame / video.rate  # frame n shows from (n - 1) / rate to n / rate
         start_time = first_time if start is None else start
-        stop_time = first_time + count / video.rate if end is None else end
+        stop_time = frames_end if end is None else end
         if not first_time <= start_time < stop_time:
             raise ValueError(
-                f"segment [{start_time:.2f}, {stop_time:.2f}] s is empty or outside the video ({first_time:.2f} to {first_time + count / video.rate:.2f} s)"
+                f"segment [{start_time:.2f}, {stop_time:.2f}] s is empty or outside the video ({first_time:.2f} to {frames_end:.2f} s)"
             )
-        start_frame = max(first_number, int(start_time * video.rate) + 1) if start is not None else first_number
-        stop_frame = (
-            min(first_number + count - 1, int(stop_time * video.rate) + 1)
-            if end is not None
-            else first_number + count - 1
-        )
+        first, last = segment_frame_range(start_time, stop_time, video.rate)
+        start_frame = max(first_number, first) if start is not None else first_number
+        stop_frame = min(last_frame, last) if end is not None else last_frame
         missing = {k: "not requested" for k in self.modalities if k not in modalities}
         missing.update(dropped or {})
         used = [k for k in modalities if k not in missing]
         if "A" in used and video.audio is None:
             used.remove("A")
             missing["A"] = video.audio_note
-        elif "A" in used and coverage_problem(video.audio_seconds, start_time, stop_time):
-            used.remove("A")  # never a zero-padded spectrogram passed off as audio
-            missing["A"] = coverage_problem(video.audio_seconds, start_time, stop_time)
+        media = {"V": ("video", frames_end), "F": ("video", frames_end), "A": ("audio", video.audio_seconds)}
+        for key in list(used):
+            what, end_seconds = media[key]
+            why = coverage_problem(end_seconds, start_time, stop_time, what)
+            if why:  # never inputs cut short, or a zero-padded spectrogram, passed off as the segment's
+                used.remove(key)
+                missing[key] = why
         if not used:
             raise ValueError(
                 "no modality left to predict from: " + "; ".join(f"{k}: {why}" for k, why in missing.items())
@@ -421,7 +482,13 @@ class Recognizer:
         )
         if video.decode_ms:
             timings = {"decode": video.decode_ms, **timings}
-        return self._predict(inputs, {k: missing[k] for k in self.modalities if k in missing}, timings, top_k)
+        report = InputReport(
+            {k: missing[k] for k in self.modalities if k in missing},
+            timings,
+            (start_time, stop_time),
+            video.flow_stride if "F" in used else None,
+        )
+        return inputs, report
 
     # ---- shared -----------------------------------------------------------------------------
 
@@ -433,13 +500,13 @@ class Recognizer:
                 f"it has {', '.join(self.modalities)}"
             )
 
-    def _predict(self, inputs: dict[str, np.ndarray], missing: dict[str, str], timings: dict, top_k: int) -> Prediction:
+    def _predict(self, inputs: dict[str, np.ndarray], report: InputReport, top_k: int) -> Prediction:
         availability = np.array([[k in inputs for k in self.modalities]])
         if not availability.any():
             raise ValueError(f"no modality given: the model needs at least one of {', '.join(self.modalities)}")
         start = time.perf_counter()
         logits = self.runner.logits({k: v[None] for k, v in inputs.items()}, availability)
-        timings["model"] = (time.perf_counter() - start) * 1000
+        timings = {**report.timings_ms, "model": (time.perf_counter() - start) * 1000}
         probabilities = {h: _softmax(np.asarray(v[0], np.float32)) for h, v in logits.items()}
         broken = [h for h, p in probabilities.items() if not np.isfinite(p).all()]
         if broken:  # NaN weights or inputs: never print NaN probabilities as a prediction
@@ -454,8 +521,10 @@ class Recognizer:
             heads,
             self._top_actions(probabilities, top_k),
             [k for k in self.modalities if k in inputs],
-            missing,
+            report.missing,
             timings,
+            report.segment,
+            report.flow_stride,
         )
 
     def _top_actions(self, probabilities: dict[str, np.ndarray], top_k: int) -> list[dict]:

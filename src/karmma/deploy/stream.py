@@ -137,6 +137,7 @@ def stream_predictions(
     frames_iter, name = frame_source(source, pre.short_side, pre.fps)
     windows, note, audio_seconds = None, "no audio from a pipe or camera", None
     is_file = not (source.isdigit() or source == "-")
+    video_id = Path(source).stem if is_file else name  # what the frame recipe's stride rule reads
     if is_file and "A" in wanted:
         if probe_video(source).has_audio:  # decoded window by window, front to back: bounded memory
             windows, note = AudioWindows(source, pre.sample_rate), ""
@@ -161,7 +162,7 @@ def stream_predictions(
             rate,
             audio,
             note,
-            pre.stride_for(rate),
+            pre.stride_for(video_id, rate),
             audio_offset=offset,
             audio_seconds=seconds,
         )

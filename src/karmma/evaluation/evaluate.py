@@ -26,10 +26,11 @@ from karmma.artifacts import load_model
 from karmma.availability import modality_dropout
 from karmma.checkpoints import resolve_checkpoint
 from karmma.configuration import from_dict
-from karmma.data.config import dataset_heads, load_split
+from karmma.data.config import dataset_heads, dataset_recipe, load_split
 from karmma.data.dataset import ClipDataset
 from karmma.data.inspect import class_names
 from karmma.data.loader import SWEEP_NOISE_SLOT, item_seed, make_loader
+from karmma.data.recipe import check_same_recipe
 from karmma.data.transforms import finish_inputs
 from karmma.evaluation.metrics import action_correct, classification_metrics, confusion_counts, tail_metrics
 from karmma.modalities import all_subsets, subset_name
@@ -58,6 +59,7 @@ def load_for_evaluation(
     file = resolve_checkpoint(path, checkpoint)
     model, info = load_model(file, overrides=overrides)
     config = from_dict(TrainConfig, info.config, str(file))
+    check_same_recipe(info.preparation, dataset_recipe(config.data), f"model {file}", f"the data ({config.data.root})")
     return EvaluatedModel(name or config.stage, model, config, str(file))
 
 

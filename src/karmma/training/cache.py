@@ -49,13 +49,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from karmma.artifacts import preparation_settings
 from karmma.configuration import flatten
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.data.loader import item_seed
 from karmma.data.transforms import finish_inputs
 from karmma.data.views import ClipSample
+from karmma.data.recipe import read_recipe
 from karmma.io import atomic_path
 from karmma.stages import require_pretrained_teacher, stage_modalities, stage_preset
 from karmma.train_config import TrainConfig
@@ -148,7 +148,7 @@ def data_identity(config: TrainConfig, samples: Sequence[ClipSample]) -> dict:
     return {
         "format": config.data.format,
         "root": str(root or ""),
-        "preparation": (preparation_settings(root) or None) if root else None,
+        "preparation": dataclasses.asdict(recipe) if root and (recipe := read_recipe(root)) else None,
         "clips": len(samples),
         "samples_sha256": _samples_fingerprint(samples),
     }

@@ -21,12 +21,13 @@ from typing import Any
 import lightning as L
 import torch
 
-from karmma.artifacts import load_model
+from karmma.artifacts import CHECKPOINT_RECIPE, load_model
 from karmma.availability import modality_dropout
 from karmma.checkpoints import CheckpointError
 from karmma.configuration import from_dict
-from karmma.data.config import dataset_heads
+from karmma.data.config import dataset_heads, dataset_recipe
 from karmma.data.loader import item_seed, step_slot
+from karmma.data.recipe import check_same_recipe
 from karmma.data.transforms import finish_inputs
 from karmma.losses import distillation_kl, info_nce, multihead_cross_entropy
 from karmma.models.karmma import KARMMA
@@ -35,12 +36,16 @@ from karmma.train_config import DROPOUT_STAGES, TrainConfig
 
 
 def load_teacher(path: str, config: TrainConfig, heads: dict[str, int]) -> KARMMA:
-    """The frozen teacher a student of ``config`` distils from (same preset and heads)."""
+    """The frozen teacher a student of ``config`` distils from (same preset and heads, trained
+    on frames of the same recipe as ``config``'s data)."""
     teacher, info = load_model(path, stages=("teacher",), heads=heads)
     if info.config.get("preset") != config.preset:
         raise CheckpointError(
             f"{path}: trained with preset {info.config.get('preset')!r}, this run uses {config.preset!r}"
         )
+    check_same_recipe(
+        info.preparation, dataset_recipe(config.data), f"teacher {path}", f"the training data ({config.data.root})"
+    )
     return teacher.requires_grad_(False)
 
 
@@ -69,6 +74,7 @@ class KarmmaModule(L.LightningModule):
         self.heads = dataset_heads(self.config.data)
         self.model = build_stage_model(self.config, self.heads)
         self.modalities = self.model.modalities
+        self.recipe = dataset_recipe(self.config.data)  # how the training frames were made: goes into checkpoints
         teacher = None
         if self.config.stage == "student" and self.config.teacher_logits == "live":
             if not self.config.teacher:
@@ -99,6 +105,10 @@ class KarmmaModule(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the frame recipe travels with the weights (None: the data's recipe is unknown)
+        checkpoint[CHECKPOINT_RECIPE] = self.recipe.to_record() if self.recipe else None
 
     def on_fit_start(self) -> None:
         if self.teacher is not None:
