@@ -53,9 +53,9 @@ from karmma.configuration import flatten
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.data.loader import item_seed
+from karmma.data.recipe import read_recipe
 from karmma.data.transforms import finish_inputs
 from karmma.data.views import ClipSample
-from karmma.data.recipe import read_recipe
 from karmma.io import atomic_path
 from karmma.stages import require_pretrained_teacher, stage_modalities, stage_preset
 from karmma.train_config import TrainConfig
