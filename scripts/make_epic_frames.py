@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from karmma.data.annotations import EPIC_LABEL_COLUMNS, EPIC_TIMESTAMP_COLUMNS
+from karmma.data.annotations import EPIC_LABEL_COLUMNS, EPIC_TIMESTAMP_COLUMNS, epic_timestamp
 from karmma.data.media import encode_flow
 from karmma.io import atomic_open
 
@@ -83,10 +83,6 @@ def make_video(out: Path, video_id: str, frames: int, rng: np.random.Generator) 
     os.replace(str(wav) + ".tmp", wav)
 
 
-def _timestamp(seconds: float) -> str:
-    return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:{seconds % 60:05.2f}"
-
-
 def write_annotations(out: Path, videos: list[str], frames: int, rng: np.random.Generator) -> int:
     """Segments of 1-4 s every 1.5 s of each video; returns their number."""
     folder = out / "annotations"
@@ -111,9 +107,9 @@ def write_annotations(out: Path, videos: list[str], frames: int, rng: np.random.
                     f"{video}_{len(rows)}",
                     video.split("_")[0],
                     video,
-                    _timestamp(start / FPS),
-                    _timestamp(start / FPS),
-                    _timestamp(stop / FPS),
+                    epic_timestamp(start / FPS),
+                    epic_timestamp(start / FPS),
+                    epic_timestamp(stop / FPS),
                     start,
                     stop,
                     f"verb{verb} noun{noun}",

@@ -27,7 +27,7 @@ import torch
 
 import karmma.data.prepare as prepare_module
 from karmma.artifacts import describe_model, save_student
-from karmma.data.annotations import EPIC_LABEL_COLUMNS, EPIC_TIMESTAMP_COLUMNS
+from karmma.data.annotations import EPIC_LABEL_COLUMNS, EPIC_TIMESTAMP_COLUMNS, epic_timestamp
 from karmma.data.config import dataset_heads, load_split
 from karmma.data.dataset import ClipDataset
 from karmma.data.prepare import PrepareSettings, prepare
@@ -101,7 +101,7 @@ def write_epic_set(media, raw: Path, fps, seconds: float, segments: dict[str, tu
             video_id = narration.rsplit("_", 1)[0]
             # the frame numbers karmma predict takes for --start/--end (the EPIC convention), at the rate it reads
             first, last = segment_frame_range(start, stop, probe_video(raw / "P01" / "videos" / f"{video_id}.MP4").rate)
-            stamps = [f"00:00:{t:05.2f}" for t in (start, start, stop)]
+            stamps = [epic_timestamp(t) for t in (start, start, stop)]
             writer.writerow([narration, "P01", video_id, *stamps, first, last, "a a", "a", 0, "a", 0, "['a']", "[0]"])
 
 

@@ -73,6 +73,13 @@ def parse_timestamp(text: str) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
+def epic_timestamp(seconds: float) -> str:
+    """62.5 -> ``"00:01:02.50"`` (the inverse of :func:`parse_timestamp`, to the hundredth of a second)."""
+    hours, rest = divmod(round(seconds * 100), 360_000)
+    minutes, hundredths = divmod(rest, 6000)
+    return f"{hours:02d}:{minutes:02d}:{hundredths // 100:02d}.{hundredths % 100:02d}"
+
+
 def row_timestamp(row: dict, column: str, path: Path, line: int) -> float:
     """The timestamp in ``row[column]``, or an :class:`AnnotationError` naming the file, line and column."""
     try:

@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from karmma.data.annotations import EPIC_LABEL_COLUMNS, EPIC_TIMESTAMP_COLUMNS
+from karmma.data.annotations import EPIC_LABEL_COLUMNS, EPIC_TIMESTAMP_COLUMNS, epic_timestamp, parse_timestamp
 from karmma.data.synth_world import (
     NOUN_NAMES,
     VERB_NAMES,
@@ -55,6 +55,7 @@ from karmma.data.synth_world import (
 from karmma.data.synth_world import (
     VERBS as VERB_SPECS,
 )
+from karmma.data.views import segment_frame_range
 from karmma.io import atomic_open, atomic_path, atomic_write_text
 from karmma.parallel import process_pool
 
@@ -408,12 +409,6 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray | None
                 container.mux(packet)
 
 
-def _timestamp(seconds: float) -> str:
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{int(h):02d}:{int(m):02d}:{s:05.2f}"
-
-
 def _make_video(job: tuple) -> tuple[str, str, list[Action], float, bool]:
     out, seed, index, participant, video_id, size = job
     rng = np.random.default_rng([seed, index])
@@ -480,17 +475,19 @@ def write_annotations(folder: Path, results: list, size: SynthSize, splits: dict
     for participant, video_id, actions, _, _ in results:
         split = splits[participant]
         for k, a in enumerate(actions):
-            start_frame = int(round(a.start * size.fps)) + 1
-            stop_frame = int(round(a.stop * size.fps)) + 1
+            # frames from the written timestamps, by the rule every reader applies (EPIC's convention)
+            start_frame, stop_frame = segment_frame_range(
+                parse_timestamp(epic_timestamp(a.start)), parse_timestamp(epic_timestamp(a.stop)), size.fps
+            )
             verb, noun = VERBS[a.verb], NOUNS[a.noun]
             rows[split].append(
                 [
                     f"{video_id}_{k}",
                     participant,
                     video_id,
-                    _timestamp(a.start),
-                    _timestamp(a.start),
-                    _timestamp(a.stop),
+                    epic_timestamp(a.start),
+                    epic_timestamp(a.start),
+                    epic_timestamp(a.stop),
                     start_frame,
                     stop_frame,
                     f"{verb} {noun}",
