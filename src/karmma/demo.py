@@ -267,12 +267,17 @@ def demo_stages(
         extract_teacher_cache(_stage_config(*configs["teacher"]), rank=0, world_size=1, progress=False)
 
     def teacher_stage():
-        from karmma.training.cache import cache_teacher_logits
+        from karmma.training.cache import cache_teacher_logits, teacher_logit_statistics
         from karmma.training.run import train
 
         config = _stage_config(*configs["teacher"])
         train(config)
         cache_teacher_logits(config, teacher_ckpt)
+        # what the student will distil: the teacher's accuracy and soft-label entropy at its temperature
+        temperature = _stage_config(*configs["student"]).loss.temperature
+        _write_json(
+            runs / "teacher" / "logit_statistics.json", teacher_logit_statistics(config.cache.path, temperature)
+        )
 
     def student_stage(name: str, knob: tuple[str, str] | None = None):
         tuned = [f"{knob[0]}={knob[1]}", f"trainer.name={tuning_run(name, *knob)}"] if knob else []
@@ -290,6 +295,7 @@ def demo_stages(
             result["source"] = str(Path(result["source"]).relative_to(out))  # the same file for any --out
         # what the data allows at best, per subset, computed from SynthKitchen's generative model
         results["ceilings"] = information_ceilings(("V", "F", "A"))
+        results["teacher_logits"] = json.loads((runs / "teacher" / "logit_statistics.json").read_text())
         _write_json(root / "results.json", results)
 
     def tuning_stage():

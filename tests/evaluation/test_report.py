@@ -161,3 +161,25 @@ def test_ceilings_shown_beside_the_models_and_a_model_above_one_is_flagged():
     assert ceiling_violations(results) == ["student action_top1 on A: 95.0 > ceiling 14.7 (10 clips)"]
     results["models"]["student"]["subsets"]["A"]["action_top1"] = 30.0  # above the ceiling, within the noise
     assert ceiling_violations(results) == []
+
+
+def test_the_report_shows_the_teacher_logits_the_student_distils(tmp_path):
+    from karmma.evaluation.report import teacher_logits_section
+
+    row = {
+        "views": 960,
+        "verb_top1": 80.0,
+        "noun_top1": 70.0,
+        "action_top1": 60.0,
+        "temperature": 4.0,
+        "entropy": {"verb": 0.5, "noun": 1.25},
+        "uniform_entropy": {"verb": 2.197, "noun": 2.708},
+    }
+    results = _results(student_bonus=1.0)
+    assert teacher_logits_section(results) == []  # nothing cached: no section
+    results["teacher_logits"] = {"train": row, "validation": {**row, "views": 120}}
+    lines = teacher_logits_section(results)
+    assert "T = 4" in lines[2] and "verb 2.20" in lines[2]
+    assert lines[-3] == "| - | train | 960 | 60.0 | 80.0 | 70.0 | 0.50 | 1.25 |"
+    over_seeds = {"models": results["models"], "seeds": {"0": results, "1": results}}
+    assert sum(line.startswith("| 1 | validation | 120 |") for line in teacher_logits_section(over_seeds)) == 1

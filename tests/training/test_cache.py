@@ -462,3 +462,38 @@ def test_training_benchmarks_run(cache, cached_logits, make_config, synth_prepar
     assert result["ratio_no_dropout"] == pytest.approx(
         result["student_no_dropout_ms"] / result["baseline_ms"], abs=0.002
     )
+
+
+def test_teacher_logit_statistics_score_every_cached_view(twelve_shards):
+    """Accuracy and soft-label entropy of the teacher's cached logits, recomputed here from its rows."""
+    from karmma.training.cache import open_cache, teacher_logit_statistics
+
+    config, _, _ = twelve_shards
+    stats = teacher_logit_statistics(config.cache.path, temperature=4.0)
+    assert set(stats) == {"train", "validation"}
+    paths, metadata, _, available = open_cache(config.cache.path, "train")
+    world, views = metadata["world_size"], metadata["views"]
+    logits = {h: np.zeros((metadata["rows"], n), np.float32) for h, n in metadata["heads"].items()}
+    for rank, path in enumerate(paths):
+        with h5py.File(path) as f:
+            labels = {h: np.repeat(f[f"labels/{h}"][...], views) for h in logits}
+            for h in logits:
+                logits[h][rank::world] = f[f"logits/{h}"][rank::world]
+    right = np.ones(available.sum(), bool)
+    for h in logits:
+        right &= logits[h][available].argmax(1) == labels[h][available]
+        soft = torch.softmax(torch.from_numpy(logits[h][available]) / 4.0, dim=1)
+        entropy = float(-(soft * soft.clamp_min(1e-12).log()).sum(1).mean())
+        assert stats["train"]["entropy"][h] == pytest.approx(entropy, abs=1e-3)
+        assert (
+            0
+            <= entropy
+            <= stats["train"]["uniform_entropy"][h]
+            == pytest.approx(np.log(metadata["heads"][h]), abs=1e-3)
+        )
+    assert stats["train"]["views"] == int(available.sum())
+    assert stats["train"]["action_top1"] == pytest.approx(100 * right.mean(), abs=0.01)
+    # a hotter temperature spreads the soft labels: more entropy
+    assert (
+        teacher_logit_statistics(config.cache.path, 8.0)["train"]["entropy"]["verb"] > stats["train"]["entropy"]["verb"]
+    )

@@ -365,6 +365,48 @@ def resource_table(benchmark: dict) -> str:
 # ---------------------------------------------------------------- claims
 
 
+def teacher_logits_section(results: dict) -> list[str]:
+    """The teacher's logits the student distils (``teacher_logits`` of each seed's results.json):
+    accuracy on the cached views and the soft labels' entropy at the distillation temperature."""
+    per_seed = {
+        seed: seeded["teacher_logits"]
+        for seed, seeded in (results.get("seeds") or {"": results}).items()
+        if seeded.get("teacher_logits")
+    }
+    if not per_seed:
+        return []
+    first = next(iter(per_seed.values()))
+    heads = list(first["train"]["entropy"])
+    temperature = first["train"]["temperature"]
+    lines = [
+        "## What the student distils: the teacher's logits",
+        "",
+        f"The teacher's fusion on its cached views: the distillation's training views (`train`, each clip's "
+        f"augmented views) and the validation clips' evaluation views, with the entropy (nats) of its softmax at "
+        f"the distillation temperature T = {temperature:g} (0: a one-hot label; "
+        + ", ".join(f"{h} {first['train']['uniform_entropy'][h]:.2f}" for h in heads)
+        + ": uniform). A teacher that fits its training views gives near one-hot labels there and carries little "
+        "beyond the label.",
+        "",
+        "| seed | split | views | action top-1 | "
+        + " | ".join(f"{h} top-1" for h in heads)
+        + " | "
+        + " | ".join(f"{h} entropy" for h in heads)
+        + " |",
+        "|---" * (4 + 2 * len(heads)) + "|",
+    ]
+    for seed, stats in per_seed.items():
+        for split, row in stats.items():
+            lines.append(
+                f"| {seed or '-'} | {split} | {row['views']} | {row['action_top1']:.1f} | "
+                + " | ".join(f"{row[f'{h}_top1']:.1f}" for h in heads)
+                + " | "
+                + " | ".join(f"{row['entropy'][h]:.2f}" for h in heads)
+                + " |"
+            )
+    return [*lines, ""]
+
+
 def ablation_section(results: dict) -> list[str]:
     """What each step of Baseline -> Baseline w/ δ -> KARMMA_S adds, on every subset and dropout rate."""
     from karmma.evaluation.claims import ablation, ablation_table
@@ -801,6 +843,7 @@ def write_report(folder: str | Path) -> Path:
         ]
 
     lines += ablation_section(results)
+    lines += teacher_logits_section(results)
 
     featured = next((n for n in ("student", *models) if models.get(n, {}).get("confusion")), None)
     if any(m.get("confusion") for m in models.values()):

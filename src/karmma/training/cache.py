@@ -651,6 +651,46 @@ def cache_teacher_logits(config: TrainConfig, teacher_checkpoint: str | Path) ->
     return write_teacher_logits(config.cache.path, teacher, source)
 
 
+def teacher_logit_statistics(folder: str | Path, temperature: float) -> dict:
+    """What the student distils from, per split of a cache with teacher logits: ``{split: {"views",
+    "<head>_top1", "action_top1", "entropy": {head: nats}, "uniform_entropy": {head: nats}}}``.
+    Top-1 (percent) of the teacher's logits on each cached view (the distillation's training views;
+    validation's evaluation views); ``entropy``: the mean entropy of ``softmax(logits / temperature)``,
+    the soft label at the distillation temperature (near 0: a one-hot label; ``uniform_entropy``:
+    no information)."""
+    out = {}
+    for split in ("train", "validation"):
+        paths, metadata, _, available = open_cache(folder, split)
+        world, views = metadata["world_size"], metadata["views"]
+        heads = list(metadata["heads"])
+        logits = {h: np.zeros((metadata["rows"], metadata["heads"][h]), dtype=np.float32) for h in heads}
+        for rank, path in enumerate(paths):
+            with open_shard(path) as f:
+                if f"logits/{heads[0]}" not in f:
+                    raise CacheError(f"{path}: no teacher logits; run `karmma extract ... --logits TEACHER_CKPT`")
+                labels = {h: np.repeat(f[f"labels/{h}"][...], views) for h in heads}
+                for h in heads:
+                    logits[h][rank::world] = f[f"logits/{h}"][rank::world]
+        rows = np.flatnonzero(available)
+        correct = {h: logits[h][rows].argmax(axis=1) == labels[h][rows] for h in heads}
+        entropy = {}
+        for h in heads:
+            scaled = logits[h][rows] / temperature
+            scaled -= scaled.max(axis=1, keepdims=True)
+            p = np.exp(scaled)
+            p /= p.sum(axis=1, keepdims=True)
+            entropy[h] = round(float(-(p * np.log(np.clip(p, 1e-12, None))).sum(axis=1).mean()), 3)
+        out[split] = {
+            "views": int(len(rows)),
+            **{f"{h}_top1": round(100 * float(correct[h].mean()), 2) for h in heads},
+            "action_top1": round(100 * float(np.logical_and.reduce([correct[h] for h in heads]).mean()), 2),
+            "temperature": temperature,
+            "entropy": entropy,
+            "uniform_entropy": {h: round(float(np.log(metadata["heads"][h])), 3) for h in heads},
+        }
+    return out
+
+
 @torch.no_grad()
 def write_teacher_logits(folder: str | Path, teacher, source: dict, batch_size: int = 256) -> int:
     """Add ``logits/<head>`` to every cache shard: the trained teacher's fusion over the cached
