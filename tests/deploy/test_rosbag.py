@@ -1,7 +1,9 @@
 """ROS 2 bags (.mcap, .db3) written with rosbags: camera and microphone gaps are missing modalities."""
 
+import array
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -86,6 +88,10 @@ def test_images_of_every_supported_encoding():
     assert (image_from_message(_image(0, rgb, "bgr8"), "/c") == rgb).all()
     assert (image_from_message(_image(0, rgb, "mono8"), "/c") == rgb[..., 0]).all()
     assert (image_from_message(_compressed(0, rgb, "png"), "/c") == rgb).all()
+    rclpy_like = SimpleNamespace(  # rclpy messages hold uint8[] as array.array
+        encoding="rgb8", height=96, width=128, step=384, data=array.array("B", rgb.tobytes())
+    )
+    assert (image_from_message(rclpy_like, "/c") == rgb).all()
     halves = np.zeros((32, 64, 3), np.uint8)
     halves[:, :32, 0], halves[:, 32:, 2] = 200, 150  # red | blue: JPEG keeps flat colours, in RGB order
     jpeg = image_from_message(_compressed(0, halves), "/c")
@@ -102,6 +108,8 @@ def test_audio_formats():
     stereo = AudioFormat.parse("S16LE:48000:2").samples(np.arange(8, dtype="<i2").view(np.uint8))
     assert stereo.tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
     assert AudioFormat.parse("F32BE:8000").samples(np.array([0.5], ">f4").view(np.uint8)).tolist() == [[0.5]]
+    odd = np.arange(3, dtype="<i2").tobytes() + b"\x01"  # bytes, as rclpy gives them; a trailing half sample
+    assert AudioFormat.parse("S16LE:16000").samples(odd).tolist() == [[0], [1], [2]]
     for bad, message in (("S16LE", "expected FORMAT:RATE"), ("S24LE:16000", "'S24LE' is not supported")):
         with pytest.raises(ValueError, match=message):
             AudioFormat.parse(bad)

@@ -111,22 +111,30 @@ class AudioFormat:
             )
         return cls(info.sample_format.upper(), int(info.sample_rate), int(info.channels))
 
-    def samples(self, data: np.ndarray) -> np.ndarray:
-        """The message's bytes as samples ``[n, channels]`` (PCM integers or floats)."""
-        samples = np.frombuffer(np.asarray(data, np.uint8).tobytes(), SAMPLE_FORMATS[self.sample_format])
-        usable = len(samples) // self.channels * self.channels
-        return samples[:usable].reshape(-1, self.channels)
+    def samples(self, data) -> np.ndarray:
+        """A message's ``data`` bytes as samples ``[n, channels]`` (PCM integers or floats); a trailing
+        partial sample is dropped."""
+        dtype = np.dtype(SAMPLE_FORMATS[self.sample_format])
+        raw = _bytes(data)
+        frame = dtype.itemsize * self.channels
+        return raw[: len(raw) // frame * frame].view(dtype).reshape(-1, self.channels)
+
+
+def _bytes(data) -> np.ndarray:
+    """uint8 ``[n]`` of a ``uint8[]`` field: a NumPy array (rosbags) or bytes / ``array.array`` (rclpy)."""
+    return np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data.astype(np.uint8, copy=False)
 
 
 def image_from_message(message, topic: str) -> np.ndarray:
-    """RGB uint8 ``[H, W, 3]`` (or grey ``[H, W]``) from an Image or CompressedImage message."""
+    """RGB uint8 ``[H, W, 3]`` (or grey ``[H, W]``) from an Image or CompressedImage message (of a bag,
+    or of rclpy)."""
     import cv2
 
     if hasattr(message, "encoding"):  # sensor_msgs/msg/Image
         channels = {"rgb8": 3, "bgr8": 3, "mono8": 1}.get(message.encoding)
         if channels is None:
             raise ValueError(f"{topic}: image encoding {message.encoding!r} is not supported (rgb8, bgr8, mono8)")
-        rows = np.asarray(message.data, np.uint8).reshape(message.height, message.step)  # rows may be padded
+        rows = _bytes(message.data).reshape(message.height, message.step)  # rows may be padded
         image = rows[:, : message.width * channels].reshape(message.height, message.width, channels)
         if message.encoding == "bgr8":
             return image[..., ::-1]
@@ -134,7 +142,7 @@ def image_from_message(message, topic: str) -> np.ndarray:
     kind = message.format.lower()
     if not any(name in kind for name in ("jpeg", "jpg", "png")):
         raise ValueError(f"{topic}: compressed image format {message.format!r} is not supported (JPEG, PNG)")
-    bgr = cv2.imdecode(np.asarray(message.data, np.uint8), cv2.IMREAD_COLOR)
+    bgr = cv2.imdecode(_bytes(message.data), cv2.IMREAD_COLOR)
     if bgr is None:
         raise MediaError(f"{topic}: undecodable {message.format} image")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

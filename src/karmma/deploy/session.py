@@ -143,6 +143,7 @@ class GridFrames(collections.abc.Sequence):
 
 class Session:
     """Timestamped sensor messages in, one :class:`WindowPrediction` per window out (see the module).
+    Not thread-safe: push and predict from one thread (a ROS 2 node's single-threaded executor).
 
     Args:
         recognizer: the deployed student.
@@ -288,7 +289,7 @@ class Session:
         _check_time(t)
         pre = self.recognizer.preprocessor
         rate = self.frame_rate
-        count = max(2, round(self.window * rate)) if rate else 0
+        count = max(2, round(self.window * rate)) if rate else 2  # grid frames (no rate: no frames to place)
         centre = t - self.window / 2
         half = count / (2 * rate) if rate else self.window / 2
         start, end = centre - half, centre + half  # [t - window, t] when the window is a whole number of frames
@@ -315,7 +316,7 @@ class Session:
             audio,
             raw,
             first,
-            first + max(count, 2) - 1,
+            first + count - 1,
             first,
             pre.stride_for(rate) if rate else 1,  # the model's flow stride for this frame rate
             (start, end),
