@@ -1,5 +1,5 @@
 # `make setup` creates .venv and installs karmma with pinned dependencies (the full install:
-# core + [train] + [dev]); `make test` lints (ruff), checks the light install and runs the
+# core + [train] + [dev] + [ros]); `make test` lints (ruff), checks the light install and runs the
 # whole test suite (CI); `make test-fast` skips the end-to-end tests (marker e2e) for the edit
 # loop; `make format` rewrites the code as the lint expects; `make test-light` installs the
 # light (deployment) install alone in .venv-light and checks `karmma predict` there.
@@ -11,7 +11,7 @@ PIP     = $(VENV)/bin/pip
 .PHONY: setup lint format test test-fast test-light
 setup:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -e ".[train,dev]"
+	$(PIP) install -e ".[train,dev,ros]"
 
 lint:
 	$(VENV)/bin/ruff check .
@@ -28,7 +28,7 @@ test: lint test-light
 test-light:
 	rm -rf $(LIGHT_VENV) build  # build/: setuptools leaves old modules there
 	$(PYTHON) -m venv $(LIGHT_VENV)
-	$(LIGHT_VENV)/bin/pip install --quiet .
+	$(LIGHT_VENV)/bin/pip install --quiet ".[ros]"
 	$(VENV)/bin/python scripts/light_install_check.py $(LIGHT_VENV)
 
 test-fast:

@@ -70,7 +70,9 @@ def test_the_light_install_path_imports_no_torch():
     """The CLI's parser and the ONNX side of deployment (what `pip install .` without [train] runs)."""
     code = (
         "import sys, karmma.cli, karmma.deploy, karmma.deploy.stream, karmma.deploy.runtime\n"
+        "import karmma.deploy.session, karmma.deploy.rosbag\n"
         "karmma.cli.build_parser().parse_args(['predict', 'student-onnx', 'clip.mp4', '--json'])\n"
+        "karmma.cli.build_parser().parse_args(['predict', 'student-onnx', 'b.mcap', '--image-topic', '/c'])\n"
         "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in karmma.cli.TRAINING_PACKAGES)))\n"
     )
     loaded = _printed_by_fresh_interpreter(code)

@@ -403,12 +403,15 @@ def _export(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from karmma.data.media import MediaError
     from karmma.deploy.recognizer import Recognizer
+    from karmma.deploy.rosbag import is_bag
 
     try:
         recognizer = Recognizer.load(
             args.model, threads=args.threads, flow=args.flow, short_side=args.short_side, flow_stride=args.flow_stride
         )
         modalities = parse_subset(args.modalities) if args.modalities else None
+        if args.image_topic or args.audio_topic or is_bag(args.input):
+            return _predict_bag(args, recognizer, modalities)
         if args.stream:
             return _predict_stream(args, recognizer, modalities)
         if args.drop_sensors:
@@ -438,6 +441,35 @@ def _predict_stream(args: argparse.Namespace, recognizer, modalities) -> int:
             recognizer.file_modalities(modalities), args.drop_sensors, args.drop_seconds, args.seed
         )
     for window in stream_predictions(recognizer, args.input, modalities, args.window, args.hop, failures, args.top_k):
+        print(json.dumps(window.to_dict()) if args.json else window.format_line(), flush=True)
+    return 0
+
+
+def _predict_bag(args: argparse.Namespace, recognizer, modalities) -> int:
+    from karmma.deploy.rosbag import AudioFormat, bag_predictions, is_bag
+
+    if not is_bag(args.input):
+        raise ValueError(
+            f"--image-topic and --audio-topic read ROS 2 bags; {args.input} is not one "
+            "(a .mcap or .db3 file, or a folder with metadata.yaml)"
+        )
+    for flag, value in (("--start", args.start), ("--end", args.end), ("--drop-sensors", args.drop_sensors or None)):
+        if value is not None:
+            raise ValueError(f"{flag} does not apply to a ROS 2 bag (its sensors' own gaps are the missing modalities)")
+    windows = bag_predictions(
+        recognizer,
+        args.input,
+        args.image_topic,
+        args.audio_topic,
+        AudioFormat.parse(args.audio_format) if args.audio_format else None,
+        args.window,
+        args.hop,
+        modalities=modalities,
+        fps=args.fps,
+        tolerance=args.tolerance,
+        top_k=args.top_k,
+    )
+    for window in windows:
         print(json.dumps(window.to_dict()) if args.json else window.format_line(), flush=True)
     return 0
 
@@ -817,15 +849,21 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         "predict the action in a video with a trained student",
         "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --start 0.4 --end 2.2\n"
-        "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --stream --drop-sensors 0.3\n",
+        "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --stream --drop-sensors 0.3\n"
+        "  karmma predict student-onnx robot.mcap --image-topic /camera/image_raw/compressed --audio-topic /audio/audio\n",
         "Frames, flow and audio are computed from the video by the frame recipe the model\n"
         "records (flow method, short side, flow stride rule), as for its training data.\n"
         "A modality whose media end before the segment does is not used (0.1 s tolerated).\n"
         "With --stream, one prediction per sliding window; --drop-sensors simulates\n"
-        "failing sensors.",
+        "failing sensors. A ROS 2 bag gives one prediction per window; a sensor whose\n"
+        "messages stop is missing.",
     )
     pred.add_argument("model", help="a .onnx graph, split-ONNX folder, .safetensors or .ckpt student")
-    pred.add_argument("input", help="a video file; with --stream also - (a video stream on stdin) or a camera index")
+    pred.add_argument(
+        "input",
+        help="a video file; with --stream also - (a video stream on stdin) or a camera index; "
+        "or a ROS 2 bag (.mcap, .db3 or its folder) with --image-topic / --audio-topic",
+    )
     pred.add_argument("--modalities", help="which of V, F, A to use, e.g. V,F (default: all the model has)")
     pred.add_argument(
         "--top-k",
@@ -881,6 +919,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="mean length of a sensor failure in seconds (default %(default)s)",
     )
     pred.add_argument("--seed", type=int, default=0, help="seed of the sensor-failure simulation (default %(default)s)")
+    bag = pred.add_argument_group("ROS 2 bags (pip install 'karmma[ros]')")
+    bag.add_argument(
+        "--image-topic",
+        metavar="TOPIC",
+        help="camera topic: sensor_msgs/msg/Image (rgb8, bgr8, mono8) or CompressedImage",
+    )
+    bag.add_argument(
+        "--audio-topic", metavar="TOPIC", help="microphone topic: audio_common_msgs/msg/AudioData or AudioDataStamped"
+    )
+    bag.add_argument(
+        "--audio-format",
+        metavar="FORMAT:RATE[:CHANNELS]",
+        help="raw PCM layout of the audio topic, e.g. S16LE:16000:1 (default: from the bag's AudioInfo topic)",
+    )
+    bag.add_argument(
+        "--fps", type=POSITIVE_FLOAT, help="frame rate of the grid frames are placed on (default: measured from stamps)"
+    )
+    bag.add_argument(
+        "--tolerance",
+        type=POSITIVE_FLOAT,
+        default=0.25,
+        metavar="SECONDS",
+        help="a sensor silent for longer than this within a window is missing there (default %(default)s)",
+    )
 
     bench = _command(
         commands,

@@ -55,3 +55,35 @@ def onnx_student(student_file) -> Path:
 
     model, info = load_model(student_file)
     return export_onnx(model, info, student_file.with_name("student.onnx"))
+
+
+def _random_recognizer(modalities=("V", "F", "A")):
+    """A tiny student with random weights, run eagerly (no data set, no export): V/F/A with EPIC-like
+    heads, or with D the SSv2 heads."""
+    from karmma.artifacts import ModelInfo
+    from karmma.deploy.recognizer import Recognizer
+    from karmma.deploy.runtime import TorchRunner
+    from karmma.presets import SSV2_HEADS, build_student, tiny_preset
+
+    torch.manual_seed(0)
+    if "D" in modalities:
+        heads, config = SSV2_HEADS, TrainConfig(preset="tiny", modalities=list(modalities))
+        model = build_student(tiny_preset(), heads, list(modalities)).eval()
+    else:
+        heads, config = {"verb": 4, "noun": 6}, TrainConfig(stage="student", preset="tiny")
+        model = build_stage_model(config, heads).eval()
+    shapes = {k: tuple(model.specs[k].input_shape) for k in model.modalities}
+    info = ModelInfo(asdict(config), heads, shapes, preparation={"flow": "dis", "short_side": 64, "fps": None})
+    return Recognizer(TorchRunner(model, info))
+
+
+@pytest.fixture(scope="session")
+def random_recognizer():
+    """``random_recognizer(modalities=("V", "F", "A"))``: a tiny random-weight student, run eagerly."""
+    return _random_recognizer
+
+
+@pytest.fixture(scope="session")
+def recognizer():
+    """A tiny random-weight V/F/A student, run eagerly."""
+    return _random_recognizer()

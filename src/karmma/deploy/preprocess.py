@@ -187,12 +187,17 @@ class Preprocessor:
             )
         return spectrogram_config(self.clip.audio, shape)
 
+    def audio_span(self, start_time: float, stop_time: float) -> tuple[float, float]:
+        """``(start, seconds)``: where the spectrogram of the segment ``[start_time, stop_time]`` reads its audio."""
+        seconds = self._mel_config().seconds
+        return audio_window_start(start_time, stop_time, seconds), seconds
+
     def audio(self, samples: np.ndarray, start_time: float, stop_time: float, offset: float = 0.0) -> np.ndarray:
         """A float32 ``[1, n_mels, frames]``: log-mel of the window around the segment centre.
 
         ``samples`` are mono at :attr:`sample_rate`, sample 0 at time ``offset`` (s)."""
         config = self._mel_config()
-        window_start = audio_window_start(start_time, stop_time, config.seconds)
+        window_start, _ = self.audio_span(start_time, stop_time)
         first = int(round(window_start * config.sample_rate)) - int(round(offset * config.sample_rate))
         window = crop_or_pad(samples, first, int(round(config.seconds * config.sample_rate)))
         return log_mel_numpy(window, config)[None]

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,9 @@ from karmma.data.views import coverage_problem, segment_frame_range
 from karmma.deploy.preprocess import RAW_MODALITIES, Preprocessor
 from karmma.deploy.runtime import open_runner
 from karmma.modalities import MODALITY_NAMES, order_keys
+
+if TYPE_CHECKING:
+    from karmma.deploy.session import Session
 
 
 @dataclass
@@ -192,6 +196,13 @@ class Recognizer:
     def modalities(self) -> list[str]:
         return self.info.modalities
 
+    def session(self, window: float = 2.0, hop: float = 1.0, **options) -> Session:
+        """A live :class:`~karmma.deploy.session.Session`: push timestamped frames, audio and boxes,
+        get one prediction per window (``options``: see the class)."""
+        from karmma.deploy.session import Session
+
+        return Session(self, window, hop, **options)
+
     @property
     def backend(self) -> str:
         return self.runner.kind
@@ -213,14 +224,14 @@ class Recognizer:
         must be the model input ``[T, K, 6]``.
         """
         given = {"V": video, "F": flow, "A": audio, "D": boxes}
-        self._check_modalities([k for k, v in given.items() if v is not None])
+        self.check_modalities([k for k, v in given.items() if v is not None])
         inputs, timings = {}, {}
         for key, value in given.items():
             if value is None:
                 continue
             inputs[key] = self._input_from_array(key, value, given, timings)
         missing = {k: "not given" for k in self.modalities if k not in inputs}
-        return self._predict(inputs, InputReport(missing, timings), top_k)
+        return self.predict_inputs(inputs, InputReport(missing, timings), top_k)
 
     def _input_from_array(self, key: str, value, given: dict, timings: dict) -> np.ndarray:
         shape = tuple(self.info.input_shapes[key])
@@ -382,7 +393,7 @@ class Recognizer:
         that a video can give); one whose media do not cover the segment (no
         audio track, the video or its audio ending before the segment does) is
         skipped, and said so."""
-        return self._predict(*self.file_inputs(path, modalities, start, end), top_k)
+        return self.predict_inputs(*self.file_inputs(path, modalities, start, end), top_k)
 
     def file_inputs(
         self,
@@ -402,7 +413,7 @@ class Recognizer:
         """The requested modalities (default: those of V, F, A the model has), checked."""
         if modalities is None:
             return [k for k in self.modalities if k in RAW_MODALITIES]
-        self._check_modalities(modalities)
+        self.check_modalities(modalities)
         raw_only = [k for k in modalities if k not in RAW_MODALITIES]
         if raw_only:
             raise ValueError(
@@ -421,7 +432,7 @@ class Recognizer:
         first_number: int = 1,
     ) -> Prediction:
         """Predict from decoded frames; ``video.frames[0]`` is frame ``first_number`` of the recording."""
-        return self._predict(*self.decoded_inputs(video, modalities, start, end, dropped, first_number), top_k)
+        return self.predict_inputs(*self.decoded_inputs(video, modalities, start, end, dropped, first_number), top_k)
 
     def decoded_inputs(
         self,
@@ -492,7 +503,8 @@ class Recognizer:
 
     # ---- shared -----------------------------------------------------------------------------
 
-    def _check_modalities(self, keys: Sequence[str]) -> None:
+    def check_modalities(self, keys: Sequence[str]) -> None:
+        """``ValueError`` for a modality the model was not trained on."""
         unknown = [k for k in keys if k not in self.modalities]
         if unknown:
             raise ValueError(
@@ -500,7 +512,9 @@ class Recognizer:
                 f"it has {', '.join(self.modalities)}"
             )
 
-    def _predict(self, inputs: dict[str, np.ndarray], report: InputReport, top_k: int) -> Prediction:
+    def predict_inputs(self, inputs: dict[str, np.ndarray], report: InputReport, top_k: int = 5) -> Prediction:
+        """Predict from model inputs ``{key: [*input_shape]}`` (the keys given are the available
+        modalities); ``report`` says what else the prediction reports."""
         availability = np.array([[k in inputs for k in self.modalities]])
         if not availability.any():
             raise ValueError(f"no modality given: the model needs at least one of {', '.join(self.modalities)}")
