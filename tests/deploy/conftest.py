@@ -61,6 +61,7 @@ def _random_recognizer(modalities=("V", "F", "A")):
     """A tiny student with random weights, run eagerly (no data set, no export): V/F/A with EPIC-like
     heads, or with D the SSv2 heads."""
     from karmma.artifacts import ModelInfo
+    from karmma.data.recipe import PrepareSettings
     from karmma.deploy.recognizer import Recognizer
     from karmma.deploy.runtime import TorchRunner
     from karmma.presets import SSV2_HEADS, build_student, tiny_preset
@@ -73,7 +74,7 @@ def _random_recognizer(modalities=("V", "F", "A")):
         heads, config = {"verb": 4, "noun": 6}, TrainConfig(stage="student", preset="tiny")
         model = build_stage_model(config, heads).eval()
     shapes = {k: tuple(model.specs[k].input_shape) for k in model.modalities}
-    info = ModelInfo(asdict(config), heads, shapes, preparation={"flow": "dis", "short_side": 64, "fps": None})
+    info = ModelInfo(asdict(config), heads, shapes, preparation=PrepareSettings(flow="dis", short_side=64))
     return Recognizer(TorchRunner(model, info))
 
 
