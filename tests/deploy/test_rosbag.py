@@ -199,14 +199,15 @@ def test_a_bag_of_a_decoded_mp4_predicts_as_the_stream_of_the_mp4(onnx_student, 
     messages = [("/camera/image_raw", round(f.time * 1e9), _image(round(f.time * 1e9), f.image)) for f in frames]
     for first in range(0, len(audio), 2400):
         messages.append(("/mic/audio", first * 1_000_000 // 24, _audio(None, audio[first : first + 2400].tobytes())))
-    bag = write_bag(tmp_path / "replay", messages, "db3")
+    # named after the video: under the frame recipe's epic-id rule the name gives the flow stride
+    bag = write_bag(tmp_path / video.stem, messages, "db3")
     options = ["--window", "2", "--hop", "0.5", "--json"]
     assert main(["predict", str(onnx_student), str(video), "--stream", *options]) == 0
     streamed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     topics = ["--image-topic", "/camera/image_raw", "--audio-topic", "/mic/audio", "--audio-format", "F32LE:24000"]
     assert main(["predict", str(onnx_student), str(bag.parent), *topics, *options]) == 0
     replayed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(streamed) == len(replayed) >= 10 and rate == 24
+    assert len(streamed) == len(replayed) >= 5 and rate == 24  # 2 s windows every 0.5 s over a video of 4-5 s
     for a, b in zip(streamed, replayed):
         assert (b["start"], b["end"]) == pytest.approx((a["start"], a["end"]), abs=1e-6)
         assert a["modalities"] == b["modalities"] == ["V", "F", "A"]

@@ -170,9 +170,9 @@ class Session:
         top_k: int = 5,
         name: str = "",
     ):
-        for name, value in (("window", window), ("hop", hop), ("tolerance", tolerance), ("fps", fps or 1.0)):
+        for option, value in (("window", window), ("hop", hop), ("tolerance", tolerance), ("fps", fps or 1.0)):
             if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+                raise ValueError(f"{option} must be positive, got {value}")
         if modalities is not None:
             recognizer.check_modalities(modalities)
         self.recognizer = recognizer
