@@ -493,7 +493,7 @@ def test_teacher_logit_statistics_score_every_cached_view(twelve_shards):
         )
     assert stats["train"]["views"] == int(available.sum())
     assert stats["train"]["action_top1"] == pytest.approx(100 * right.mean(), abs=0.01)
-    # a hotter temperature spreads the soft labels: more entropy
-    assert (
-        teacher_logit_statistics(config.cache.path, 8.0)["train"]["entropy"]["verb"] > stats["train"]["entropy"]["verb"]
-    )
+    # a colder temperature sharpens the soft labels: less entropy (a random teacher's logits are close
+    # together, so at T = 4 its labels are already near uniform)
+    colder = teacher_logit_statistics(config.cache.path, 0.05)["train"]["entropy"]["verb"]
+    assert colder < stats["train"]["entropy"]["verb"]
