@@ -107,3 +107,14 @@ def test_verbs_rgb_cannot_tell_differ_in_motion_only():
     assert difference.max() > 0  # the object is elsewhere in some frames
     consecutive = [np.abs(np.diff(f.astype(int), axis=0)).mean() for f in (adjust[0], shake[0])]
     assert consecutive[1] > consecutive[0]  # frame to frame, shaking moves more
+
+
+def test_the_documented_ceilings_are_the_generators():
+    """docs/data.md's table is what `karmma synth --ceilings` prints (its first five columns)."""
+    from pathlib import Path
+
+    from karmma.data.synth_world import ceiling_table
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "data.md").read_text()
+    for row in ceiling_table().splitlines()[2:]:
+        assert row.rstrip(" |") in docs, row
