@@ -32,10 +32,13 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+
+from karmma.modalities import all_subsets
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,10 @@ NOUNS = (
 VERB_NAMES = tuple(v.name for v in VERBS)
 NOUN_NAMES = tuple(n.name for n in NOUNS)
 
-_ALL_NOUNS = NOUN_NAMES
 #: the nouns each verb takes: only plausible pairs occur
 VERB_NOUNS = {
-    "take": _ALL_NOUNS,
-    "put": _ALL_NOUNS,
+    "take": NOUN_NAMES,
+    "put": NOUN_NAMES,
     "wash": ("plate", "knife", "pan", "bowl", "cup", "glass", "board", "pot", "tomato", "carrot", "spatula"),
     "open": ("bottle", "container", "pot"),
     "close": ("bottle", "container", "pot"),
@@ -234,50 +236,42 @@ def instances(settings: WorldSettings = WORLD):
                 yield Instance(v, n, *values), weight
 
 
+def _bayes_top1(seen: Callable[[Instance], tuple], settings: WorldSettings) -> dict[str, float]:
+    """``{"verb_top1", "noun_top1", "action_top1"}`` (percent) of the Bayes-optimal classifier of the
+    *annotated* labels that sees ``seen(instance)`` of each instance, computed exactly by enumerating
+    the latent instances."""
+    verb_scores: dict = defaultdict(lambda: defaultdict(float))
+    noun_scores: dict = defaultdict(lambda: defaultdict(float))
+    action_scores: dict = defaultdict(lambda: defaultdict(float))
+    for instance, p in instances(settings):
+        cues = seen(instance)
+        verbs = verb_label_distribution(instance.verb, settings)
+        nouns = noun_label_distribution(instance.noun, settings)
+        for lv, pv in verbs.items():
+            verb_scores[cues][lv] += p * pv
+            for ln, pn in nouns.items():
+                action_scores[cues][(lv, ln)] += p * pv * pn
+        for ln, pn in nouns.items():
+            noun_scores[cues][ln] += p * pn
+    return {
+        f"{head}_top1": round(100 * sum(max(s.values()) for s in scores.values()), 2)
+        for head, scores in (("verb", verb_scores), ("noun", noun_scores), ("action", action_scores))
+    }
+
+
 def information_ceilings(modalities: tuple[str, ...] = ("V", "F", "A"), settings: WorldSettings = WORLD) -> dict:
     """``{"V+F+A": {"verb_top1", "noun_top1", "action_top1"}, ...}`` (percent) for every non-empty
-    subset: the accuracy of the Bayes-optimal classifier of the *annotated* labels given the
-    subset's cues, computed exactly by enumerating the latent instances."""
-    every = list(instances(settings))
-    out = {}
-    subsets = [s for size in range(len(modalities), 0, -1) for s in itertools.combinations(modalities, size)]
-    for subset in subsets:
-        verb_scores: dict = defaultdict(lambda: defaultdict(float))
-        noun_scores: dict = defaultdict(lambda: defaultdict(float))
-        action_scores: dict = defaultdict(lambda: defaultdict(float))
-        for instance, p in every:
-            seen = tuple(cue(m, instance) for m in subset)
-            verbs = verb_label_distribution(instance.verb, settings)
-            nouns = noun_label_distribution(instance.noun, settings)
-            for lv, pv in verbs.items():
-                verb_scores[seen][lv] += p * pv
-                for ln, pn in nouns.items():
-                    action_scores[seen][(lv, ln)] += p * pv * pn
-            for ln, pn in nouns.items():
-                noun_scores[seen][ln] += p * pn
-        out["+".join(subset)] = {
-            f"{head}_top1": round(100 * sum(max(s.values()) for s in scores.values()), 2)
-            for head, scores in (("verb", verb_scores), ("noun", noun_scores), ("action", action_scores))
-        }
-    return out
+    subset: the Bayes-optimal top-1 given exactly the cues the subset renders."""
+    return {
+        "+".join(subset): _bayes_top1(lambda instance, subset=subset: tuple(cue(m, instance) for m in subset), settings)
+        for subset in all_subsets(modalities)
+    }
 
 
 def prior_top1(settings: WorldSettings = WORLD) -> dict[str, float]:
     """Top-1 (percent) of always answering the most frequent annotated verb, noun and action:
     what a model knows with no cue at all."""
-    verbs: dict = defaultdict(float)
-    nouns: dict = defaultdict(float)
-    actions: dict = defaultdict(float)
-    for instance, p in instances(settings):
-        for lv, pv in verb_label_distribution(instance.verb, settings).items():
-            verbs[lv] += p * pv
-            for ln, pn in noun_label_distribution(instance.noun, settings).items():
-                actions[(lv, ln)] += p * pv * pn
-        for ln, pn in noun_label_distribution(instance.noun, settings).items():
-            nouns[ln] += p * pn
-    return {
-        head: round(100 * max(d.values()), 2) for head, d in (("verb", verbs), ("noun", nouns), ("action", actions))
-    }
+    return {head.removesuffix("_top1"): value for head, value in _bayes_top1(lambda instance: (), settings).items()}
 
 
 def ceiling_table(modalities: tuple[str, ...] = ("V", "F", "A"), settings: WorldSettings = WORLD) -> str:
