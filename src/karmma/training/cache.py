@@ -664,11 +664,12 @@ def teacher_logit_statistics(folder: str | Path, temperature: float) -> dict:
         world, views = metadata["world_size"], metadata["views"]
         heads = list(metadata["heads"])
         logits = {h: np.zeros((metadata["rows"], metadata["heads"][h]), dtype=np.float32) for h in heads}
+        with open_shard(paths[0]) as f:  # labels are per clip, the same in every shard
+            labels = {h: np.repeat(f[f"labels/{h}"][...], views) for h in heads}
         for rank, path in enumerate(paths):
             with open_shard(path) as f:
                 if f"logits/{heads[0]}" not in f:
                     raise CacheError(f"{path}: no teacher logits; run `karmma extract ... --logits TEACHER_CKPT`")
-                labels = {h: np.repeat(f[f"labels/{h}"][...], views) for h in heads}
                 for h in heads:
                     logits[h][rank::world] = f[f"logits/{h}"][rank::world]
         rows = np.flatnonzero(available)
