@@ -16,6 +16,21 @@ from processes import running
 HOLD_LOCK = "import sys, time; from pathlib import Path; from karmma.training.run import RunLock; RunLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)"
 
 
+def _baseline_argv(root, runs, *extra: str) -> list[str]:
+    """``karmma train`` of the shipped Baseline for one small epoch on ``root``, runs under ``runs``."""
+    return [
+        "train",
+        "src/karmma/configs/synthkitchen/baseline.yaml",
+        f"data.root={root}",
+        f"trainer.runs={runs}",
+        "optim.epochs=1",
+        "optim.batch_size=4",
+        "trainer.workers=0",
+        "trainer.progress=false",
+        *extra,
+    ]
+
+
 def test_a_run_folder_has_one_owner(tmp_path):
     first = RunLock(tmp_path).acquire()
     with pytest.raises(RunFolderError, match=f"in use by process {__import__('os').getpid()}"):
@@ -95,37 +110,11 @@ def test_resume_is_refused_under_another_config_and_logs_survive(synth_prepared,
     shipped_lr = config.optim.lr  # the shipped config's, whatever it is
     with pytest.raises(RunFolderError, match=rf"optim.lr: {shipped_lr} -> 0.0003.*--force-new.*trainer.name"):
         train(make_config("baseline", synth_prepared, tmp_path, "optim.epochs=1", "optim.lr=3e-4"))
-    code = main(
-        [
-            "train",
-            "src/karmma/configs/synthkitchen/baseline.yaml",
-            f"data.root={synth_prepared}",
-            f"trainer.runs={tmp_path}",
-            "optim.epochs=1",
-            "optim.batch_size=4",
-            "trainer.workers=0",
-            "trainer.progress=false",
-            "cache.in_memory=true",
-            "optim.lr=3e-4",
-        ]
-    )
+    code = main(_baseline_argv(synth_prepared, tmp_path, "cache.in_memory=true", "optim.lr=3e-4"))
     assert code == 2 and f"optim.lr: {shipped_lr} -> 0.0003" in capsys.readouterr().err
 
     # --force-new starts over; the earlier run is moved aside, not deleted
-    code = main(
-        [
-            "train",
-            "src/karmma/configs/synthkitchen/baseline.yaml",
-            f"data.root={synth_prepared}",
-            f"trainer.runs={tmp_path}",
-            "optim.epochs=1",
-            "optim.batch_size=4",
-            "trainer.workers=0",
-            "trainer.progress=false",
-            "optim.lr=3e-4",
-            "--force-new",
-        ]
-    )
+    code = main(_baseline_argv(synth_prepared, tmp_path, "optim.lr=3e-4", "--force-new"))
     assert code == 0
     replaced = [p for p in run.iterdir() if p.name.startswith("replaced-")]
     assert len(replaced) == 1 and _lines(replaced[0] / "csv" / "metrics.csv") == logged
@@ -186,16 +175,7 @@ def test_rerunning_a_finished_run_keeps_its_result(synth_prepared, make_config, 
     assert train(config) == result
     assert "finished run" in capsys.readouterr().out
     assert (tmp_path / "baseline" / "result.json").read_text() == written
-    argv = [
-        "train",
-        "src/karmma/configs/synthkitchen/baseline.yaml",
-        f"data.root={synth_prepared}",
-        f"trainer.runs={tmp_path}",
-        "optim.epochs=1",
-        "optim.batch_size=4",
-        "trainer.workers=0",
-        "trainer.progress=false",
-    ]
+    argv = _baseline_argv(synth_prepared, tmp_path)
     assert main(argv) == 0
     assert f"last epoch epoch 0: action_top1 {result['last_epoch']['metrics']['val/action_top1']:.2f}" in (
         capsys.readouterr().err
