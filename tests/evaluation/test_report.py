@@ -183,3 +183,32 @@ def test_the_report_shows_the_teacher_logits_the_student_distils(tmp_path):
     assert lines[-3] == "| - | train | 960 | 60.0 | 80.0 | 70.0 | 0.50 | 1.25 |"
     over_seeds = {"models": results["models"], "seeds": {"0": results, "1": results}}
     assert sum(line.startswith("| 1 | validation | 120 |") for line in teacher_logits_section(over_seeds)) == 1
+
+
+def test_the_report_holds_each_extractor_against_its_modalitys_ceiling():
+    from karmma.evaluation.report import extractors_section
+
+    def row(verb, noun, action, samples=100):
+        return {"verb_top1": verb, "noun_top1": noun, "action_top1": action, "samples": samples}
+
+    ceilings = {"V": row(80.0, 80.0, 60.0), "F": row(90.0, 50.0, 40.0), "A": row(40.0, 20.0, 10.0)}
+    seed = {
+        "extractors": {
+            "teacher": {"V": row(72.0, 70.0, 48.0), "F": row(80.0, 30.0, 20.0), "A": row(30.0, 15.0, 9.0)},
+            "student": {"V": row(60.0, 60.0, 42.0), "F": row(70.0, 25.0, 32.0), "A": row(20.0, 10.0, 5.0)},
+        }
+    }
+    assert extractors_section({"models": {}, "ceilings": ceilings}) == []  # no extractor scored: no section
+    lines = extractors_section({"models": {}, "ceilings": ceilings, **seed})
+    table = {line.split(" | ")[0]: line for line in lines if line.startswith("| ") and "-sized" in line}
+    # 48 of a 60 ceiling is 0.80 of it; 20 of 40 is 0.50: below the target
+    assert table["| V, teacher-sized"].endswith("| 0.80 | 0.90 |")
+    assert table["| F, teacher-sized"].endswith("| 0.50 (below) | 0.89 |")
+    assert table["| A, student-sized"].endswith("| 0.50 (below) | 0.50 (below) |")
+    # over seeds: the mean of the seeds and their clips summed
+    other = {
+        "extractors": {**seed["extractors"], "student": {**seed["extractors"]["student"], "V": row(40.0, 60.0, 30.0)}}
+    }
+    lines = extractors_section({"models": {}, "ceilings": ceilings, "seeds": {"0": seed, "1": other}})
+    student_v = next(line for line in lines if line.startswith("| V, student-sized"))
+    assert student_v.startswith("| V, student-sized | 200 | 50.0 | 60.0 | 36.0 |") and "| 0.60 (below) |" in student_v

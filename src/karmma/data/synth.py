@@ -5,24 +5,20 @@
 EPIC-KITCHENS-100 annotation files (``OUT/annotations/``), so ``karmma
 prepare`` and the EPIC dataset code run on it exactly as on real data.
 
-The generative model (what each modality can know):
+The generative model (the classes, the latent variables of an action, what
+each sensor can know of them, the annotators' noise and the information
+ceilings) is :mod:`karmma.data.synth_world`; docs/data.md ("SynthKitchen")
+argues each property from real kitchens. This module renders its cues:
 
-* Each recording is a sequence of actions separated by short pauses. An
-  action is a (verb, noun) pair drawn uniformly.
-* **Noun = colour x sound.** The object is a textured blob whose hue is one
-  of red / green / blue, and while it moves it hums at a low (~260 Hz) or
-  high (~620 Hz) pitch with harmonics. Six nouns are the 3 x 2 combinations,
-  so RGB alone tells the colour (3 choices), audio alone the pitch (2), and
-  only RGB + audio identify the noun.
-* **Verb = motion.** lift (up), lower (down), push (right), pull (left),
-  shake (fast horizontal oscillation). Motion is visible in optical flow and,
-  less directly, in RGB across frames; the sound's loudness follows the
-  object's speed, a weak verb cue in audio.
-* **Nuisances.** Camera shake (a random walk of a few pixels), a
-  static cluttered background, a skin-coloured "hand" that grips and partly
-  occludes the object, a drifting distractor blob, pixel noise and
-  brightness flicker; audio has background hum, noise and random clicks.
-  About 15 % of recordings have **no audio track at all**.
+* **Video**: a muted cluttered counter, the object (colour x shape, with
+  per-instance tint, size and angle), the hand that grips it and what shows
+  the verb (a contact shadow, a lid, a knife, a water stream, a tilt and a
+  pour), under camera shake, a drifting distractor, pixel noise and flicker.
+* **Audio**: the room (hum, noise, clicks), each verb's own sound (water,
+  chopping, pouring, a rattle when it rattles), a knock whose timbre is the
+  object's material when the instance knocks, and the room alone when it is
+  louder than the action. Some recordings have no audio track at all
+  (``WORLD.audio_track_missing``).
 
 Video ids mix the two EPIC generations (``P01_01`` 2018-style, flow at half
 rate; ``P01_101`` 2020-style) so both flow rules are exercised. Participants

@@ -407,6 +407,54 @@ def teacher_logits_section(results: dict) -> list[str]:
     return [*lines, ""]
 
 
+#: the share of its modality's information ceiling a pre-trained extractor is asked to reach (issue 23)
+EXTRACTOR_TARGET = 0.75
+
+
+def extractors_section(results: dict) -> list[str]:
+    """The pre-trained extractors against their modality's information ceiling (``extractors`` of each
+    seed's results.json, ``ceilings`` of the data): what the fusion models start from."""
+    per_seed = [
+        seeded["extractors"] for seeded in (results.get("seeds") or {"": results}).values() if "extractors" in seeded
+    ]
+    ceilings = results.get("ceilings")
+    if not per_seed or not ceilings:
+        return []
+    metrics = ("verb_top1", "noun_top1", "action_top1")
+    lines = [
+        "## The pre-trained extractors against the data's ceilings",
+        "",
+        "Each extractor with the small fusion and heads it was pre-trained with, alone on its modality, on the "
+        f"test clips that have it (mean over {len(per_seed)} seed(s)). The ceiling is the best any model can do "
+        f"with that modality (docs/data.md); the target is {EXTRACTOR_TARGET:.0%} of it.",
+        "",
+        "| extractor | clips | verb top-1 | noun top-1 | action top-1 | ceiling (verb / noun / action) "
+        "| action / ceiling | verb / ceiling |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for size in ("teacher", "student"):
+        for m in ("V", "F", "A"):
+            rows = [seeded[size][m] for seeded in per_seed if m in seeded.get(size, {})]
+            if not rows or m not in ceilings:
+                continue
+            mean = {k: sum(r[k] for r in rows) / len(rows) for k in metrics}
+            ceiling = ceilings[m]
+            ratio = {k: mean[k] / ceiling[k] if ceiling[k] else float("nan") for k in ("verb_top1", "action_top1")}
+            lines.append(
+                f"| {m}, {size}-sized | {sum(r['samples'] for r in rows)} | "
+                + " | ".join(f"{mean[k]:.1f}" for k in metrics)
+                + " | "
+                + " / ".join(f"{ceiling[k]:.1f}" for k in metrics)
+                + " | "
+                + " | ".join(
+                    f"{ratio[k]:.2f}" + ("" if ratio[k] >= EXTRACTOR_TARGET else " (below)")
+                    for k in ("action_top1", "verb_top1")
+                )
+                + " |"
+            )
+    return [*lines, ""]
+
+
 def ablation_section(results: dict) -> list[str]:
     """What each step of Baseline -> Baseline w/ δ -> KARMMA_S adds, on every subset and dropout rate."""
     from karmma.evaluation.claims import ablation, ablation_table
@@ -844,6 +892,7 @@ def write_report(folder: str | Path) -> Path:
 
     lines += ablation_section(results)
     lines += teacher_logits_section(results)
+    lines += extractors_section(results)
 
     featured = next((n for n in ("student", *models) if models.get(n, {}).get("confusion")), None)
     if any(m.get("confusion") for m in models.values()):
