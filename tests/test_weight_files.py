@@ -191,3 +191,17 @@ def test_weights_arguments_are_checked(capsys):
     assert "takes one CONFIG" in _one_error_line(capsys)
     assert main(["weights", "configs/epic100/student.yaml", "--base-url", "http://127.0.0.1:1"]) == 2
     assert "--base-url is for 'karmma weights fetch CONFIG'" in _one_error_line(capsys)
+
+
+def test_overrides_change_what_is_listed_and_the_fetch_hint_repeats_them(torch_home, capsys, monkeypatch):
+    """docs/epic.md's unimodal run of F: only its Kinetics Swin3D-B, fetched with the same overrides."""
+    monkeypatch.chdir(ROOT)
+    overrides = ["stage=unimodal", "unimodal_modality=F", "pretrained={F: KINETICS400_V1}"]
+    assert main(["weights", "configs/epic100/teacher.yaml", *overrides]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["pretrained.F", "pretrained.F:"]
+    assert lines[2].split()[1:] == ["KINETICS400_V1", "missing", "-", str(torch_home / SWIN3D_B)]
+    assert lines[3].endswith(
+        "karmma weights fetch configs/epic100/teacher.yaml stage=unimodal unimodal_modality=F "
+        "'pretrained={F: KINETICS400_V1}'"
+    )

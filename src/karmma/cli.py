@@ -309,7 +309,7 @@ def _weights(args: argparse.Namespace) -> int:
         name = config_display_name(path)
         listed.append((name, config_weight_files(load_config(TrainConfig, path, overrides), name)))
     if not fetch:
-        print(weights_table(listed), end="")
+        print(weights_table(listed, overrides), end="")
         return 0
     unpublished = fetch_weight_files(listed[0][1], args.base_url, report=lambda line: print(line, file=sys.stderr))
     if unpublished:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import shlex
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -155,9 +156,10 @@ def file_status(file: WeightFile) -> tuple[str, str]:
     return ("present" if file.needed else "present, not read"), sha256
 
 
-def weights_table(configs: Sequence[tuple[str, list[WeightFile]]]) -> str:
+def weights_table(configs: Sequence[tuple[str, list[WeightFile]]], overrides: Sequence[str] = ()) -> str:
     """The table ``karmma weights`` prints: per config, each file with its status, SHA-256 and
-    path, then what to do about the missing ones."""
+    path, then what to do about the missing ones (``overrides``: the command line's, repeated there)."""
+    fetch_overrides = "".join(f" {shlex.quote(override)}" for override in overrides)
     lines = []
     for name, files in configs:
         lines.append(f"{name}")
@@ -175,7 +177,7 @@ def weights_table(configs: Sequence[tuple[str, list[WeightFile]]]) -> str:
         lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4] for row in rows]
         if published:
             settings = ", ".join(file.setting for file in published)
-            lines.append(f"  {settings}: published by torchvision: karmma weights fetch {name}")
+            lines.append(f"  {settings}: published by torchvision: karmma weights fetch {name}{fetch_overrides}")
         lines += [f"  {file.setting}: {file.made_by}" for file in unpublished] + [""]
     return "\n".join(lines).rstrip() + "\n"
 
