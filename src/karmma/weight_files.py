@@ -130,8 +130,8 @@ def config_weight_files(config: TrainConfig, config_name: str) -> list[WeightFil
 
 
 def _run_file(path: str) -> Path:
-    """A karmma checkpoint path as a run opens it (relative to the working folder)."""
-    return Path(path).expanduser().absolute()
+    """A karmma checkpoint path as a run opens it (``read_checkpoint``: relative to the working folder, no ``~``)."""
+    return Path(path).absolute()
 
 
 def _unimodal_command(config_name: str, key: str, checkpoint: str) -> str:
