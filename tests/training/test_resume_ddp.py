@@ -1,4 +1,5 @@
-"""Exact resume after SIGKILL, and DDP over two CPU processes, through the real command line."""
+"""Exact resume after SIGKILL, and DDP over two CPU processes (started by Lightning, by torchrun as
+two nodes, by scripts/karmma.sbatch as two Slurm nodes), through the real command line."""
 
 import csv
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from launchers import sbatch, torchrun_nodes
 from processes import children, running
 
 pytestmark = pytest.mark.e2e  # trains through the command line, kills and resumes, DDP
@@ -79,19 +81,43 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(synth_prepared, 
         assert metrics[key] == pytest.approx(value, abs=1e-4), key
 
 
-def test_two_cpu_processes_train_like_one(synth_prepared, tmp_path):
-    common = ("optim.epochs=2", "modalities=[V, F]", "fusion_dropout=0.0", "trainer.accelerator=cpu")
+#: two processes with half the batch each train like one with the whole batch (no dropout: its
+#: draws are per item, but fusion dropout's are per process)
+TWO_PROCESSES = ("optim.epochs=2", "modalities=[V, F]", "fusion_dropout=0.0", "trainer.accelerator=cpu")
+
+
+@pytest.fixture(scope="module")
+def one_process_losses(synth_prepared, tmp_path_factory) -> list[float]:
+    """The step losses of one process training on batches of 8."""
+    runs = tmp_path_factory.mktemp("one")
     single = subprocess.run(
-        _command(synth_prepared, tmp_path / "one", *common, "optim.batch_size=8"),
+        _command(synth_prepared, runs, *TWO_PROCESSES, "optim.batch_size=8"),
         env=_env(),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert single.returncode == 0, single.stderr[-2000:]
+    losses = _step_losses(runs / "baseline_delta")
+    assert len(losses) >= 2
+    return losses
+
+
+def _assert_same_steps(one: list[float], run: Path) -> None:
+    two = _step_losses(run)
+    assert len(one) == len(two)
+    assert max(abs(a - b) for a, b in zip(one, two)) < 1e-3, (one, two)
+
+
+def test_two_cpu_processes_train_like_one(synth_prepared, tmp_path, one_process_losses):
     ddp = subprocess.run(
         _command(
-            synth_prepared, tmp_path / "two", *common, "optim.batch_size=4", "trainer.devices=2", "trainer.strategy=ddp"
+            synth_prepared,
+            tmp_path / "two",
+            *TWO_PROCESSES,
+            "optim.batch_size=4",
+            "trainer.devices=2",
+            "trainer.strategy=ddp",
         ),
         env=_env(),
         capture_output=True,
@@ -100,10 +126,36 @@ def test_two_cpu_processes_train_like_one(synth_prepared, tmp_path):
     )
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in ddp.stdout + ddp.stderr  # a second process really trained
-    one = _step_losses(tmp_path / "one" / "baseline_delta")
-    two = _step_losses(tmp_path / "two" / "baseline_delta")
-    assert len(one) == len(two) >= 2
-    assert max(abs(a - b) for a, b in zip(one, two)) < 1e-3, (one, two)
+    _assert_same_steps(one_process_losses, tmp_path / "two" / "baseline_delta")
+
+
+def test_two_torchrun_nodes_train_like_one_process(synth_prepared, tmp_path, one_process_losses):
+    """docs/epic.md's torchrun recipe: one agent per node (here two on this host), one process each."""
+    args = _command(
+        synth_prepared,
+        tmp_path,
+        *TWO_PROCESSES,
+        "optim.batch_size=4",
+        "trainer.num_nodes=2",
+        "trainer.devices=1",
+        "trainer.strategy=ddp",
+    )[len(KARMMA) :]
+    agents = torchrun_nodes(args, nodes=2, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    outputs = [agent.communicate(timeout=300)[0] for agent in agents]
+    assert [agent.returncode for agent in agents] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in "".join(outputs)
+    _assert_same_steps(one_process_losses, tmp_path / "baseline_delta")
+
+
+def test_two_slurm_nodes_train_like_one_process(synth_prepared, tmp_path, one_process_losses):
+    """scripts/karmma.sbatch as a job of two nodes runs it (srun: the one-host stand-in)."""
+    args = _command(synth_prepared, tmp_path, *TWO_PROCESSES, "optim.batch_size=4")[len(KARMMA) :]
+    job = sbatch(args, tmp_path / "slurm", nodes=2, timeout=300)
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in job.stdout + job.stderr
+    config = (tmp_path / "baseline_delta" / "config.yaml").read_text()
+    assert "num_nodes: 2" in config and "strategy: ddp" in config  # set by the script from the job's size
+    _assert_same_steps(one_process_losses, tmp_path / "baseline_delta")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the processes in /proc")
