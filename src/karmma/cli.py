@@ -724,7 +724,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="this shard, with --world-size (default: from torchrun/SLURM, else 0)",
     )
     extract.add_argument(
-        "--world-size", type=NON_NEGATIVE_INT, default=0, help="number of shards (default: from torchrun/SLURM, else 1)"
+        "--world-size",
+        type=NON_NEGATIVE_INT,
+        default=0,
+        help="number of shards (default: from torchrun/SLURM; else the shards already in cache.path, "
+        "all completed by this process, or 1)",
     )
     extract.add_argument(
         "--batch-size", type=POSITIVE_INT, default=8, help="clips per extractor batch (default %(default)s)"
@@ -732,7 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument(
         "--logits",
         metavar="TEACHER_CKPT",
-        help="also cache this trained teacher's logits (for students with teacher_logits=cache)",
+        help="also cache this trained teacher's logits (for students with teacher_logits=cache); "
+        "one process, after every shard is written",
     )
     extract.add_argument(
         "--allow-random-extractors",
