@@ -22,16 +22,19 @@ def code_blocks(markdown: str) -> list[tuple[str, str]]:
 
 
 def karmma_commands(code: str) -> list[list[str]]:
-    """The argument lists of every ``karmma ...`` (``VENV/bin/karmma ...``, ``-m karmma.cli ...``) command in a shell block."""
+    """The argument lists of every ``karmma ...`` (``VENV/bin/karmma ...``, ``-m karmma.cli ...``,
+    ``sbatch scripts/karmma.sbatch ...``) command in a shell block."""
     commands = []
     for line in code.replace("\\\n", " ").splitlines():
         if line.lstrip().startswith("#"):  # a comment line (it may hold ';' or an apostrophe)
             continue
         for piece in re.split(r";|&&|\|\||\bdo\b|\bdone\b", line):
             words = shlex.split(piece, comments=True)
-            if "karmma.cli" in words:
-                words = words[words.index("karmma.cli") :]
-            if words and (words[0] == "karmma.cli" or Path(words[0]).name == "karmma"):  # also .venv-light/bin/karmma
+            # python -m karmma.cli ARGS, sbatch ... scripts/karmma.sbatch ARGS (which runs karmma ARGS)
+            launcher = next((i for i, w in enumerate(words) if w == "karmma.cli" or w.endswith("karmma.sbatch")), None)
+            if launcher is not None:
+                words = words[launcher:]
+            if words and (launcher is not None or Path(words[0]).name == "karmma"):  # also .venv-light/bin/karmma
                 commands.append(words[1:])
     return commands
 

@@ -275,18 +275,23 @@ def _train(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace) -> int:
     from karmma.configuration import load_config
     from karmma.train_config import TrainConfig
-    from karmma.training.cache import cache_teacher_logits, extract_teacher_cache
+    from karmma.training.cache import extract_teacher_cache
 
     config = load_config(TrainConfig, args.config, args.overrides)
     rank, world = (args.rank, args.world_size) if args.world_size else (None, None)
     summary = extract_teacher_cache(
-        config, rank, world, batch_size=args.batch_size, allow_random_extractors=args.allow_random_extractors
+        config,
+        rank,
+        world,
+        batch_size=args.batch_size,
+        allow_random_extractors=args.allow_random_extractors,
+        teacher_checkpoint=args.logits,
     )
-    for split, info in summary.items():
+    for split in ("train", "validation"):
+        info = summary[split]
         print(f"{split}: wrote {info['written']} of {info['rows']} rows -> {info['file']}", file=sys.stderr)
     if args.logits:
-        rows = cache_teacher_logits(config, args.logits)
-        print(f"teacher logits of {args.logits} written for {rows} cached rows", file=sys.stderr)
+        print(f"teacher logits of {args.logits} written for {summary['logits']} cached rows", file=sys.stderr)
     return 0
 
 
@@ -746,7 +751,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="this shard, with --world-size (default: from torchrun/SLURM, else 0)",
     )
     extract.add_argument(
-        "--world-size", type=NON_NEGATIVE_INT, default=0, help="number of shards (default: from torchrun/SLURM, else 1)"
+        "--world-size",
+        type=NON_NEGATIVE_INT,
+        default=0,
+        help="number of shards (default: from torchrun/SLURM; else the shards already in cache.path, "
+        "all completed by this process, or 1)",
     )
     extract.add_argument(
         "--batch-size", type=POSITIVE_INT, default=8, help="clips per extractor batch (default %(default)s)"
@@ -754,7 +763,8 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument(
         "--logits",
         metavar="TEACHER_CKPT",
-        help="also cache this trained teacher's logits (for students with teacher_logits=cache)",
+        help="also cache this trained teacher's logits (for students with teacher_logits=cache); "
+        "one process, after every shard is written",
     )
     extract.add_argument(
         "--allow-random-extractors",

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import h5py
@@ -24,11 +25,14 @@ from karmma.training.cache import (
     cache_teacher_logits,
     collate_features,
     extract_features,
+    open_cache,
+    shard_world_size,
     training_view_clips,
     view_seed,
 )
 from karmma.training.module import KarmmaModule, build_stage_model, load_teacher, view_averaged_log_probabilities
 from karmma.training.run import train
+from launchers import sbatch, torchrun_nodes
 
 SHAPES = {"teacher": tiny_preset().teacher, "student": tiny_preset().student}
 
@@ -499,3 +503,116 @@ def test_teacher_logit_statistics_score_every_cached_view(twelve_shards):
     # together, so at T = 4 its labels are already near uniform)
     colder = teacher_logit_statistics(config.cache.path, 0.05)["train"]["entropy"]["verb"]
     assert colder < stats["train"]["entropy"]["verb"]
+
+
+# ---- karmma extract launched as docs/epic.md says: torchrun, Slurm, then --logits in one process ----
+
+
+def _extract_argv(root, folder, *options) -> list[str]:
+    """``karmma extract`` of the SynthKitchen teacher with random extractors into ``folder``."""
+    return [
+        "extract",
+        str(CONFIGS / "synthkitchen" / "teacher.yaml"),
+        f"data.root={root}",
+        "trainer.workers=0",
+        "extractors={}",
+        f"cache.path={folder}",
+        "cache.train_views=1",  # a row per clip: 12 rows, the cheapest cache
+        "--allow-random-extractors",
+        "--batch-size=4",
+        *options,
+    ]
+
+
+def _by_row(folder, split: str, dataset: str) -> np.ndarray:
+    """One dataset of a cache (``tokens/V``, ``availability``, ``logits/verb``, ...), every row from
+    the shard of the rank that wrote it (open_cache: every rank there, every row written)."""
+    paths, metadata, _, _ = open_cache(folder, split)
+    world = metadata["world_size"]
+    with h5py.File(paths[0], "r") as f:
+        rows = np.zeros_like(f[dataset][...])
+    for rank, path in enumerate(paths):
+        with h5py.File(path, "r") as f:
+            rows[rank::world] = f[dataset][rank::world]
+    return rows
+
+
+def _assert_same_cache(folder, reference) -> None:
+    for split in ("train", "validation"):
+        with h5py.File(next(Path(reference).glob(f"{split}.rank0-of-*.h5")), "r") as f:
+            datasets = ["availability", *(f"tokens/{k}" for k in f["tokens"]), *(f"logits/{h}" for h in f["logits"])]
+        for dataset in datasets:
+            np.testing.assert_allclose(
+                _by_row(folder, split, dataset), _by_row(reference, split, dataset), atol=2e-3, err_msg=dataset
+            )
+
+
+@pytest.fixture(scope="module")
+def one_process_cache(synth_prepared, make_config, tmp_path_factory):
+    """``(folder, teacher checkpoint)``: ``karmma extract --logits`` in one process (one shard per split)."""
+    folder = tmp_path_factory.mktemp("one_process")
+    config = make_config(
+        "teacher", synth_prepared, folder / "runs", "extractors={}", f"cache.path={folder}", "cache.train_views=1"
+    )
+    torch.manual_seed(config.trainer.seed)
+    checkpoint = _save_teacher(build_stage_model(config, dataset_heads(config.data)), config, folder / "teacher.ckpt")
+    assert main(_extract_argv(synth_prepared, folder, "--logits", checkpoint)) == 0
+    assert sorted(p.name for p in folder.glob("*.h5")) == ["train.rank0-of-1.h5", "validation.rank0-of-1.h5"]
+    return folder, checkpoint
+
+
+def _complete_with_logits(folder, root, checkpoint, capsys) -> None:
+    """One process, no launcher, ``--logits`` after a launch of two: completes that cache."""
+    rows = open_cache(folder, "train")[1]["rows"]
+    capsys.readouterr()
+    assert main(_extract_argv(root, folder, "--logits", checkpoint)) == 0
+    err = capsys.readouterr().err
+    assert f"train: wrote 0 of {rows} rows -> {folder}/train.rank*-of-2.h5" in err, err  # only checked
+    assert sorted(p.name for p in folder.glob("*.h5")) == [
+        "train.rank0-of-2.h5",
+        "train.rank1-of-2.h5",
+        "validation.rank0-of-2.h5",
+        "validation.rank1-of-2.h5",
+    ]
+
+
+@pytest.mark.e2e
+def test_two_torchrun_nodes_extract_the_cache_of_one_process(synth_prepared, one_process_cache, tmp_path, capsys):
+    reference, checkpoint = one_process_cache
+    folder = tmp_path / "cache"
+    agents = torchrun_nodes(_extract_argv(synth_prepared, folder), nodes=2, stderr=subprocess.PIPE, text=True)
+    errors = [agent.communicate(timeout=900)[1] for agent in agents]
+    assert [agent.returncode for agent in agents] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    rows = open_cache(reference, "train")[1]["rows"]
+    assert f"train: wrote {rows // 2} of {rows // 2} rows" in errors[1]  # the second node wrote its half
+    _complete_with_logits(folder, synth_prepared, checkpoint, capsys)
+    _assert_same_cache(folder, reference)
+
+
+@pytest.mark.e2e
+def test_two_slurm_nodes_extract_the_cache_of_one_process(synth_prepared, one_process_cache, tmp_path, capsys):
+    reference, checkpoint = one_process_cache
+    folder = tmp_path / "cache"
+    job = sbatch(_extract_argv(synth_prepared, folder), tmp_path / "slurm", nodes=2, timeout=900)
+    assert job.returncode == 0, job.stderr[-3000:]
+    _complete_with_logits(folder, synth_prepared, checkpoint, capsys)
+    _assert_same_cache(folder, reference)
+
+
+def test_logits_inside_a_launch_are_refused_before_extracting(tmp_path, capsys):
+    folder = tmp_path / "cache"
+    argv = _extract_argv(tmp_path / "nowhere", folder, "--rank=1", "--world-size=2", "--logits=teacher.ckpt")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("karmma extract: error: --logits in one of 2 extraction processes")
+    assert not folder.exists()
+
+
+def test_shards_of_two_launch_sizes_are_an_error(tmp_path):
+    assert shard_world_size(tmp_path) is None
+    (tmp_path / ".train.rank1-of-8.h5.partial").touch()
+    (tmp_path / "validation.rank3-of-8.h5").touch()
+    assert shard_world_size(tmp_path) == 8
+    (tmp_path / "train.rank0-of-1.h5").touch()
+    with pytest.raises(CacheError, match=r"holds shards written by 1 and by 8 processes"):
+        shard_world_size(tmp_path)

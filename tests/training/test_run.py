@@ -10,7 +10,7 @@ import time
 import pytest
 
 from karmma.cli import main
-from karmma.training.run import LAUNCHER_PID, RunFolderError, RunLock, config_differences, train
+from karmma.training.run import LAUNCHER_PID, TORCHRUN_RUN_ID, RunFolderError, RunLock, config_differences, train
 from processes import running
 
 HOLD_LOCK = "import sys, time; from pathlib import Path; from karmma.training.run import RunLock; RunLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)"
@@ -127,15 +127,25 @@ DDP_CHILD = "import os, time; from karmma.training.run import die_with_parent; d
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
-def test_a_ddp_child_is_killed_when_its_parent_dies():
-    env = {k: v for k, v in os.environ.items() if k != LAUNCHER_PID}
+@pytest.mark.parametrize(
+    "launch, tied",
+    [
+        ({"LOCAL_RANK": "1"}, True),  # a DDP process that Lightning started from rank 0
+        ({"LOCAL_RANK": "0", TORCHRUN_RUN_ID: "job"}, True),  # torchrun's local rank 0, a child of its agent
+        ({"LOCAL_RANK": "1", TORCHRUN_RUN_ID: "job"}, True),
+        ({}, False),  # no launcher: a training started from a shell outlives the shell
+    ],
+    ids=["lightning-local-rank-1", "torchrun-local-rank-0", "torchrun-local-rank-1", "no-launcher"],
+)
+def test_a_launched_process_is_killed_when_its_launcher_dies(launch, tied):
+    env = {k: v for k, v in os.environ.items() if k not in (LAUNCHER_PID, "LOCAL_RANK", TORCHRUN_RUN_ID)}
     parent = subprocess.Popen(
         [
             sys.executable,
             "-c",
             f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {DDP_CHILD!r}]); time.sleep(120)",
         ],
-        env={**env, "LOCAL_RANK": "1"},
+        env={**env, **launch},
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -143,10 +153,10 @@ def test_a_ddp_child_is_killed_when_its_parent_dies():
     try:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        deadline = time.time() + 10
+        deadline = time.time() + (10 if tied else 2)
         while running(child) and time.time() < deadline:
             time.sleep(0.1)
-        assert not running(child)
+        assert running(child) is not tied
     finally:
         if running(child):
             os.kill(child, signal.SIGKILL)

@@ -39,6 +39,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -337,14 +338,26 @@ def extract_teacher_cache(
     batch_size: int = 8,
     progress: bool = True,
     allow_random_extractors: bool = False,
+    teacher_checkpoint: str | Path | None = None,
 ) -> dict:
     """``karmma extract``: build the teacher of ``config`` (its frozen extractors from ``extractors.*``
-    or ``pretrained.*``) and write this rank's cache shards (:func:`extract_features`). A teacher
-    without pre-trained extractors is refused before anything is read, unless
-    ``allow_random_extractors``. ``rank`` / ``world_size`` default to the torchrun / SLURM
-    environment; on a GPU machine rank r uses GPU r mod the GPU count."""
+    or ``pretrained.*``) and write this rank's cache shards (:func:`extract_features`); then, with
+    ``teacher_checkpoint``, add that teacher's logits to every shard (:func:`cache_teacher_logits`).
+    A teacher without pre-trained extractors is refused before anything is read, unless
+    ``allow_random_extractors``.
+
+    ``rank`` / ``world_size`` default to the torchrun / SLURM environment. A process given neither
+    (one process, no launcher) works through every rank of the shards already in ``cache.path``
+    (finished shards are only checked), so that ``karmma extract ... --logits`` after a launch of
+    ``w`` processes completes that cache instead of writing a second one of one shard. Logits are
+    added by one process once every shard exists: refused under a launch of several processes.
+    On a GPU machine a process uses the GPU of its local rank (mod the GPU count).
+
+    Returns ``{split: {"rows", "written", "file"}}`` (``"file"``: a pattern when several ranks were
+    worked through) and, with ``teacher_checkpoint``, ``"logits"``: the rows given logits."""
     from karmma.data.config import dataset_heads
     from karmma.training.module import build_stage_model
+    from karmma.training.run import die_with_parent
 
     if config.stage != "teacher":
         raise ValueError(
@@ -354,14 +367,38 @@ def extract_teacher_cache(
         raise ValueError("set cache.path (the cache folder) in the config or as an override")
     if not allow_random_extractors:
         require_pretrained_teacher(config, " (karmma extract --allow-random-extractors caches random ones on purpose)")
-    if rank is None or not world_size:
+    launched = rank is None or not world_size
+    if launched:
         rank, world_size = distributed_rank()
+    if teacher_checkpoint and world_size > 1:
+        raise ValueError(
+            f"--logits in one of {world_size} extraction processes: the logits go into every shard once all "
+            "exist; run karmma extract ... --logits TEACHER_CKPT as one process after the launch has ended"
+        )
+    ranks = [rank]
+    if launched and world_size == 1:
+        ranks = list(range(shard_world_size(config.cache.path) or 1))
+        world_size = len(ranks)
+    die_with_parent()  # a process of torchrun ends with its agent
     heads = dataset_heads(config.data)
     torch.manual_seed(config.trainer.seed)  # random extractors (allowed above) are the same on every rank
     model = build_stage_model(config, heads)
     if torch.cuda.is_available():
-        model = model.cuda(rank % torch.cuda.device_count())
-    return extract_features(config, model, rank, world_size, batch_size=batch_size, progress=progress)
+        model = model.cuda(local_rank(rank) % torch.cuda.device_count())
+    shards = [extract_features(config, model, r, world_size, batch_size=batch_size, progress=progress) for r in ranks]
+    summary = shards[0]
+    if len(shards) > 1:
+        summary = {
+            split: {
+                "rows": sum(s[split]["rows"] for s in shards),
+                "written": sum(s[split]["written"] for s in shards),
+                "file": str(Path(config.cache.path) / f"{split}.rank*-of-{world_size}.h5"),
+            }
+            for split in summary
+        }
+    if teacher_checkpoint:
+        summary["logits"] = cache_teacher_logits(config, teacher_checkpoint)
+    return summary
 
 
 def _collate_rows(items: list[dict]) -> dict:
@@ -621,6 +658,29 @@ def distributed_rank() -> tuple[int, int]:
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
     world = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
     return rank, world
+
+
+def local_rank(rank: int) -> int:
+    """This process's rank on its node (torchrun's ``LOCAL_RANK``, srun's ``SLURM_LOCALID``);
+    ``rank`` where no launcher says (``--rank`` given by hand on one machine)."""
+    return int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", rank)))
+
+
+def shard_world_size(folder: str | Path) -> int | None:
+    """The number of ranks of the shards (finished or partial) in ``folder``; None without shards.
+
+    Shards of two different world sizes are one cache written twice: a one-line error."""
+    sizes = {
+        int(match.group(1))
+        for path in Path(folder).glob("*.rank*-of-*")
+        if (match := re.fullmatch(r"\.?(?:train|validation)\.rank\d+-of-(\d+)\.h5(?:\.partial)?", path.name))
+    }
+    if len(sizes) > 1:
+        raise CacheError(
+            f"{folder} holds shards written by {' and by '.join(map(str, sorted(sizes)))} processes: "
+            "keep one set (delete the other) before extracting into it"
+        )
+    return sizes.pop() if sizes else None
 
 
 # ---- the teacher's logits ------------------------------------------------------------------
