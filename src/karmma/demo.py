@@ -296,7 +296,7 @@ def demo_stages(
         # what the data allows at best, per subset, computed from SynthKitchen's generative model
         results["ceilings"] = information_ceilings(("V", "F", "A"))
         results["teacher_logits"] = json.loads((runs / "teacher" / "logit_statistics.json").read_text())
-        results["extractors"] = evaluate_extractors(runs, workers)
+        results["extractors"] = evaluate_extractors(runs, prepared / "main", workers)
         _write_json(root / "results.json", results)
 
     def tuning_stage():
@@ -335,19 +335,23 @@ def demo_stages(
     ]
 
 
-def evaluate_extractors(runs: Path, workers: int = 2) -> dict:
-    """``{size: {modality: metrics}}`` of every pre-trained extractor on the test participants: its
-    unimodal run (the extractor with the small fusion and heads it was pre-trained with), on the
-    clips that have its modality, averaged over the evaluation views like every model. What an
-    extractor reaches against its modality's information ceiling is what the fusion models can
-    build on (the report compares the two)."""
+def evaluate_extractors(runs: Path, main: Path, workers: int = 2) -> dict:
+    """``{size: {modality: metrics}}`` of every pre-trained extractor on the test participants of the
+    prepared recordings ``main`` (each was pre-trained on other recordings): its unimodal run (the
+    extractor with the small fusion and heads it was pre-trained with), on the clips that have its
+    modality, averaged over the evaluation views like every model. What an extractor reaches
+    against its modality's information ceiling is what the fusion models can build on (the
+    report compares the two)."""
     from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation
 
     settings = EvaluationSettings(split="test", probabilities=(0.0,), seeds=1, workers=workers, progress=False)
     extractors: dict[str, dict] = {}
     for size, prefix in (("teacher", "unimodal_"), ("student", "unimodal_student_")):
         for m in "VFA":
-            result = evaluate_model(load_for_evaluation(runs / f"{prefix}{m}", f"{prefix}{m}"), settings)
+            extractor = load_for_evaluation(
+                runs / f"{prefix}{m}", f"{prefix}{m}", overrides=[f"data.root={main}", "data.test=EPIC_100_test.csv"]
+            )
+            result = evaluate_model(extractor, settings)
             extractors.setdefault(size, {})[m] = result["subsets"][m]
     return extractors
 
