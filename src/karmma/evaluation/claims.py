@@ -194,6 +194,8 @@ def aggregate_seeds(per_seed: dict[int, dict]) -> dict:
             k: v for k, v in first.items() if k not in ("subsets", "sweep", "per_clip", "confusion", "tail", "unseen")
         }
         model["clips"] = sum(r["clips"] for r in runs)
+        if all("availability" in r for r in runs):  # clips per modality, summed over seeds like the clips
+            model["availability"] = {k: sum(r["availability"][k] for r in runs) for k in first["availability"]}
         model["source"] = first.get("source")  # the first seed's run: the report draws its training curves
         model["sources"] = [r.get("source") for r in runs]
         model["subsets"] = {s: _mean_over_seeds([r["subsets"][s] for r in runs]) for s in first["subsets"]}
