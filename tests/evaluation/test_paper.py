@@ -173,3 +173,31 @@ def test_the_report_of_an_epic_run_shows_the_paper_beside_it_and_every_row_its_c
         assert table[0][:2] == ["subset", "clips"] and "paper" not in table[0]
         assert all(int(row[1]) > 0 for row in table[1:])
     assert "The paper reports action top-1 only" in report
+
+
+def test_the_resource_table_shows_the_paper_only_for_its_preset():
+    from karmma.evaluation.paper import PaperMatch, paper_resources, resource_paper_note
+    from karmma.evaluation.report import resource_table
+
+    row = {"gflops": 560.0, "peak_mem_mb": 2048.0, "latency_ms": 900.0}
+    models = {"teacher": {"subsets": {"V+F+A": row, "F": row}}, "student": {"subsets": {"V+F+A": row, "F": row}}}
+    benchmark = {"models": models, "preset": "paper", "device": "cpu"}
+    epic = PaperMatch("epic", "")
+    table = resource_table(benchmark, paper_resources(epic, benchmark)).splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert header[:8] == [
+        "subset",
+        "KARMMA_T GFLOPs",
+        "paper",
+        "Δ",
+        "KARMMA_T peak MB",
+        "KARMMA_T peak GB",
+        "paper",
+        "Δ",
+    ]
+    assert table[2].startswith("| V+F+A | 560.000 | 1700 | -1140 | 2048.0 | 2.00 | 2.50 | -0.50 | 900 |")
+    assert table[3].startswith("| F | 560.000 | – | – | 2048.0 | 2.00 | – | – | 900 |")  # not in the paper's figure
+    tiny = {**benchmark, "preset": "tiny"}
+    assert paper_resources(epic, tiny) is None and "paper" not in resource_table(tiny, None)
+    assert "this benchmark measured `tiny`" in resource_paper_note(epic, tiny)[0]
+    assert resource_paper_note(PaperMatch("ssv2", ""), benchmark)[0].startswith("The paper gives resources for EPIC")

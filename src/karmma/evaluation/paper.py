@@ -88,3 +88,30 @@ def beside(ours: float | None, paper: float | None, digits: int = 2) -> list[str
     if ours is None:
         return [f"{paper:.{digits}f}", "–"]
     return [f"{paper:.{digits}f}", f"{ours - paper:+.{digits}f}"]
+
+
+def paper_resources(paper: PaperMatch, benchmark: dict) -> dict | None:
+    """The paper's resource table when it describes ``benchmark``: the same data set and preset."""
+    table = paper.table("resources")
+    return table if table and table["preset"] == benchmark.get("preset") else None
+
+
+def resource_paper_note(paper: PaperMatch, benchmark: dict) -> list[str]:
+    """One line on the paper's column of the resource table, when the run is on one of its data sets."""
+    if not paper.key:
+        return []
+    table = paper.table("resources")
+    if table is None:
+        return ["The paper gives resources for EPIC-KITCHENS (V, F, A) only: no column of its here.", ""]
+    if paper_resources(paper, benchmark) is None:
+        return [
+            f"The paper's resources are for the `{table['preset']}` preset's extractors; this benchmark measured "
+            f"`{benchmark.get('preset')}`: no column of the paper's (`karmma benchmark model --preset "
+            f"{table['preset']}` measures the paper's sizes).",
+            "",
+        ]
+    return [
+        f"*paper*: {table['table']}; memory in GB beside ours (MB / 1024), the paper's device and measure "
+        "of memory are not ours (peak of live tensors).",
+        "",
+    ]

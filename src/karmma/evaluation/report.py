@@ -16,7 +16,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from karmma.evaluation.paper import PaperMatch, beside, match_paper, paper_value, reported_models
+from karmma.evaluation.paper import (
+    beside,
+    match_paper,
+    paper_resources,
+    paper_value,
+    reported_models,
+    resource_paper_note,
+)
 from karmma.evaluation.statistics import at_chance, wilson_interval
 from karmma.io import atomic_savefig, atomic_write_text
 from karmma.modalities import largest_first, parse_subset
@@ -140,6 +147,12 @@ def _counted_model(results: dict) -> dict:
     return next((m for m in results["models"].values() if m.get("confusion")), {})
 
 
+def _counted_clips(results: dict) -> int:
+    """The clips the confusion counts cover (0 without them): what the most-frequent-class rate is counted on."""
+    confusion = _counted_model(results).get("confusion", {})
+    return sum(count for _, _, count in next(iter(confusion.values()), []))
+
+
 def _class_totals(model: dict, head: str) -> dict[int, int]:
     """Clips per true class of ``head``, from the stored confusion counts."""
     totals: dict[int, int] = {}
@@ -203,7 +216,10 @@ def trust_section(results: dict) -> list[str]:
     levels = chance_levels(results)
     if levels:
         lines += [
-            "**Chance levels** (%): what a model that learned nothing would score.",
+            "**Chance levels** (%): what a model that learned nothing would score"
+            + (f", counted on the {counted} clips of the split" if (counted := _counted_clips(results)) else "")
+            + ". A number whose 95 % interval reaches the larger of the two is *at chance*: no evidence that "
+            "the model learned anything; a claim below gets no verdict where every model it compares is at chance.",
             "",
             "| metric | classes | uniform random guess | always the most frequent class of this split |",
             "|---|---|---|---|",
@@ -514,6 +530,29 @@ def chance_rate(results: dict, metric: str = "action_top1") -> float | None:
     guess and always answering the split's most frequent class; None when the heads are unknown."""
     levels = chance_levels(results).get(metric)
     return max(v for v in levels if v is not None) if levels else None
+
+
+def claims_at_chance(results: dict) -> list[dict]:
+    """The decided claims of a several-seed results.json, with the verdict of each claim whose two
+    models are both at chance on the numbers it compares replaced by no verdict (the mean over
+    seeds on all the seeds' clips; claims written before ``compared`` was recorded are kept)."""
+    chance = chance_rate(results)
+    models = results["models"]
+    out = []
+    for claim in results["claims"]:
+        condition, compared = claim.get("condition", ""), claim.get("compared", [])
+        if chance is not None and compared and all(n in models for n in compared):
+            if condition.startswith("p = "):
+                rows = [(models[n], models[n]["sweep"].get(condition[4:], {})) for n in compared]
+            else:
+                rows = [(models[n], models[n]["subsets"].get(condition, {})) for n in compared]
+            if all(
+                row.get("action_top1") is not None and at_chance(row["action_top1"], row_clips(row, m), chance)
+                for m, row in rows
+            ):
+                claim = {**claim, "verdict": "*no verdict* (both at chance)"}
+        out.append(claim)
+    return out
 
 
 def check_claims(results: dict) -> list[tuple[str, bool | None, str]]:
@@ -869,33 +908,6 @@ def tuning_section(tuning: dict) -> list[str]:
     return lines + [""]
 
 
-def paper_resources(paper: PaperMatch, benchmark: dict) -> dict | None:
-    """The paper's resource table when it describes ``benchmark``: the same data set and preset."""
-    table = paper.table("resources")
-    return table if table and table["preset"] == benchmark.get("preset") else None
-
-
-def resource_paper_note(paper: PaperMatch, benchmark: dict) -> list[str]:
-    """One line on the paper's column of the resource table, when the run is on one of its data sets."""
-    if not paper.key:
-        return []
-    table = paper.table("resources")
-    if table is None:
-        return ["The paper gives resources for EPIC-KITCHENS (V, F, A) only: no column of its here.", ""]
-    if paper_resources(paper, benchmark) is None:
-        return [
-            f"The paper's resources are for the `{table['preset']}` preset's extractors; this benchmark measured "
-            f"`{benchmark.get('preset')}`: no column of the paper's (`karmma benchmark model --preset "
-            f"{table['preset']}` measures the paper's sizes).",
-            "",
-        ]
-    return [
-        f"*paper*: {table['table']}; memory in GB beside ours (MB / 1024), the paper's device and measure "
-        "of memory are not ours (peak of live tensors).",
-        "",
-    ]
-
-
 def quick_run_note(folder: Path) -> list[str]:
     """The report's first lines when ``folder`` holds a quick demo (``demo.json`` says so)."""
     marker = folder / "demo.json"
@@ -999,9 +1011,10 @@ def write_report(folder: str | Path) -> Path:
             f"Each claim is decided over {len(results.get('seeds', {}))} seeds (each seed its own data, "
             f"initialisation and dropout draws) on the same test clips for both models: {TEST}. "
             "The effect is the difference in action top-1 (points); **holds** means the interval lies above "
-            "zero, **does not hold** below zero, *inconclusive* that it contains zero.",
+            "zero, **does not hold** below zero, *inconclusive* that it contains zero; *no verdict* where both models "
+            "are at chance on the numbers compared.",
             "",
-            claims_table(results["claims"]),
+            claims_table(claims_at_chance(results)),
             "",
         ]
     else:
