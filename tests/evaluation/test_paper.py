@@ -116,9 +116,15 @@ def epic_run(tmp_path_factory, shared_data):
 
 def _table(report: str, heading: str) -> list[list[str]]:
     """The cells of the first Markdown table after ``heading``: header row first, without the rule."""
-    after = report.split(heading, 1)[1]
-    lines = [line for line in after.split("\n\n", 2)[1].splitlines() if line.startswith("|")]
-    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines if not line.startswith("|---")]
+    lines = report.split(heading, 1)[1].splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[first:]:
+        if not line.startswith("|"):
+            break
+        if not line.startswith("|---"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
 
 
 def test_the_report_of_an_epic_run_shows_the_paper_beside_it_and_every_row_its_clips(epic_run):
