@@ -221,7 +221,7 @@ def plot_benchmark(results: dict, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     models = results["models"]
     subsets = list(next(iter(models.values()))["subsets"])
@@ -255,6 +255,11 @@ def plot_benchmark(results: dict, path: str) -> None:
         ax.margins(y=0.25)
         if metric == "latency_ms":
             ax.set_yscale("log")  # one slow outlier run must not flatten every other bar
+            # plain labels at 1, 2, 5 x 10^k (every digit within one decade) and none at the minor
+            # ticks (matplotlib's default writes "2x10^1, 6x10^0" there)
+            low, high = ax.get_ylim()
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if high / low >= 10 else range(1, 10)))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _readable(v) if v else "0"))
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", ncol=len(labels), frameon=False)

@@ -95,3 +95,27 @@ def test_report_of_aggregated_results_shows_intervals_and_verdicts(tmp_path):
     student = aggregated["models"]["student"]["subsets"]["V+A"]
     assert f"{student['action_top1']:.2f}** ± {student['action_top1_ci95']:.1f}" in report
     assert "95 % interval over 3 training seeds" in report
+
+
+def test_a_claim_between_two_models_at_chance_gets_no_verdict():
+    from karmma.evaluation.report import claims_at_chance
+
+    per_seed = {}
+    for s in (0, 1):
+        result = _seed(s)
+        rng = np.random.default_rng(10 + s)
+        for name in ("student", "baseline"):  # 3 % with 30 actions (uniform 3.3 %): nothing learned
+            result["models"][name] = _model(rng, 0.03, 600, {"0.3": 0.03, "0.5": 0.03})
+        for model in result["models"].values():
+            model["heads"] = {"verb": 5, "noun": 6}
+        per_seed[s] = result
+    claims = {c["claim"]: c for c in claims_at_chance(aggregate_seeds(per_seed))}
+    no_verdict = "*no verdict* (both at chance)"
+    assert claims["KARMMA_S more accurate than Baseline on V+A"]["verdict"] == no_verdict
+    assert (
+        claims["KARMMA_S loses less accuracy than the Baseline when sensors drop out with p = 0.5"]["verdict"]
+        == no_verdict
+    )
+    # one model above chance: the comparison says something
+    assert claims["KARMMA_S more accurate than Baseline w/ δ on V+A"]["verdict"] == "does not hold"
+    assert claims["KARMMA_S more accurate than its teacher KARMMA_T on V+A"]["verdict"] == "does not hold"

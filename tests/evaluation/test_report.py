@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -46,7 +47,10 @@ def test_claims_hold_on_paper_like_numbers_and_fail_otherwise():
 def test_table_marks_the_best_student_sized_model():
     table = subset_table(_results(1.0))
     row = next(line for line in table.splitlines() if line.startswith("| V+F+A "))
-    assert row == "| V+F+A | 34.00 | 40.00 | 41.00 | **42.00** |"
+    cells = [
+        f"{v} ± {wilson_half_width(float(v.strip('*')), 10):.1f}" for v in ("34.00", "40.00", "41.00", "**42.00**")
+    ]
+    assert row == "| V+F+A | 10 | " + " | ".join(cells) + " |"  # clips scored, then each model ± its interval
 
 
 def test_report_is_written_from_the_files(tmp_path):
@@ -212,3 +216,115 @@ def test_the_report_holds_each_extractor_against_its_modalitys_ceiling():
     lines = extractors_section({"models": {}, "ceilings": ceilings, "seeds": {"0": seed, "1": other}})
     student_v = next(line for line in lines if line.startswith("| V, student-sized"))
     assert student_v.startswith("| V, student-sized | 200 | 50.0 | 60.0 | 36.0 |") and "| 0.60 (below) |" in student_v
+
+
+def _demo_marker(folder, flavour: str) -> None:
+    (folder / "demo.json").write_text(json.dumps({"version": 7, "flavour": flavour, "seeds": [0]}))
+
+
+def test_a_quick_run_says_so_and_gives_no_verdict_where_models_are_at_chance(tmp_path):
+    """The quick demo's case: KARMMA_S, Baseline w/ δ and Baseline all at 3.12 % on 32 clips of 30 actions."""
+    results = _results(1.0)
+    for name in ("baseline", "baseline_delta", "student"):
+        model = results["models"][name]
+        model["clips"] = 32
+        for row in (*model["subsets"].values(), *model["sweep"].values()):
+            row.update(action_top1=3.12, samples=32)
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    _demo_marker(tmp_path, "quick")
+    report = write_report(tmp_path).read_text()
+    assert report.splitlines()[2].startswith("> **A quick run** (`karmma demo --quick`)")
+    claims = report.split("## The paper's claims on these results", 1)[1].split("\n## ", 1)[0]
+    assert "**holds**" not in claims and "**does not hold**" not in claims
+    assert "- KARMMA_S ≥ Baseline w/ δ ≥ Baseline on the full set (V+F+A): *no verdict* (at chance: 3.12" in claims
+
+    _demo_marker(tmp_path, "default")
+    assert "A quick run" not in write_report(tmp_path).read_text()
+
+
+def test_claims_leave_out_numbers_where_every_compared_model_is_at_chance():
+    results = _results(1.0)  # 10 clips, 30 actions: chance 3.3 %; on A all three score 2-7 %
+    claims = {claim: (holds, evidence) for claim, holds, evidence in check_claims(results)}
+    holds, evidence = claims["the same order on at least 5 of the 6 subsets"]
+    assert holds is True and "; A left out: every compared model at chance" in evidence
+    singles = next(v for k, v in claims.items() if k.startswith("on every single-modality subset"))
+    assert singles == (True, "V: 32.00 vs 37.00, F: 3.00 vs 25.00")  # F: the Baseline alone is at chance
+
+
+def test_one_interval_per_number_on_the_clips_its_row_scored(tmp_path):
+    """600 clips, 500 with audio: the Noise paragraph and the tables give the V+F+A numbers the
+    interval of their 500 clips, and the sweep says why its p = 0 is another population."""
+    results = _results(1.0)
+    for model in results["models"].values():
+        model["clips"] = 600
+        model["availability"] = {"V": 600, "F": 600, "A": 500}
+        for subset, row in model["subsets"].items():
+            row["samples"] = 500 if "A" in subset else 600
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    report = write_report(tmp_path).read_text()
+    half = wilson_half_width(42.0, 500)
+    assert f"{wilson_half_width(42.0, 600):.1f}" != f"{half:.1f}"  # the two clip counts give different intervals
+    assert f"KARMMA_S 42.0 ± {half:.1f} (500 clips)" in report
+    assert f"| KARMMA_S | V+F+A | 500 | 42.00 ± {half:.1f} |" in report
+    assert f"| V+F+A | 500 | 34.00 ± {wilson_half_width(34.0, 500):.1f} |" in report
+    assert f"| V+F | 600 | 34.00 ± {wilson_half_width(34.0, 600):.1f} |" not in report  # the teacher has V+F+A only
+    assert f"| V+F | 600 | – | 36.00 ± {wilson_half_width(36.0, 600):.1f} |" in report
+    assert "p = 0 is not the V+F+A row above: the sweep scores all 600 clips" in report and "100 lack A" in report
+    assert "| 0.0 | 600 |" in report
+    assert "SynthKitchen" not in report and "No column of the paper's numbers" in report
+
+
+def _captured_figure(monkeypatch, module) -> list:
+    """Replace ``module``'s figure saving by a list that collects the figures it would save."""
+    captured = []
+    monkeypatch.setattr(module, "atomic_savefig", lambda fig, path, **kwargs: captured.append(fig))
+    return captured
+
+
+def test_training_curves_give_every_run_its_own_colour(tmp_path, monkeypatch):
+    from matplotlib.colors import to_hex
+
+    from karmma.evaluation import report as report_module
+
+    saved = _captured_figure(monkeypatch, report_module)
+    history = [{"epoch": 0, "train/ce": 2.0, "val/ce": 2.1, "val/action_top1": 5.0}]
+    report_module.plot_training({f"run{i}": history for i in range(11)}, tmp_path / "training.png")
+    legend = saved[0].legends[0]
+    colours = [to_hex(line.get_color()) for line in legend.get_lines()]
+    assert len(colours) == 11 and len(set(colours)) == 11
+
+
+def test_dropout_study_lines_stay_visible_and_the_title_names_the_split(tmp_path, monkeypatch):
+    from karmma.evaluation import dropout_study
+
+    saved = _captured_figure(monkeypatch, dropout_study)
+    same = {"action_top1": 20.0, "samples": 120}  # V and F equal at every rate: one would hide the other
+    study = {"rates": {r: {"split": "validation", "subsets": {"V": same, "F": same}} for r in ("0", "0.5")}}
+    dropout_study.plot_dropout_study(study, tmp_path / "study.png")
+    ax = saved[0].axes[0]
+    v, f = (line for line in ax.get_lines() if line.get_label() in ("V", "F"))
+    assert (v.get_marker(), v.get_linestyle()) != (f.get_marker(), f.get_linestyle())
+    assert list(v.get_xdata()) != list(f.get_xdata())  # side by side at each rate
+    assert ax.get_title() == "teacher accuracy per modality subset given, on the validation split (120 clips)"
+    table = dropout_study.study_table(study)
+    assert table.splitlines()[2] == "| *clips scored* | 120 | 120 |"
+
+
+def test_resource_figure_has_plain_latency_labels(tmp_path, monkeypatch):
+    from karmma import benchmark
+
+    saved = _captured_figure(monkeypatch, benchmark)
+    rows = {"A": (6.0, 5.8, 6.5), "V": (12.0, 11.0, 13.0), "V+A": (20.0, 19.0, 22.0)}  # within a decade
+    model = {
+        "subsets": {
+            s: {"gflops": 1.0, "peak_mem_mb": 10.0, "latency_ms": m, "latency_ms_min": lo, "latency_ms_max": hi}
+            for s, (m, lo, hi) in rows.items()
+        }
+    }
+    benchmark.plot_benchmark(
+        {"models": {"teacher": model, "student": model}, "preset": "tiny", "device": "cpu"}, "r.png"
+    )
+    latency = saved[0].axes[2]
+    saved[0].canvas.draw()
+    labels = [t.get_text() for t in (*latency.get_yticklabels(), *latency.get_yticklabels(minor=True)) if t.get_text()]
+    assert labels and all(re.fullmatch(r"[\d,.]+", text) for text in labels), labels

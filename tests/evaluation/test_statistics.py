@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from karmma.evaluation.statistics import paired_bootstrap, seed_interval, verdict
+from karmma.evaluation.statistics import at_chance, paired_bootstrap, seed_interval, verdict, wilson_interval
 
 
 def test_seed_interval_is_the_t_interval():
@@ -42,3 +42,14 @@ def test_seeds_widen_the_interval():
 
 def test_verdict():
     assert verdict(0.1, 3) == "holds" and verdict(-3, -0.1) == "does not hold" and verdict(-1, 1) == "inconclusive"
+
+
+def test_wilson_interval_and_at_chance():
+    low, high = wilson_interval(50, 100)
+    assert (low, high) == pytest.approx((40.38, 59.62), abs=0.01)  # the textbook 95 % interval
+    assert wilson_interval(0, 32)[0] == pytest.approx(0.0, abs=1e-9) and wilson_interval(0, 32)[1] > 5
+    # the quick demo's 3.12 % (1 of 32 clips) with 30 actions: the interval reaches the uniform 3.33 %
+    assert at_chance(3.12, 32, 100 / 30)
+    assert not at_chance(40.0, 600, 100 / 30)
+    # 20 % on 30 clips clears a 3.3 % uniform rate but not a split whose most frequent action is 12 %
+    assert not at_chance(20.0, 30, 100 / 30) and at_chance(20.0, 30, 12.0)

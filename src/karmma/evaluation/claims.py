@@ -57,11 +57,15 @@ def _paired(seeds: list[dict], better: str, worse: str, select) -> list[np.ndarr
     return differences
 
 
-def _claim(text: str, source: str, differences: list[np.ndarray]) -> dict:
+def _claim(text: str, source: str, differences: list[np.ndarray], compared: tuple[str, str], condition: str) -> dict:
+    """One decided claim; ``compared`` (better, worse) and ``condition`` (a subset, or a sweep rate
+    ``p = 0.3``) say which numbers it compares, so a report can tell when both are at chance."""
     effect = paired_bootstrap(differences)
     return {
         "claim": text,
         "source": source,
+        "compared": list(compared),
+        "condition": condition,
         "verdict": effect.verdict,
         "effect": round(effect.effect, 2),
         "ci": [round(effect.low, 2), round(effect.high, 2)],
@@ -88,7 +92,11 @@ def decide_claims(seeds: list[dict]) -> list[dict]:
             differences = _paired(seeds, better, worse, lambda c, s=subset: _codes(c["subsets"][s]))
             claims.append(
                 _claim(
-                    f"{model_label(better)} more accurate than {model_label(worse)} on {subset}", source, differences
+                    f"{model_label(better)} more accurate than {model_label(worse)} on {subset}",
+                    source,
+                    differences,
+                    (better, worse),
+                    subset,
                 )
             )
     if "student" in first and "baseline" in first:
@@ -104,6 +112,8 @@ def decide_claims(seeds: list[dict]) -> list[dict]:
                     f"KARMMA_S loses less accuracy than the Baseline when sensors drop out with p = {p}",
                     "paper",
                     _paired(seeds, "student", "baseline", drop),
+                    ("student", "baseline"),
+                    f"p = {p}",
                 )
             )
     if "student" in first and "teacher" in first:
@@ -113,6 +123,8 @@ def decide_claims(seeds: list[dict]) -> list[dict]:
                 f"KARMMA_S more accurate than its teacher KARMMA_T on {full}",
                 "paper",
                 _paired(seeds, "student", "teacher", lambda c: _codes(c["subsets"][full])),
+                ("student", "teacher"),
+                full,
             )
         )
     return claims
@@ -194,6 +206,8 @@ def aggregate_seeds(per_seed: dict[int, dict]) -> dict:
             k: v for k, v in first.items() if k not in ("subsets", "sweep", "per_clip", "confusion", "tail", "unseen")
         }
         model["clips"] = sum(r["clips"] for r in runs)
+        if all("availability" in r for r in runs):  # clips per modality, summed over seeds like the clips
+            model["availability"] = {k: sum(r["availability"][k] for r in runs) for k in first["availability"]}
         model["source"] = first.get("source")  # the first seed's run: the report draws its training curves
         model["sources"] = [r.get("source") for r in runs]
         model["subsets"] = {s: _mean_over_seeds([r["subsets"][s] for r in runs]) for s in first["subsets"]}

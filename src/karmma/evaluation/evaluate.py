@@ -218,6 +218,7 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
         "stage": config.stage,
         "missing_modality": config.missing_strategy,
         "source": evaluated.source,
+        "data_format": config.data.format,  # with the heads, which of the paper's data sets this is
         "modalities": list(model.modalities),
         "split": split,
         "selection": selection_note(config, split),

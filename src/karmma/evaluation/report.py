@@ -13,10 +13,18 @@ never saw the code.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from karmma.evaluation.paper import (
+    beside,
+    match_paper,
+    paper_resources,
+    paper_value,
+    reported_models,
+    resource_paper_note,
+)
+from karmma.evaluation.statistics import at_chance, wilson_interval
 from karmma.io import atomic_savefig, atomic_write_text
 from karmma.modalities import largest_first, parse_subset
 
@@ -64,7 +72,6 @@ STRATEGIES = {  # the ``missing_modality`` of each model (docs/method.md, "Missi
 MODALITY_NAMES = {"V": "RGB video", "F": "optical flow", "A": "audio", "D": "object detections"}
 COMPARED = ("baseline", "baseline_delta", "student")
 FAR_BELOW = 5.0  # "far below" on a single-modality subset: at least this many points lower, or under half
-Z95 = 1.96
 PER_CLASS_ROWS = 15  # the most frequent classes shown per head (EPIC has 97 verbs and 300 nouns)
 METHOD_DOC = "docs/method.md in the karmma repository"
 
@@ -101,10 +108,29 @@ def _full_subset(model: dict) -> str:
 
 def wilson_half_width(accuracy: float, clips: int) -> float:
     """Half the width (percentage points) of the 95 % Wilson binomial interval of ``accuracy`` (%) on ``clips`` clips."""
-    if clips <= 0:
-        return float("nan")
-    p, n = accuracy / 100, clips
-    return 100 * Z95 / (1 + Z95**2 / n) * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n))
+    low, high = wilson_interval(accuracy, clips)
+    return (high - low) / 2
+
+
+def row_clips(row: dict, model: dict) -> int:
+    """The clips one row of results scored: its ``samples``, else every clip of the model."""
+    return row.get("samples") or model["clips"]
+
+
+def interval(row: dict, metric: str, model: dict) -> float | None:
+    """The one ± the report gives ``row[metric]`` (a row of ``model``'s results), in every table and
+    paragraph: the 95 % t half-width over seeds (``<metric>_ci95``) where results.json has it, else
+    the 95 % Wilson half-width on the clips the row scored."""
+    value = row.get(metric)
+    if value is None:
+        return None
+    if f"{metric}_ci95" in row:
+        return row[f"{metric}_ci95"]
+    return wilson_half_width(value, row_clips(row, model))
+
+
+def _with_interval(text: str, half: float | None) -> str:
+    return text if half is None else f"{text} ± {half:.1f}"
 
 
 def _heads(results: dict) -> dict[str, int]:
@@ -119,6 +145,12 @@ def _heads(results: dict) -> dict[str, int]:
 def _counted_model(results: dict) -> dict:
     """The first model with confusion counts (every model saw the same clips); {} when none has them."""
     return next((m for m in results["models"].values() if m.get("confusion")), {})
+
+
+def _counted_clips(results: dict) -> int:
+    """The clips the confusion counts cover (0 without them): what the most-frequent-class rate is counted on."""
+    confusion = _counted_model(results).get("confusion", {})
+    return sum(count for _, _, count in next(iter(confusion.values()), []))
 
 
 def _class_totals(model: dict, head: str) -> dict[int, int]:
@@ -184,7 +216,10 @@ def trust_section(results: dict) -> list[str]:
     levels = chance_levels(results)
     if levels:
         lines += [
-            "**Chance levels** (%): what a model that learned nothing would score.",
+            "**Chance levels** (%): what a model that learned nothing would score"
+            + (f", counted on the {counted} clips of the split" if (counted := _counted_clips(results)) else "")
+            + ". A number whose 95 % interval reaches the larger of the two is *at chance*: no evidence that "
+            "the model learned anything; a claim below gets no verdict where every model it compares is at chance.",
             "",
             "| metric | classes | uniform random guess | always the most frequent class of this split |",
             "|---|---|---|---|",
@@ -199,19 +234,26 @@ def trust_section(results: dict) -> list[str]:
             head = metric.rsplit("_", 1)[0]
             lines.append(f"| {metric.replace('_', ' ')} | {classes[head]} | {uniform:.2f} | {_fmt(majority)} |")
         lines.append("")
-    full = _full_subset(first)
     examples = []
     for name, model in models.items():
-        value = model["subsets"].get(_full_subset(model), {}).get("action_top1")
-        if value is not None:
-            examples.append(f"{model_label(name)} {value:.1f} ± {wilson_half_width(value, clips):.1f}")
+        row = model["subsets"].get(_full_subset(model), {})
+        if row.get("action_top1") is not None:
+            value = _with_interval(f"{row['action_top1']:.1f}", interval(row, "action_top1", model))
+            examples.append(f"{model_label(name)} {value} ({row_clips(row, model)} clips)")
+    seeded = bool(results.get("seeds"))
     lines += [
-        f"**Noise.** With {clips} clips, one clip is {100 / clips:.1f} points of accuracy. The 95 % binomial (Wilson) "
-        f"interval of an accuracy is about ± {wilson_half_width(50, clips):.1f} points at 50 %, "
+        f"**Noise.** With {clips} clips, one clip is {100 / clips:.1f} points of accuracy. "
+        + (
+            "Every ± in the tables below is the 95 % t-interval over seeds of the mean beside it. "
+            if seeded
+            else "Every ± in the tables below is the 95 % binomial (Wilson) interval of the number beside it, "
+            "computed on the clips that number scored (the *clips* column of its row). "
+        )
+        + f"For scale, the Wilson half-width on {clips} clips is ± {wilson_half_width(50, clips):.1f} points at 50 %, "
         f"± {wilson_half_width(20, clips):.1f} at 20 % and ± {wilson_half_width(5, clips):.1f} at 5 %"
-        + (f"; for the action top-1 on {full}: {', '.join(examples)}" if examples else "")
+        + (f"; the action top-1 with every modality present: {', '.join(examples)}" if examples else "")
         + ". "
-        "A difference between two models smaller than this half-width is not evidence that one is better.",
+        "A difference between two models smaller than these half-widths is not evidence that one is better.",
         "",
     ]
     return lines
@@ -236,72 +278,114 @@ def ceiling_violations(results: dict) -> list[str]:
     return found
 
 
-def subset_table(results: dict, metric: str = "action_top1") -> str:
-    """Rows: subsets (largest first); columns: models; the best student-sized model per row in bold;
-    the data's information ceiling (``ceilings`` in results.json, SynthKitchen) in the last column."""
+def _clips_cell(rows: list[tuple[dict, dict]]) -> str:
+    """The clips a table row scored, from its ``(row, model)`` pairs: one number when every model
+    scored the same clips, else each model's in column order."""
+    counts = [row_clips(row, model) for row, model in rows if row]
+    distinct = list(dict.fromkeys(counts))
+    return str(distinct[0]) if len(distinct) == 1 else " / ".join(map(str, counts)) or "–"
+
+
+def _model_header(names: list[str], paper: dict | None) -> list[str]:
+    """Column titles: each model, followed by *paper* and *Δ* where the paper's table reports it."""
+    reported = reported_models(paper)
+    return [cell for n in names for cell in ([model_label(n)] + (["paper", "Δ"] if n in reported else []))]
+
+
+def subset_table(results: dict, metric: str = "action_top1", paper: dict | None = None) -> str:
+    """Rows: subsets (largest first), with the clips each scored; columns: models (± their
+    :func:`interval`); the best student-sized model per row in bold; after each model the paper
+    reports, the paper's number and the difference (``paper``: a table of paper_results.json, used
+    when it reports ``metric``); the data's information ceiling (``ceilings`` in results.json,
+    SynthKitchen) in the last column."""
     models = results["models"]
     subsets = largest_first({s for m in models.values() for s in m["subsets"]})
     names = list(models)
+    paper = paper if paper and paper["metric"] == metric else None
     ceilings = results.get("ceilings", {})
-    ceiling_header = " ceiling |" if ceilings else ""
-    lines = [
-        "| subset | " + " | ".join(model_label(n) for n in names) + " |" + ceiling_header,
-        "|---" * (len(names) + 1 + bool(ceilings)) + "|",
-    ]
+    header = ["subset", "clips", *_model_header(names, paper)] + (["ceiling"] if ceilings else [])
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for subset in subsets:
-        values = {n: models[n]["subsets"].get(subset, {}).get(metric) for n in names}
+        rows = {n: models[n]["subsets"].get(subset, {}) for n in names}
+        values = {n: rows[n].get(metric) for n in names}
         contenders = [v for n, v in values.items() if n != "teacher" and v is not None]
         best = max(contenders) if contenders else None
-        cells = []
+        cells = [subset, _clips_cell([(rows[n], models[n]) for n in names])]
         for n in names:
             v = values[n]
             text = _fmt(v)
-            ci = models[n]["subsets"].get(subset, {}).get(f"{metric}_ci95")
             bold = f"**{text}**" if v is not None and n != "teacher" and v == best else text
-            cells.append(bold if ci is None or v is None else f"{bold} ± {ci:.1f}")
-        ceiling = f" {_fmt(ceilings[subset].get(metric))} |" if subset in ceilings else (" |" if ceilings else "")
-        lines.append(f"| {subset} | " + " | ".join(cells) + " |" + ceiling)
+            cells.append(_with_interval(bold, interval(rows[n], metric, models[n])))
+            if n in reported_models(paper):
+                cells += beside(v, paper_value(paper, n, subset))
+        if ceilings:
+            cells.append(_fmt(ceilings[subset].get(metric)) if subset in ceilings else "")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def full_set_table(results: dict) -> str:
-    """Every model on its full modality set: top-1 with its 95 % half-width, and top-5."""
+def full_set_table(results: dict, paper: dict | None = None) -> str:
+    """Every model on its full modality set, with the clips it scored: top-1 and top-5, each ± its
+    :func:`interval`; the paper's action top-1 and the difference beside ours (``paper``: the
+    ``subsets`` table of paper_results.json)."""
     heads = [h for h in _heads(results) if h != "action"] or ["verb", "noun"]
     columns = [f"{h}_top1" for h in heads] + ["action_top1", "action_top5"]
-    lines = [
-        "| model | modalities | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
-        "|---" * (len(columns) + 2) + "|",
-    ]
+    paper = paper if paper and paper["metric"] in columns else None
+    titles = [c.replace("_", " ") for c in columns]
+    if paper:
+        at = columns.index(paper["metric"]) + 1
+        titles[at:at] = ["paper", "Δ"]
+    lines = ["| model | modalities | clips | " + " | ".join(titles) + " |", "|---" * (len(titles) + 3) + "|"]
     for name, model in results["models"].items():
         full = _full_subset(model)
         row = model["subsets"][full]
         cells = []
         for column in columns:
-            value = row.get(column)
-            if value is None:
-                cells.append("–")
-            elif f"{column}_ci95" in row:  # several seeds: the 95 % interval over seeds
-                cells.append(f"{value:.2f} ± {row[f'{column}_ci95']:.1f}")
-            elif column.endswith("top1"):
-                cells.append(f"{value:.2f} ± {wilson_half_width(value, row.get('samples', model['clips'])):.1f}")
-            else:
-                cells.append(f"{value:.2f}")
-        lines.append(f"| {model_label(name)} | {full} | " + " | ".join(cells) + " |")
+            cells.append(_with_interval(_fmt(row.get(column)), interval(row, column, model)))
+            if paper and column == paper["metric"]:
+                cells += beside(row.get(column), paper_value(paper, name, full))
+        lines.append(f"| {model_label(name)} | {full} | {row_clips(row, model)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def sweep_table(results: dict) -> str:
+def sweep_table(results: dict, paper: dict | None = None) -> str:
+    """Rows: the test-time drop probability p, with the clips each scored (every clip, with the
+    modalities it has); columns: models, mean ± the spread of :func:`_spread_text`, and the paper's
+    number and the difference where ``paper`` (the ``sweep`` table of paper_results.json) has one."""
     models = results["models"]
+    names = list(models)
     ps = list(next(iter(models.values()))["sweep"])
-    lines = ["| p | " + " | ".join(model_label(n) for n in models) + " |", "|---" * (len(models) + 1) + "|"]
+    header = ["p", "clips", *_model_header(names, paper)]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for p in ps:
-        cells = []
-        for m in models.values():
+        cells = [p, _clips_cell([({"samples": m["clips"]}, m) for m in models.values() if p in m["sweep"]])]
+        for name, m in models.items():
             e = m["sweep"].get(p)
             spread = e.get("action_top1_ci95", e.get("std")) if e else None
             cells.append("–" if e is None else f"{e['action_top1']:.2f} ± {spread:.2f}")
-        lines.append(f"| {p} | " + " | ".join(cells) + " |")
+            if name in reported_models(paper):
+                cells += beside(e["action_top1"] if e else None, paper_value(paper, name, p), digits=1)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def sweep_population(results: dict) -> str:
+    """Why the sweep's p = 0 and the 'all modalities present' rows differ: which clips each scores."""
+    model = next(iter(results["models"].values()))
+    full = _full_subset(model)
+    complete = model["subsets"][full].get("samples", model["clips"])
+    if complete == model["clips"]:
+        return (
+            f"Every one of the {model['clips']} clips has every modality, so p = 0 scores the same clips as the "
+            f"{full} rows above and gives the same accuracies."
+        )
+    lacking = [f"{model['clips'] - n} lack {k}" for k, n in model.get("availability", {}).items() if n < model["clips"]]
+    return (
+        f"p = 0 is not the {full} row above: the sweep scores all {model['clips']} clips with the modalities each "
+        f"was recorded with ({', '.join(lacking) or 'some lack a modality'}), where the {full} rows and "
+        f"'All modalities present' score only the {complete} clips that have every one. The clips that lack a "
+        "modality count at p = 0 with what they have, so the two rows are different populations."
+    )
 
 
 def _class_name(results: dict, head: str, index: int) -> str:
@@ -336,29 +420,36 @@ def per_class_table(results: dict, head: str) -> str:
     return "\n".join(lines)
 
 
-def resource_table(benchmark: dict) -> str:
+def resource_table(benchmark: dict, paper: dict | None = None) -> str:
+    """Rows: subsets; per model GFLOPs, peak memory and latency; beside GFLOPs and memory the paper's
+    numbers and the differences (``paper``: the ``resources`` table of paper_results.json, memory
+    in GB there and here). Resources are measured on random inputs, not scored on clips."""
     models = benchmark["models"]
     subsets = list(next(iter(models.values()))["subsets"])
-    header = (
-        "| subset | "
-        + " | ".join(
-            f"{model_label(n)} GFLOPs | {model_label(n)} peak MB | {model_label(n)} latency ms" for n in models
-        )
-        + " |"
-    )
-    lines = [header, "|---" * (3 * len(models) + 1) + "|"]
+    reported = reported_models(paper)
+    header = ["subset"]
+    for n in models:
+        label = model_label(n)
+        header += [f"{label} GFLOPs", *(["paper", "Δ"] if n in reported else [])]
+        header += [f"{label} peak MB"] + ([f"{label} peak GB", "paper", "Δ"] if n in reported else [])
+        header += [f"{label} latency ms"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for subset in subsets:
-        cells = []
-        for m in models.values():
+        cells = [subset]
+        for name, m in models.items():
             r = m["subsets"].get(subset, {})
             latency = r.get("latency_ms", float("nan"))
             spread = f" ({r['latency_ms_min']:.3g}–{r['latency_ms_max']:.3g})" if "latency_ms_min" in r else ""
-            cells += [
-                f"{r.get('gflops', float('nan')):.3f}",
-                f"{r.get('peak_mem_mb', float('nan')):.1f}",
-                f"{latency:.3g}{spread}",
-            ]
-        lines.append(f"| {subset} | " + " | ".join(cells) + " |")
+            paper_row = paper_value(paper, name, subset) or {}
+            cells.append(f"{r.get('gflops', float('nan')):.3f}")
+            if name in reported:
+                cells += beside(r.get("gflops"), paper_row.get("gflops"), digits=0)
+            cells.append(f"{r.get('peak_mem_mb', float('nan')):.1f}")
+            if name in reported:
+                gigabytes = r["peak_mem_mb"] / 1024 if "peak_mem_mb" in r else None
+                cells += [_fmt(gigabytes), *beside(gigabytes, paper_row.get("memory_gb"))]
+            cells.append(f"{latency:.3g}{spread}")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -479,73 +570,137 @@ def ablation_section(results: dict) -> list[str]:
     ]
 
 
+AT_CHANCE = "at chance"  # how a claim's evidence starts when it gets no verdict: its numbers are noise
+
+
+def chance_rate(results: dict, metric: str = "action_top1") -> float | None:
+    """What a model that learned nothing scores on ``metric`` at best (%): the larger of the uniform
+    guess and always answering the split's most frequent class; None when the heads are unknown."""
+    levels = chance_levels(results).get(metric)
+    return max(v for v in levels if v is not None) if levels else None
+
+
+def claims_at_chance(results: dict) -> list[dict]:
+    """The decided claims of a several-seed results.json, with the verdict of each claim whose two
+    models are both at chance on the numbers it compares replaced by no verdict (the mean over
+    seeds on all the seeds' clips; claims written before ``compared`` was recorded are kept)."""
+    chance = chance_rate(results)
+    models = results["models"]
+    out = []
+    for claim in results["claims"]:
+        condition, compared = claim.get("condition", ""), claim.get("compared", [])
+        if chance is not None and compared and all(n in models for n in compared):
+            if condition.startswith("p = "):
+                rows = [(models[n], models[n]["sweep"].get(condition[4:], {})) for n in compared]
+            else:
+                rows = [(models[n], models[n]["subsets"].get(condition, {})) for n in compared]
+            if all(
+                row.get("action_top1") is not None and at_chance(row["action_top1"], row_clips(row, m), chance)
+                for m, row in rows
+            ):
+                claim = {**claim, "verdict": "*no verdict* (both at chance)"}
+        out.append(claim)
+    return out
+
+
 def check_claims(results: dict) -> list[tuple[str, bool | None, str]]:
-    """The paper's qualitative claims on these results: (claim, holds (None: cannot tell), evidence)."""
+    """The paper's qualitative claims on these results: (claim, holds, evidence). ``holds`` is None
+    when the claim only reports, and when every model it compares is at chance on every number it
+    compares (:func:`karmma.evaluation.statistics.at_chance`; the evidence then starts with
+    ``AT_CHANCE``); numbers where all compared models are at chance are left out of the others."""
     models = results["models"]
     if not all(n in models for n in COMPARED):
         return [("claims", None, f"needs models {', '.join(COMPARED)}; results have {', '.join(models)}")]
     b, d, s = (models[n] for n in COMPARED)
     full = _full_subset(s)
+    chance = chance_rate(results)
     claims = []
 
     def acc(model, subset):
         return model["subsets"].get(subset, {}).get("action_top1")
 
+    def flat(*scored: tuple[dict, dict]) -> bool:
+        """Whether every ``(model, row)`` scores at chance (row: a subset's or a dropout rate's results)."""
+        return chance is not None and all(
+            at_chance(row["action_top1"], row_clips(row, model), chance) for model, row in scored
+        )
+
+    def subset_rows(subset, *compared):
+        return [(m, m["subsets"][subset]) for m in compared]
+
+    def sweep_rows(p, *compared):
+        return [(m, m["sweep"][p]) for m in compared]
+
+    left_out = f"left out: every compared model at chance (≤ {chance:.2f} %, the best trivial rate)" if chance else ""
     fb, fd, fs = acc(b, full), acc(d, full), acc(s, full)
-    claims.append(
-        (
-            f"KARMMA_S ≥ Baseline w/ δ ≥ Baseline on the full set ({full})",
-            fs >= fd >= fb,
-            f"{fs:.2f} / {fd:.2f} / {fb:.2f}",
-        )
-    )
-    subsets = [k for k in s["subsets"] if all(acc(m, k) is not None for m in (b, d, s))]
+    claim = f"KARMMA_S ≥ Baseline w/ δ ≥ Baseline on the full set ({full})"
+    evidence = f"{fs:.2f} / {fd:.2f} / {fb:.2f}"
+    if flat(*subset_rows(full, s, d, b)):
+        claims.append((claim, None, f"{AT_CHANCE}: {evidence}, each within noise of {chance:.2f} %"))
+    else:
+        claims.append((claim, fs >= fd >= fb, evidence))
+    scored = [k for k in s["subsets"] if all(acc(m, k) is not None for m in (b, d, s))]
+    subsets = [k for k in scored if not flat(*subset_rows(k, b, d, s))]
+    flat_subsets = [k for k in scored if k not in subsets]
+    note = f"; {', '.join(flat_subsets)} {left_out}" if flat_subsets else ""
     ordered = [k for k in subsets if acc(s, k) >= acc(d, k) >= acc(b, k)]
-    claims.append(
-        (
-            f"the same order on at least 5 of the {len(subsets)} subsets",
-            len(ordered) >= min(5, len(subsets)),
-            f"holds on {len(ordered)}: {', '.join(ordered) or 'none'}",
-        )
-    )
     beats = [k for k in subsets if acc(s, k) >= max(acc(d, k), acc(b, k))]
-    claims.append(
-        (
-            "KARMMA_S at least as accurate as both baselines on every subset (docs/method.md)",
-            len(beats) == len(subsets),
-            f"on {len(beats)} of {len(subsets)}: {', '.join(beats) or 'none'}",
+    if subsets:
+        claims.append(
+            (
+                f"the same order on at least 5 of the {len(subsets)} subsets",
+                len(ordered) >= min(5, len(subsets)),
+                f"holds on {len(ordered)}: {', '.join(ordered) or 'none'}{note}",
+            )
         )
-    )
+        claims.append(
+            (
+                "KARMMA_S at least as accurate as both baselines on every subset (docs/method.md)",
+                len(beats) == len(subsets),
+                f"on {len(beats)} of {len(subsets)}: {', '.join(beats) or 'none'}{note}",
+            )
+        )
+    else:
+        claims.append(("the same order on at least 5 subsets", None, f"{AT_CHANCE} on every subset"))
+        claims.append(
+            ("KARMMA_S at least as accurate as both baselines on every subset", None, f"{AT_CHANCE} on every subset")
+        )
     singles = [k for k in subsets if len(parse_subset(k)) == 1]
     far = [k for k in singles if acc(d, k) - acc(b, k) >= FAR_BELOW or acc(b, k) < acc(d, k) / 2]
-    claims.append(
-        (
-            f"on every single-modality subset the Baseline falls far below Baseline w/ δ (≥ {FAR_BELOW:g} points lower, or under half)",
-            len(far) == len(singles),
-            ", ".join(f"{k}: {acc(b, k):.2f} vs {acc(d, k):.2f}" for k in singles),
+    claim = f"on every single-modality subset the Baseline falls far below Baseline w/ δ (≥ {FAR_BELOW:g} points lower, or under half)"
+    if singles:
+        claims.append(
+            (claim, len(far) == len(singles), ", ".join(f"{k}: {acc(b, k):.2f} vs {acc(d, k):.2f}" for k in singles))
         )
-    )
-    share = {}
-    for name, m in (("student", s), ("baseline", b)):
-        zero = m["sweep"]["0.0"]["action_top1"]
-        share[name] = {p: (e["action_top1"] / zero if zero else 0.0) for p, e in m["sweep"].items()}
-    high = [p for p in share["student"] if float(p) >= 0.3 and p in share["baseline"]]
-    better = [p for p in high if share["student"][p] > share["baseline"][p]]
-    claims.append(
-        (
-            "along the sweep KARMMA_S keeps a larger share of its p = 0 accuracy than the Baseline at every p ≥ 0.3",
-            len(better) == len(high),
-            ", ".join(f"p={p}: {share['student'][p]:.0%} vs {share['baseline'][p]:.0%}" for p in high),
+    else:
+        claims.append((claim, None, f"{AT_CHANCE} on every single-modality subset"))
+    high = [p for p in s["sweep"] if float(p) >= 0.3 and p in b["sweep"]]
+    informative = [p for p in high if not flat(*sweep_rows(p, s, b))]
+    claim = "along the sweep KARMMA_S keeps a larger share of its p = 0 accuracy than the Baseline at every p ≥ 0.3"
+    if not informative or flat(*sweep_rows("0.0", s)) or flat(*sweep_rows("0.0", b)):
+        claims.append((claim, None, f"{AT_CHANCE}: a share of an accuracy at chance says nothing"))
+    else:
+        share = {}
+        for name, m in (("student", s), ("baseline", b)):
+            zero = m["sweep"]["0.0"]["action_top1"]
+            share[name] = {p: (m["sweep"][p]["action_top1"] / zero if zero else 0.0) for p in informative}
+        better = [p for p in informative if share["student"][p] > share["baseline"][p]]
+        claims.append(
+            (
+                claim,
+                len(better) == len(informative),
+                ", ".join(f"p={p}: {share['student'][p]:.0%} vs {share['baseline'][p]:.0%}" for p in informative),
+            )
         )
-    )
-    above = [p for p in high if s["sweep"][p]["action_top1"] > b["sweep"][p]["action_top1"]]
-    claims.append(
-        (
-            "along the sweep KARMMA_S is more accurate than the Baseline at every p ≥ 0.3 (absolute accuracy)",
-            len(above) == len(high),
-            ", ".join(f"p={p}: {s['sweep'][p]['action_top1']:.2f} vs {b['sweep'][p]['action_top1']:.2f}" for p in high),
+    claim = "along the sweep KARMMA_S is more accurate than the Baseline at every p ≥ 0.3 (absolute accuracy)"
+    if informative:
+        above = [p for p in informative if s["sweep"][p]["action_top1"] > b["sweep"][p]["action_top1"]]
+        evidence = ", ".join(
+            f"p={p}: {s['sweep'][p]['action_top1']:.2f} vs {b['sweep'][p]['action_top1']:.2f}" for p in informative
         )
-    )
+        claims.append((claim, len(above) == len(informative), evidence))
+    else:
+        claims.append((claim, None, f"{AT_CHANCE} at every p ≥ 0.3"))
     if "teacher" in models:
         t = acc(models["teacher"], _full_subset(models["teacher"]))
         claims.append(
@@ -566,6 +721,12 @@ def _spread_text(results: dict) -> str:
     if results.get("seeds"):
         return f"95 % interval over {len(results['seeds'])} training seeds"
     return f"spread over {results.get('settings', {}).get('seeds', '?')} drop draws"
+
+
+def _scored_text(results: dict) -> str:
+    """Which clips a figure scores: 'the test split, 600 clips'."""
+    first = next(iter(results["models"].values()))
+    return f"{first['split']} split, {first['clips']} clips"
 
 
 def _chance_line(ax, level: float | None, label: str, style: str = ":") -> None:
@@ -593,7 +754,7 @@ def plot_sweep(results: dict, path: Path) -> None:
     absolute.set(
         xlabel="drop probability p per modality (test time)",
         ylabel="action top-1 (%)",
-        title=f"accuracy under random sensor dropouts\n(bars: {_spread_text(results)})",
+        title=f"accuracy under random sensor dropouts, {_scored_text(results)}\n(bars: {_spread_text(results)})",
     )
     absolute.set_ylim(0, absolute.get_ylim()[1] * 1.08)
     relative.set(
@@ -664,6 +825,15 @@ def plot_per_class(results: dict, name: str, path: Path) -> list[str]:
 TERM_NAMES = {"kd": "distillation KL", "info_nce": "InfoNCE"}
 
 
+def distinct_colors(plt, count: int) -> list:
+    """``count`` colours, no two alike: matplotlib's ten default hues, then their light tints
+    (tab20 reordered), then evenly spaced hues of a continuous map beyond 20."""
+    if count > 20:
+        return [plt.get_cmap("turbo")(0.05 + 0.9 * i / (count - 1)) for i in range(count)]
+    tab20 = plt.get_cmap("tab20").colors
+    return [*tab20[0::2], *tab20[1::2]][:count]
+
+
 def plot_training(runs: dict[str, list[dict]], path: Path, chance: float | None = None) -> None:
     """Per epoch of every run: cross-entropy (train and validation), the other loss terms on
     their own axis, and validation action top-1. Markers show runs of a single epoch; one
@@ -672,11 +842,11 @@ def plot_training(runs: dict[str, list[dict]], path: Path, chance: float | None 
     from matplotlib.lines import Line2D
 
     fig, (ce_ax, other_ax, acc_ax) = plt.subplots(1, 3, figsize=(15, 4.8))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = distinct_colors(plt, len(runs))
     term_styles: dict[str, str] = {}
     run_handles = []
     for i, (name, history) in enumerate(runs.items()):
-        color = colors[i % len(colors)]
+        color = colors[i]
         epochs = [h["epoch"] for h in history]
 
         def series(key):
@@ -786,6 +956,19 @@ def tuning_section(tuning: dict) -> list[str]:
     return lines + [""]
 
 
+def quick_run_note(folder: Path) -> list[str]:
+    """The report's first lines when ``folder`` holds a quick demo (``demo.json`` says so)."""
+    marker = folder / "demo.json"
+    if not marker.is_file() or json.loads(marker.read_text()).get("flavour") != "quick":
+        return []
+    return [
+        "> **A quick run** (`karmma demo --quick`): a small data set and a few epochs, made to show that every "
+        "step runs, not to measure the method. Its models may have learned next to nothing: a claim whose "
+        "models are all at chance gets no verdict. `karmma demo` (without `--quick`) gives numbers worth reading.",
+        "",
+    ]
+
+
 def write_report(folder: str | Path) -> Path:
     """Write ``report.md`` and its figures into ``folder`` (which holds ``results.json``)."""
     folder = Path(folder)
@@ -799,12 +982,14 @@ def write_report(folder: str | Path) -> Path:
     first = next(iter(models.values()))
     modalities = sorted({k for m in models.values() for k in m.get("modalities", [])}, key="VFAD".find)
     heads = _heads(results)
+    paper = match_paper(results, heads)
     sources = ["`results.json` (karmma evaluate)"] + [
         f"`{f}`" for f in ("benchmark.json", "dropout_study.json") if (folder / f).is_file()
     ]
     lines = [
         "# KARMMA report",
         "",
+        *quick_run_note(folder),
         f"{len(models)} models that recognise actions in egocentric (first-person) video were scored on the "
         f"`{first['split']}` split, {first['clips']} clips × {first['views']} view(s), with every combination of "
         "their input modalities removed at test time, as when sensors fail: "
@@ -820,6 +1005,8 @@ def write_report(folder: str | Path) -> Path:
         f"The method, and every choice the paper leaves open, is described in {METHOD_DOC}. "
         f"Every number below is read from {', '.join(sources)} and the training logs; rerun `karmma report` to rebuild it.",
         "",
+        paper.note,
+        "",
         "## The models",
         "",
         model_table(results),
@@ -829,7 +1016,7 @@ def write_report(folder: str | Path) -> Path:
         *trust_section(results),
         "## All modalities present",
         "",
-        full_set_table(results),
+        full_set_table(results, paper.table("subsets")),
         "",
         (
             "± is the 95 % t-interval of the mean over seeds. "
@@ -856,12 +1043,14 @@ def write_report(folder: str | Path) -> Path:
         ),
         "### Action top-1",
         "",
-        subset_table(results, "action_top1"),
+        subset_table(results, "action_top1", paper.table("subsets")),
         "",
     ]
     for head in heads:
         if head != "action":
             lines += [f"### {head.capitalize()} top-1", "", subset_table(results, f"{head}_top1"), ""]
+    if paper.key and len(heads) > 1:
+        lines += ["The paper reports action top-1 only: the verb and noun tables have no column of its.", ""]
     lines += ["## The paper's claims on these results", ""]
     if results.get("claims"):
         from karmma.evaluation.claims import TEST, claims_table
@@ -870,9 +1059,10 @@ def write_report(folder: str | Path) -> Path:
             f"Each claim is decided over {len(results.get('seeds', {}))} seeds (each seed its own data, "
             f"initialisation and dropout draws) on the same test clips for both models: {TEST}. "
             "The effect is the difference in action top-1 (points); **holds** means the interval lies above "
-            "zero, **does not hold** below zero, *inconclusive* that it contains zero.",
+            "zero, **does not hold** below zero, *inconclusive* that it contains zero; *no verdict* where both models "
+            "are at chance on the numbers compared.",
             "",
-            claims_table(results["claims"]),
+            claims_table(claims_at_chance(results)),
             "",
         ]
     else:
@@ -882,7 +1072,10 @@ def write_report(folder: str | Path) -> Path:
             "",
         ]
         for claim, holds, evidence in check_claims(results):
-            verdict = "reported" if holds is None else ("**holds**" if holds else "**does not hold**")
+            if holds is None:
+                verdict = "*no verdict*" if evidence.startswith(AT_CHANCE) else "reported"
+            else:
+                verdict = "**holds**" if holds else "**does not hold**"
             lines.append(f"- {claim}: {verdict} ({evidence})")
         lines += [
             "",
@@ -925,9 +1118,17 @@ def write_report(folder: str | Path) -> Path:
         "",
         "![sweep](sweep.png)",
         "",
-        sweep_table(results),
+        sweep_table(results, paper.table("sweep")),
+        "",
+        sweep_population(results),
         "",
     ]
+    if paper.table("sweep"):
+        lines += [
+            "The paper gives the sweep as a figure; its numbers here are the end points read from it "
+            f"({paper.table('sweep')['table']}).",
+            "",
+        ]
     plot_sweep(results, folder / "sweep.png")
 
     benchmark_path = folder / "benchmark.json"
@@ -943,17 +1144,19 @@ def write_report(folder: str | Path) -> Path:
             "GFLOPs of one forward pass (2 FLOPs per multiply-add); peak memory of its live tensors; latency: "
             f"median of {repeats} runs (min–max in brackets, {benchmark.get('threads', '?')} CPU threads). "
             "A wide min–max range means other work on the machine: compare latencies only where it is narrow. "
-            "Missing modalities' extractors are skipped, so smaller subsets cost less.",
+            "Missing modalities' extractors are skipped, so smaller subsets cost less. "
+            "Measured on random inputs of the preset's shapes: no clip is scored.",
             "",
             "![resources](resources.png)",
             "",
-            resource_table(benchmark),
+            *resource_paper_note(paper, benchmark),
+            resource_table(benchmark, paper_resources(paper, benchmark)),
             "",
         ]
 
     study_path = folder / "dropout_study.json"
     if study_path.is_file():
-        from karmma.evaluation.dropout_study import plot_dropout_study, study_table
+        from karmma.evaluation.dropout_study import plot_dropout_study, study_split, study_table
 
         study = json.loads(study_path.read_text())
         plot_dropout_study(
@@ -962,7 +1165,9 @@ def write_report(folder: str | Path) -> Path:
         lines += [
             "## Training modality-dropout rate of the teacher (paper Fig. 5)",
             "",
-            "One teacher trained per modality-dropout rate, each scored on every subset.",
+            "One teacher trained per modality-dropout rate, each scored on every subset of the "
+            + (f"`{study_split(study)}` split" if study_split(study) else "split its file does not record")
+            + " (the clips of each subset in the first row).",
             "",
             "![dropout study](dropout_study.png)",
             "",

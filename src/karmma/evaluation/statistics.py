@@ -12,6 +12,9 @@ scored (a few points of accuracy on 120 clips is noise) and how training went
   drawn seed), so both noise sources widen it.
 * :func:`verdict`: ``holds`` when the interval lies above zero, ``does not
   hold`` when it lies below, ``inconclusive`` otherwise.
+* :func:`wilson_interval`: the 95 % interval of one accuracy on the clips it
+  scored; :func:`at_chance`: whether that interval reaches what a model that
+  learned nothing scores.
 """
 
 from __future__ import annotations
@@ -56,6 +59,25 @@ T975 = (
     2.042,
 )
 BOOTSTRAP_RESAMPLES = 2000
+Z95 = 1.96  # two-sided 95 % quantile of the standard normal
+
+
+def wilson_interval(accuracy: float, clips: int) -> tuple[float, float]:
+    """``(low, high)`` in percent: the 95 % Wilson score interval of ``accuracy`` (%) measured on
+    ``clips`` clips (a binomial proportion; never below 0 or above 100, not empty at 0 %)."""
+    if clips <= 0:
+        return math.nan, math.nan
+    p, n = accuracy / 100, clips
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 / (1 + Z95**2 / n) * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n))
+    return 100 * (centre - half), 100 * (centre + half)
+
+
+def at_chance(accuracy: float, clips: int, chance: float) -> bool:
+    """Whether ``accuracy`` (%) on ``clips`` clips is no evidence of learning: its 95 % Wilson
+    interval reaches ``chance`` (%), the best that a model that learned nothing scores (the larger
+    of the uniform guess and always answering the split's most frequent class)."""
+    return wilson_interval(accuracy, clips)[0] <= chance
 
 
 def seed_interval(values: Sequence[float]) -> tuple[float, float]:

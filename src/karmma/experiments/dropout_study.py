@@ -37,6 +37,10 @@ def run_dropout_study(config: TrainConfig, rates: list[float], out: str | Path) 
         evaluated = evaluate_model(
             load_for_evaluation(result["run"], name), EvaluationSettings(probabilities=(0.0,), seeds=1, progress=False)
         )
-        study["rates"][f"{rate:g}"] = {"run": result["run"], "subsets": evaluated["subsets"]}
+        study["rates"][f"{rate:g}"] = {
+            "run": result["run"],
+            "split": evaluated["split"],
+            "subsets": evaluated["subsets"],
+        }
     atomic_write_text(out / "dropout_study.json", json.dumps(study, indent=1) + "\n")
     return study
