@@ -1,0 +1,139 @@
+"""The EPIC-KITCHENS-100 action-recognition challenge export (``karmma evaluate --submission``).
+
+The format, as the challenge publishes it:
+
+* `epic-kitchens/C1-Action-Recognition <https://github.com/epic-kitchens/C1-Action-Recognition>`_,
+  ``utils/challenge.py`` (``make_action_recognition_submission``, ``write_submission_file``)
+  and ``create_submission.py``: a zip holding one flat ``test.json`` with ``"version": "0.2"``,
+  ``"challenge": "action_recognition"``, the self-reported supervision levels ``sls_pt``,
+  ``sls_tl``, ``sls_td`` (integers 0-5, defined in `epic-kitchens/SLS
+  <https://github.com/epic-kitchens/SLS>`_) and ``"results"``: per ``narration_id``, ``"verb"``
+  scores for all 97 classes and ``"noun"`` scores for all 300, keyed by the class id as a string;
+* `epic-kitchens/epic-kitchens-55-lib <https://github.com/epic-kitchens/epic-kitchens-55-lib>`_,
+  ``docs/source/submission_format.md``: each entry may add exactly 100 ``"action"`` scores keyed
+  ``"<verb_class>,<noun_class>"``; without them the server makes its own from a softmax of the
+  verb and noun scores.
+
+Scores are what ``karmma evaluate`` scores: per clip the softmax of each head averaged over the
+evaluation views (:class:`~karmma.evaluation.evaluate.ClipScores`). The 100 action scores are
+the best ``p(verb) * p(noun)`` products, the rule :mod:`karmma.evaluation.metrics` ranks actions
+by (the heads are independent given the clip). They are written because the server's fallback
+would apply a softmax to scores that already are probabilities, which ranks pairs by
+``p(verb) + p(noun)``: the same top-1 action, possibly other top-5 ones than ``evaluate`` scored.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from karmma.evaluation.evaluate import ClipScores
+from karmma.evaluation.metrics import top_pairs
+from karmma.io import atomic_path
+
+VERSION = "0.2"
+CHALLENGE = "action_recognition"
+HEADS = {"verb": 97, "noun": 300}  # EPIC-KITCHENS-100's class lists
+ACTIONS = 100
+MEMBER = "test.json"  # the one file of the zip, whatever the split
+LEVELS = range(6)
+
+
+@dataclass(frozen=True)
+class SupervisionLevels:
+    """The challenge's self-reported supervision levels (epic-kitchens/SLS), 0-5 each.
+
+    The defaults describe karmma's shipped EPIC-100 recipe: ``pt`` 2, extractors pre-trained on
+    public image and video data (ImageNet ResNet-18, Kinetics-400 Swin3D); ``tl`` 3, trained
+    on the segments' start and stop times and their verb / noun classes; ``td`` 3, the
+    training split only (validation selects the checkpoint). Train on train + validation and
+    say ``td`` 4 (the official ``create_submission.py`` defaults to 2, 3, 4).
+    """
+
+    pt: int = 2
+    tl: int = 3
+    td: int = 3
+
+    def __post_init__(self):
+        for name in ("pt", "tl", "td"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value not in LEVELS:
+                raise ValueError(f"sls_{name} must be an integer from 0 to 5, got {value!r}")
+
+
+def check_submission_path(path: str | Path) -> Path:
+    """``path`` as the submission to write: a ``.zip`` that does not exist yet (never overwritten)."""
+    path = Path(path)
+    if path.suffix.lower() != ".zip":
+        raise ValueError(f"--submission {path}: the challenge takes a .zip file")
+    if path.exists():
+        raise ValueError(
+            f"--submission {path} exists: karmma does not overwrite a submission; remove it or name another"
+        )
+    return path
+
+
+def check_heads(heads: dict[str, int], source: str) -> None:
+    """A model whose heads are not EPIC-KITCHENS-100's 97 verbs and 300 nouns cannot be submitted."""
+    if dict(heads) != HEADS:
+        raise ValueError(
+            f"{source}: --submission writes the EPIC-KITCHENS-100 format (verb 97, noun 300 classes); "
+            f"the model's heads are {dict(heads)}"
+        )
+
+
+def submission_entry(verb: list[float], noun: list[float], actions: Iterable[tuple[int, int, float]]) -> dict:
+    """One ``results`` entry: every verb and noun score keyed by its class id, the actions by ``"v,n"``."""
+    return {
+        "verb": {str(c): p for c, p in enumerate(verb)},
+        "noun": {str(c): p for c, p in enumerate(noun)},
+        "action": {f"{v},{n}": p for v, n, p in actions},
+    }
+
+
+def write_submission(
+    path: str | Path, scores: ClipScores, levels: SupervisionLevels = SupervisionLevels(), chunk: int = 256
+) -> Path:
+    """Write ``scores`` (every clip of its split) as the challenge's zip; returns ``path``.
+
+    ``test.json`` is streamed into the zip entry by entry (the test split's 9,668 clips x
+    497 scores would be a 100 MB string), through a temporary file renamed at the end.
+    """
+    path = check_submission_path(path)
+    heads = {head: probs.shape[1] for head, probs in scores.probabilities.items()}
+    check_heads(heads, str(path))
+    if scores.unscored:
+        raise ValueError(
+            f"--submission: {len(scores.unscored)} clip(s) of the {scores.split} split have no score "
+            f"(none of {'+'.join(scores.modalities)} readable, e.g. {scores.unscored[0]}); the challenge "
+            "needs every narration_id: provide their media or choose other --modalities"
+        )
+    for head, probs in scores.probabilities.items():
+        bad = (~probs.isfinite().all(dim=1)).nonzero().flatten().tolist()
+        if bad:
+            raise ValueError(
+                f"--submission: the {head} scores of clip {scores.ids[bad[0]]} are not finite (NaN or inf)"
+            )
+    header = {"version": VERSION, "challenge": CHALLENGE, "sls_pt": levels.pt, "sls_tl": levels.tl, "sls_td": levels.td}
+    verb, noun = scores.probabilities["verb"], scores.probabilities["noun"]
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=5) as archive:
+            with archive.open(MEMBER, "w", force_zip64=True) as member:
+                member.write((json.dumps(header)[:-1] + ', "results": {').encode())
+                for start in range(0, len(scores.ids), chunk):
+                    rows = slice(start, start + chunk)
+                    actions = top_pairs(verb[rows], noun[rows], ACTIONS)
+                    lines = []
+                    for i, clip_id in enumerate(scores.ids[rows]):
+                        entry = submission_entry(
+                            verb[start + i].tolist(),
+                            noun[start + i].tolist(),
+                            zip(*(a[i].tolist() for a in actions)),
+                        )
+                        lines.append(f"{json.dumps(clip_id)}: {json.dumps(entry, allow_nan=False)}")
+                    member.write(((", " if start else "") + ", ".join(lines)).encode())
+                member.write(b"}}")
+    return path
