@@ -93,16 +93,16 @@ def reference_probabilities(model_file: Path, split: str, overrides: list[str], 
         load_split(config.data, split), info.input_shapes, False, replace(config.clip, num_clips=VIEWS)
     )
     keep = torch.tensor([k in modalities for k in model.modalities])
-    sums: dict[str, dict[str, torch.Tensor]] = {}
+    batch = collate_clips([dataset[index] for index in range(len(dataset))])  # every view of every clip
+    assert len(batch["ids"]) == VIEWS * len(set(batch["ids"]))
+    inputs = finish_inputs(batch, keys=[k for k in model.modalities if k in modalities])
     with torch.no_grad():
-        for index in range(len(dataset)):
-            batch = collate_clips([dataset[index]])
-            inputs = finish_inputs(batch, keys=[k for k in model.modalities if k in modalities])
-            availability = batch["availability"] & keep
-            logits = model({k: v for k, v in inputs.items() if k in modalities}, availability).logits
-            clip = sums.setdefault(batch["ids"][0], {h: 0 for h in logits})
-            for head, value in logits.items():
-                clip[head] = clip[head] + value[0].softmax(dim=0) / VIEWS
+        logits = model(inputs, batch["availability"] & keep).logits
+    sums: dict[str, dict[str, torch.Tensor]] = {}
+    for row, clip_id in enumerate(batch["ids"]):
+        clip = sums.setdefault(clip_id, {head: 0 for head in logits})
+        for head, value in logits.items():
+            clip[head] = clip[head] + value[row].softmax(dim=0) / VIEWS
     return sums
 
 
@@ -142,6 +142,7 @@ def evaluate(*arguments) -> int:
     return main(["evaluate", *map(str, arguments), *common])
 
 
+@pytest.mark.e2e
 def test_an_unlabelled_test_split_is_predicted_and_submitted(release, student, tmp_path, capsys):
     root, narration_ids = release
     out, zip_path = tmp_path / "results.json", tmp_path / "test.zip"
@@ -172,6 +173,7 @@ def test_an_unlabelled_test_split_is_predicted_and_submitted(release, student, t
         assert best_action == f"{verb},{noun}"
 
 
+@pytest.mark.e2e
 def test_a_validation_submission_from_a_subset_scores_what_evaluate_scores(release, student, tmp_path, capsys):
     """``--split validation --modalities V+A``: the file's verb / noun / action top-1 against the labels
     are evaluate's V+A figures (every clip has V and A), and its scores are the model run on V+A."""
