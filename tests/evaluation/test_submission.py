@@ -231,6 +231,10 @@ def test_a_clip_without_any_of_the_modalities_stops_the_submission(release, stud
         (["--out", "{tmp}/r.json", "--sls-td", "4"], "--sls-pt / --sls-tl / --sls-td describe a --submission"),
         ([], "nothing to write: give --out RESULTS.json and/or --submission OUT.zip"),
         (["--out", "{tmp}/r.json", "--modalities", "V+D"], "modalities V+D: the model has V+F+A (no D)"),
+        (
+            ["--out", "{tmp}/r.json", "--split", "test"],
+            "no annotation file configured for the test split (data.test, e.g. data.test=EPIC_100_test_timestamps.csv)",
+        ),
     ],
 )
 def test_bad_options_are_one_line_errors(arguments, named, student, tmp_path, capsys):

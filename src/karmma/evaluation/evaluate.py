@@ -201,6 +201,7 @@ def evaluate_with_scores(
     from tqdm import tqdm
 
     model, config = evaluated.model, evaluated.config
+    kept = scored_modalities(model, settings.modalities)
     clip = config.clip
     if settings.num_clips or settings.num_crops:
         clip = dataclasses.replace(
@@ -215,7 +216,6 @@ def evaluate_with_scores(
         raise ValueError(f"{evaluated.source}: the {split} split has no clip with any of {model.modalities}")
     clips = len(dataset.samples)
     labelled = all(set(heads) <= set(sample.labels) for sample in dataset.samples)
-    kept = scored_modalities(model, settings.modalities)
     loader = make_loader(dataset, settings.batch_size, config.trainer.seed, False, settings.workers)
     device = next(model.parameters()).device
 
