@@ -332,7 +332,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         check_submission_path(args.submission)  # before the evaluation, not after it
         if len(args.models) != 1:
             raise ValueError(f"--submission writes one model's scores, got {len(args.models)} models")
-        levels = SupervisionLevels(*(level for level in levels if level is not None))
+        levels = SupervisionLevels(**{k: v for k, v in zip(("pt", "tl", "td"), levels) if v is not None})
     elif any(level is not None for level in levels):
         raise ValueError("--sls-pt / --sls-tl / --sls-td describe a --submission: give one")
     if not args.out and not args.submission:
@@ -848,19 +848,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the EPIC-KITCHENS-100 action-recognition challenge file (test.json in a zip: "
         "verb and noun scores of every narration_id, the top-100 actions); one model, never overwritten",
     )
+    from karmma.evaluation.submission import SupervisionLevels
+
     sls = (
-        ("--sls-pt", 2, "pre-training: 2 = public image and video data (ImageNet, Kinetics)"),
-        ("--sls-tl", 3, "training labels: 3 = start/stop times and classes"),
-        ("--sls-td", 3, "training data: 3 = the training split; 4 = train + validation"),
+        ("pt", "pre-training: 2 = public image and video data (ImageNet, Kinetics)"),
+        ("tl", "training labels: 3 = start/stop times and classes"),
+        ("td", "training data: 3 = the training split; 4 = train + validation"),
     )
-    for flag, default, meaning in sls:
+    for level, meaning in sls:
         evaluate.add_argument(
-            flag,
+            f"--sls-{level}",
             type=int,
             choices=range(6),
             metavar="0-5",
             default=None,
-            help=f"supervision level of --submission (github.com/epic-kitchens/SLS), {meaning} (default {default})",
+            help=f"supervision level of --submission (github.com/epic-kitchens/SLS), {meaning} "
+            f"(default {getattr(SupervisionLevels(), level)})",
         )
 
     report = _command(

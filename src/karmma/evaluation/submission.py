@@ -28,10 +28,12 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from karmma.evaluation.evaluate import ClipScores
-from karmma.evaluation.metrics import top_pairs
 from karmma.io import atomic_path
+
+if TYPE_CHECKING:  # light at import: the CLI's parser reads SupervisionLevels' defaults
+    from karmma.evaluation.evaluate import ClipScores
 
 VERSION = "0.2"
 CHALLENGE = "action_recognition"
@@ -104,6 +106,8 @@ def write_submission(
     ``test.json`` is streamed into the zip entry by entry (for the test split's 13,092 clips
     it is a string of about 150 MB), through a temporary file renamed at the end.
     """
+    from karmma.evaluation.metrics import top_pairs
+
     path = check_submission_path(path)
     heads = {head: probs.shape[1] for head, probs in scores.probabilities.items()}
     check_heads(heads, str(path))
