@@ -25,6 +25,7 @@ would apply a softmax to scores that already are probabilities, which ranks pair
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,9 @@ def write_submission(
     verb_keys, noun_keys = [str(c) for c in range(HEADS["verb"])], [str(c) for c in range(HEADS["noun"])]
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=5) as archive:
-            with archive.open(MEMBER, "w", force_zip64=True) as member:
+            member_info = zipfile.ZipInfo(MEMBER, date_time=time.localtime()[:6])
+            member_info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(member_info, "w", force_zip64=True) as member:
                 member.write((json.dumps(header)[:-1] + ', "results": {').encode())
                 for start in range(0, len(scores.ids), chunk):
                     rows = slice(start, start + chunk)
