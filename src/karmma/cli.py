@@ -335,7 +335,13 @@ def _benchmark_training(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from karmma.evaluation.evaluate import EvaluationSettings, evaluate_models, load_for_evaluation, unique_names
+    from karmma.evaluation.evaluate import (
+        EvaluationSettings,
+        evaluate_with_scores,
+        load_for_evaluation,
+        settings_record,
+        unique_names,
+    )
 
     probabilities = args.p or EvaluationSettings.probabilities
     settings = EvaluationSettings(
@@ -346,25 +352,55 @@ def _evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         num_clips=args.clips,
         num_crops=args.crops,
+        modalities=tuple(parse_subset(args.modalities)) if args.modalities else None,
     )
     names = args.names.split(",") if args.names else [""] * len(args.models)
     if len(names) != len(args.models):
         raise ValueError(f"--names gives {len(names)} names for {len(args.models)} models")
+    levels = [args.sls_pt, args.sls_tl, args.sls_td]
+    if args.submission:
+        from karmma.evaluation.submission import SupervisionLevels, check_heads, check_submission_path
+
+        check_submission_path(args.submission)  # before the evaluation, not after it
+        if len(args.models) != 1:
+            raise ValueError(f"--submission writes one model's scores, got {len(args.models)} models")
+        levels = SupervisionLevels(**{k: v for k, v in zip(("pt", "tl", "td"), levels) if v is not None})
+    elif any(level is not None for level in levels):
+        raise ValueError("--sls-pt / --sls-tl / --sls-td describe a --submission: give one")
+    if not args.out and not args.submission:
+        raise ValueError("nothing to write: give --out RESULTS.json and/or --submission OUT.zip")
     device = resolve_device(args.device)
     loaded = [load_for_evaluation(m, n, args.set, args.checkpoint) for m, n in zip(args.models, names)]
+    if args.submission:
+        check_heads(loaded[0].model.heads, loaded[0].source)
     for evaluated in loaded:
         evaluated.model.to(device)
     for name, evaluated in zip(unique_names([m.name for m in loaded]), loaded):
         evaluated.name = name
-    results = evaluate_models(loaded, settings)
-    for name, result in results["models"].items():
-        full = result["subsets"][subset_name(result["modalities"])]
-        print(f"{name}: action top-1 {full['action_top1']:.2f} on the full set", file=sys.stderr)
-    from karmma.io import atomic_write_text
+    results = {"models": {}, "settings": settings_record(settings)}
+    for evaluated in loaded:
+        result, scores = evaluate_with_scores(evaluated, settings)
+        results["models"][evaluated.name] = result
+        if not result["labelled"]:
+            print(f"{evaluated.name}: {result['note']} ({len(scores.ids)} clips predicted)", file=sys.stderr)
+        else:
+            full = result["subsets"][subset_name(result["modalities"])]
+            print(f"{evaluated.name}: action top-1 {full['action_top1']:.2f} on the full set", file=sys.stderr)
+        if args.submission:
+            from karmma.evaluation.submission import write_submission
 
-    out = Path(args.out)
-    atomic_write_text(out, json.dumps(results, indent=1) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+            write_submission(args.submission, scores, levels)
+            print(
+                f"wrote {args.submission}: {len(scores.ids)} narration ids of the {scores.split} split, "
+                f"modalities {subset_name(scores.modalities)}, sls {levels.pt}/{levels.tl}/{levels.td} (pt/tl/td)",
+                file=sys.stderr,
+            )
+    if args.out:
+        from karmma.io import atomic_write_text
+
+        out = Path(args.out)
+        atomic_write_text(out, json.dumps(results, indent=1) + "\n")
+        print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
@@ -806,13 +842,19 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "evaluate",
         "accuracy on every modality subset and along the missing-modality sweep",
-        "  karmma evaluate karmma-demo/runs/teacher karmma-demo/runs/student --names teacher,student --out results/results.json\n",
+        "  karmma evaluate karmma-demo/runs/teacher karmma-demo/runs/student --names teacher,student --out results/results.json\n"
+        "  karmma evaluate runs/epic100_student --split test --set data.test=EPIC_100_test_timestamps.csv "
+        "--submission results/test.zip\n",
         "Scores verb / noun / action top-1 and top-5 on every non-empty modality subset,\n"
         "along the random-dropout sweep and on the EPIC tail / unseen splits when their\n"
-        "class files exist. Read the result with 'karmma report'.",
+        "class files exist. Read the result with 'karmma report'. A split without labels\n"
+        "(EPIC_100_test_timestamps.csv) is predicted, not scored; --submission writes the\n"
+        "EPIC-KITCHENS-100 challenge file (docs/epic.md, 'Submitting to the challenge').",
     )
     evaluate.add_argument("models", nargs="+", help="run folders, .ckpt checkpoints or exported student .safetensors")
-    evaluate.add_argument("--out", required=True, help="results JSON to write")
+    evaluate.add_argument(
+        "--out", help="results JSON to write (on a split without labels: the top-5 predictions per clip, no accuracy)"
+    )
     evaluate.add_argument(
         "--names", default="", help="comma-separated model names, one per model (default: each model's stage)"
     )
@@ -861,6 +903,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override the stored training config, e.g. --set data.root=/new/place (repeatable)",
     )
+    evaluate.add_argument(
+        "--modalities",
+        help="the modalities of the predictions and of --submission, e.g. V+F (default: all the model has; "
+        "each clip uses those of them it has)",
+    )
+    evaluate.add_argument(
+        "--submission",
+        metavar="OUT.zip",
+        help="also write the EPIC-KITCHENS-100 action-recognition challenge file (test.json in a zip: "
+        "verb and noun scores of every narration_id, the top-100 actions); one model, never overwritten",
+    )
+    from karmma.evaluation.submission import SupervisionLevels
+
+    sls = (
+        ("pt", "pre-training: 2 = public image and video data (ImageNet, Kinetics)"),
+        ("tl", "training labels: 3 = start/stop times and classes"),
+        ("td", "training data: 3 = the training split; 4 = train + validation"),
+    )
+    for level, meaning in sls:
+        evaluate.add_argument(
+            f"--sls-{level}",
+            type=int,
+            choices=range(6),
+            metavar="0-5",
+            default=None,
+            help=f"supervision level of --submission (github.com/epic-kitchens/SLS), {meaning} "
+            f"(default {getattr(SupervisionLevels(), level)})",
+        )
 
     report = _command(
         commands,

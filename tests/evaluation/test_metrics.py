@@ -9,6 +9,7 @@ from karmma.evaluation.metrics import (
     expected_calibration_error,
     pair_topk,
     tail_metrics,
+    top_pairs,
     topk_accuracy,
 )
 
@@ -43,6 +44,18 @@ def test_pair_topk_matches_brute_force():
             top = sorted(scores, key=scores.get, reverse=True)[:k]
             hits += (tv[i].item(), tn[i].item()) in top
         assert got[k] == pytest.approx(hits / 37 * 100)
+
+
+def test_top_pairs_are_the_best_products_best_first():
+    torch.manual_seed(2)
+    verb, noun = torch.rand(11, 4).softmax(1), torch.rand(11, 6).softmax(1)
+    first, second, score = top_pairs(verb, noun, 7, chunk=3)
+    assert first.shape == second.shape == score.shape == (11, 7)
+    for i in range(11):
+        products = sorted(((verb[i, a] * noun[i, b]).item(), a, b) for a in range(4) for b in range(6))[::-1][:7]
+        assert [(a, b) for _, a, b in products] == list(zip(first[i].tolist(), second[i].tolist()))
+        torch.testing.assert_close(score[i], torch.tensor([p for p, _, _ in products]))
+    assert top_pairs(verb, noun, 100)[0].shape == (11, 24)  # k is capped at the number of pairs
 
 
 def test_action_uses_the_product_of_verb_and_noun_probabilities():

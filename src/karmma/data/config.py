@@ -194,7 +194,10 @@ def load_split(config: DatasetConfig, split: str, modalities: tuple[str, ...] | 
             if config.format == "epic_star":
                 name = config.validation  # Epic-Kitchens*: the official validation set is the test set
             if not name:
-                raise FileNotFoundError(f"no annotation file configured for the {split} split")
+                raise FileNotFoundError(
+                    f"no annotation file configured for the {split} split (data.{split}"
+                    + (", e.g. data.test=EPIC_100_test_timestamps.csv)" if split == "test" else ")")
+                )
             segments = read_epic_segments(config.path(name), heads)
         layout = EpicLayout(root, audio=config.audio, recipe=recipe)
         return epic_samples(segments, layout, _video_info(config), modalities)

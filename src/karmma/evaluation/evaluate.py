@@ -11,6 +11,12 @@ costs one extraction instead of dozens.
 Multi-view protocol: the softmax probabilities of a clip's
 ``num_clips x num_crops`` views are averaged before scoring; in the sweep a
 dropped sensor is dropped in every view of the clip.
+
+A split without labels (EPIC-KITCHENS-100's ``EPIC_100_test_timestamps.csv``)
+gets predictions and no metrics. Either way the per-clip scores of one
+condition (every modality a clip has, or the ones of ``settings.modalities``)
+are returned as :class:`ClipScores`, which the challenge export writes
+(:mod:`karmma.evaluation.submission`).
 """
 
 from __future__ import annotations
@@ -32,12 +38,19 @@ from karmma.data.inspect import class_names
 from karmma.data.loader import SWEEP_NOISE_SLOT, item_seed, make_loader
 from karmma.data.recipe import check_same_recipe
 from karmma.data.transforms import finish_inputs
-from karmma.evaluation.metrics import action_correct, classification_metrics, confusion_counts, tail_metrics
+from karmma.evaluation.metrics import (
+    action_correct,
+    classification_metrics,
+    confusion_counts,
+    tail_metrics,
+    top_pairs,
+)
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
 from karmma.train_config import TrainConfig
 
 SWEEP_PROBABILITIES = tuple(round(0.1 * i, 1) for i in range(10))
+PREDICTION_TOP_K = 5  # classes and actions per clip in the predictions of a split without labels
 
 
 @dataclass
@@ -86,6 +99,22 @@ class EvaluationSettings:
     num_clips: int | None = None  # None: the training config's clip.num_clips
     num_crops: int | None = None
     progress: bool = True
+    modalities: tuple[str, ...] | None = None  # the condition of the per-clip scores; None: all the model has
+
+
+@dataclass
+class ClipScores:
+    """Per clip the view-averaged softmax of each head under one condition.
+
+    ``ids`` are the clips scored (split order), ``probabilities[head]`` is ``[len(ids), classes]``;
+    ``unscored`` lists the split's clips with no score (none of ``modalities`` readable).
+    """
+
+    split: str
+    modalities: tuple[str, ...]
+    ids: list[str]
+    probabilities: dict[str, torch.Tensor]
+    unscored: list[str]
 
 
 class _ProbabilitySums:
@@ -145,11 +174,34 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
     """Metrics of one model on every subset of its modalities and along the dropout sweep.
 
     Returns ``{"subsets": {"V+F": {metric: value, "samples": n}}, "sweep": {"0.3":
-    {metric: mean over seeds, metric_std: spread, "std": action_top1 spread}}, ...}``.
+    {metric: mean over seeds, metric_std: spread, "std": action_top1 spread}}, ...}``;
+    on a split without labels ``{"labelled": false, "predictions": {...}}`` and no metrics.
     """
+    return evaluate_with_scores(evaluated, settings)[0]
+
+
+def scored_modalities(model: KARMMA, modalities: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The modalities of the per-clip scores, in the model's order; an unknown key is an error."""
+    if modalities is None:
+        return tuple(model.modalities)
+    unknown = [k for k in modalities if k not in model.modalities]
+    if unknown or not modalities:
+        raise ValueError(
+            f"modalities {'+'.join(modalities) or '(none)'}: the model has {'+'.join(model.modalities)}"
+            + (f" (no {', '.join(unknown)})" if unknown else "")
+        )
+    return tuple(k for k in model.modalities if k in modalities)
+
+
+def evaluate_with_scores(
+    evaluated: EvaluatedModel, settings: EvaluationSettings = EvaluationSettings()
+) -> tuple[dict, ClipScores]:
+    """:func:`evaluate_model`'s results and the per-clip scores of ``settings.modalities``
+    (each clip with those of them it has), from the same pass over the data."""
     from tqdm import tqdm
 
     model, config = evaluated.model, evaluated.config
+    kept = scored_modalities(model, settings.modalities)
     clip = config.clip
     if settings.num_clips or settings.num_crops:
         clip = dataclasses.replace(
@@ -163,11 +215,16 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
     if len(dataset) == 0:
         raise ValueError(f"{evaluated.source}: the {split} split has no clip with any of {model.modalities}")
     clips = len(dataset.samples)
+    labelled = all(set(heads) <= set(sample.labels) for sample in dataset.samples)
     loader = make_loader(dataset, settings.batch_size, config.trainer.seed, False, settings.workers)
     device = next(model.parameters()).device
 
-    subsets = {subset_name(s): torch.tensor([k in s for k in model.modalities]) for s in all_subsets(model.modalities)}
-    sweep_ps = [p for p in settings.probabilities if p > 0]
+    # a split without labels is only predicted: no subset rows or sweep to score
+    subsets = {
+        subset_name(s): torch.tensor([k in s for k in model.modalities])
+        for s in (all_subsets(model.modalities) if labelled else [])
+    }
+    sweep_ps = [p for p in settings.probabilities if p > 0] if labelled else []
     # One noise tensor per seed for all clips: the same draws for every p, so a sensor
     # dropped at p is also dropped at every larger p (smooth curves), and every view agrees.
     noise = [
@@ -178,6 +235,8 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
     ]
     subset_sums = {name: _ProbabilitySums(clips, heads) for name in subsets}
     as_recorded = _ProbabilitySums(clips, heads)  # every clip with the modalities it has (sweep p = 0)
+    keep_scored = torch.tensor([k in kept for k in model.modalities])
+    scored = as_recorded if keep_scored.all() else _ProbabilitySums(clips, heads)  # the ClipScores condition
     sweep_sums = {(p, s): _ProbabilitySums(clips, heads) for p in sweep_ps for s in range(settings.seeds)}
     labels = {h: torch.zeros(clips, dtype=torch.long) for h in heads}
     availability_counts = torch.zeros(len(model.modalities))
@@ -188,12 +247,14 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
         ):
             availability = batch["availability"][:, : len(model.modalities)]
             clip_indices = batch["indices"]
-            for head in heads:
+            for head in heads if labelled else ():
                 labels[head][clip_indices] = batch["labels"][head]
             availability_counts += availability.float().sum(dim=0)
             inputs = finish_inputs(batch, device, keys=model.modalities)
             tokens = model.extract(inputs, availability.to(device))
             _fuse_subset(model, tokens, availability, clip_indices, as_recorded)
+            if scored is not as_recorded:
+                _fuse_subset(model, tokens, availability & keep_scored, clip_indices, scored)
             for name, keep in subsets.items():
                 # Only clips that have every modality of the subset: a clip without one is
                 # not scored as if it had it (each row reports how many clips it covers).
@@ -225,9 +286,27 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
         "clips": clips,
         "views": clip.num_clips * clip.num_crops,
         "availability": {k: int(c) for k, c in zip(model.modalities, availability_counts.tolist())},
-        "subsets": {},
-        "sweep": {},
+        "labelled": labelled,
     }
+    seen, probs = scored.averaged()
+    scored_ids = {dataset.samples[i].id for i in seen.tolist()}
+    clip_scores = ClipScores(
+        split=split,
+        modalities=kept,
+        ids=[dataset.samples[i].id for i in seen.tolist()],
+        probabilities=probs,
+        unscored=[sample.id for sample in samples if sample.id not in scored_ids],
+    )
+    names = class_names(config.data, heads)
+    if not labelled:
+        results["heads"] = dict(heads)
+        if names:
+            results["classes"] = names
+        results["note"] = f"the {split} split has no labels: predictions only, no accuracy"
+        results["predictions"] = _predictions(clip_scores)
+        return _finite(results), clip_scores
+
+    results["subsets"], results["sweep"] = {}, {}
     per_clip = {"ids": [sample.id for sample in dataset.samples], "subsets": {}, "sweep": {}}
     for name, sums in subset_sums.items():
         results["subsets"][name], per_clip["subsets"][name] = score(sums)
@@ -255,7 +334,6 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
     clip_labels = {h: labels[h][seen] for h in heads}
     results["heads"] = dict(heads)
     results["confusion"] = confusion_counts(probs, clip_labels)
-    names = class_names(config.data, heads)
     if names:
         results["classes"] = names
 
@@ -272,18 +350,36 @@ def evaluate_model(evaluated: EvaluatedModel, settings: EvaluationSettings = Eva
                 ),
                 "samples": int(unseen_rows.sum()),
             }
-    return _finite(results)
+    return _finite(results), clip_scores
+
+
+def _predictions(scores: ClipScores, top: int = PREDICTION_TOP_K) -> dict:
+    """``{"modalities", "clips": {id: {head: [[class, p], ...], "action": [[verb, noun, p], ...]}}}``,
+    the ``top`` best of each head (and of verb x noun by the product of probabilities), best first."""
+    clips: dict[str, dict] = {clip_id: {} for clip_id in scores.ids}
+    for head, probs in scores.probabilities.items():
+        best = probs.topk(min(top, probs.shape[1]), dim=1)
+        for clip_id, classes, values in zip(scores.ids, best.indices.tolist(), best.values.tolist()):
+            clips[clip_id][head] = [[c, p] for c, p in zip(classes, values)]
+    if {"verb", "noun"} <= set(scores.probabilities):
+        verbs, nouns, values = top_pairs(scores.probabilities["verb"], scores.probabilities["noun"], top)
+        for clip_id, v, n, p in zip(scores.ids, verbs.tolist(), nouns.tolist(), values.tolist()):
+            clips[clip_id]["action"] = [list(entry) for entry in zip(v, n, p)]
+    return {"modalities": subset_name(scores.modalities), "unscored": scores.unscored, "clips": clips}
 
 
 def evaluate_models(models: list[EvaluatedModel], settings: EvaluationSettings = EvaluationSettings()) -> dict:
     """The ``results.json`` layout: ``{"models": {name: evaluate_model(...)}, "settings": {...}}``."""
+    return {"models": {m.name: evaluate_model(m, settings) for m in models}, "settings": settings_record(settings)}
+
+
+def settings_record(settings: EvaluationSettings) -> dict:
+    """The ``settings`` entry of ``results.json``."""
     return {
-        "models": {m.name: evaluate_model(m, settings) for m in models},
-        "settings": {
-            "split": settings.split or "default",
-            "probabilities": list(settings.probabilities),
-            "seeds": settings.seeds,
-        },
+        "split": settings.split or "default",
+        "probabilities": list(settings.probabilities),
+        "seeds": settings.seeds,
+        "modalities": subset_name(settings.modalities) if settings.modalities else "all",
     }
 
 

@@ -38,6 +38,29 @@ def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor, bins: 
     return ece.item() * 100
 
 
+def top_pairs(
+    first: torch.Tensor, second: torch.Tensor, k: int, chunk: int = 256
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``k`` best pairs per row, scored by ``first[i, a] * second[i, b]``.
+
+    ``first [N, A]``, ``second [N, B]`` -> ``(a [N, k], b [N, k], score [N, k])``, best first
+    (chunked over rows: EPIC has 97 x 300 pairs per clip).
+    """
+    k = min(k, first.shape[1] * second.shape[1])
+    width = second.shape[1]
+    firsts, seconds, scores = [], [], []
+    for start in range(0, len(first), chunk):
+        products = (first[start : start + chunk, :, None] * second[start : start + chunk, None, :]).flatten(1)
+        top = products.topk(k, dim=1)
+        firsts.append(top.indices // width)
+        seconds.append(top.indices % width)
+        scores.append(top.values)
+    if not scores:
+        empty = torch.zeros(0, k, dtype=torch.long)
+        return empty, empty, torch.zeros(0, k, dtype=first.dtype)
+    return torch.cat(firsts), torch.cat(seconds), torch.cat(scores)
+
+
 def pair_topk(
     first: torch.Tensor,
     second: torch.Tensor,
@@ -46,18 +69,12 @@ def pair_topk(
     ks: tuple[int, ...] = (1, 5),
     chunk: int = 256,
 ) -> dict[int, float]:
-    """Top-k of pairs scored by ``first[i, a] * second[i, b]`` (chunked: EPIC has 97 x 300 pairs)."""
+    """Top-k of pairs scored by ``first[i, a] * second[i, b]`` (:func:`top_pairs`)."""
     if len(target_first) == 0:
         return {k: float("nan") for k in ks}
-    hits = {k: 0 for k in ks}
-    width = second.shape[1]
-    for start in range(0, len(first), chunk):
-        scores = (first[start : start + chunk, :, None] * second[start : start + chunk, None, :]).flatten(1)
-        target = target_first[start : start + chunk] * width + target_second[start : start + chunk]
-        top = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
-        for k in ks:
-            hits[k] += (top[:, :k] == target[:, None]).any(dim=1).sum().item()
-    return {k: hits[k] / len(first) * 100 for k in ks}
+    best_first, best_second, _ = top_pairs(first, second, max(ks), chunk)
+    hit = (best_first == target_first[:, None]) & (best_second == target_second[:, None])
+    return {k: hit[:, :k].any(dim=1).float().mean().item() * 100 for k in ks}
 
 
 def classification_metrics(probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> dict[str, float]:
