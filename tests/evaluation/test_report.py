@@ -328,3 +328,13 @@ def test_resource_figure_has_plain_latency_labels(tmp_path, monkeypatch):
     saved[0].canvas.draw()
     labels = [t.get_text() for t in (*latency.get_yticklabels(), *latency.get_yticklabels(minor=True)) if t.get_text()]
     assert labels and all(re.fullmatch(r"[\d,.]+", text) for text in labels), labels
+
+
+def test_a_split_without_labels_has_no_report_and_says_why(tmp_path):
+    from karmma.evaluation.report import write_report
+
+    model = {"labelled": False, "split": "test", "clips": 3, "views": 1, "modalities": ["V"], "predictions": {}}
+    (tmp_path / "results.json").write_text(json.dumps({"models": {"student": model}}))
+    with pytest.raises(ValueError, match="student scored a split without labels"):
+        write_report(tmp_path)
+    assert not (tmp_path / "report.md").exists()

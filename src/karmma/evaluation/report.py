@@ -979,6 +979,12 @@ def write_report(folder: str | Path) -> Path:
     if not results.get("models"):
         raise ValueError(f"{results_path}: no models")
     models = results["models"]
+    unlabelled = [name for name, model in models.items() if model.get("labelled") is False]
+    if unlabelled:
+        raise ValueError(
+            f"{results_path}: {', '.join(unlabelled)} scored a split without labels (predictions only, no "
+            "accuracy): nothing to report; evaluate a labelled split for a report, or submit the predictions"
+        )
     first = next(iter(models.values()))
     modalities = sorted({k for m in models.values() for k in m.get("modalities", [])}, key="VFAD".find)
     heads = _heads(results)
