@@ -371,7 +371,7 @@ def _dropout_study(args: argparse.Namespace) -> int:
 
     config = load_config(TrainConfig, args.config, args.overrides)
     rates = list(args.rates)
-    study = run_dropout_study(config, rates, args.out)
+    study = run_dropout_study(config, rates, args.out, args.checkpoint)
     plot_dropout_study(study, Path(args.out) / "dropout_study.png")
     print(study_table(study), file=sys.stderr)
     return 0
@@ -524,6 +524,17 @@ def _command(commands, name: str, summary: str, example: str, details: str = "")
         description=description,
         epilog="example:\n" + example,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _checkpoint_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--checkpoint best|last`` of the commands that score run folders."""
+    parser.add_argument(
+        "--checkpoint",
+        default="best",
+        choices=("best", "last"),
+        help=f"{what}: best (chosen on validation) or last (the last epoch; "
+        "use it where the scored split is also the selection split)",
     )
 
 
@@ -757,13 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="split to score (default: the official validation set: 'test' for epic_star, "
         "whose 'validation' is the 10 %% held out of training, else 'validation')",
     )
-    evaluate.add_argument(
-        "--checkpoint",
-        default="best",
-        choices=("best", "last"),
-        help="which checkpoint of a run folder: best (chosen on validation) or last (the last epoch; "
-        "use it where the scored split is also the selection split)",
-    )
+    _checkpoint_option(evaluate, "which checkpoint of a run folder")
     evaluate.add_argument(
         "--p",
         type=_probabilities,
@@ -823,12 +828,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="modality-dropout probabilities to train with, comma-separated (default 0,0.25,0.5,0.75)",
     )
     study.add_argument("--out", required=True, help="folder for dropout_study.json and .png")
+    _checkpoint_option(study, "which checkpoint of each teacher run to score")
 
     exp = _command(
         commands,
         "export",
         "a trained student as safetensors, one ONNX graph and/or split ONNX graphs",
-        "  karmma export karmma-demo/runs/student --onnx-split student-onnx --safetensors student.safetensors\n",
+        "  karmma export karmma-demo-quick/runs/student --onnx-split student-onnx --safetensors student.safetensors\n",
         "The split form (one graph per extractor plus a fusion graph) skips the\n"
         "extractors of missing sensors; 'karmma predict' runs it.",
     )
