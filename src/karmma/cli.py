@@ -345,11 +345,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from karmma.demo import run_demo
+    from karmma.demo import default_demo_folder, run_demo
 
     seeds = args.seeds if args.seeds is not None else (args.seed,)
     report = run_demo(
-        args.out,
+        args.out or default_demo_folder(args.quick),
         quick=args.quick,
         seeds=seeds,
         progress=not args.no_progress,
@@ -510,7 +510,7 @@ example."""
 
 FIRST_STEPS = """\
 first steps:
-  karmma demo --quick           # the whole pipeline on embedded data, writes karmma-demo/
+  karmma demo --quick           # the whole pipeline on embedded data, writes karmma-demo-quick/
   karmma demo --help            # what it does and writes
 """
 
@@ -552,8 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "demo",
         "the whole method on embedded SynthKitchen data: synth, train all stages, evaluate, report",
-        "  karmma demo --quick --out karmma-demo-quick     # 1.3 min on an idle 2-core CPU, 5.5 min on a busy one\n"
-        "  karmma demo                                     # 12-14 min on a 2-core CPU\n",
+        "  karmma demo --quick     # writes karmma-demo-quick/: 24 min on a 2-core CPU under heavy load (README, Quick start)\n"
+        "  karmma demo             # writes karmma-demo/: about 14 min on a 2-core CPU\n",
         "Synthesises SynthKitchen recordings (nothing is downloaded), prepares them,\n"
         "pre-trains the teacher's extractors, trains the teacher, distils the student,\n"
         "trains the three baselines, evaluates every model on every modality subset and\n"
@@ -561,12 +561,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Re-running with the same --out reuses finished stages; stage logs are in OUT/logs/.",
     )
     demo.add_argument(
-        "--out", default="karmma-demo", help="output folder (default %(default)s; re-running reuses finished stages)"
+        "--out",
+        help="output folder (default karmma-demo, with --quick karmma-demo-quick: the two never share one; "
+        "re-running reuses finished stages)",
     )
     demo.add_argument(
         "--quick",
         action="store_true",
-        help="fewer clips and epochs (1.3 instead of 12.5 min on an idle 2-core CPU); accuracies stay near chance",
+        help="fewer clips and epochs (48 training clips instead of 240); accuracies stay near chance",
     )
     seed = demo.add_mutually_exclusive_group()
     seed.add_argument(
@@ -854,8 +856,8 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "predict",
         "predict the action in a video with a trained student",
-        "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --start 0.4 --end 2.2\n"
-        "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --stream --drop-sensors 0.3\n"
+        "  karmma predict student-onnx karmma-demo-quick/recordings/main/P07/videos/P07_01.MP4 --start 0.4 --end 1.4\n"
+        "  karmma predict student-onnx karmma-demo-quick/recordings/main/P07/videos/P07_01.MP4 --stream --drop-sensors 0.3\n"
         "  karmma predict student-onnx robot.mcap --image-topic /camera/image_raw/compressed --audio-topic /audio/audio\n",
         "Frames, flow and audio are computed from the video by the frame recipe the model\n"
         "records (flow method, short side, flow stride rule), as for its training data.\n"
