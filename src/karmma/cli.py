@@ -552,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "demo",
         "the whole method on embedded SynthKitchen data: synth, train all stages, evaluate, report",
-        "  karmma demo --quick     # writes karmma-demo-quick/: 24 min on a 2-core CPU under heavy load (README, Quick start)\n"
+        "  karmma demo --quick     # writes karmma-demo-quick/: 4.5 min on a 2-core CPU (README, Quick start)\n"
         "  karmma demo             # writes karmma-demo/: about 14 min on a 2-core CPU\n",
         "Synthesises SynthKitchen recordings (nothing is downloaded), prepares them,\n"
         "pre-trains the teacher's extractors, trains the teacher, distils the student,\n"
