@@ -110,6 +110,20 @@ def trained_runs(synth_prepared, tmp_path_factory):
     return runs, results
 
 
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory) -> Path:
+    """The quick demo, seed 0, as the README's Quick start runs it (``karmma demo --quick``), into a
+    folder named as its default output folder; shared by tests/test_demo.py and tests/test_readme.py.
+    ``--out`` is absolute: the demo's loader workers may come from a fork server started in another
+    working directory (a newcomer's shell has one working directory throughout)."""
+    from karmma.cli import main
+    from karmma.demo import default_demo_folder
+
+    out = tmp_path_factory.mktemp("newcomer") / default_demo_folder(quick=True)
+    assert main(["demo", "--quick", "--no-progress", "--out", str(out), "--debug"]) == 0
+    return out
+
+
 # ---- test media made with PyAV (variable frame rate, rotated, truncated, short audio) ----------
 
 LEVELS_PER_FRAME = 3  # the VFR test video's frame i has brightness 3 * i (decoding may be 1 level off)

@@ -1,5 +1,6 @@
-"""The quick demo end to end (about 2-3 minutes on 2 CPU cores), twice with one seed; and the
-checks of its arguments, which fail before the first stage (fast)."""
+"""The quick demo end to end (``quick_demo``, tests/conftest.py; tests/test_readme.py runs the README's
+"After the demo" block on the same run), twice with one seed; and the checks of its arguments,
+which fail before the first stage (fast)."""
 
 import json
 import re
@@ -8,13 +9,6 @@ from pathlib import Path
 import pytest
 
 from karmma.demo import DEMO_MODELS, DemoError, run_demo
-
-
-@pytest.fixture(scope="module")
-def quick_demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    run_demo(out, quick=True, seeds=(0,), progress=False)
-    return out
 
 
 @pytest.mark.e2e  # runs the quick demo
@@ -88,31 +82,6 @@ def test_several_seeds_give_intervals_and_verdicts_and_the_same_seed_the_same_re
 
 
 @pytest.mark.e2e  # runs the quick demo
-def test_readme_after_the_demo_block_runs(quick_demo, tmp_path):
-    """The README's "After the demo" block, pasted into a shell, on a quick demo's output."""
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "scripts"))
-    from readme_blocks import code_blocks
-
-    block = next(
-        code for language, code in code_blocks((root / "README.md").read_text()) if "karmma export karmma-demo/" in code
-    )
-    # the quick demo has 6 participants: its validation recording P05_01 stands in for the default demo's P12_01
-    script = block.replace("karmma-demo/", f"{quick_demo}/").replace("P12", "P05")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(
-        ["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "student-onnx" / "fusion.onnx").is_file() and (tmp_path / "student.safetensors").is_file()
-    assert "# KARMMA report" in done.stdout and "verb" in done.stdout
-
-
-@pytest.mark.e2e  # runs the quick demo
 def test_tuning_trains_one_run_per_value_on_validation_and_leaves_the_test_results_alone(quick_demo):
     from karmma.demo import parse_knob
 
@@ -148,6 +117,18 @@ def test_bad_tuning_knob_is_a_clear_error(text, message):
 
     with pytest.raises(ValueError, match=rf"--tune '{re.escape(text)}': .*{message}"):
         parse_knob(text)
+
+
+@pytest.mark.parametrize("flags,folder", [([], "karmma-demo"), (["--quick"], "karmma-demo-quick")])
+def test_each_flavour_has_its_own_default_folder(tmp_path, monkeypatch, flags, folder):
+    """`karmma demo --quick` must not write where `karmma demo` would: a folder holds one flavour."""
+    from karmma import demo
+    from karmma.cli import main
+
+    calls = []
+    monkeypatch.setattr(demo, "run_demo", lambda out, **settings: calls.append((out, settings)) or Path(out) / "r.md")
+    assert main(["demo", *flags]) == 0
+    assert calls == [(folder, {"quick": bool(flags), "seeds": (0,), "progress": True, "workers": 2, "tune": ()})]
 
 
 @pytest.mark.parametrize(

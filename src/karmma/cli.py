@@ -413,11 +413,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from karmma.demo import run_demo
+    from karmma.demo import default_demo_folder, run_demo
 
     seeds = args.seeds if args.seeds is not None else (args.seed,)
     report = run_demo(
-        args.out,
+        args.out or default_demo_folder(args.quick),
         quick=args.quick,
         seeds=seeds,
         progress=not args.no_progress,
@@ -439,7 +439,7 @@ def _dropout_study(args: argparse.Namespace) -> int:
 
     config = load_config(TrainConfig, args.config, args.overrides)
     rates = list(args.rates)
-    study = run_dropout_study(config, rates, args.out)
+    study = run_dropout_study(config, rates, args.out, args.checkpoint)
     plot_dropout_study(study, Path(args.out) / "dropout_study.png")
     print(study_table(study), file=sys.stderr)
     return 0
@@ -578,7 +578,7 @@ example."""
 
 FIRST_STEPS = """\
 first steps:
-  karmma demo --quick           # the whole pipeline on embedded data, writes karmma-demo/
+  karmma demo --quick           # the whole pipeline on embedded data, writes karmma-demo-quick/
   karmma demo --help            # what it does and writes
 """
 
@@ -592,6 +592,17 @@ def _command(commands, name: str, summary: str, example: str, details: str = "")
         description=description,
         epilog="example:\n" + example,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _checkpoint_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--checkpoint best|last`` of the commands that score run folders."""
+    parser.add_argument(
+        "--checkpoint",
+        default="best",
+        choices=("best", "last"),
+        help=f"{what}: best (chosen on validation) or last (the last epoch; "
+        "use it where the scored split is also the selection split)",
     )
 
 
@@ -609,8 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "demo",
         "the whole method on embedded SynthKitchen data: synth, train all stages, evaluate, report",
-        "  karmma demo --quick --out karmma-demo-quick     # 1.3 min on an idle 2-core CPU, 5.5 min on a busy one\n"
-        "  karmma demo                                     # 12-14 min on a 2-core CPU\n",
+        "  karmma demo --quick     # writes karmma-demo-quick/: 4.5 min on a 2-core CPU (README, Quick start)\n"
+        "  karmma demo             # writes karmma-demo/: about 14 min on a 2-core CPU\n",
         "Synthesises SynthKitchen recordings (nothing is downloaded), prepares them,\n"
         "pre-trains the teacher's extractors, trains the teacher, distils the student,\n"
         "trains the three baselines, evaluates every model on every modality subset and\n"
@@ -618,12 +629,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Re-running with the same --out reuses finished stages; stage logs are in OUT/logs/.",
     )
     demo.add_argument(
-        "--out", default="karmma-demo", help="output folder (default %(default)s; re-running reuses finished stages)"
+        "--out",
+        help="output folder (default karmma-demo, with --quick karmma-demo-quick: the two never share one; "
+        "re-running reuses finished stages)",
     )
     demo.add_argument(
         "--quick",
         action="store_true",
-        help="fewer clips and epochs (1.3 instead of 12.5 min on an idle 2-core CPU); accuracies stay near chance",
+        help="fewer clips and epochs (48 training clips instead of 240); accuracies stay near chance",
     )
     seed = demo.add_mutually_exclusive_group()
     seed.add_argument(
@@ -865,13 +878,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="split to score (default: the official validation set: 'test' for epic_star, "
         "whose 'validation' is the 10 %% held out of training, else 'validation')",
     )
-    evaluate.add_argument(
-        "--checkpoint",
-        default="best",
-        choices=("best", "last"),
-        help="which checkpoint of a run folder: best (chosen on validation) or last (the last epoch; "
-        "use it where the scored split is also the selection split)",
-    )
+    _checkpoint_option(evaluate, "which checkpoint of a run folder")
     evaluate.add_argument(
         "--p",
         type=_probabilities,
@@ -959,12 +966,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="modality-dropout probabilities to train with, comma-separated (default 0,0.25,0.5,0.75)",
     )
     study.add_argument("--out", required=True, help="folder for dropout_study.json and .png")
+    _checkpoint_option(study, "which checkpoint of each teacher run to score")
 
     exp = _command(
         commands,
         "export",
         "a trained student as safetensors, one ONNX graph and/or split ONNX graphs",
-        "  karmma export karmma-demo/runs/student --onnx-split student-onnx --safetensors student.safetensors\n",
+        "  karmma export karmma-demo-quick/runs/student --onnx-split student-onnx --safetensors student.safetensors\n",
         "The split form (one graph per extractor plus a fusion graph) skips the\n"
         "extractors of missing sensors; 'karmma predict' runs it.",
     )
@@ -984,8 +992,8 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "predict",
         "predict the action in a video with a trained student",
-        "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --start 0.4 --end 2.2\n"
-        "  karmma predict student-onnx karmma-demo/recordings/main/P05/videos/P05_01.MP4 --stream --drop-sensors 0.3\n"
+        "  karmma predict student-onnx karmma-demo-quick/recordings/main/P07/videos/P07_01.MP4 --start 0.4 --end 1.4\n"
+        "  karmma predict student-onnx karmma-demo-quick/recordings/main/P07/videos/P07_01.MP4 --stream --drop-sensors 0.3\n"
         "  karmma predict student-onnx robot.mcap --image-topic /camera/image_raw/compressed --audio-topic /audio/audio\n",
         "Frames, flow and audio are computed from the video by the frame recipe the model\n"
         "records (flow method, short side, flow stride rule), as for its training data.\n"

@@ -133,6 +133,16 @@ PLANS = {
 }
 
 
+#: where ``karmma demo`` writes without ``--out``, per flavour: a folder holds one flavour (run_demo refuses
+#: the other), so the quick demo must not default to the default demo's folder
+DEMO_FOLDERS = {"quick": "karmma-demo-quick", "default": "karmma-demo"}
+
+
+def default_demo_folder(quick: bool) -> str:
+    """The output folder of ``karmma demo [--quick]`` without ``--out``."""
+    return DEMO_FOLDERS["quick" if quick else "default"]
+
+
 @dataclass
 class Stage:
     name: str

@@ -17,13 +17,17 @@ from karmma.train_config import TrainConfig
 from karmma.training.run import train
 
 
-def run_dropout_study(config: TrainConfig, rates: list[float], out: str | Path) -> dict:
-    """Train ``config`` (a teacher config) at every rate; returns and writes ``out/dropout_study.json``."""
+def run_dropout_study(config: TrainConfig, rates: list[float], out: str | Path, checkpoint: str = "best") -> dict:
+    """Train ``config`` (a teacher config) at every rate and score each run's ``checkpoint``
+    (``best``: chosen on validation; ``last``: the last epoch, for data whose scored split is also
+    the selection split); returns and writes ``out/dropout_study.json``."""
     if config.stage != "teacher":
         raise ValueError(f"the dropout study trains teachers: the config's stage is {config.stage!r}")
+    if checkpoint not in ("best", "last"):  # before the first teacher trains, not after it
+        raise ValueError(f"checkpoint must be best or last, got {checkpoint!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    study = {"stage": config.stage, "rates": {}}
+    study = {"stage": config.stage, "checkpoint": checkpoint, "rates": {}}
     for rate in rates:
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"dropout rates must be in [0, 1), got {rate}")
@@ -35,7 +39,8 @@ def run_dropout_study(config: TrainConfig, rates: list[float], out: str | Path) 
         )
         result = train(run)
         evaluated = evaluate_model(
-            load_for_evaluation(result["run"], name), EvaluationSettings(probabilities=(0.0,), seeds=1, progress=False)
+            load_for_evaluation(result["run"], name, checkpoint=checkpoint),
+            EvaluationSettings(probabilities=(0.0,), seeds=1, progress=False),
         )
         study["rates"][f"{rate:g}"] = {
             "run": result["run"],
