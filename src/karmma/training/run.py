@@ -464,7 +464,7 @@ def _train(config: TrainConfig, force_new: bool) -> dict:
             )
             return json.loads(finished.read_text())
         print(f"resuming from {resume}")
-    module = KarmmaModule(to_dict(config))
+    module = KarmmaModule(config)
     folder.mkdir(parents=True, exist_ok=True)
     save_config(config, folder / "config.yaml")
     atomic_write_text(folder / "git.txt", _git_commit() + "\n")
