@@ -152,6 +152,7 @@ def test_label_beyond_data_heads_is_refused_and_inspect_reports_it(synth_prepare
         DatasetConfig(format="manifest", heads={"grasp": 0})
 
 
+@pytest.mark.e2e  # synthesises and prepares an SSv2-layout set
 def test_ssv2_layout_with_boxes(tmp_path):
     from karmma.data.prepare import PrepareSettings, prepare
     from karmma.data.synth import SynthSize, synthesize_ssv2
