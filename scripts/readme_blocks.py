@@ -47,6 +47,14 @@ def check_command(args: list[str]) -> None:
         from karmma.train_config import TrainConfig
 
         load_config(TrainConfig, parsed.config, [o for o in parsed.overrides if "$" not in o])
+    if command == "weights":  # [fetch] CONFIG... KEY=VALUE...
+        from karmma.configuration import load_config
+        from karmma.train_config import TrainConfig
+
+        items = parsed.items[1:] if parsed.items[:1] == ["fetch"] else parsed.items
+        overrides = [o for o in items if "=" in o and "$" not in o]
+        for config in (item for item in items if "=" not in item):
+            load_config(TrainConfig, config, overrides)
 
 
 def main(path: str = "README.md") -> int:

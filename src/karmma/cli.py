@@ -290,6 +290,33 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights(args: argparse.Namespace) -> int:
+    from karmma.configs import shipped_configs
+    from karmma.configuration import load_config
+    from karmma.train_config import TrainConfig
+    from karmma.weight_files import config_display_name, config_weight_files, fetch_weight_files, weights_table
+
+    fetch = args.items[:1] == ["fetch"]
+    items = args.items[1:] if fetch else args.items
+    configs = [item for item in items if "=" not in item] or ([] if fetch else shipped_configs())
+    overrides = [item for item in items if "=" in item]
+    if fetch and len(configs) != 1:
+        raise ValueError("karmma weights fetch takes one CONFIG (and KEY=VALUE overrides)")
+    if args.base_url and not fetch:
+        raise ValueError("--base-url is for 'karmma weights fetch CONFIG'")
+    listed = []
+    for path in configs:
+        name = config_display_name(path)
+        listed.append((name, config_weight_files(load_config(TrainConfig, path, overrides), name)))
+    if not fetch:
+        print(weights_table(listed, overrides), end="")
+        return 0
+    unpublished = fetch_weight_files(listed[0][1], args.base_url, report=lambda line: print(line, file=sys.stderr))
+    if unpublished:
+        print(f"{len(unpublished)} file(s) above no one publishes: make them as said, then re-run", file=sys.stderr)
+    return 0
+
+
 def _benchmark_training(args: argparse.Namespace) -> int:
     from karmma.configuration import load_config
     from karmma.train_config import TrainConfig
@@ -736,6 +763,35 @@ def build_parser() -> argparse.ArgumentParser:
         "(random; for tests and timing only): without it such a config is refused",
     )
 
+    weights = _command(
+        commands,
+        "weights",
+        "list the weight files configs need (where karmma looks, present or missing, SHA-256); fetch torchvision's",
+        "  karmma weights                                          # every shipped config\n"
+        "  karmma weights configs/epic100/teacher.yaml configs/epic100/student.yaml\n"
+        "  karmma weights fetch configs/epic100/teacher.yaml       # downloads what torchvision publishes\n",
+        "Lists, per config, every file a run of it reads: extractor weights (a torchvision\n"
+        "name means its file in $TORCH_HOME/hub/checkpoints/, a path the file itself) and the\n"
+        "karmma checkpoints it names (extractors.<M>, teacher), with where a run looks,\n"
+        "whether the file is there and its SHA-256. KEY=VALUE overrides apply as in 'train'.\n"
+        "'fetch' downloads the missing files torchvision publishes into that cache, checks\n"
+        "the SHA-256 prefix in torchvision's file name, and leaves no file on a truncated\n"
+        "download or another hash; it names the files no one publishes (the teacher's F and\n"
+        "A extractors) and the command of docs/epic.md that makes them. Only 'fetch' uses\n"
+        "the network.",
+    )
+    weights.add_argument(
+        "items",
+        nargs="*",
+        metavar="[fetch] CONFIG|KEY=VALUE",
+        help="'fetch' first to download; YAML configs (default: every shipped one) and config overrides",
+    )
+    weights.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="fetch from URL/<file name> instead of torchvision's address (a mirror, or a local server in tests)",
+    )
+
     evaluate = _command(
         commands,
         "evaluate",
@@ -1110,6 +1166,7 @@ COMMANDS = {
     "data inspect": _inspect,
     "train": _train,
     "extract": _extract,
+    "weights": _weights,
     "evaluate": _evaluate,
     "report": _report,
     "dropout-study": _dropout_study,

@@ -1,4 +1,5 @@
-"""Atomic file output: every file karmma writes goes through a temporary name and a rename.
+"""Atomic file output (every file karmma writes goes through a temporary name and a rename),
+and the SHA-256 that names a file's content.
 
 A crash, a full disk or a read-only folder during a write leaves the previous
 version of the file intact and no temporary file behind::
@@ -16,6 +17,8 @@ explicitly to those.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,3 +79,15 @@ def atomic_savefig(fig, path: str | Path, **kwargs) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kwargs)
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, computed once per (path, size, modification time) in this process."""
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

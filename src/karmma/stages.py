@@ -18,6 +18,7 @@ import dataclasses
 from karmma.checkpoints import CHECKPOINT_RECIPE, CheckpointError, expect_checkpoint, model_state, read_checkpoint
 from karmma.configuration import ConfigError
 from karmma.data.recipe import check_same_recipe, recorded_recipe
+from karmma.modalities import ModalitySpec
 from karmma.models.karmma import KARMMA
 from karmma.presets import Preset, build_student, build_teacher, get_preset
 from karmma.train_config import STAGES, TrainConfig
@@ -69,10 +70,14 @@ def _with_weights(specs: dict, pretrained: dict[str, str]) -> dict:
     return specs
 
 
-def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool = False) -> KARMMA:
-    """The stage's model, its extractors initialised from ``pretrained.<M>`` (and, for the
-    teacher, ``extractors.<M>``). ``restore=True`` builds it to load a checkpoint into: no
-    initial weights are read."""
+def _teacher_sized(config: TrainConfig) -> bool:
+    """The teacher (and the pre-training of its extractors) uses teacher-sized extractors; the rest the student's."""
+    return config.stage == "teacher" or (config.stage == "unimodal" and config.unimodal_size == "teacher")
+
+
+def _stage_specs(config: TrainConfig, pretrained: dict[str, str]) -> tuple[Preset, list[str], dict]:
+    """The stage's preset, modalities and modality specs of its size, ``weights`` set on the
+    extractors that ``pretrained`` names (a key the stage lacks is an error)."""
     preset = stage_preset(config)
     modalities = stage_modalities(config, preset)
     unknown = sorted(set(config.pretrained) - set(modalities))
@@ -81,11 +86,25 @@ def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool 
             f"pretrained.{unknown[0]}: the {config.stage} stage has no modality {unknown[0]} "
             f"(its modalities: {', '.join(modalities)})"
         )
-    pretrained = {} if restore else config.pretrained
-    # The teacher (and the pre-training of its extractors) uses teacher-sized extractors; the rest the student's.
-    teacher_sized = config.stage == "teacher" or (config.stage == "unimodal" and config.unimodal_size == "teacher")
-    specs = _with_weights(preset.teacher if teacher_sized else preset.student, pretrained)
+    specs = _with_weights(preset.teacher if _teacher_sized(config) else preset.student, pretrained)
+    return preset, modalities, specs
+
+
+def stage_extractor_specs(config: TrainConfig) -> dict[str, ModalitySpec]:
+    """Modality key -> spec of each extractor the stage builds, with the ``weights`` a run loads
+    into it (from ``pretrained.<M>``; karmma ``.ckpt`` files are read after building)."""
+    _, modalities, specs = _stage_specs(config, config.pretrained)
+    return {key: specs[key] for key in modalities}
+
+
+def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool = False) -> KARMMA:
+    """The stage's model, its extractors initialised from ``pretrained.<M>`` (and, for the
+    teacher, ``extractors.<M>``). ``restore=True`` builds it to load a checkpoint into: no
+    initial weights are read."""
+    preset, modalities, specs = _stage_specs(config, {} if restore else config.pretrained)
+    teacher_sized = _teacher_sized(config)
     preset = dataclasses.replace(preset, **{"teacher" if teacher_sized else "student": specs})
+    pretrained = {} if restore else config.pretrained
     strategy = config.missing_strategy
     if config.stage == "unimodal":
         key = modalities[0]
@@ -111,13 +130,19 @@ def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool 
 def require_pretrained_teacher(config: TrainConfig, alternative: str = "") -> None:
     """Refuse a teacher config that leaves a frozen extractor random (neither ``extractors.<M>``
     nor ``pretrained.<M>`` given): one line naming the keys; ``alternative`` is appended to it."""
-    modalities = stage_modalities(config, stage_preset(config))
-    missing = [k for k in modalities if k not in config.extractors and k not in config.pretrained]
+    missing = teacher_modalities_without_weights(config)
     if missing:
         raise ValueError(
             f"the teacher's extractors must be pre-trained: give extractors.{missing[0]}=<unimodal checkpoint> "
             f"or pretrained.{missing[0]}=<weights> for each of {', '.join(missing)}{alternative}"
         )
+
+
+def teacher_modalities_without_weights(config: TrainConfig) -> list[str]:
+    """The teacher's modalities whose frozen extractor neither ``extractors.<M>`` nor
+    ``pretrained.<M>`` initialises (it would stay random)."""
+    modalities = stage_modalities(config, stage_preset(config))
+    return [k for k in modalities if k not in config.extractors and k not in config.pretrained]
 
 
 def load_extractor(model: KARMMA, key: str, path: str, config: TrainConfig) -> None:

@@ -35,6 +35,11 @@ class AudioResNetConfig:
     def token_dim(self) -> int:
         return self.widths[-1]
 
+    @property
+    def weights_enum(self) -> type[ResNet18_Weights]:
+        """The torchvision enum whose member names ``weights`` may be."""
+        return ResNet18_Weights
+
     def num_tokens(self, input_shape: tuple[int, ...]) -> int:
         frames = input_shape[-1]
         # conv1 (stride 2), max-pool (stride 2), then stride 2 in every stage but the first
@@ -86,7 +91,7 @@ class AudioResNetTokens(nn.Module):
             load_pretrained(
                 self,
                 config.weights,
-                ResNet18_Weights,
+                config.weights_enum,
                 first_layer="conv1.weight",
                 drop_prefixes=("fc.",),
             )

@@ -37,6 +37,11 @@ class BoxTransformerConfig:
     def token_dim(self) -> int:
         return self.dim
 
+    @property
+    def weights_enum(self) -> None:
+        """No torchvision weights: ``weights`` is always a local file."""
+        return None
+
     def num_tokens(self, input_shape: tuple[int, ...]) -> int:
         return input_shape[0]
 
@@ -76,7 +81,7 @@ class BoxTransformerTokens(nn.Module):
         )
         self.norm = nn.LayerNorm(dim)
         if config.weights is not None:
-            load_pretrained(self, config.weights, None, first_layer="", drop_prefixes=())
+            load_pretrained(self, config.weights, config.weights_enum, first_layer="", drop_prefixes=())
 
     def forward(self, boxes: torch.Tensor) -> torch.Tensor:
         b, t, k, _ = boxes.shape

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torchvision.models import WeightsEnum
 from torchvision.models.video import Swin3D_B_Weights, Swin3D_T_Weights, SwinTransformer3d
 from torchvision.models.video.swin_transformer import PatchEmbed3d
 
@@ -45,6 +46,11 @@ class VideoSwinConfig:
     @property
     def token_dim(self) -> int:
         return self.embed_dim * 2 ** (len(self.depths) - 1)
+
+    @property
+    def weights_enum(self) -> type[WeightsEnum]:
+        """The torchvision enum whose member names ``weights`` may be (the one of this size)."""
+        return _WEIGHTS_ENUMS.get((self.embed_dim, tuple(self.depths)), Swin3D_T_Weights)
 
     def num_tokens(self, input_shape: tuple[int, ...]) -> int:
         frames = input_shape[0]
@@ -98,11 +104,10 @@ class VideoSwinTokens(nn.Module):
         self.swin.head = nn.Identity()
         self.swin.avgpool = nn.Identity()
         if config.weights is not None:
-            weights_enum = _WEIGHTS_ENUMS.get((config.embed_dim, tuple(config.depths)), Swin3D_T_Weights)
             load_pretrained(
                 self.swin,
                 config.weights,
-                weights_enum,
+                config.weights_enum,
                 first_layer="patch_embed.proj.weight",
                 drop_prefixes=("head.",),
             )

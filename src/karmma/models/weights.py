@@ -4,7 +4,8 @@
 (``.pth``/``.pt`` saved tensors, or ``.safetensors``) or the name of a
 torchvision weights enum member (e.g. ``"KINETICS400_V1"``), which is looked up
 in the torchvision/torch hub cache (``$TORCH_HOME/hub/checkpoints``) and never
-downloaded.
+downloaded here (``karmma weights fetch``, in ``karmma.weight_files``, puts it
+there). :func:`weights_location` is the one rule for which file a setting means.
 """
 
 from __future__ import annotations
@@ -27,31 +28,42 @@ def torchvision_cache_path(weights: WeightsEnum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
+def torchvision_weights(weights: str, weights_enum: type[WeightsEnum] | None) -> WeightsEnum | None:
+    """The member of ``weights_enum`` that ``weights`` names, or None (then it is a local path)."""
+    if weights_enum is not None and weights in weights_enum.__members__:
+        return weights_enum[weights]
+    return None
+
+
+def weights_location(weights: str, weights_enum: type[WeightsEnum] | None) -> Path:
+    """The file a ``weights`` setting points to, whether or not it exists: the torchvision cache
+    file for a member name of ``weights_enum``, else the local path (``~`` expanded)."""
+    member = torchvision_weights(weights, weights_enum)
+    return torchvision_cache_path(member) if member is not None else Path(weights).expanduser()
+
+
 def resolve_weights_file(weights: str, weights_enum: type[WeightsEnum] | None) -> Path:
-    """Turn a ``weights`` setting into an existing local file, or raise.
+    """Turn a ``weights`` setting into an existing local file (:func:`weights_location`), or raise.
 
     Args:
         weights: a local file path or a member name of ``weights_enum``.
         weights_enum: the torchvision enum whose members name cached files
             (None: the extractor has no torchvision weights, only local files).
     """
-    names = list(weights_enum.__members__) if weights_enum is not None else []
-    if weights in names:
-        path = torchvision_cache_path(weights_enum[weights])
-        if not path.is_file():
-            raise MissingWeightsError(
-                f"pretrained weights {weights_enum.__name__}.{weights} not found at {path}. "
-                f"karmma never downloads: copy {os.path.basename(path)} there "
-                "(or set TORCH_HOME), or pass a local checkpoint path instead."
-            )
+    path = weights_location(weights, weights_enum)
+    if path.is_file():
         return path
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        choices = f" or one of the torchvision weights {', '.join(names)}" if names else ""
+    if torchvision_weights(weights, weights_enum) is not None:
         raise MissingWeightsError(
-            f"pretrained weights file not found: {path} (expected a local .pth/.pt/.safetensors file{choices})"
+            f"pretrained weights {weights_enum.__name__}.{weights} not found at {path}. "
+            f"karmma never downloads during a run: `karmma weights fetch CONFIG` puts {path.name} there "
+            "(or copy it there, or set TORCH_HOME), or pass a local checkpoint path instead."
         )
-    return path
+    names = list(weights_enum.__members__) if weights_enum is not None else []
+    choices = f" or one of the torchvision weights {', '.join(names)}" if names else ""
+    raise MissingWeightsError(
+        f"pretrained weights file not found: {path} (expected a local .pth/.pt/.safetensors file{choices})"
+    )
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:

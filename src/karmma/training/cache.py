@@ -35,7 +35,6 @@ over processes or GPUs.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import logging
@@ -56,7 +55,7 @@ from karmma.data.loader import view_seed
 from karmma.data.recipe import read_recipe
 from karmma.data.transforms import finish_inputs
 from karmma.data.views import ClipSample
-from karmma.io import atomic_path
+from karmma.io import atomic_path, file_sha256
 from karmma.stages import require_pretrained_teacher, stage_modalities, stage_preset
 from karmma.train_config import TrainConfig
 
@@ -87,18 +86,6 @@ def open_shard(path: Path, mode: str = "r") -> h5py.File:
 def _plain(value):
     """``value`` as JSON reads it back (tuples become lists), so stored and computed metadata compare equal."""
     return json.loads(json.dumps(value))
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, computed once per (path, size, modification time) in this process."""
-    stat = Path(path).stat()
-    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=32)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def clip_recipe(config: TrainConfig, modalities: Sequence[str]) -> dict:
