@@ -1,4 +1,3 @@
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -9,26 +8,13 @@ import torch
 from karmma.configuration import load_config
 from karmma.presets import tiny_preset
 from karmma.train_config import TrainConfig
-
-# The real annotation files live in shared/ beside the checkout (as in CI);
-# KARMMA_SHARED_DATA points elsewhere.
-SHARED = Path(os.environ.get("KARMMA_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-
-
-def shared_data_required() -> bool:
-    """In CI (``CI`` set, as .ci/run and CI services do) the tests that read the real annotation
-    files must run; on a plain clone without them they are skipped, with the reason."""
-    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+from shared_data import SHARED, shared_data_required, shared_folder
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED.is_dir():
-        where = f"the real annotation files (EPIC-KITCHENS-100, SSv2) are expected at {SHARED}"
-        if shared_data_required():
-            pytest.fail(f"{where} (set KARMMA_SHARED_DATA); CI must have them")
-        pytest.skip(f"{where}; not on this machine (set KARMMA_SHARED_DATA to run these tests)")
-    return SHARED
+    """The real annotation files: skipped without them on a plain clone, failed without them in CI."""
+    return shared_folder(SHARED, shared_data_required())
 
 
 #: Fixtures that synthesise and prepare a SynthKitchen set (MP4s, audio, optical flow): minutes on
