@@ -126,6 +126,7 @@ def test_resume_is_refused_under_another_config_and_logs_survive(synth_prepared,
 DDP_CHILD = "import os, time; from karmma.training.run import die_with_parent; die_with_parent(); print(os.getpid(), flush=True); time.sleep(120)"
 
 
+@pytest.mark.e2e  # slow: starts Python processes that import Lightning
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
 def test_a_ddp_child_is_killed_when_its_parent_dies():
     env = {k: v for k, v in os.environ.items() if k != LAUNCHER_PID}
@@ -152,6 +153,7 @@ def test_a_ddp_child_is_killed_when_its_parent_dies():
             os.kill(child, signal.SIGKILL)
 
 
+@pytest.mark.e2e  # slow: starts Python processes that import Lightning
 def test_a_ddp_child_whose_parent_died_before_it_asked_ends_at_once():
     """The parent recorded in the environment (by rank 0) is not the process's parent any more."""
     orphan = subprocess.run(
