@@ -1,4 +1,3 @@
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -9,17 +8,26 @@ import torch
 from karmma.configuration import load_config
 from karmma.presets import tiny_preset
 from karmma.train_config import TrainConfig
-
-# The real annotation files live in shared/ beside the checkout (as in CI);
-# KARMMA_SHARED_DATA points elsewhere.
-SHARED = Path(os.environ.get("KARMMA_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+from shared_data import SHARED, shared_data_required, shared_folder
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"the shared annotation files are expected at {SHARED} (set KARMMA_SHARED_DATA)")
-    return SHARED
+    """The real annotation files: skipped without them on a plain clone, failed without them in CI."""
+    return shared_folder(SHARED, shared_data_required())
+
+
+#: Fixtures that synthesise and prepare a SynthKitchen set (MP4s, audio, optical flow): minutes on
+#: 2 cores. A test that uses one, directly or through another fixture (``trained_runs`` trains on
+#: one), is end to end: ``make test`` runs it, ``make test-fast`` does not.
+DATA_MAKING_FIXTURES = {"make_synth_set"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m "not e2e" deselects
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if DATA_MAKING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(autouse=True)

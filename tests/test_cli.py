@@ -205,7 +205,9 @@ def test_yaml_syntax_error_is_one_line(tmp_path, capsys):
         ("trainer.seed=4294967296", "trainer.seed must be >= 0 and <= 4294967295, got 4294967296"),
         ("pretrained.Z=/weights.pth", "pretrained.Z: not a modality key"),
         ("loss.modality_dropout=1.5", "loss.modality_dropout must be >= 0 and < 1, got 1.5"),
-        ("clip.num_crops=2", "clip.num_crops must be 1 or 3"),
+        ("clip.num_crops=2", "clip.num_crops must be one of 1, 3, got 2"),
+        ("optim.schedule=step", "optim.schedule must be one of cosine, linear, got 'step'"),
+        ("clip.audio.frames=300", "clip.audio.frames: not a setting: the model's A input"),
         ("optim.lr=[1", "override 'optim.lr=[1': the value is not valid YAML"),
     ],
 )

@@ -60,5 +60,5 @@ def test_token_pooling_reaches_every_swin_extractor_and_is_checked():
         for s in get_preset("paper").student.values()
         if isinstance(s.extractor, VideoSwinConfig)
     } == {"mean"}  # the paper preset keeps the mean
-    with pytest.raises(ValueError, match="token_pooling must be one of mean, max"):
-        TrainConfig(token_pooling="median")
+    with pytest.raises(ValueError, match="token_pooling must be one of '', mean, max, got 'median'"):
+        load_config(TrainConfig, None, ["token_pooling=median"])

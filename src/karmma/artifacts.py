@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from karmma.checkpoints import (
+    CHECKPOINT_RECIPE,
     CheckpointError,
     checkpoint_config,
     load_model_state,
@@ -34,19 +35,16 @@ from karmma.checkpoints import (
     upgrade_config,
 )
 from karmma.configuration import apply_override, from_dict
-from karmma.data.recipe import PrepareSettings
-from karmma.data.views import ClipConfig
+from karmma.data.recipe import PrepareSettings, recorded_recipe
+from karmma.train_config import STAGES, ClipConfig, TrainConfig
 
 if TYPE_CHECKING:  # torch, for the PyTorch forms only
     from karmma.models.karmma import KARMMA
-    from karmma.train_config import TrainConfig
 
 #: metadata key of the :class:`ModelInfo` JSON in safetensors and ONNX files
 METADATA_KEY = "karmma_deploy"
 #: the file of a split-ONNX folder that lists its graphs and holds the :class:`ModelInfo`
 SPLIT_MANIFEST = "manifest.json"
-#: the key of the frame recipe (a dict, or None when unknown) in a training checkpoint
-CHECKPOINT_RECIPE = "preparation"
 
 log = logging.getLogger("karmma.artifacts")
 
@@ -84,33 +82,15 @@ class ModelInfo:
         data = json.loads(text)
         data["input_shapes"] = {k: tuple(v) for k, v in data["input_shapes"].items()}
         data["preparation"] = recorded_recipe(data.get("preparation"), where or "a model")
+        data["config"] = upgrade_config(data["config"])
         return cls(**data)
 
     def train_config(self) -> TrainConfig:
-        from karmma.train_config import TrainConfig
-
         return from_dict(TrainConfig, self.config)
 
     def clip_config(self) -> ClipConfig:
-        """The training clip settings (``config["clip"]``): all raw-media pre-processing needs,
-        read without building the whole ``TrainConfig`` (whose checks import the models, hence torch)."""
-        return from_dict(ClipConfig, self.config.get("clip") or {}, "clip")
-
-
-def recorded_recipe(record: dict | None, where: str) -> PrepareSettings | None:
-    """The frame recipe a model file records (None: unknown). A record written before the flow
-    stride rule was recorded (``{"flow", "short_side", "fps"}``, read from ``karmma prepare``'s
-    markers, whose only rule then was ``epic-id``) is completed with the rule of that time,
-    with a warning: deployment then takes the stride from the video's name, as that data did."""
-    if not record:
-        return None
-    if "flow_stride" not in record:
-        log.warning(
-            "%s records its frame recipe without the flow stride rule (written before karmma recorded it): "
-            "the rule karmma prepare used then applies (epic-id: 2 for 2018-style EPIC ids like P01_01, else 1)",
-            where,
-        )
-    return PrepareSettings.from_record(record, where)
+        """The training clip settings (``config["clip"]``): all raw-media pre-processing needs."""
+        return self.train_config().clip
 
 
 def describe_model(
@@ -154,7 +134,6 @@ def load_model(
     Raises :class:`CheckpointError` (one line, naming the file) for anything else.
     """
     from karmma.stages import build_stage_model
-    from karmma.train_config import STAGES, TrainConfig
 
     file = resolve_checkpoint(path, checkpoint)
     recipe = None
@@ -230,7 +209,6 @@ def _read_safetensors(file: Path) -> tuple[dict, dict, dict[str, int], ModelInfo
     try:
         if METADATA_KEY in metadata:
             info = ModelInfo.from_json(metadata[METADATA_KEY], str(file))
-            info.config = upgrade_config(info.config)
             config, heads = info.config, info.heads
         else:
             info, config, heads = None, upgrade_config(json.loads(metadata["config"])), json.loads(metadata["heads"])

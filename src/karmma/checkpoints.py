@@ -10,8 +10,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from karmma.train_config import without_refused_audio_keys
+
 if TYPE_CHECKING:  # imported where used: the ONNX runners raise CheckpointError without torch
     import torch
+
+
+#: the key of the frame recipe of the training data (a dict, or None when unknown) in a training checkpoint
+CHECKPOINT_RECIPE = "preparation"
 
 
 class CheckpointError(ValueError):
@@ -103,10 +109,11 @@ def checkpoint_config(checkpoint: dict, path: str | Path) -> dict:
 
 def upgrade_config(config: dict) -> dict:
     """A stored training config as today's code reads it: a ``baseline`` saved before
-    ``missing_modality`` existed was the masked Baseline, and is restored as one."""
+    ``missing_modality`` existed was the masked Baseline, and is restored as one; the
+    ``clip.audio`` keys earlier versions wrote and never used are dropped."""
     if isinstance(config, dict) and config.get("stage") == "baseline" and "missing_modality" not in config:
         config = {**config, "missing_modality": "mask"}
-    return config
+    return without_refused_audio_keys(config)
 
 
 def model_state(checkpoint: dict, prefix: str = "model.") -> dict:

@@ -2,8 +2,9 @@
 
 ``load_config(TrainConfig, "cfg.yaml", ["optim.lr=3e-4", "data.root=/data"])``
 builds the nested dataclasses, rejects unknown keys (naming the file and the
-key) and values of the wrong type. Override values are parsed as YAML
-(``3e-4``, ``true``, ``[V, F]``).
+key), keys a class refuses (its ``REFUSED_KEYS``: key -> why), values of the
+wrong type and, for a ``Literal`` field, values it does not list. Override
+values are parsed as YAML (``3e-4``, ``true``, ``[V, F]``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if annotation is Any:
+        return value
+    if origin is typing.Literal:
+        # type as well as value: YAML's true is not the 1 of Literal[1, 3]
+        if not any(type(value) is type(option) and value == option for option in args):
+            allowed = ", ".join(repr(option) if option == "" else str(option) for option in args)
+            raise ConfigError(f"{where} must be one of {allowed}, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -99,6 +106,10 @@ def from_dict(cls: type[T], raw: dict, where: str = "config") -> T:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of keys to values, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    refused = getattr(cls, "REFUSED_KEYS", {})
+    for key in raw:
+        if key in refused:
+            raise ConfigError(f"{where}.{key}: {refused[key]}; remove it")
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")

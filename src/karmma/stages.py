@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from karmma.checkpoints import CheckpointError, expect_checkpoint, model_state, read_checkpoint
+from karmma.checkpoints import CHECKPOINT_RECIPE, CheckpointError, expect_checkpoint, model_state, read_checkpoint
 from karmma.configuration import ConfigError
-from karmma.data.recipe import check_same_recipe
+from karmma.data.recipe import check_same_recipe, recorded_recipe
 from karmma.modalities import ModalitySpec
 from karmma.models.karmma import KARMMA
 from karmma.presets import Preset, build_student, build_teacher, get_preset
@@ -165,7 +165,6 @@ def load_unimodal_extractor(model: KARMMA, key: str, path: str, config: TrainCon
 
 def check_checkpoint_recipe(checkpoint: dict, path: str, config: TrainConfig) -> None:
     """Refuse a checkpoint trained on frames of another recipe than ``config``'s data (one line)."""
-    from karmma.artifacts import CHECKPOINT_RECIPE, recorded_recipe
     from karmma.data.config import dataset_recipe
 
     check_same_recipe(

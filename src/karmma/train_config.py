@@ -1,17 +1,41 @@
-"""The training configuration: one typed dataclass tree, loaded from YAML."""
+"""The training configuration: one typed dataclass tree, loaded from YAML.
+
+Every section of a config file is here (``data``, ``clip``, ``optim``, ``loss``,
+``cache``, ``trainer`` and the stage's keys), with no torch, model or data code:
+reading a YAML is cheap and the light install reads the ``clip`` section of an
+export. A key with a fixed set of values is a ``Literal``, checked by
+:func:`karmma.configuration.from_dict` (one line naming the key and the values).
+The code that acts on a section lives with it: the data sources in
+:mod:`karmma.data.config`, the clip recipe in :mod:`karmma.data.views`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal, get_args
 
 from karmma.configuration import MAX_SEED, check_range
-from karmma.data.config import DatasetConfig
-from karmma.data.views import ClipConfig
-from karmma.models.karmma import MISSING_STRATEGIES
-from karmma.models.video_swin import SPATIAL_POOLS
+from karmma.modalities import MODALITY_ORDER
 
-MODALITY_KEYS = ("V", "F", "A", "D")
-STAGES = ("unimodal", "teacher", "student", "baseline", "baseline_masked", "baseline_delta")
+MODALITY_KEYS = MODALITY_ORDER
+Stage = Literal["unimodal", "teacher", "student", "baseline", "baseline_masked", "baseline_delta"]
+STAGES: tuple[str, ...] = get_args(Stage)
+#: how a model stands in for a missing modality (docs/method.md, "Missing modalities")
+MissingStrategy = Literal["learned", "zeros", "mask"]
+MISSING_STRATEGIES: tuple[str, ...] = get_args(MissingStrategy)
+#: how a Swin3D extractor pools its last feature map over space (docs/method.md, "Token pooling")
+TokenPooling = Literal["mean", "max"]
+SPATIAL_POOLS: tuple[str, ...] = get_args(TokenPooling)
+DatasetFormat = Literal["epic", "epic_star", "ssv2", "manifest"]
+FORMATS: tuple[str, ...] = get_args(DatasetFormat)
+SPLITS = ("train", "validation", "test")
+DEFAULT_MODALITIES = {
+    "epic": ("V", "F", "A"),
+    "epic_star": ("V", "F", "A"),
+    "ssv2": ("V", "F", "D"),
+    "manifest": ("V", "F", "A", "D"),
+}
 #: How each stage's model stands in for a missing modality when the config does not say
 #: (docs/method.md, "Missing modalities"): the paper's choices, and ours for the teacher.
 DEFAULT_MISSING = {
@@ -27,21 +51,140 @@ DROPOUT_STAGES = ("teacher", "student", "baseline_delta")
 
 
 @dataclass
+class DatasetConfig:
+    """Which dataset to read (``data:``); the formats and splits are described in :mod:`karmma.data.config`.
+
+    Relative annotation paths are resolved against ``annotations`` (default ``<root>/annotations``)."""
+
+    format: DatasetFormat = "epic"
+    root: str = ""
+    annotations: str = ""  # default: <root>/annotations
+    train: str = "EPIC_100_train.csv"
+    validation: str = "EPIC_100_validation.csv"
+    test: str = ""  # e.g. EPIC_100_test_timestamps.csv (unlabelled)
+    verb_classes: str = "EPIC_100_verb_classes.csv"
+    noun_classes: str = "EPIC_100_noun_classes.csv"
+    video_info: str = ""  # default: <root>/video_info.csv, else <annotations>/EPIC_100_video_info.csv
+    labels: str = "something-something-v2-labels.json"  # ssv2
+    boxes: list[str] = field(default_factory=list)  # ssv2: Something-Else JSON files
+    audio: Literal["auto", "wav", "hdf5", "video"] = "auto"  # epic: where the audio is read from
+    heads: dict[str, int] = field(default_factory=dict)  # manifest: classes per head (default: max id + 1)
+    split_by: Literal["segment", "video"] = "segment"  # epic_star
+    validation_fraction: float = 0.1  # epic_star
+    split_seed: int = 0  # epic_star
+    missing: Literal["skip", "error"] = "skip"
+
+    def __post_init__(self):
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"data.validation_fraction must be > 0 and < 1, got {self.validation_fraction}")
+        for head, size in self.heads.items():
+            if size < 1:
+                raise ValueError(f"data.heads.{head} must be >= 1 (classes of the head), got {size}")
+
+    def path(self, name: str) -> Path:
+        base = Path(self.annotations) if self.annotations else Path(self.root) / "annotations"
+        return base / name
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return DEFAULT_MODALITIES[self.format]
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """How audio becomes a log-mel spectrogram (``clip.audio``; :mod:`karmma.data.audio`).
+
+    Default: 24 kHz mono, n_fft 2048, 10 ms window, 5 ms hop, ``log(mel + 1e-6)``. The mel bins and
+    the frames are not settings: the model's A input ``[1, n_mels, frames]`` decides them (the
+    preset's, ``clip.audio_frames`` overrides the frames)."""
+
+    #: keys a config may not set, and why (earlier versions accepted them and ignored them)
+    REFUSED_KEYS: ClassVar[dict[str, str]] = {
+        "n_mels": "not a setting: the model's A input [1, n_mels, frames] decides it (the preset's)",
+        "frames": "not a setting: the model's A input [1, n_mels, frames] decides it "
+        "(the preset's; clip.audio_frames overrides it)",
+    }
+
+    sample_rate: int = 24000
+    n_fft: int = 2048
+    window_ms: float = 10.0
+    hop_ms: float = 5.0
+    eps: float = 1e-6
+
+    def __post_init__(self):
+        for name in ("sample_rate", "n_fft"):
+            check_range("clip.audio", name, getattr(self, name), 1)
+        for name in ("window_ms", "hop_ms", "eps"):
+            check_range("clip.audio", name, getattr(self, name), 0, low_open=True)
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def win_length(self) -> int:
+        return int(round(self.sample_rate * self.window_ms / 1000))
+
+
+def without_refused_audio_keys(config: dict) -> dict:
+    """A stored training config (a checkpoint's, an export's, a cache's clip recipe) without the
+    ``clip.audio`` keys earlier versions wrote and never used (:attr:`AudioConfig.REFUSED_KEYS`)."""
+    audio = (config.get("clip") or {}).get("audio") if isinstance(config, dict) else None
+    if not isinstance(audio, dict) or not set(audio) & set(AudioConfig.REFUSED_KEYS):
+        return config
+    kept = {k: v for k, v in audio.items() if k not in AudioConfig.REFUSED_KEYS}
+    return {**config, "clip": {**config["clip"], "audio": kept}}
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """How clips are sampled and what the evaluation views are (``clip:``; :mod:`karmma.data.views`).
+
+    ``frames``, ``size`` and ``audio_frames`` override the preset's input
+    geometry (frames per clip, crop side, the student's log-mel width) while
+    keeping its architecture; ``None`` keeps the preset's.
+    """
+
+    frames: int | None = None
+    size: int | None = None
+    audio_frames: int | None = None
+    num_clips: int = 1  # temporal views at evaluation
+    num_crops: Literal[1, 3] = 1  # spatial views at evaluation (1 centre or 3 left/centre/right)
+    crop_scale: tuple[float, float] = (0.4, 1.0)
+    flip: bool = True
+    audio: AudioConfig = AudioConfig()
+    audio_image_seconds: float = 1.28  # window of each teacher log-mel image
+    box_slots: int | None = None  # taken from the D input shape when None
+    #: flow (pixels) is divided by this; 9.04 matches TSN's (x / 255 - 0.5) / 0.226 on
+    #: flow JPEGs quantised over [-20, 20] px. Slow motion (SynthKitchen) wants less.
+    flow_scale: float = 9.04
+
+    def __post_init__(self):
+        check_range("clip", "num_clips", self.num_clips, 1)
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(
+                f"clip.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(self.crop_scale)}"
+            )
+        check_range("clip", "audio_image_seconds", self.audio_image_seconds, 0, low_open=True)
+        if self.box_slots is not None:
+            check_range("clip", "box_slots", self.box_slots, 1)
+        check_range("clip", "flow_scale", self.flow_scale, 0, low_open=True)
+
+
+@dataclass
 class OptimConfig:
     epochs: int = 30
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
-    schedule: str = "cosine"  # cosine | linear (decay to 0 after warm-up)
+    schedule: Literal["cosine", "linear"] = "cosine"  # linear: decay to 0 after warm-up
     grad_clip: float = 1.0
     #: the extractors' lr as a fraction of ``lr`` (embedding, fusion and heads get ``lr``): below 1,
     #: fine-tuning keeps more of what pre-training taught them (docs/evaluation.md, "Knobs")
     extractor_lr_scale: float = 1.0
 
     def __post_init__(self):
-        if self.schedule not in ("cosine", "linear"):
-            raise ValueError(f"optim.schedule must be cosine or linear, got {self.schedule!r}")
         check_range("optim", "epochs", self.epochs, 1)
         check_range("optim", "batch_size", self.batch_size, 1)
         check_range("optim", "lr", self.lr, 0, low_open=True)
@@ -117,7 +260,7 @@ class TrainerConfig:
 
 @dataclass
 class TrainConfig:
-    stage: str = "student"
+    stage: Stage = "student"
     preset: str = "tiny"
     modalities: list[str] = field(default_factory=list)  # default: the dataset's
     data: DatasetConfig = field(default_factory=DatasetConfig)
@@ -127,36 +270,26 @@ class TrainConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     unimodal_modality: str = ""  # unimodal: which modality
-    unimodal_size: str = "teacher"  # unimodal: pre-train the teacher-sized or the student-sized extractor
+    unimodal_size: Literal["teacher", "student"] = (
+        "teacher"  # unimodal: pre-train the teacher-sized or the student-sized extractor
+    )
     extractors: dict[str, str] = field(default_factory=dict)  # teacher: key -> unimodal checkpoint for its extractor
     teacher: str = ""  # student: teacher checkpoint
-    teacher_logits: str = "live"  # student: live | cache (read from cache.path)
+    teacher_logits: Literal["live", "cache"] = "live"  # student: cache: read from cache.path
     #: key -> initial weights of that modality's extractor in the stage's model: a local
     #: .pth/.safetensors file, a torchvision weights name (looked up on disk) or a karmma .ckpt
     pretrained: dict[str, str] = field(default_factory=dict)
-    missing_modality: str = ""  # learned | zeros | mask; empty: the stage's default (DEFAULT_MISSING)
+    missing_modality: Literal["", MissingStrategy] = ""  # empty: the stage's default (DEFAULT_MISSING)
     fusion_dropout: float | None = None  # None: the preset's
-    #: mean | max: how Swin3D extractors pool their last feature map over space (docs/method.md,
+    #: how Swin3D extractors pool their last feature map over space (docs/method.md,
     #: "Token pooling"); empty: the preset's (mean)
-    token_pooling: str = ""
+    token_pooling: Literal["", TokenPooling] = ""
 
     def __post_init__(self):
-        if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
-        if self.missing_modality and self.missing_modality not in MISSING_STRATEGIES:
-            raise ValueError(
-                f"missing_modality must be one of {', '.join(MISSING_STRATEGIES)}, got {self.missing_modality!r}"
-            )
-        if self.unimodal_size not in ("teacher", "student"):
-            raise ValueError(f"unimodal_size must be teacher or student, got {self.unimodal_size!r}")
-        if self.teacher_logits not in ("live", "cache"):
-            raise ValueError(f"teacher_logits must be live or cache, got {self.teacher_logits!r}")
         for section in ("pretrained", "extractors"):
             unknown = sorted(set(getattr(self, section)) - set(MODALITY_KEYS))
             if unknown:
                 raise ValueError(f"{section}.{unknown[0]}: not a modality key (use {', '.join(MODALITY_KEYS)})")
-        if self.token_pooling and self.token_pooling not in SPATIAL_POOLS:
-            raise ValueError(f"token_pooling must be one of {', '.join(SPATIAL_POOLS)}, got {self.token_pooling!r}")
         if self.fusion_dropout is not None:
             check_range("config", "fusion_dropout", self.fusion_dropout, 0, 1, high_open=True)
 

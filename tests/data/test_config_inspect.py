@@ -55,8 +55,11 @@ def test_inspect_from_yaml_and_unknown_key(synth_prepared, tmp_path):
     path.write_text(yaml.safe_dump({"data": {"format": "epic", "rooot": "x"}}))
     with pytest.raises(ValueError, match=r"data.yaml.data: unknown key\(s\) \['rooot'\]"):
         load_dataset_config(path)
-    with pytest.raises(ValueError, match="data.format"):
-        DatasetConfig(format="kinetics")
+    path.write_text(yaml.safe_dump({"data": {"format": "kinetics", "root": "x"}}))
+    with pytest.raises(
+        ValueError, match="data.yaml.data.format must be one of epic, epic_star, ssv2, manifest, got 'kinetics'"
+    ):
+        load_dataset_config(path)
 
 
 def test_inspect_missing_dataset_is_a_clear_error(tmp_path, capsys):
@@ -149,6 +152,7 @@ def test_label_beyond_data_heads_is_refused_and_inspect_reports_it(synth_prepare
         DatasetConfig(format="manifest", heads={"grasp": 0})
 
 
+@pytest.mark.e2e  # synthesises and prepares an SSv2-layout set
 def test_ssv2_layout_with_boxes(tmp_path):
     from karmma.data.prepare import PrepareSettings, prepare
     from karmma.data.synth import SynthSize, synthesize_ssv2

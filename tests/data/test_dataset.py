@@ -10,7 +10,7 @@ from karmma.data.dataset import MISSING, PRESENT, UNREADABLE, ClipDataset, DataR
 from karmma.data.epic import EpicLayout, epic_samples, read_video_info
 from karmma.data.synth_world import NOUN_NAMES, VERB_NAMES
 from karmma.data.transforms import finish_inputs
-from karmma.data.views import ClipConfig
+from karmma.train_config import ClipConfig
 
 SYNTH_HEADS = {"verb": len(VERB_NAMES), "noun": len(NOUN_NAMES)}
 

@@ -1,8 +1,12 @@
 import json
 import shutil
 
+import pytest
+
 from karmma.data.prepare import PrepareSettings, prepare
 from karmma.data.synth import SynthSize, synthesize
+
+pytestmark = pytest.mark.e2e  # synthesises and prepares MP4 sets
 
 TINY = SynthSize(participants=1, validation_participants=0, videos_per_participant=2, actions_per_video=2)
 

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from karmma.data.config import DatasetConfig, dataset_heads
-from karmma.data.views import ClipConfig
 from karmma.stages import build_stage_model
-from karmma.train_config import TrainConfig
+from karmma.train_config import ClipConfig, TrainConfig
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,8 @@ from karmma.data.views import segment_frame_range
 from karmma.deploy import Recognizer
 from karmma.stages import build_stage_model
 
+pytestmark = pytest.mark.e2e  # writes and prepares MP4s at three frame rates under both flow stride rules
+
 VIDEO_IDS = ("P01_01", "P01_101")  # 2018-style (half-rate flow by the EPIC id rule), 2020-style
 SEGMENT = (0.25, 1.25)  # seconds, the segment compared in every video
 TOLERANCE = 1e-5

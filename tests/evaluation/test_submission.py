@@ -29,10 +29,9 @@ from karmma.data.annotations import EPIC_TIMESTAMP_COLUMNS
 from karmma.data.config import DatasetConfig, dataset_heads, load_split
 from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.data.transforms import finish_inputs
-from karmma.data.views import ClipConfig
 from karmma.evaluation.submission import SupervisionLevels
 from karmma.stages import build_stage_model
-from karmma.train_config import TrainConfig
+from karmma.train_config import ClipConfig, TrainConfig
 from official_formats import write_epic_release
 
 TEST_FILE = "EPIC_100_test_timestamps.csv"

@@ -15,6 +15,7 @@ from karmma.cli import main
 from karmma.configuration import to_dict
 from karmma.data.config import dataset_heads, load_split
 from karmma.data.dataset import ClipDataset
+from karmma.data.loader import view_seed
 from karmma.data.transforms import finish_inputs
 from karmma.presets import tiny_preset
 from karmma.training.cache import (
@@ -28,7 +29,6 @@ from karmma.training.cache import (
     open_cache,
     shard_world_size,
     training_view_clips,
-    view_seed,
 )
 from karmma.training.module import KarmmaModule, build_stage_model, load_teacher, view_averaged_log_probabilities
 from karmma.training.run import train
@@ -274,7 +274,7 @@ def test_train_views_0_is_the_centred_view_for_teacher_and_student(centred_cache
 
 def test_teacher_validation_from_the_cache_averages_the_evaluation_views(centred_cache, tmp_path):
     config, teacher, _ = centred_cache
-    module = KarmmaModule(to_dict(config)).eval()
+    module = KarmmaModule(config).eval()
     module.model.load_state_dict(teacher.state_dict())  # the extractors that made the tokens
     logged = {}
     module.log_dict = lambda values, **kwargs: logged.update(values)

@@ -5,9 +5,9 @@ import torch
 
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset
+from karmma.data.loader import view_seed
 from karmma.data.transforms import finish_inputs
 from karmma.presets import tiny_preset
-from karmma.training.cache import view_seed
 from karmma.training.memory import DecodedClips, DecodedViews
 from karmma.training.run import train
 

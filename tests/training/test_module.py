@@ -142,13 +142,12 @@ def test_clip_geometry_keeps_the_architecture():
 def test_training_and_validation_steps_finish_the_loaders_uint8_inputs(synth_prepared, make_config, tmp_path):
     """A batch as the loader hands it over (uint8 V/F and their maps) trains and validates exactly as
     the same batch with the float inputs made beforehand; the model itself never sees uint8."""
-    from karmma.configuration import to_dict
     from karmma.data.dataset import collate_clips
     from karmma.data.transforms import finish_inputs
     from karmma.training.module import KarmmaModule
     from karmma.training.run import clip_dataset
 
-    module = KarmmaModule(to_dict(make_config("baseline_delta", synth_prepared, tmp_path))).eval()
+    module = KarmmaModule(make_config("baseline_delta", synth_prepared, tmp_path)).eval()
     logged = {}
     module.log = lambda name, value, **kwargs: logged.__setitem__(name, value)
     module.log_dict = lambda values, **kwargs: logged.update(values)
@@ -169,13 +168,12 @@ def test_training_and_validation_steps_finish_the_loaders_uint8_inputs(synth_pre
 def test_extractor_lr_scale_gives_the_extractors_their_own_learning_rate(synth_prepared, make_config, tmp_path):
     from types import SimpleNamespace
 
-    from karmma.configuration import to_dict
     from karmma.data.dataset import collate_clips
     from karmma.training.module import KarmmaModule
     from karmma.training.run import clip_dataset
 
     config = make_config("baseline_delta", synth_prepared, tmp_path, "optim.lr=0.002", "optim.extractor_lr_scale=0")
-    module = KarmmaModule(to_dict(config))
+    module = KarmmaModule(config)
     module._trainer = SimpleNamespace(estimated_stepping_batches=10, max_epochs=2)
     optimizer = module.configure_optimizers()["optimizer"]
     rest, extractors = optimizer.param_groups

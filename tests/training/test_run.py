@@ -10,7 +10,8 @@ import time
 import pytest
 
 from karmma.cli import main
-from karmma.training.run import LAUNCHER_PID, TORCHRUN_RUN_ID, RunFolderError, RunLock, config_differences, train
+from karmma.training.launch import LAUNCHER_PID, TORCHRUN_RUN_ID
+from karmma.training.run import RunFolderError, RunLock, config_differences, train
 from processes import running
 
 HOLD_LOCK = "import sys, time; from pathlib import Path; from karmma.training.run import RunLock; RunLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)"
@@ -123,9 +124,10 @@ def test_resume_is_refused_under_another_config_and_logs_survive(synth_prepared,
 
 
 # A DDP process of local rank 1 (as Lightning starts it): asks to die with its parent, then waits.
-DDP_CHILD = "import os, time; from karmma.training.run import die_with_parent; die_with_parent(); print(os.getpid(), flush=True); time.sleep(120)"
+DDP_CHILD = "import os, time; from karmma.training.launch import die_with_parent; die_with_parent(); print(os.getpid(), flush=True); time.sleep(120)"
 
 
+@pytest.mark.e2e  # slow: starts Python processes that import Lightning
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
 @pytest.mark.parametrize(
     "launch, tied",
@@ -162,6 +164,7 @@ def test_a_launched_process_is_killed_when_its_launcher_dies(launch, tied):
             os.kill(child, signal.SIGKILL)
 
 
+@pytest.mark.e2e  # slow: starts Python processes that import Lightning
 def test_a_ddp_child_whose_parent_died_before_it_asked_ends_at_once():
     """The parent recorded in the environment (by rank 0) is not the process's parent any more."""
     orphan = subprocess.run(

@@ -5,8 +5,7 @@ import warnings
 import pytest
 import torch
 
-from karmma.artifacts import CHECKPOINT_RECIPE
-from karmma.checkpoints import CheckpointError, read_checkpoint
+from karmma.checkpoints import CHECKPOINT_RECIPE, CheckpointError, read_checkpoint
 from karmma.data.recipe import PrepareSettings
 from karmma.evaluation.evaluate import load_for_evaluation
 from karmma.training.run import QUIET_WARNINGS, ProgressBar, RunFolderError, best_epoch, checkpoint_monitor, train

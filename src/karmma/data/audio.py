@@ -25,35 +25,25 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from karmma.train_config import AudioConfig
+
 if TYPE_CHECKING:
     import torch
 
 
 @dataclass(frozen=True)
-class LogMelConfig:
-    sample_rate: int = 24000
-    n_fft: int = 2048
-    window_ms: float = 10.0
-    hop_ms: float = 5.0
+class LogMelConfig(AudioConfig):
+    """The log-mel settings of one spectrogram: the config's ``clip.audio`` and the shape it is made
+    in (``n_mels`` bins, ``frames`` hops; :func:`karmma.data.views.spectrogram_config`)."""
+
     n_mels: int = 128
     frames: int = 400
-    eps: float = 1e-6
 
     def __post_init__(self):
-        for name in ("sample_rate", "n_fft", "n_mels", "frames"):
+        super().__post_init__()
+        for name in ("n_mels", "frames"):
             if getattr(self, name) < 1:
-                raise ValueError(f"clip.audio.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("window_ms", "hop_ms", "eps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"clip.audio.{name} must be > 0, got {getattr(self, name)}")
-
-    @property
-    def hop_length(self) -> int:
-        return int(round(self.sample_rate * self.hop_ms / 1000))
-
-    @property
-    def win_length(self) -> int:
-        return int(round(self.sample_rate * self.window_ms / 1000))
+                raise ValueError(f"log-mel {name} must be >= 1, got {getattr(self, name)}")
 
     @property
     def seconds(self) -> float:

@@ -11,12 +11,12 @@ Formats:
 * ``manifest``: a user's own CSV manifests (see :mod:`karmma.data.manifest`).
 
 Relative annotation paths are resolved against ``annotations`` (default
-``<root>/annotations``).
+``<root>/annotations``). The config itself (:class:`DatasetConfig`, ``data:`` of a
+training config) is in :mod:`karmma.train_config`, which needs no data code.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from karmma.data.annotations import (
@@ -28,59 +28,7 @@ from karmma.data.annotations import (
 )
 from karmma.data.recipe import PUBLISHED_EPIC, PrepareSettings, read_recipe
 from karmma.data.views import ClipSample
-
-FORMATS = ("epic", "epic_star", "ssv2", "manifest")
-SPLITS = ("train", "validation", "test")
-DEFAULT_MODALITIES = {
-    "epic": ("V", "F", "A"),
-    "epic_star": ("V", "F", "A"),
-    "ssv2": ("V", "F", "D"),
-    "manifest": ("V", "F", "A", "D"),
-}
-
-
-@dataclass
-class DatasetConfig:
-    format: str = "epic"
-    root: str = ""
-    annotations: str = ""  # default: <root>/annotations
-    train: str = "EPIC_100_train.csv"
-    validation: str = "EPIC_100_validation.csv"
-    test: str = ""  # e.g. EPIC_100_test_timestamps.csv (unlabelled)
-    verb_classes: str = "EPIC_100_verb_classes.csv"
-    noun_classes: str = "EPIC_100_noun_classes.csv"
-    video_info: str = ""  # default: <root>/video_info.csv, else <annotations>/EPIC_100_video_info.csv
-    labels: str = "something-something-v2-labels.json"  # ssv2
-    boxes: list[str] = field(default_factory=list)  # ssv2: Something-Else JSON files
-    audio: str = "auto"  # epic: auto | wav | hdf5 | video
-    heads: dict[str, int] = field(default_factory=dict)  # manifest: classes per head (default: max id + 1)
-    split_by: str = "segment"  # epic_star
-    validation_fraction: float = 0.1  # epic_star
-    split_seed: int = 0  # epic_star
-    missing: str = "skip"  # skip | error
-
-    def __post_init__(self):
-        if self.format not in FORMATS:
-            raise ValueError(f"data.format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if self.missing not in ("skip", "error"):
-            raise ValueError(f"data.missing must be 'skip' or 'error', got {self.missing!r}")
-        if self.split_by not in ("segment", "video"):
-            raise ValueError(f"data.split_by must be 'segment' or 'video', got {self.split_by!r}")
-        if self.audio not in ("auto", "wav", "hdf5", "video"):
-            raise ValueError(f"data.audio must be auto, wav, hdf5 or video, got {self.audio!r}")
-        if not 0 < self.validation_fraction < 1:
-            raise ValueError(f"data.validation_fraction must be > 0 and < 1, got {self.validation_fraction}")
-        for head, size in self.heads.items():
-            if size < 1:
-                raise ValueError(f"data.heads.{head} must be >= 1 (classes of the head), got {size}")
-
-    def path(self, name: str) -> Path:
-        base = Path(self.annotations) if self.annotations else Path(self.root) / "annotations"
-        return base / name
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        return DEFAULT_MODALITIES[self.format]
+from karmma.train_config import SPLITS, DatasetConfig
 
 
 def detect_dataset(folder: str | Path) -> DatasetConfig:

@@ -51,13 +51,14 @@ from karmma.data.sampling import segment_frame_numbers
 from karmma.data.timing import stage
 from karmma.data.transforms import crop_resize, eval_crop_params, flow_affine, random_crop_params, rgb_affine
 from karmma.data.views import (
-    ClipConfig,
     ClipSample,
     audio_window_start,
     clip_frames,
     coverage_problem,
+    log_mel_config,
     spectrogram_config,
 )
+from karmma.train_config import ClipConfig
 
 log = logging.getLogger("karmma.data")
 
@@ -310,7 +311,7 @@ class ClipDataset(Dataset):
         start = min(times) - window / 2
         with stage("A read"):
             waveform = source.load(start, max(times) - min(times) + window, config.sample_rate)
-        mel_config = dataclasses.replace(config, n_mels=shape[2])
+        mel_config = log_mel_config(config, n_mels=shape[2])
         with stage("A log-mel"):
             return log_mel_images(waveform, [t - start for t in times], shape[-1], window, mel_config)
 

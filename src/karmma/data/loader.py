@@ -32,6 +32,16 @@ def step_slot(batch_idx: int, rank: int) -> int:
     return batch_idx * MAX_RANKS + rank
 
 
+#: The fixed views of the teacher cache and ``cache.decode_once``: view ``v`` of item ``index``
+#: draws as item ``index`` of "epoch" VIEW_EPOCH + v, an epoch no training run reaches.
+VIEW_EPOCH = 1_000_000
+
+
+def view_seed(seed: int, index: int, view: int) -> int:
+    """The item seed of fixed view ``view`` of dataset item ``index`` (see VIEW_EPOCH)."""
+    return item_seed(seed, VIEW_EPOCH + view, index)
+
+
 class SeededSampler(Sampler):
     """Shuffles with ``(seed, epoch)`` and yields ``(index, item_seed)`` for this rank.
 

@@ -153,3 +153,19 @@ def read_recipe(root: str | Path) -> PrepareSettings | None:
             "run karmma prepare again with one set of settings"
         )
     return next(iter(recipes), None)
+
+
+def recorded_recipe(record: dict | None, where: str) -> PrepareSettings | None:
+    """The frame recipe a model file records (None: unknown). A record written before the flow
+    stride rule was recorded (``{"flow", "short_side", "fps"}``, read from ``karmma prepare``'s
+    markers, whose only rule then was ``epic-id``) is completed with the rule of that time,
+    with a warning: deployment then takes the stride from the video's name, as that data did."""
+    if not record:
+        return None
+    if "flow_stride" not in record:
+        log.warning(
+            "%s records its frame recipe without the flow stride rule (written before karmma recorded it): "
+            "the rule karmma prepare used then applies (epic-id: 2 for 2018-style EPIC ids like P01_01, else 1)",
+            where,
+        )
+    return PrepareSettings.from_record(record, where)

@@ -18,9 +18,9 @@ build the same inputs through these rules:
 How the frames themselves are made (flow method, short side, the flow stride of
 each video) is the frame recipe of :mod:`karmma.data.recipe`.
 
-:class:`ClipSample` (where one labelled clip's media live) and
-:class:`ClipConfig` (sampling and view settings) are here so that modules
-can name them without importing the Dataset.
+:class:`ClipSample` (where one labelled clip's media live) is here so that modules
+can name it without importing the Dataset; the settings (``clip:`` of a config) are
+:class:`karmma.train_config.ClipConfig`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 
 from karmma.data.audio import LogMelConfig
 from karmma.data.sampling import audio_centre
+from karmma.train_config import AudioConfig
 
 #: modalities sampled at the same frame numbers (so they ask for as many frames)
 FRAME_MODALITIES = ("V", "F", "D")
@@ -55,45 +56,6 @@ class ClipSample:
     group: str = ""  # video or participant, for splits and reports
 
 
-@dataclass(frozen=True)
-class ClipConfig:
-    """How clips are sampled and what the evaluation views are.
-
-    ``frames``, ``size`` and ``audio_frames`` override the preset's input
-    geometry (frames per clip, crop side, the student's log-mel width) while
-    keeping its architecture; ``None`` keeps the preset's.
-    """
-
-    frames: int | None = None
-    size: int | None = None
-    audio_frames: int | None = None
-    num_clips: int = 1  # temporal views at evaluation
-    num_crops: int = 1  # spatial views at evaluation (1 centre or 3 left/centre/right)
-    crop_scale: tuple[float, float] = (0.4, 1.0)
-    flip: bool = True
-    audio: LogMelConfig = LogMelConfig()
-    audio_image_seconds: float = 1.28  # window of each teacher log-mel image
-    box_slots: int | None = None  # taken from the D input shape when None
-    #: flow (pixels) is divided by this; 9.04 matches TSN's (x / 255 - 0.5) / 0.226 on
-    #: flow JPEGs quantised over [-20, 20] px. Slow motion (SynthKitchen) wants less.
-    flow_scale: float = 9.04
-
-    def __post_init__(self):
-        from karmma.configuration import check_range
-
-        check_range("clip", "num_clips", self.num_clips, 1)
-        if self.num_crops not in (1, 3):
-            raise ValueError(f"clip.num_crops must be 1 or 3, got {self.num_crops}")
-        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
-            raise ValueError(
-                f"clip.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(self.crop_scale)}"
-            )
-        check_range("clip", "audio_image_seconds", self.audio_image_seconds, 0, low_open=True)
-        if self.box_slots is not None:
-            check_range("clip", "box_slots", self.box_slots, 1)
-        check_range("clip", "flow_scale", self.flow_scale, 0, low_open=True)
-
-
 def clip_frames(input_shapes: Mapping[str, tuple[int, ...]]) -> int:
     """Frames per clip of the V, F and D inputs (``[T, ...]``; 8 when the model has none of them).
 
@@ -104,9 +66,15 @@ def clip_frames(input_shapes: Mapping[str, tuple[int, ...]]) -> int:
     return next(iter(counts.values()), 8)
 
 
-def spectrogram_config(audio: LogMelConfig, shape: tuple[int, ...]) -> LogMelConfig:
+def spectrogram_config(audio: AudioConfig, shape: tuple[int, ...]) -> LogMelConfig:
     """The log-mel settings of an A input ``[1, n_mels, frames]`` (its window is ``frames`` hops long)."""
-    return dataclasses.replace(audio, n_mels=shape[1], frames=shape[2])
+    return log_mel_config(audio, n_mels=shape[1], frames=shape[2])
+
+
+def log_mel_config(audio: AudioConfig, **shape: int) -> LogMelConfig:
+    """``clip.audio`` with the spectrogram's ``n_mels`` and ``frames`` (the model's A input decides them)."""
+    settings = {f.name: getattr(audio, f.name) for f in dataclasses.fields(AudioConfig)}
+    return LogMelConfig(**settings, **shape)
 
 
 def audio_window_start(

@@ -33,13 +33,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from karmma.artifacts import ModelInfo
-from karmma.data.audio import log_mel_numpy
+from karmma.data.audio import LogMelConfig, log_mel_numpy
 from karmma.data.media import crop_or_pad, encode_flow
 from karmma.data.numpy_transforms import CropParams, eval_crop_params, flow_input, rgb_input
 from karmma.data.recipe import PrepareSettings
 from karmma.data.sampling import segment_frame_numbers
 from karmma.data.video import flow_calculator
-from karmma.data.views import ClipConfig, audio_window_start, clip_frames, flow_pair, spectrogram_config
+from karmma.data.views import audio_window_start, clip_frames, flow_pair, spectrogram_config
+from karmma.train_config import ClipConfig
 
 RAW_MODALITIES = ("V", "F", "A")  # what a video file can give (D needs a detector)
 log = logging.getLogger("karmma.deploy")
@@ -180,7 +181,8 @@ class Preprocessor:
         return flow_input(quantised, crop, self.input_shapes["F"][-1], self.clip.flow_scale, self.recipe.flow_bound)
 
     def _mel_config(self):
-        shape = self.input_shapes.get("A", (1, self.clip.audio.n_mels, self.clip.audio.frames))
+        default = LogMelConfig()  # a model without A: the default spectrogram's window
+        shape = self.input_shapes.get("A", (1, default.n_mels, default.frames))
         if len(shape) != 3:
             raise ValueError(
                 f"audio input of shape {list(shape)}: only the student's single spectrogram [1, mels, frames] is supported"

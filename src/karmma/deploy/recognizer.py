@@ -18,9 +18,8 @@ from __future__ import annotations
 import collections.abc
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,83 +35,11 @@ from karmma.data.video import (
     resize_short_side,
 )
 from karmma.data.views import coverage_problem, segment_frame_range
+from karmma.deploy.predictions import InputReport, Prediction
 from karmma.deploy.preprocess import RAW_MODALITIES, Preprocessor
 from karmma.deploy.runtime import open_runner
+from karmma.deploy.session import Session
 from karmma.modalities import MODALITY_NAMES, order_keys
-
-if TYPE_CHECKING:
-    from karmma.deploy.session import Session
-
-
-@dataclass
-class Prediction:
-    """Top-k classes per head and top-k actions (joint over the heads), with probabilities.
-
-    Attributes:
-        heads: per head, ``[(class name, probability)]`` best first.
-        actions: ``[{head: class name, ..., "probability": p}]`` best first; the
-            probability of an action is the product of its heads' probabilities.
-        modalities: the modalities the prediction used.
-        missing: modalities not used, with the reason.
-        timings_ms: milliseconds per step (``decode``, ``rgb``, ``flow``, ``spectrogram``, ``model``).
-        segment: the ``(start, stop)`` seconds of the video predicted (None: inputs were given).
-        flow_stride: frames between the two frames of each flow pair (None: no flow computed).
-    """
-
-    heads: dict[str, list[tuple[str, float]]]
-    actions: list[dict]
-    modalities: list[str]
-    missing: dict[str, str] = field(default_factory=dict)
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    segment: tuple[float, float] | None = None
-    flow_stride: int | None = None
-
-    @property
-    def top(self) -> dict:
-        """The best action, e.g. ``{"verb": "lift", "noun": "cup", "probability": 0.8}``."""
-        return self.actions[0]
-
-    def to_dict(self) -> dict:
-        return {
-            **({"segment": [round(t, 3) for t in self.segment]} if self.segment else {}),
-            **({"flow_stride": self.flow_stride} if self.flow_stride else {}),
-            "modalities": self.modalities,
-            "missing": self.missing,
-            "actions": self.actions,
-            "heads": {
-                h: [{"class": name, "probability": round(p, 6)} for name, p in top] for h, top in self.heads.items()
-            },
-            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
-        }
-
-    def format_table(self) -> str:
-        names = list(self.heads)
-        lines = [
-            (f"segment {self.segment[0]:.2f}-{self.segment[1]:.2f} s: " if self.segment else "")
-            + f"modalities used: {'+'.join(self.modalities)}"
-            + (f" (flow pairs {self.flow_stride} frame(s) apart)" if self.flow_stride else "")
-            + "".join(f"; {k} not used ({why})" for k, why in self.missing.items())
-        ]
-        header = f"{'rank':>4s}  " + "  ".join(f"{h:16s}" for h in names) + "  probability"
-        lines += [header, "-" * len(header)]
-        for rank, action in enumerate(self.actions, 1):
-            lines.append(
-                f"{rank:4d}  " + "  ".join(f"{action[h]:16s}" for h in names) + f"  {action['probability']:.3f}"
-            )
-        if self.timings_ms:
-            lines.append("time: " + ", ".join(f"{k} {v:.1f} ms" for k, v in self.timings_ms.items()))
-        return "\n".join(lines)
-
-
-@dataclass
-class InputReport:
-    """What a prediction reports besides its inputs: the modalities not used and why, the
-    milliseconds per step, the segment (s) and the flow stride (None: none computed)."""
-
-    missing: dict[str, str]
-    timings_ms: dict[str, float]
-    segment: tuple[float, float] | None = None
-    flow_stride: int | None = None
 
 
 @dataclass
@@ -199,8 +126,6 @@ class Recognizer:
     def session(self, window: float = 2.0, hop: float = 1.0, **options) -> Session:
         """A live :class:`~karmma.deploy.session.Session`: push timestamped frames, audio and boxes,
         get one prediction per window (``options``: see the class)."""
-        from karmma.deploy.session import Session
-
         return Session(self, window, hop, **options)
 
     @property

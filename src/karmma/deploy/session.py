@@ -33,14 +33,17 @@ from __future__ import annotations
 import bisect
 import collections.abc
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from karmma.data.video import resize_short_side
+from karmma.deploy.predictions import InputReport, WindowPrediction
 from karmma.deploy.preprocess import RAW_MODALITIES
-from karmma.deploy.recognizer import InputReport, Recognizer
-from karmma.deploy.stream import WindowPrediction
 from karmma.modalities import order_keys
+
+if TYPE_CHECKING:  # annotations only: the recognizer makes sessions (Recognizer.session)
+    from karmma.deploy.recognizer import Recognizer
 
 #: seconds each sensor keeps beyond one window: late messages, and predict(t) a little behind the newest
 KEEP_EXTRA = 2.0

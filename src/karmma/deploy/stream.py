@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,8 @@ import numpy as np
 from karmma.data.media import MediaError
 from karmma.data.sources import media_seconds
 from karmma.data.video import AudioWindows, iter_frames, probe_video, resize_short_side
-from karmma.deploy.recognizer import DecodedVideo, Prediction, Recognizer
+from karmma.deploy.predictions import WindowPrediction
+from karmma.deploy.recognizer import DecodedVideo, Recognizer
 
 
 class SensorFailures:
@@ -63,44 +63,6 @@ class SensorFailures:
         if modalities and len(down) == len(modalities):
             down.remove(self.rng.choice(list(modalities)))
         return down
-
-
-@dataclass
-class WindowPrediction:
-    """The prediction of one window ``[start, end]`` s; ``prediction`` is None when no modality covered
-    it (a live :class:`~karmma.deploy.session.Session` with every sensor silent), ``unused`` then says why."""
-
-    index: int
-    start: float  # seconds
-    end: float
-    prediction: Prediction | None
-    dropped: list[str] = field(default_factory=list)
-    unused: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def modalities(self) -> list[str]:
-        return self.prediction.modalities if self.prediction else []
-
-    @property
-    def missing(self) -> dict[str, str]:
-        return self.prediction.missing if self.prediction else self.unused
-
-    def to_dict(self) -> dict:
-        window = {"window": self.index, "start": round(self.start, 3), "end": round(self.end, 3)}
-        if self.prediction is None:
-            return {**window, "modalities": [], "missing": self.unused, "actions": [], "heads": {}}
-        return {**window, **self.prediction.to_dict()}
-
-    def format_line(self) -> str:
-        p = self.prediction
-        notes = ", ".join(f"{k} {why}" for k, why in self.missing.items())
-        span = f"[{self.start:7.2f} - {self.end:7.2f} s]"
-        if p is None:
-            return f"{span} {'-':7s} no prediction  [not used: {notes}]"
-        action = " ".join(v for k, v in p.top.items() if k != "probability")
-        return f"{span} {'+'.join(p.modalities):7s} {action} ({p.top['probability']:.2f})" + (
-            f"  [not used: {notes}]" if notes else ""
-        )
 
 
 def frame_source(source: str, short_side: int, fps: float | None) -> tuple[Iterator[tuple[np.ndarray, float]], str]:

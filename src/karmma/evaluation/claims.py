@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from karmma.evaluation.report import model_label
+from karmma.evaluation.model_labels import model_label
 from karmma.evaluation.statistics import BOOTSTRAP_RESAMPLES, paired_bootstrap, seed_interval
 from karmma.modalities import largest_first
 

@@ -13,9 +13,9 @@ never saw the code.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
+from karmma.evaluation.model_labels import MODELS, model_label
 from karmma.evaluation.paper import (
     beside,
     match_paper,
@@ -28,42 +28,6 @@ from karmma.evaluation.statistics import at_chance, wilson_interval
 from karmma.io import atomic_savefig, atomic_write_text
 from karmma.modalities import largest_first, parse_subset
 
-
-@dataclass(frozen=True)
-class ModelInfo:
-    label: str
-    description: str
-
-
-# What each model in results.json is; a name not listed here is shown as it is.
-MODELS = {
-    "teacher": ModelInfo(
-        "KARMMA_T",
-        "the multimodal **teacher**: one frozen pre-trained extractor per modality (Swin3D-B in the paper preset) "
-        "and a trained transformer fusion; trained with cross-entropy, InfoNCE between modalities and modality "
-        "dropout. Large; its predictions train the student.",
-    ),
-    "student": ModelInfo(
-        "KARMMA_S",
-        "the light **student** (Swin3D-T / ResNet-18 extractors in the paper preset, trained end to end), distilled "
-        "from the teacher's predictions with modality dropout. The model one deploys.",
-    ),
-    "baseline": ModelInfo(
-        "Baseline",
-        "the paper's Baseline: the student's architecture trained with cross-entropy only: no distillation, "
-        "no modality dropout, no missing-modality strategy (a missing modality arrives as a zero input).",
-    ),
-    "baseline_delta": ModelInfo(
-        "Baseline w/ δ",
-        "the student's architecture trained with modality dropout (δ) and learned tokens, without distillation: "
-        "the difference to KARMMA_S is what distillation adds.",
-    ),
-    "baseline_masked": ModelInfo(
-        "Masked Baseline (ours)",
-        "the Baseline with a missing modality left out of attention and out of the prediction average; "
-        "our addition, a stronger baseline than the paper's (not in the paper).",
-    ),
-}
 STRATEGIES = {  # the ``missing_modality`` of each model (docs/method.md, "Missing modalities")
     "learned": "learned modality + position tokens stand in",
     "mask": "left out of attention and of the average (ours)",
@@ -74,11 +38,6 @@ COMPARED = ("baseline", "baseline_delta", "student")
 FAR_BELOW = 5.0  # "far below" on a single-modality subset: at least this many points lower, or under half
 PER_CLASS_ROWS = 15  # the most frequent classes shown per head (EPIC has 97 verbs and 300 nouns)
 METHOD_DOC = "docs/method.md in the karmma repository"
-
-
-def model_label(name: str) -> str:
-    info = MODELS.get(name)
-    return info.label if info else name
 
 
 def _fmt(value) -> str:

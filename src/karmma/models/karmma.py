@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
@@ -29,9 +28,7 @@ from torch import nn
 from karmma.availability import check_availability
 from karmma.modalities import ModalitySpec
 from karmma.models.transformer import TransformerBlock
-
-MissingStrategy = Literal["learned", "zeros", "mask"]
-MISSING_STRATEGIES = ("learned", "zeros", "mask")
+from karmma.train_config import MISSING_STRATEGIES, MissingStrategy
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,7 @@ from torchvision.models.video import Swin3D_B_Weights, Swin3D_T_Weights, SwinTra
 from torchvision.models.video.swin_transformer import PatchEmbed3d
 
 from karmma.models.weights import load_pretrained
-
-SPATIAL_POOLS = ("mean", "max")
+from karmma.train_config import SPATIAL_POOLS
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from karmma.configuration import to_dict
 from karmma.data.loader import make_loader
 from karmma.train_config import TrainConfig
 from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
@@ -57,10 +56,10 @@ def benchmark_cache(config: TrainConfig, cache_workers: int = 0) -> dict:
     if config.stage != "teacher" or not config.cache.path:
         raise ValueError("the cache benchmark needs the teacher config with cache.path (after karmma extract)")
     live_config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, path=""))
-    live = KarmmaModule(to_dict(live_config))
+    live = KarmmaModule(live_config)
     clips = clip_dataset(config, live, "train")
     live_loader = make_loader(clips, config.optim.batch_size, config.trainer.seed, True, config.trainer.workers)
-    cached = KarmmaModule(to_dict(config))
+    cached = KarmmaModule(config)
     features = CachedFeatures(config, "train", cached.modalities, config.cache.in_memory)
     cached_loader = make_loader(
         features, config.optim.batch_size, config.trainer.seed, True, cache_workers, collate=collate_features
@@ -90,10 +89,10 @@ def benchmark_distillation(config: TrainConfig, batches: int = 8, repeats: int =
     """Median step time: student with cached teacher logits vs Baseline, same batches in memory."""
     if config.stage != "student" or config.teacher_logits != "cache" or not config.cache.path:
         raise ValueError("the distillation benchmark needs the student config with teacher_logits=cache and cache.path")
-    student = KarmmaModule(to_dict(config))
-    baseline = KarmmaModule(to_dict(dataclasses.replace(config, stage="baseline")))
+    student = KarmmaModule(config)
+    baseline = KarmmaModule(dataclasses.replace(config, stage="baseline"))
     student_no_dropout = KarmmaModule(
-        to_dict(dataclasses.replace(config, loss=dataclasses.replace(config.loss, modality_dropout=0.0)))
+        dataclasses.replace(config, loss=dataclasses.replace(config.loss, modality_dropout=0.0))
     )
     clips = clip_dataset(config, student, "train", fixed_views=True)
     views = CachedTeacherViews(clips, config)
@@ -167,7 +166,7 @@ def benchmark_steps(config: TrainConfig) -> dict:
     """A student-sized stage's epoch with live decoding vs decoded once, split into data wait and compute."""
     if config.stage in ("teacher", "unimodal"):
         raise ValueError("the steps benchmark is for the student-sized stages (student and the baselines)")
-    module = KarmmaModule(to_dict(config))
+    module = KarmmaModule(config)
     batch, seed, workers = config.optim.batch_size, config.trainer.seed, config.trainer.workers
     result = {
         "what": "one training epoch: waiting for data vs computing",

@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 from karmma.configuration import flatten
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
-from karmma.data.loader import item_seed
+from karmma.data.loader import view_seed
 from karmma.data.recipe import read_recipe
 from karmma.data.transforms import finish_inputs
 from karmma.data.views import ClipSample
@@ -61,13 +61,8 @@ from karmma.stages import require_pretrained_teacher, stage_modalities, stage_pr
 from karmma.train_config import TrainConfig
 
 log = logging.getLogger("karmma.cache")
-VIEW_EPOCH = 1_000_000  # item seeds of cached view v use "epoch" VIEW_EPOCH + v
 CACHE_FORMAT = 2  # 1: shards without metadata, found by name order (refused)
 METADATA = "karmma_cache"  # the shard attribute holding the JSON metadata
-
-
-def view_seed(seed: int, index: int, view: int) -> int:
-    return item_seed(seed, VIEW_EPOCH + view, index)
 
 
 class CacheError(ValueError):
@@ -356,8 +351,8 @@ def extract_teacher_cache(
     Returns ``{split: {"rows", "written", "file"}}`` (``"file"``: a pattern when several ranks were
     worked through) and, with ``teacher_checkpoint``, ``"logits"``: the rows given logits."""
     from karmma.data.config import dataset_heads
+    from karmma.training.launch import die_with_parent
     from karmma.training.module import build_stage_model
-    from karmma.training.run import die_with_parent
 
     if config.stage != "teacher":
         raise ValueError(

@@ -4,7 +4,7 @@ On a small dataset and a small model (SynthKitchen on a laptop CPU) decoding
 JPEGs, flow and audio every epoch costs more than the forward and backward
 pass. :class:`DecodedViews` decodes ``cache.train_views`` augmented views of
 every training clip once (frames, crop and flip seeded by
-:func:`~karmma.training.cache.view_seed`, the views the teacher's logits are
+:func:`~karmma.data.loader.view_seed`, the views the teacher's logits are
 cached for; ``train_views: 0``: the centred evaluation view) and keeps them as
 the loader hands them over: V and F as uint8 crops with their maps (exact, a
 quarter of float32's memory), A as float16.
@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from karmma.data.dataset import ClipDataset
-from karmma.training.cache import view_seed
+from karmma.data.loader import view_seed
 
 
 class _Views(Dataset):

@@ -16,15 +16,14 @@ student-sized one for student and baselines); docs/method.md lists every choice.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import lightning as L
 import torch
 
-from karmma.artifacts import CHECKPOINT_RECIPE, load_model
+from karmma.artifacts import load_model
 from karmma.availability import modality_dropout
-from karmma.checkpoints import CheckpointError
-from karmma.configuration import from_dict
+from karmma.checkpoints import CHECKPOINT_RECIPE, CheckpointError
+from karmma.configuration import to_dict
 from karmma.data.config import dataset_heads, dataset_recipe
 from karmma.data.loader import item_seed, step_slot
 from karmma.data.recipe import check_same_recipe
@@ -67,10 +66,10 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Te
 
 
 class KarmmaModule(L.LightningModule):
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: TrainConfig):
         super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.config = from_dict(TrainConfig, config)
+        self.save_hyperparameters({"config": to_dict(config)})  # plain data: checkpoints hold no pickled classes
+        self.config = config
         self.heads = dataset_heads(self.config.data)
         self.model = build_stage_model(self.config, self.heads)
         self.modalities = self.model.modalities

@@ -26,10 +26,8 @@ import fcntl
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -55,6 +53,7 @@ from karmma.training.cache import (
     training_view_clips,
 )
 from karmma.training.checkpoints import SafeCheckpointIO
+from karmma.training.launch import LAUNCHER_PID, die_with_parent
 from karmma.training.memory import DecodedClips, DecodedViews
 from karmma.training.module import KarmmaModule
 
@@ -381,43 +380,6 @@ def check_resumable(last: Path, config: TrainConfig) -> None:
         )
 
 
-#: the pid of the rank-0 process, in the environment its DDP children inherit (see die_with_parent)
-LAUNCHER_PID = "KARMMA_LAUNCHER_PID"
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-#: set by torchrun (torch.distributed.elastic) in every process it starts
-TORCHRUN_RUN_ID = "TORCHELASTIC_RUN_ID"
-
-
-def die_with_parent() -> None:
-    """Have the kernel kill this process when its parent dies, if a launcher started it: a DDP
-    process of local rank > 0 that Lightning started as a child of rank 0, or any process of
-    torchrun (every rank, local rank 0 included, is a child of torchrun's agent on its node).
-
-    Killed without clean-up (SIGKILL, the OOM killer), the launcher left them behind: waiting at the
-    rendezvous or in a collective, holding memory and GPUs. ``prctl(PR_SET_PDEATHSIG, SIGKILL)``
-    rather than a watchdog thread polling ``os.getppid()``: the kernel acts at once and also while
-    the process is blocked in C code (a collective, a decoder) that may hold the GIL a thread needs.
-    A Lightning child whose parent died before the call is caught by comparing ``os.getppid()``
-    with the pid rank 0 left in the environment (torchrun leaves no pid of its agent: there the
-    window is the process's start-up). Processes that ``srun`` starts are left to Slurm, which ends
-    a step's processes with the step. Linux only; elsewhere nothing changes."""
-    launched_by_torchrun = TORCHRUN_RUN_ID in os.environ
-    local_rank = int(os.environ.get("LOCAL_RANK", 0) or 0)
-    if not (local_rank > 0 or launched_by_torchrun) or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        log.warning("cannot ask to die with the parent process (prctl: %s)", os.strerror(ctypes.get_errno()))
-        return
-    launcher = os.environ.get(LAUNCHER_PID)
-    if launcher and not launched_by_torchrun and os.getppid() != int(launcher):  # died before prctl: no signal
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def train(config: TrainConfig, force_new: bool = False) -> dict:
     """Train one stage; returns the final validation metrics and where things are.
 
@@ -473,7 +435,7 @@ def _train(config: TrainConfig, force_new: bool) -> dict:
             )
             return json.loads(finished.read_text())
         print(f"resuming from {resume}")
-    module = KarmmaModule(to_dict(config))
+    module = KarmmaModule(config)
     folder.mkdir(parents=True, exist_ok=True)
     save_config(config, folder / "config.yaml")
     atomic_write_text(folder / "git.txt", _git_commit() + "\n")
