@@ -74,7 +74,12 @@ def test_dropout_study_trains_one_teacher_per_rate(trained_runs, synth_prepared,
         assert len(entry["subsets"]) == 7 and (tmp_path / "runs").is_dir()
     saved = json.loads((tmp_path / "study" / "dropout_study.json").read_text())
     assert saved == json.loads(json.dumps(study))
-    assert len(study_table(study).splitlines()) == 2 + 2
+    table = study_table(study).splitlines()
+    assert len(table) == 2 + 1 + 2  # header, the clips each subset scored, one row per training rate
+    assert table[2].startswith("| *clips scored* | 6 |") and [row.split(" | ")[0] for row in table[3:]] == [
+        "| 0",
+        "| 0.5",
+    ]
     plot_dropout_study(study, tmp_path / "study.png")
     assert (tmp_path / "study.png").stat().st_size > 1000
 
