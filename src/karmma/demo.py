@@ -133,6 +133,15 @@ PLANS = {
 }
 
 
+#: run-name prefix of the extractors pre-trained for each model size: ``unimodal_V``, ``unimodal_student_V``
+UNIMODAL_RUN_PREFIXES = {"teacher": "unimodal_", "student": "unimodal_student_"}
+
+
+def main_data(prepared_main: Path) -> list[str]:
+    """The overrides that point a run at the main recordings, test split included."""
+    return [f"data.root={prepared_main}", "data.test=EPIC_100_test.csv"]
+
+
 #: where ``karmma demo`` writes without ``--out``, per flavour: a folder holds one flavour (run_demo refuses
 #: the other), so the quick demo must not default to the default demo's folder
 DEMO_FOLDERS = {"quick": "karmma-demo-quick", "default": "karmma-demo"}
@@ -209,9 +218,9 @@ def stage_overrides(root: Path, plan: DemoPlan, seed: int, workers: int = 2) -> 
         f"cache.train_views={plan.train_views}",
         *plan.overrides,
     ]
-    data = [f"data.root={prepared / 'main'}", "data.test=EPIC_100_test.csv"]
+    data = main_data(prepared / "main")
     configs = {}
-    for size, prefix in (("teacher", "unimodal_"), ("student", "unimodal_student_")):
+    for size, prefix in UNIMODAL_RUN_PREFIXES.items():
         for m in "VFA":
             configs[f"{prefix}{m}"] = (
                 "unimodal",
@@ -356,11 +365,9 @@ def evaluate_extractors(runs: Path, main: Path, workers: int = 2) -> dict:
 
     settings = EvaluationSettings(split="test", probabilities=(0.0,), seeds=1, workers=workers, progress=False)
     extractors: dict[str, dict] = {}
-    for size, prefix in (("teacher", "unimodal_"), ("student", "unimodal_student_")):
+    for size, prefix in UNIMODAL_RUN_PREFIXES.items():
         for m in "VFA":
-            extractor = load_for_evaluation(
-                runs / f"{prefix}{m}", f"{prefix}{m}", overrides=[f"data.root={main}", "data.test=EPIC_100_test.csv"]
-            )
+            extractor = load_for_evaluation(runs / f"{prefix}{m}", f"{prefix}{m}", overrides=main_data(main))
             result = evaluate_model(extractor, settings)
             extractors.setdefault(size, {})[m] = result["subsets"][m]
     return extractors
