@@ -126,15 +126,16 @@ def evaluate_command(args: argparse.Namespace) -> int:
     names = args.names.split(",") if args.names else [""] * len(args.models)
     if len(names) != len(args.models):
         raise ValueError(f"--names gives {len(names)} names for {len(args.models)} models")
-    levels = [args.sls_pt, args.sls_tl, args.sls_td]
+    given = {k: v for k, v in zip(("pt", "tl", "td"), (args.sls_pt, args.sls_tl, args.sls_td)) if v is not None}
+    levels = None
     if args.submission:
         from karmma.evaluation.submission import SupervisionLevels, check_submission_path
 
         check_submission_path(args.submission)  # before the evaluation, not after it
         if len(args.models) != 1:
             raise ValueError(f"--submission writes one model's scores, got {len(args.models)} models")
-        levels = SupervisionLevels(**{k: v for k, v in zip(("pt", "tl", "td"), levels) if v is not None})
-    elif any(level is not None for level in levels):
+        levels = SupervisionLevels(**given)
+    elif given:
         raise ValueError("--sls-pt / --sls-tl / --sls-td describe a --submission: give one")
     if not args.out and not args.submission:
         raise ValueError("nothing to write: give --out RESULTS.json and/or --submission OUT.zip")
@@ -145,7 +146,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         settings,
         args.out,
         submission=args.submission,
-        levels=levels if args.submission else None,
+        levels=levels,
         log=lambda line: print(line, file=sys.stderr),
     )
     return 0
