@@ -309,14 +309,15 @@ def demo_stages(
 
         # checkpoints were chosen on validation; every reported number is on the test participants
         settings = EvaluationSettings(split="test", seeds=plan.sweep_seeds, workers=workers, progress=False)
-        results = evaluate_models([load_for_evaluation(runs / name, name) for name in DEMO_MODELS], settings)
-        for result in results["models"].values():
-            result["source"] = str(Path(result["source"]).relative_to(out))  # the same file for any --out
-        # what the data allows at best, per subset, computed from SynthKitchen's generative model
-        results["ceilings"] = information_ceilings(("V", "F", "A"))
-        results["teacher_logits"] = json.loads((runs / "teacher" / "logit_statistics.json").read_text())
-        results["extractors"] = evaluate_extractors(runs, prepared / "main", workers)
-        _write_json(root / "results.json", results)
+        extra = {
+            # what the data allows at best, per subset, computed from SynthKitchen's generative model
+            "ceilings": information_ceilings(("V", "F", "A")),
+            "teacher_logits": json.loads((runs / "teacher" / "logit_statistics.json").read_text()),
+            "extractors": evaluate_extractors(runs, prepared / "main", workers),
+        }
+        models = [load_for_evaluation(runs / name, name) for name in DEMO_MODELS]
+        # sources relative to the demo folder: the same results.json for any --out
+        evaluate_models(models, settings, root / "results.json", extra=extra, relative_to=out)
 
     def tuning_stage():
         _write_json(runs / "tuning.json", tuning_results(runs, knobs))

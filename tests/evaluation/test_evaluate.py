@@ -5,7 +5,14 @@ import torch
 
 from karmma.availability import availability_for_subset
 from karmma.checkpoints import CheckpointError, resolve_checkpoint
-from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation
+from karmma.evaluation.evaluate import (
+    ClipScores,
+    EvaluatedModel,
+    EvaluationSettings,
+    evaluate_model,
+    evaluate_models,
+    load_for_evaluation,
+)
 from karmma.modalities import all_subsets, subset_name
 from karmma.presets import build_baseline, build_student, build_teacher
 
@@ -25,6 +32,38 @@ def test_fusing_cached_tokens_equals_running_on_reduced_inputs(tiny, build):
             fused = model.fuse(tokens, mask).logits
             for head in reduced:
                 torch.testing.assert_close(fused[head], reduced[head], atol=1e-5, rtol=1e-5, msg=subset_name(subset))
+
+
+def test_evaluate_models_names_models_apart_and_writes_results_json(tmp_path, monkeypatch):
+    """The one evaluation of several models behind `karmma evaluate` and the demo: the layout, the
+    names, sources relative to a folder, the demo's extra entries, a line per model and file."""
+    import karmma.evaluation.evaluate
+
+    def scored(evaluated, settings):
+        result = {"source": evaluated.source, "labelled": True, "modalities": ["V", "A"]}
+        result["subsets"] = {"V+A": {"action_top1": 12.5 if evaluated.source.endswith("a.ckpt") else 25.0}}
+        return result, ClipScores(settings.split, ("V", "A"), ["c1"], {}, [])
+
+    monkeypatch.setattr(karmma.evaluation.evaluate, "evaluate_with_scores", scored)
+    models = [EvaluatedModel("student", None, None, str(tmp_path / "runs" / name)) for name in ("a.ckpt", "b.ckpt")]
+    lines = []
+    out = tmp_path / "results.json"
+    settings = EvaluationSettings(split="test", probabilities=(0.0, 0.5), seeds=1)
+    results = evaluate_models(
+        models, settings, out, extra={"ceilings": {"V": 90.0}}, relative_to=tmp_path, log=lines.append
+    )
+    assert json.loads(out.read_text()) == results
+    assert list(results) == ["models", "settings", "ceilings"]
+    assert results["settings"] == {"split": "test", "probabilities": [0.0, 0.5], "seeds": 1, "modalities": "all"}
+    assert {name: r["source"] for name, r in results["models"].items()} == {
+        "student": "runs/a.ckpt",
+        "student_2": "runs/b.ckpt",
+    }
+    assert lines == [
+        "student: action top-1 12.50 on the full set",
+        "student_2: action top-1 25.00 on the full set",
+        f"wrote {out}",
+    ]
 
 
 @pytest.fixture(scope="module")

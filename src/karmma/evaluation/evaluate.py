@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -45,9 +47,13 @@ from karmma.evaluation.metrics import (
     tail_metrics,
     top_pairs,
 )
+from karmma.io import write_json
 from karmma.modalities import all_subsets, subset_name
 from karmma.models.karmma import KARMMA
 from karmma.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from karmma.evaluation.submission import SupervisionLevels
 
 SWEEP_PROBABILITIES = tuple(round(0.1 * i, 1) for i in range(10))
 PREDICTION_TOP_K = 5  # classes and actions per clip in the predictions of a split without labels
@@ -64,16 +70,16 @@ class EvaluatedModel:
 
 
 def load_for_evaluation(
-    path: str | Path, name: str = "", overrides: list[str] = (), checkpoint: str = "best"
+    path: str | Path, name: str = "", overrides: list[str] = (), checkpoint: str = "best", device: str = "cpu"
 ) -> EvaluatedModel:
-    """Load a run folder / checkpoint / student export. ``overrides`` (``data.root=...``)
-    change the stored training config before the model is built, e.g. when the data
-    moved; ``checkpoint`` picks a run folder's ``best`` or ``last`` checkpoint."""
+    """Load a run folder / checkpoint / student export onto ``device``. ``overrides``
+    (``data.root=...``) change the stored training config before the model is built, e.g.
+    when the data moved; ``checkpoint`` picks a run folder's ``best`` or ``last`` checkpoint."""
     file = resolve_checkpoint(path, checkpoint)
     model, info = load_model(file, overrides=overrides)
     config = from_dict(TrainConfig, info.config, str(file))
     check_same_recipe(info.preparation, dataset_recipe(config.data), f"model {file}", f"the data ({config.data.root})")
-    return EvaluatedModel(name or config.stage, model, config, str(file))
+    return EvaluatedModel(name or config.stage, model.to(device), config, str(file))
 
 
 def default_split(config: TrainConfig) -> str:
@@ -368,9 +374,51 @@ def _predictions(scores: ClipScores, top: int = PREDICTION_TOP_K) -> dict:
     return {"modalities": subset_name(scores.modalities), "unscored": scores.unscored, "clips": clips}
 
 
-def evaluate_models(models: list[EvaluatedModel], settings: EvaluationSettings = EvaluationSettings()) -> dict:
-    """The ``results.json`` layout: ``{"models": {name: evaluate_model(...)}, "settings": {...}}``."""
-    return {"models": {m.name: evaluate_model(m, settings) for m in models}, "settings": settings_record(settings)}
+def evaluate_models(
+    models: list[EvaluatedModel],
+    settings: EvaluationSettings = EvaluationSettings(),
+    out: str | Path | None = None,
+    extra: dict | None = None,
+    relative_to: str | Path | None = None,
+    submission: str | Path | None = None,
+    levels: SupervisionLevels | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> dict:
+    """Evaluate every model and return the ``results.json`` layout, written to ``out`` when given:
+    ``{"models": {name: evaluate_model(...)}, "settings": {...}, **extra}``.
+
+    Models of one name are told apart (``student``, ``student_2``); ``relative_to`` writes each
+    model's source relative to that folder (a results.json that moves with its folder).
+    ``submission`` also writes the one model's EPIC-KITCHENS-100 challenge file with the
+    supervision ``levels``; ``log`` gets one line per model and per file written."""
+    from karmma.evaluation.submission import SupervisionLevels, check_heads, write_submission
+
+    if submission:
+        check_heads(models[0].model.heads, models[0].source)  # before the evaluation, not after it
+        levels = levels or SupervisionLevels()
+    for name, evaluated in zip(unique_names([m.name for m in models]), models):
+        evaluated.name = name
+    results = {"models": {}, "settings": settings_record(settings), **(extra or {})}
+    for evaluated in models:
+        result, scores = evaluate_with_scores(evaluated, settings)
+        if relative_to is not None:
+            result["source"] = str(Path(result["source"]).relative_to(relative_to))
+        results["models"][evaluated.name] = result
+        if not result["labelled"]:
+            log(f"{evaluated.name}: {result['note']} ({len(scores.ids)} clips predicted)")
+        else:
+            full = result["subsets"][subset_name(result["modalities"])]
+            log(f"{evaluated.name}: action top-1 {full['action_top1']:.2f} on the full set")
+        if submission:
+            write_submission(submission, scores, levels)
+            log(
+                f"wrote {submission}: {len(scores.ids)} narration ids of the {scores.split} split, "
+                f"modalities {subset_name(scores.modalities)}, sls {levels.pt}/{levels.tl}/{levels.td} (pt/tl/td)"
+            )
+    if out:
+        write_json(out, results)
+        log(f"wrote {Path(out)}")
+    return results
 
 
 def settings_record(settings: EvaluationSettings) -> dict:

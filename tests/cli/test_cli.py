@@ -2,6 +2,7 @@ import argparse
 import errno
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -107,16 +108,40 @@ def test_benchmark_is_one_command_with_four_measurements():
 
 
 def test_parsing_mirrors_the_library_names():
-    """cli.py keeps its own copies (parsing must not import torchvision or Lightning)."""
-    from karmma import cli
+    """The CLI keeps its own copies (parsing must not import torchvision or Lightning)."""
+    from karmma.cli import arguments, benchmark
     from karmma.presets import PRESET_NAMES
     from karmma.training.bench import TRAINING_BENCHMARKS
 
-    assert cli.PRESET_NAMES == PRESET_NAMES and cli.TRAINING_BENCHMARKS == TRAINING_BENCHMARKS
-    assert set(cli.MODEL_LATENCY_RUNS) == set(PRESET_NAMES) and set(cli.DEPLOY_LATENCY_RUNS) == {
+    assert arguments.PRESET_NAMES == PRESET_NAMES and arguments.TRAINING_BENCHMARKS == TRAINING_BENCHMARKS
+    assert set(benchmark.MODEL_LATENCY_RUNS) == set(PRESET_NAMES) and set(benchmark.DEPLOY_LATENCY_RUNS) == {
         *PRESET_NAMES,
         "export",
     }
+
+
+def test_the_cli_is_a_package_of_modules_of_at_most_300_lines():
+    """One module per area, each command's arguments beside its function: none grows past 300 lines."""
+    import karmma.cli
+
+    assert hasattr(karmma.cli, "__path__"), f"karmma.cli is one module ({karmma.cli.__file__}), not a package"
+    modules = sorted(Path(karmma.cli.__path__[0]).glob("*.py"))
+    assert len(modules) >= 5, [m.name for m in modules]
+    lines = {module.name: len(module.read_text().splitlines()) for module in modules}
+    assert not {name: n for name, n in lines.items() if n > 300}, lines
+
+
+def test_every_command_function_sits_beside_the_function_defining_its_arguments():
+    """``COMMANDS["x y"]`` is ``x_y_command`` (``y_command`` for a ``data`` tool) in the module that has
+    ``add_x_y`` (``add_y``)."""
+    import sys
+
+    from karmma.cli import COMMANDS
+
+    for command, function in COMMANDS.items():
+        name = command.removeprefix("data ").replace(" ", "_").replace("-", "_")
+        assert function.__name__ == f"{name}_command", (command, function.__name__)
+        assert hasattr(sys.modules[function.__module__], f"add_{name}"), (command, function.__module__)
 
 
 def test_top_level_help_is_plain_text(capsys):
