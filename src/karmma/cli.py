@@ -448,11 +448,11 @@ def _dropout_study(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from karmma.artifacts import load_model, save_student
     from karmma.deploy.onnx_export import export_onnx, export_split_onnx
-    from karmma.stages import STUDENT_STAGES
+    from karmma.train_config import stage_names
 
     if not (args.safetensors or args.onnx or args.onnx_split):
         raise ValueError("nothing to write: give --safetensors, --onnx and/or --onnx-split")
-    model, info = load_model(args.student, stages=STUDENT_STAGES)
+    model, info = load_model(args.student, stages=stage_names("student"))
     written = []
     if args.safetensors:
         written.append(save_student(model, info, args.safetensors))
