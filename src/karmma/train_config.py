@@ -4,8 +4,9 @@ Every section of a config file is here (``data``, ``clip``, ``optim``, ``loss``,
 ``cache``, ``trainer`` and the stage's keys), with no torch, model or data code:
 reading a YAML is cheap and the light install reads the ``clip`` section of an
 export. A key with a fixed set of values is a ``Literal``, checked by
-:func:`karmma.configuration.from_dict` (one line naming the key and the values).
-The code that acts on a section lives with it: the data sources in
+:func:`karmma.configuration.from_dict` (one line naming the key and the values);
+``stage`` names a record of the stage table :data:`STAGE_SPECS`, which says what
+each stage trains and how. The code that acts on a section lives with it: the data sources in
 :mod:`karmma.data.config`, the clip recipe in :mod:`karmma.data.views`.
 """
 
@@ -22,7 +23,7 @@ MODALITY_KEYS = MODALITY_ORDER
 #: how a model stands in for a missing modality (docs/method.md, "Missing modalities")
 MissingStrategy = Literal["learned", "zeros", "mask"]
 MISSING_STRATEGIES: tuple[str, ...] = get_args(MissingStrategy)
-#: how Swin3D extractors pool their last feature map over space (docs/method.md, "Token pooling")
+#: how a Swin3D extractor pools its last feature map over space (docs/method.md, "Token pooling")
 TokenPooling = Literal["mean", "max"]
 SPATIAL_POOLS: tuple[str, ...] = get_args(TokenPooling)
 DatasetFormat = Literal["epic", "epic_star", "ssv2", "manifest"]
