@@ -107,12 +107,12 @@ def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool 
     preset = dataclasses.replace(preset, **{"teacher" if teacher_sized else "student": specs})
     pretrained = {} if restore else config.pretrained
     strategy = config.missing_strategy
-    spec = stage_spec(config.stage)
-    if spec.model == "extractor":
+    stage = stage_spec(config.stage)
+    if stage.model == "extractor":
         key = modalities[0]
         spec = (preset.teacher if teacher_sized else preset.student)[key]
         model = KARMMA([spec], heads, preset.student_fusion, strategy, freeze_extractors=False)
-    elif spec.model == "teacher":
+    elif stage.model == "teacher":
         model = build_teacher(preset, heads, modalities, strategy)
     else:
         model = build_student(preset, heads, modalities, strategy)
@@ -121,7 +121,7 @@ def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool 
     for key, path in pretrained.items():
         if path.endswith(".ckpt"):
             load_extractor(model, key, path, config)
-    if spec.frozen_extractors:
+    if stage.frozen_extractors:
         for key, path in config.extractors.items():
             load_unimodal_extractor(model, key, path, config)
         if not config.cache.path:  # from the cache only the fusion runs: the cache's reader checks its extractors
