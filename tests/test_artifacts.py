@@ -11,13 +11,13 @@ from safetensors.torch import save_file
 
 from karmma.artifacts import METADATA_KEY, load_model, save_student
 from karmma.checkpoints import CheckpointError, read_checkpoint
-from karmma.stages import STUDENT_STAGES, build_stage_model
-from karmma.train_config import TrainConfig
+from karmma.stages import build_stage_model
+from karmma.train_config import TrainConfig, stage_names
 
 
 def test_a_run_its_checkpoint_and_its_export_load_the_same_student(trained_runs, tmp_path):
     _, results = trained_runs
-    from_run, info = load_model(results["student"]["run"], stages=STUDENT_STAGES)
+    from_run, info = load_model(results["student"]["run"], stages=stage_names("student"))
     from_checkpoint, _ = load_model(results["student"]["best"])
     original = read_checkpoint(results["student"]["best"])["state_dict"]
     assert torch.equal(
@@ -42,7 +42,7 @@ def test_the_stage_whitelist_and_unreadable_files_give_one_line_errors(trained_r
     with pytest.raises(
         CheckpointError, match=r"teacher/checkpoints/best.ckpt: not a karmma student \(a 'teacher' model"
     ):
-        load_model(results["teacher"]["best"], stages=STUDENT_STAGES)
+        load_model(results["teacher"]["best"], stages=stage_names("student"))
     teacher, info = load_model(results["teacher"]["run"])  # every stage loads where none is asked for
     assert info.config["stage"] == "teacher" and teacher.modalities == ["V", "F", "A"]
     with pytest.raises(CheckpointError, match="not a karmma student"):

@@ -1,4 +1,5 @@
-"""The typed training config: its choices are checked Literals, its dead keys are refused."""
+"""The typed training config: its choices are checked Literals (the stage: a name of the stage table),
+its dead keys are refused."""
 
 import dataclasses
 import json
@@ -6,10 +7,11 @@ import typing
 
 import pytest
 
+from karmma import train_config
 from karmma.artifacts import ModelInfo
 from karmma.checkpoints import upgrade_config
 from karmma.configuration import ConfigError, from_dict, load_config, to_dict
-from karmma.train_config import AudioConfig, TrainConfig
+from karmma.train_config import STAGE_SPECS, AudioConfig, StageSpec, TrainConfig, stage_names
 
 
 def _literal_keys(cls, prefix: str = "") -> dict[str, tuple]:
@@ -25,7 +27,6 @@ def _literal_keys(cls, prefix: str = "") -> dict[str, tuple]:
 
 def test_the_string_choices_are_literals():
     assert set(_literal_keys(TrainConfig)) == {
-        "stage",
         "unimodal_size",
         "teacher_logits",
         "missing_modality",
@@ -50,6 +51,49 @@ def test_the_loader_refuses_a_value_a_literal_does_not_list(key, allowed):
         assert load_config(TrainConfig, None, [f"{key}={text}"]) is not None
     with pytest.raises(ConfigError, match=rf"^config\.{key} must be one of .*, got 'bogus'$"):
         load_config(TrainConfig, None, [f"{key}=bogus"])
+
+
+def test_the_loader_checks_the_stage_against_the_stage_table(tmp_path, monkeypatch):
+    for name in stage_names():
+        assert load_config(TrainConfig, None, [f"stage={name}"]).stage == name
+    known = ", ".join(spec.name for spec in STAGE_SPECS)
+    with pytest.raises(ConfigError, match=rf"^config: stage must be one of {known}, got 'bogus'$"):
+        load_config(TrainConfig, None, ["stage=bogus"])
+    path = tmp_path / "c.yaml"
+    path.write_text("stage: studnet\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: stage must be one of .*student.*, got 'studnet'$"):
+        load_config(TrainConfig, path)
+    # the table is read when a config is checked: a stage added to it is known at once
+    toy = StageSpec("toy", "student", "zeros", False, False, False, "val/action_top1", False)
+    monkeypatch.setattr(train_config, "STAGE_SPECS", (*STAGE_SPECS, toy))
+    config = load_config(TrainConfig, None, ["stage=toy"])
+    assert config.stage == "toy" and config.missing_strategy == "zeros"
+
+
+def test_each_stage_has_its_default_missing_strategy():
+    defaults = {name: TrainConfig(stage=name).missing_strategy for name in stage_names()}
+    assert defaults == {
+        "unimodal": "learned",
+        "teacher": "learned",
+        "baseline": "zeros",
+        "baseline_masked": "mask",
+        "baseline_delta": "learned",
+        "student": "learned",
+    }
+    assert TrainConfig(stage="baseline", missing_modality="mask").missing_strategy == "mask"
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("model", "huge", "model must be one of extractor, teacher, student, got 'huge'"),
+        ("missing", "noise", "missing must be one of learned, zeros, mask, got 'noise'"),
+        ("monitor", "val/loss", "monitor must be one of val/action_top1, val/ce, got 'val/loss'"),
+    ],
+)
+def test_a_stage_record_with_an_unknown_choice_is_refused(field, value, message):
+    with pytest.raises(ValueError, match=f"^stage toy: {message}$"):
+        dataclasses.replace(STAGE_SPECS[0], name="toy", **{field: value})
 
 
 @pytest.mark.parametrize("key", ["n_mels", "frames"])

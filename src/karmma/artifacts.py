@@ -36,7 +36,7 @@ from karmma.checkpoints import (
 )
 from karmma.configuration import apply_override, from_dict
 from karmma.data.recipe import PrepareSettings, recorded_recipe
-from karmma.train_config import STAGES, ClipConfig, TrainConfig
+from karmma.train_config import ClipConfig, TrainConfig, stage_names
 
 if TYPE_CHECKING:  # torch, for the PyTorch forms only
     from karmma.models.karmma import KARMMA
@@ -127,7 +127,7 @@ def load_model(
         checkpoint: a run folder's ``best`` or ``last`` checkpoint.
         overrides: ``key=value`` changes to the stored training config before the
             model is built (e.g. ``data.root=...`` when the data moved).
-        stages: the stages accepted (e.g. :data:`~karmma.stages.STUDENT_STAGES`; default: all).
+        stages: the stages accepted (e.g. ``stage_names("student")``, the students; default: all).
         heads: the heads to build (default: the stored ones, or for a ``.ckpt`` those
             of its dataset's class files).
 
@@ -152,7 +152,7 @@ def load_model(
             )
     else:
         raise CheckpointError(f"{file}: not a karmma model (expected a run folder, a .ckpt or a .safetensors file)")
-    _check_stage(file, config.get("stage"), STAGES if stages is None else stages)
+    _check_stage(file, config.get("stage"), stage_names() if stages is None else stages)
     if overrides:
         config = dict(config)
         for override in overrides:
@@ -169,14 +169,10 @@ def load_model(
 
 
 def _check_stage(file: Path, stage: str | None, stages: Sequence[str]) -> None:
-    from karmma.stages import STUDENT_STAGES
-
     if stage in stages:
         return
-    if tuple(stages) == STUDENT_STAGES:
-        raise CheckpointError(
-            f"{file}: not a karmma student (a {stage!r} model; students are {', '.join(STUDENT_STAGES)})"
-        )
+    if tuple(stages) == stage_names("student"):
+        raise CheckpointError(f"{file}: not a karmma student (a {stage!r} model; students are {', '.join(stages)})")
     wanted = f"a {stages[0]!r} checkpoint" if len(stages) == 1 else f"one of {', '.join(stages)}"
     raise CheckpointError(f"{file}: a {stage!r} checkpoint, but {wanted} is needed here")
 
@@ -227,11 +223,10 @@ def save_student(model: KARMMA, info: ModelInfo, out: str | Path) -> Path:
     from safetensors.torch import save_file
 
     from karmma.io import atomic_path
-    from karmma.stages import STUDENT_STAGES
 
-    stage = info.config.get("stage")
-    if stage not in STUDENT_STAGES:
-        raise CheckpointError(f"not a karmma student (a {stage!r} model; students are {', '.join(STUDENT_STAGES)})")
+    stage, students = info.config.get("stage"), stage_names("student")
+    if stage not in students:
+        raise CheckpointError(f"not a karmma student (a {stage!r} model; students are {', '.join(students)})")
     out = Path(out)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out) as tmp:

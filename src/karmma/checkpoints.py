@@ -121,14 +121,13 @@ def model_state(checkpoint: dict, prefix: str = "model.") -> dict:
     return {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
 
 
-def expect_checkpoint(path: str | Path, stage: str, preset: str) -> tuple[dict, dict]:
-    """Read a checkpoint and check it comes from ``stage`` with ``preset``; returns (checkpoint, config)."""
+def expect_checkpoint(path: str | Path, stages: tuple[str, ...], preset: str) -> tuple[dict, dict]:
+    """Read a checkpoint and check it comes from one of ``stages`` with ``preset``; returns (checkpoint, config)."""
     checkpoint = read_checkpoint(path)
     config = checkpoint_config(checkpoint, path)
-    if config.get("stage") != stage:
-        raise CheckpointError(
-            f"{path}: a {config.get('stage')!r} checkpoint, but a {stage!r} checkpoint is needed here"
-        )
+    if config.get("stage") not in stages:
+        wanted = " or ".join(repr(stage) for stage in stages)
+        raise CheckpointError(f"{path}: a {config.get('stage')!r} checkpoint, but a {wanted} checkpoint is needed here")
     if config.get("preset") != preset:
         raise CheckpointError(f"{path}: trained with preset {config.get('preset')!r}, this run uses {preset!r}")
     return checkpoint, config

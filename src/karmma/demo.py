@@ -12,12 +12,15 @@ The paper's regime (docs/method.md, "Training stages"), per seed:
    (where the student and all three baselines start);
 4. cache the frozen extractors' tokens, train the teacher from the cache, and
    cache its logits for distillation;
-5. distil the student (on the views its teacher's logits are cached for,
-   decoded once into memory: ``cache.decode_once``); train the Baseline (the
-   paper's), the Masked Baseline (ours) and the Baseline w/ δ, all from the
-   same pre-trained extractors;
+5. train the Baseline (the paper's), the Masked Baseline (ours), the Baseline
+   w/ δ and distil the student (on the views its teacher's logits are cached
+   for, decoded once into memory: ``cache.decode_once``), all from the same
+   pre-trained extractors;
 6. evaluate all five on the test participants, on every modality subset and
    along the dropout sweep.
+
+Which models steps 5 and 6 train and compare, and in what order, is the stage
+table :data:`karmma.train_config.STAGE_SPECS` (its ``demo`` records).
 
 Then, once: benchmark teacher and student resources, aggregate the seeds
 (``--seeds``: means, 95 % intervals, a verdict per claim), export the student
@@ -42,9 +45,12 @@ from pathlib import Path
 
 from karmma.data.synth import SynthSize
 from karmma.io import atomic_write_text
+from karmma.train_config import STAGE_SPECS, stage_names, stage_spec
 
-DEMO_MODELS = ("teacher", "baseline", "baseline_masked", "baseline_delta", "student")
-STUDENT_SIZED = ("student", "baseline", "baseline_masked", "baseline_delta")
+#: the models each seed's pipeline trains and compares, in the stage table's order
+DEMO_MODELS = tuple(spec.name for spec in STAGE_SPECS if spec.demo)
+#: those of the student's architecture: one recipe, trained after the teacher (``--tune`` tunes them)
+STUDENT_SIZED = tuple(name for name in DEMO_MODELS if stage_spec(name).model == "student")
 #: part of a demo folder's identity: a folder written by a demo with other stages is not reused
 DEMO_VERSION = 7
 
@@ -248,7 +254,7 @@ def stage_overrides(root: Path, plan: DemoPlan, seed: int, workers: int = 2) -> 
         f"cache.path={cache}",
     ]
     for name in STUDENT_SIZED:
-        configs[name] = (name, [*shared, *(teacher if name == "student" else [])])
+        configs[name] = (name, [*shared, *(teacher if stage_spec(name).distillation else [])])
     return configs
 
 
@@ -487,7 +493,6 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
         from karmma.artifacts import load_model, save_student
         from karmma.evaluation.claims import aggregate_seeds
         from karmma.evaluation.report import write_report
-        from karmma.stages import STUDENT_STAGES
 
         first = roots[min(roots)]
         if len(roots) > 1:
@@ -496,7 +501,9 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
         if tuned:
             per_seed = {seed: json.loads((root / "runs" / "tuning.json").read_text()) for seed, root in roots.items()}
             _write_json(out / "tuning.json", aggregate_tuning(per_seed))
-        student, info = load_model(first / "runs" / "student" / "checkpoints" / "best.ckpt", stages=STUDENT_STAGES)
+        student, info = load_model(
+            first / "runs" / "student" / "checkpoints" / "best.ckpt", stages=stage_names("student")
+        )
         save_student(student, info, out / "student.safetensors")
         write_report(out)
 

@@ -1,10 +1,13 @@
-"""The stage -> model factory: which model each training stage trains, built from its config.
+"""The stage -> model factory: the model a training stage trains, built from its config.
 
-| stage | model |
-|---|---|
-| ``unimodal`` | one extractor (``unimodal_size``: teacher or student) + fusion + heads |
-| ``teacher`` | teacher-sized extractors of every modality (from unimodal checkpoints or pretrained weights) |
-| ``student``, ``baseline``, ``baseline_masked``, ``baseline_delta`` | the student architecture; they differ in training and in ``missing_modality`` |
+Which model is the stage's :attr:`~karmma.train_config.StageSpec.model` (the table
+:data:`~karmma.train_config.STAGE_SPECS`):
+
+| model | built | stages |
+|---|---|---|
+| ``extractor`` | one extractor (``unimodal_size``: teacher or student) + fusion + heads | ``unimodal`` |
+| ``teacher`` | teacher-sized extractors of every modality, frozen (from unimodal checkpoints or pretrained weights) | ``teacher`` |
+| ``student`` | the student architecture | ``student``, ``baseline``, ``baseline_masked``, ``baseline_delta``: they differ in training and in ``missing_modality`` |
 
 ``pretrained.<M>`` initialises modality M's extractor of the stage's model (the
 student-sized one for student and baselines); docs/method.md lists every choice.
@@ -21,16 +24,13 @@ from karmma.data.recipe import check_same_recipe, recorded_recipe
 from karmma.modalities import ModalitySpec
 from karmma.models.karmma import KARMMA
 from karmma.presets import Preset, build_student, build_teacher, get_preset
-from karmma.train_config import STAGES, TrainConfig
-
-#: Stages whose model is the student architecture: what ``karmma export`` and deployment take.
-STUDENT_STAGES = tuple(s for s in STAGES if s not in ("unimodal", "teacher"))
+from karmma.train_config import TrainConfig, stage_names, stage_spec
 
 
 def stage_modalities(config: TrainConfig, preset: Preset) -> list[str]:
-    if config.stage == "unimodal":
+    if stage_spec(config.stage).model == "extractor":
         if not config.unimodal_modality:
-            raise ValueError("the unimodal stage needs unimodal_modality (e.g. V)")
+            raise ValueError(f"the {config.stage} stage needs unimodal_modality (e.g. V)")
         return [config.unimodal_modality]
     modalities = list(config.modalities) or [k for k in config.data.modalities if k in preset.student]
     unknown = [k for k in modalities if k not in preset.student]
@@ -72,7 +72,8 @@ def _with_weights(specs: dict, pretrained: dict[str, str]) -> dict:
 
 def _teacher_sized(config: TrainConfig) -> bool:
     """The teacher (and the pre-training of its extractors) uses teacher-sized extractors; the rest the student's."""
-    return config.stage == "teacher" or (config.stage == "unimodal" and config.unimodal_size == "teacher")
+    model = stage_spec(config.stage).model
+    return model == "teacher" or (model == "extractor" and config.unimodal_size == "teacher")
 
 
 def _stage_specs(config: TrainConfig, pretrained: dict[str, str]) -> tuple[Preset, list[str], dict]:
@@ -106,11 +107,12 @@ def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool 
     preset = dataclasses.replace(preset, **{"teacher" if teacher_sized else "student": specs})
     pretrained = {} if restore else config.pretrained
     strategy = config.missing_strategy
-    if config.stage == "unimodal":
+    stage = stage_spec(config.stage)
+    if stage.model == "extractor":
         key = modalities[0]
         spec = (preset.teacher if teacher_sized else preset.student)[key]
         model = KARMMA([spec], heads, preset.student_fusion, strategy, freeze_extractors=False)
-    elif config.stage == "teacher":
+    elif stage.model == "teacher":
         model = build_teacher(preset, heads, modalities, strategy)
     else:
         model = build_student(preset, heads, modalities, strategy)
@@ -119,7 +121,7 @@ def build_stage_model(config: TrainConfig, heads: dict[str, int], restore: bool 
     for key, path in pretrained.items():
         if path.endswith(".ckpt"):
             load_extractor(model, key, path, config)
-    if config.stage == "teacher":
+    if stage.frozen_extractors:
         for key, path in config.extractors.items():
             load_unimodal_extractor(model, key, path, config)
         if not config.cache.path:  # from the cache only the fusion runs: the cache's reader checks its extractors
@@ -154,7 +156,7 @@ def load_extractor(model: KARMMA, key: str, path: str, config: TrainConfig) -> N
 
 
 def load_unimodal_extractor(model: KARMMA, key: str, path: str, config: TrainConfig) -> None:
-    checkpoint, source = expect_checkpoint(path, "unimodal", config.preset)
+    checkpoint, source = expect_checkpoint(path, stage_names("extractor"), config.preset)
     if source.get("unimodal_modality") != key:
         raise CheckpointError(f"{path}: a unimodal checkpoint of {source.get('unimodal_modality')!r}, not of {key!r}")
     if source.get("unimodal_size", "teacher") != "teacher":

@@ -29,7 +29,7 @@ from karmma.configs import CONFIGS
 from karmma.io import atomic_path, file_sha256
 from karmma.models.weights import torchvision_weights, weights_location
 from karmma.stages import stage_extractor_specs, teacher_modalities_without_weights
-from karmma.train_config import TrainConfig
+from karmma.train_config import TrainConfig, stage_spec
 
 #: where docs/epic.md makes the files no one publishes
 UNIMODAL_STEP = "docs/epic.md, step 3"
@@ -98,7 +98,8 @@ def config_weight_files(config: TrainConfig, config_name: str) -> list[WeightFil
                     f"pretrained.{key}", config.pretrained[key], _run_file(config.pretrained[key]), made_by=made_by
                 )
             )
-    if config.stage == "teacher":
+    spec = stage_spec(config.stage)
+    if spec.frozen_extractors:
         for key, path in config.extractors.items():
             made_by = (
                 f"no one publishes it (the teacher's {key} extractor): {_unimodal_command(config_name, key, path)}"
@@ -114,7 +115,7 @@ def config_weight_files(config: TrainConfig, config_name: str) -> list[WeightFil
                     "(a run refuses a random frozen extractor)",
                 )
             )
-    if config.stage == "student" and config.teacher:
+    if spec.distillation and config.teacher:
         teacher_config = Path(config_name).with_name("teacher.yaml")
         command = f"karmma train {teacher_config}" if teacher_config.is_file() else "a karmma teacher run"
         files.append(

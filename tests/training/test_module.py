@@ -10,10 +10,32 @@ from karmma.configs import config_path
 from karmma.configuration import ConfigError, load_config
 from karmma.models.weights import MissingWeightsError
 from karmma.stages import build_stage_model
-from karmma.train_config import TrainConfig
+from karmma.train_config import TrainConfig, stage_names, stage_spec
 
 HEADS = {"verb": 97, "noun": 300}
 SMALL = ["clip.frames=4", "clip.size=32", "clip.audio_frames=64"]
+
+
+@pytest.mark.parametrize("stage", stage_names())
+def test_each_stage_builds_the_model_its_record_names(stage, tiny):
+    """The stage table's ``model``: one trained extractor, the teacher (its extractors frozen) or the
+    student architecture; its ``missing`` is the model's strategy when the config leaves it empty."""
+    spec = stage_spec(stage)
+    config = TrainConfig(stage=stage, preset="tiny", unimodal_modality="F", unimodal_size="student")
+    # a teacher's frozen extractors must be pre-trained, unless it trains from the cache of their tokens
+    config.cache.path = "cache"
+    model = build_stage_model(config, {"verb": 5, "noun": 6})
+    extractors = list(model.extractors.parameters())
+    assert model.missing_strategy == spec.missing
+    if spec.model == "extractor":
+        assert model.modalities == ["F"] and all(p.requires_grad for p in extractors)
+        assert sum(p.numel() for p in extractors) == sum(
+            p.numel() for p in tiny.student["F"].build_extractor().parameters()
+        )
+    elif spec.model == "teacher":
+        assert model.modalities == ["V", "F", "A"] and not any(p.requires_grad for p in extractors)
+    else:
+        assert model.modalities == ["V", "F", "A"] and all(p.requires_grad for p in extractors)
 
 
 @pytest.fixture(scope="module")

@@ -147,3 +147,57 @@ def test_unknown_config_key_on_the_command_line(synth_prepared, tmp_path, capsys
 
     assert main(["train", "configs/synthkitchen/student.yaml", "optim.learning_rate=1"]) == 2
     assert "unknown key(s) ['learning_rate']" in capsys.readouterr().err
+
+
+def test_a_stage_added_as_one_record_trains_evaluates_and_appears_in_the_report(
+    synth_prepared, make_config, tmp_path, monkeypatch
+):
+    """Adding a stage is adding one record to the stage table: here a student-sized model trained
+    without modality dropout, on cross-entropy alone, whose missing modalities arrive as zeros and
+    whose checkpoint is chosen by validation cross-entropy."""
+    from karmma import train_config
+    from karmma.evaluation.evaluate import EvaluationSettings, evaluate_models
+    from karmma.evaluation.report import write_report
+    from karmma.train_config import StageSpec
+    from karmma.training import module
+
+    toy = StageSpec(
+        "toy",
+        model="student",
+        missing="zeros",
+        modality_dropout=False,
+        info_nce=False,
+        distillation=False,
+        monitor="val/ce",
+        demo=False,
+        label="Toy zero-filler",
+        description="a toy stage added by a test: the student's architecture, zeros for a missing modality.",
+    )
+    monkeypatch.setattr(train_config, "STAGE_SPECS", (*train_config.STAGE_SPECS, toy))
+    dropped = []
+    monkeypatch.setattr(module, "modality_dropout", lambda *args, **kwargs: dropped.append(1) or args[0])
+    # the Baseline's shipped config as the recipe, the missing strategy left to the stage's default
+    config = make_config(
+        "baseline",
+        synth_prepared,
+        tmp_path / "runs",
+        "stage=toy",
+        "missing_modality=''",
+        "trainer.name=toy",
+        "optim.epochs=1",
+    )
+    assert config.missing_strategy == "zeros"
+    result = train(config)
+    assert not dropped  # no modality dropout in training
+    history = json.loads((tmp_path / "runs" / "toy" / "metrics.json").read_text())
+    assert "train/ce" in history[-1] and not {"train/kd", "train/info_nce"} & set(history[-1])
+    callbacks = read_checkpoint(result["best"])["callbacks"]
+    assert any("'monitor': 'val/ce'" in key and "'mode': 'min'" in key for key in callbacks), list(callbacks)
+
+    settings = EvaluationSettings(probabilities=(0.0, 0.5), seeds=1, batch_size=4, workers=0, progress=False)
+    results = evaluate_models([load_for_evaluation(result["run"])], settings)
+    scored = results["models"]["toy"]  # evaluated under its stage's name
+    assert scored["stage"] == "toy" and scored["missing_modality"] == "zeros"
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    report = write_report(tmp_path).read_text()
+    assert f"| Toy zero-filler | `toy` | {toy.description} |" in report

@@ -9,6 +9,7 @@ import sys
 
 from karmma.cli.arguments import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, command_parser, number
 from karmma.modalities import parse_subset
+from karmma.train_config import stage_names
 
 
 def add_export(commands) -> None:
@@ -22,7 +23,7 @@ def add_export(commands) -> None:
     )
     exp.add_argument(
         "student",
-        help="a student / baseline / baseline_masked / baseline_delta run folder or checkpoint (.ckpt) or exported .safetensors",
+        help=f"a {' / '.join(stage_names('student'))} run folder or checkpoint (.ckpt) or exported .safetensors",
     )
     exp.add_argument("--safetensors", metavar="OUT", help="write the weights with config, class names and frame recipe")
     exp.add_argument(
@@ -36,11 +37,11 @@ def add_export(commands) -> None:
 def export_command(args: argparse.Namespace) -> int:
     from karmma.artifacts import load_model, save_student
     from karmma.deploy.onnx_export import export_onnx, export_split_onnx
-    from karmma.stages import STUDENT_STAGES
+    from karmma.train_config import stage_names
 
     if not (args.safetensors or args.onnx or args.onnx_split):
         raise ValueError("nothing to write: give --safetensors, --onnx and/or --onnx-split")
-    model, info = load_model(args.student, stages=STUDENT_STAGES)
+    model, info = load_model(args.student, stages=stage_names("student"))
     written = []
     if args.safetensors:
         written.append(save_student(model, info, args.safetensors))

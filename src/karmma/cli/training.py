@@ -9,13 +9,14 @@ import sys
 
 from karmma.cli.arguments import NON_NEGATIVE_INT, POSITIVE_INT, TRAINING_BENCHMARKS, command_parser
 from karmma.io import write_json
+from karmma.train_config import stage_names
 
 
 def add_train(commands) -> None:
     train = command_parser(
         commands,
         "train",
-        "train a stage: unimodal, teacher, student, baseline, baseline_masked or baseline_delta",
+        f"train a stage: {', '.join(stage_names()[:-1])} or {stage_names()[-1]}",
         "  karmma train configs/synthkitchen/baseline.yaml data.root=karmma-demo/prepared/main optim.epochs=2\n",
         "The stage comes from the config. The run folder is trainer.runs/trainer.name\n"
         "(default runs/<stage>); re-running the same command resumes from last.ckpt.",

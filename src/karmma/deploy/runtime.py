@@ -140,7 +140,7 @@ def open_runner(path: str | Path, threads: int | None = None) -> TorchRunner | O
         return OnnxRunner(path, threads)
     # a training run folder (its best checkpoint), a .ckpt or a .safetensors: eagerly, with torch
     from karmma.artifacts import load_model
-    from karmma.stages import STUDENT_STAGES
+    from karmma.train_config import stage_names
 
-    model, info = load_model(path, stages=STUDENT_STAGES)
+    model, info = load_model(path, stages=stage_names("student"))
     return TorchRunner(model, info, threads)

@@ -1,51 +1,23 @@
 """What each model of results.json is called and what it is, for the report and the claims.
 
-Its own module so that :mod:`karmma.evaluation.claims` and :mod:`karmma.evaluation.report`
-both read it without importing each other.
+A model evaluated under a stage's name is described by that stage's record in
+:data:`karmma.train_config.STAGE_SPECS` (``label``, ``description``); any other name is
+shown as it is. Its own module so that :mod:`karmma.evaluation.claims` and
+:mod:`karmma.evaluation.report` both read it without importing each other.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class ModelDescription:
-    label: str
-    description: str
-
-
-# What each model in results.json is; a name not listed here is shown as it is.
-MODELS = {
-    "teacher": ModelDescription(
-        "KARMMA_T",
-        "the multimodal **teacher**: one frozen pre-trained extractor per modality (Swin3D-B in the paper preset) "
-        "and a trained transformer fusion; trained with cross-entropy, InfoNCE between modalities and modality "
-        "dropout. Large; its predictions train the student.",
-    ),
-    "student": ModelDescription(
-        "KARMMA_S",
-        "the light **student** (Swin3D-T / ResNet-18 extractors in the paper preset, trained end to end), distilled "
-        "from the teacher's predictions with modality dropout. The model one deploys.",
-    ),
-    "baseline": ModelDescription(
-        "Baseline",
-        "the paper's Baseline: the student's architecture trained with cross-entropy only: no distillation, "
-        "no modality dropout, no missing-modality strategy (a missing modality arrives as a zero input).",
-    ),
-    "baseline_delta": ModelDescription(
-        "Baseline w/ δ",
-        "the student's architecture trained with modality dropout (δ) and learned tokens, without distillation: "
-        "the difference to KARMMA_S is what distillation adds.",
-    ),
-    "baseline_masked": ModelDescription(
-        "Masked Baseline (ours)",
-        "the Baseline with a missing modality left out of attention and out of the prediction average; "
-        "our addition, a stronger baseline than the paper's (not in the paper).",
-    ),
-}
+from karmma.train_config import find_stage_spec
 
 
 def model_label(name: str) -> str:
-    info = MODELS.get(name)
-    return info.label if info else name
+    """The report's name for the model ``name`` (``student``: KARMMA_S)."""
+    spec = find_stage_spec(name)
+    return spec.label if spec and spec.label else name
+
+
+def model_description(name: str) -> str:
+    """What the model ``name`` is, in one paragraph; empty when it is no stage's name or its stage has none."""
+    spec = find_stage_spec(name)
+    return spec.description if spec else ""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from karmma.evaluation.model_labels import MODELS, model_label
+from karmma.evaluation.model_labels import model_description, model_label
 from karmma.evaluation.paper import (
     beside,
     match_paper,
@@ -149,8 +149,7 @@ def model_table(results: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for name, model in results["models"].items():
-        info = MODELS.get(name)
-        description = info.description if info else f"a model evaluated under the name `{name}` (no description known)"
+        description = model_description(name) or f"a model evaluated under the name `{name}` (no description known)"
         strategy = model.get("missing_modality")
         lines.append(
             f"| {model_label(name)} | `{name}` | {description} | {STRATEGIES.get(strategy, strategy or '–')} | "

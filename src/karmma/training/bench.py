@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from karmma.data.loader import make_loader
-from karmma.train_config import TrainConfig
+from karmma.train_config import TrainConfig, stage_names, stage_spec
 from karmma.training.cache import CachedFeatures, CachedTeacherViews, collate_features, collate_with_teacher_logits
 from karmma.training.module import KarmmaModule
 from karmma.training.run import clip_dataset, stage_datasets
@@ -53,7 +53,7 @@ def benchmark_cache(config: TrainConfig, cache_workers: int = 0) -> dict:
     ``trainer.workers`` processes, the cache read in-process by default
     (``cache_workers``; starting worker processes costs more than reading HDF5).
     """
-    if config.stage != "teacher" or not config.cache.path:
+    if not stage_spec(config.stage).frozen_extractors or not config.cache.path:
         raise ValueError("the cache benchmark needs the teacher config with cache.path (after karmma extract)")
     live_config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, path=""))
     live = KarmmaModule(live_config)
@@ -87,7 +87,7 @@ def benchmark_cache(config: TrainConfig, cache_workers: int = 0) -> dict:
 
 def benchmark_distillation(config: TrainConfig, batches: int = 8, repeats: int = 5) -> dict:
     """Median step time: student with cached teacher logits vs Baseline, same batches in memory."""
-    if config.stage != "student" or config.teacher_logits != "cache" or not config.cache.path:
+    if not stage_spec(config.stage).distillation or config.teacher_logits != "cache" or not config.cache.path:
         raise ValueError("the distillation benchmark needs the student config with teacher_logits=cache and cache.path")
     student = KarmmaModule(config)
     baseline = KarmmaModule(dataclasses.replace(config, stage="baseline"))
@@ -164,8 +164,11 @@ def _epoch_split(module: KarmmaModule, loader: DataLoader) -> dict:
 
 def benchmark_steps(config: TrainConfig) -> dict:
     """A student-sized stage's epoch with live decoding vs decoded once, split into data wait and compute."""
-    if config.stage in ("teacher", "unimodal"):
-        raise ValueError("the steps benchmark is for the student-sized stages (student and the baselines)")
+    if stage_spec(config.stage).model != "student":
+        raise ValueError(
+            f"the steps benchmark is for the student-sized stages ({', '.join(stage_names('student'))}), "
+            f"not {config.stage}"
+        )
     module = KarmmaModule(config)
     batch, seed, workers = config.optim.batch_size, config.trainer.seed, config.trainer.workers
     result = {

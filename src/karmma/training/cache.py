@@ -58,7 +58,7 @@ from karmma.data.transforms import finish_inputs
 from karmma.data.views import ClipSample
 from karmma.io import atomic_path, file_sha256
 from karmma.stages import require_pretrained_teacher, stage_modalities, stage_preset
-from karmma.train_config import TrainConfig
+from karmma.train_config import TrainConfig, stage_names, stage_spec
 
 log = logging.getLogger("karmma.cache")
 CACHE_FORMAT = 2  # 1: shards without metadata, found by name order (refused)
@@ -354,9 +354,10 @@ def extract_teacher_cache(
     from karmma.training.launch import die_with_parent
     from karmma.training.module import build_stage_model
 
-    if config.stage != "teacher":
+    if not stage_spec(config.stage).frozen_extractors:
         raise ValueError(
-            f"karmma extract caches the teacher's frozen extractors: the config's stage is {config.stage!r}, not 'teacher'"
+            f"karmma extract caches the teacher's frozen extractors: the config's stage is {config.stage!r}, "
+            f"not {' or '.join(repr(name) for name in stage_names('teacher'))}"
         )
     if not config.cache.path:
         raise ValueError("set cache.path (the cache folder) in the config or as an override")

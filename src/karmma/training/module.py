@@ -1,4 +1,5 @@
-"""The Lightning module that trains every stage.
+"""The Lightning module that trains every stage; what each stage adds to the cross-entropy and
+whether it drops modalities are its record in :data:`karmma.train_config.STAGE_SPECS`:
 
 | stage | model | inputs | loss |
 |---|---|---|---|
@@ -31,13 +32,13 @@ from karmma.data.transforms import finish_inputs
 from karmma.losses import distillation_kl, info_nce, multihead_cross_entropy
 from karmma.models.karmma import KARMMA
 from karmma.stages import build_stage_model
-from karmma.train_config import DROPOUT_STAGES, TrainConfig
+from karmma.train_config import TrainConfig, stage_names, stage_spec
 
 
 def load_teacher(path: str, config: TrainConfig, heads: dict[str, int]) -> KARMMA:
     """The frozen teacher a student of ``config`` distils from (same preset and heads, trained
     on frames of the same recipe as ``config``'s data)."""
-    teacher, info = load_model(path, stages=("teacher",), heads=heads)
+    teacher, info = load_model(path, stages=stage_names("teacher"), heads=heads)
     if info.config.get("preset") != config.preset:
         raise CheckpointError(
             f"{path}: trained with preset {info.config.get('preset')!r}, this run uses {config.preset!r}"
@@ -74,10 +75,11 @@ class KarmmaModule(L.LightningModule):
         self.model = build_stage_model(self.config, self.heads)
         self.modalities = self.model.modalities
         self.recipe = dataset_recipe(self.config.data)  # how the training frames were made: goes into checkpoints
+        self.spec = stage_spec(self.config.stage)
         teacher = None
-        if self.config.stage == "student" and self.config.teacher_logits == "live":
+        if self.spec.distillation and self.config.teacher_logits == "live":
             if not self.config.teacher:
-                raise ValueError("the student stage needs teacher=<teacher checkpoint>")
+                raise ValueError(f"the {self.config.stage} stage needs teacher=<teacher checkpoint>")
             teacher = load_teacher(self.config.teacher, self.config, self.heads)
         # Kept outside the module tree: not in checkpoints, not in DDP, never trained.
         self.__dict__["teacher"] = teacher
@@ -130,10 +132,9 @@ class KarmmaModule(L.LightningModule):
     def training_step(self, batch, batch_idx: int):
         availability, noise = self._columns(batch)
         loss_config = self.config.loss
-        stage = self.config.stage
         logs = {}
         dropped = availability
-        if stage in DROPOUT_STAGES:
+        if self.spec.modality_dropout:
             dropped = modality_dropout(availability, loss_config.modality_dropout, noise=noise)
         # the loader's uint8 V/F finished where the batch is (Lightning moved it to the model's device)
         finished = finish_inputs(batch)
@@ -145,11 +146,11 @@ class KarmmaModule(L.LightningModule):
         ce = multihead_cross_entropy(out.logits, batch["labels"], loss_config.label_smoothing)
         loss = ce
         logs["train/ce"] = ce
-        if stage == "teacher" and loss_config.info_nce_weight > 0:
+        if self.spec.info_nce and loss_config.info_nce_weight > 0:
             nce = info_nce(out.modality_features, dropped, self.modalities, loss_config.info_nce_temperature)
             loss = loss + loss_config.info_nce_weight * nce
             logs["train/info_nce"] = nce
-        if stage == "student":
+        if self.spec.distillation:
             if "teacher_logits" in batch:
                 teacher_logits = batch["teacher_logits"]
             else:

@@ -44,7 +44,7 @@ from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.data.loader import make_loader
 from karmma.io import atomic_open, atomic_path, atomic_savefig, atomic_write_text
-from karmma.train_config import TrainConfig
+from karmma.train_config import TrainConfig, stage_spec
 from karmma.training.cache import (
     CachedFeatures,
     CachedTeacherViews,
@@ -240,14 +240,11 @@ class ProgressBar(TQDMProgressBar):
 
 
 def checkpoint_monitor(stage: str) -> tuple[str, str]:
-    """The validation metric ``best.ckpt`` is chosen by, and ``"max"`` or ``"min"`` (which is better).
-
-    Fusion stages: action top-1, the number the paper reports. A unimodal extractor: its validation
-    cross-entropy, because one modality's action top-1 is capped by what it cannot know (flow tells
-    no nouns, so its action top-1 is mostly noise and picked a flow extractor at 72 % verb top-1 over
-    one at 98 %), while the cross-entropy rewards every head the modality can learn.
-    """
-    return ("val/ce", "min") if stage == "unimodal" else ("val/action_top1", "max")
+    """The validation metric ``best.ckpt`` is chosen by, and ``"max"`` or ``"min"`` (which is better):
+    the stage's :attr:`~karmma.train_config.StageSpec.monitor` (fusion models: action top-1, the
+    number the paper reports; a unimodal extractor: its validation cross-entropy)."""
+    spec = stage_spec(stage)
+    return spec.monitor, spec.monitor_mode
 
 
 def best_epoch(history: list[dict], monitor: str = "val/action_top1", mode: str = "max") -> dict | None:
@@ -269,7 +266,8 @@ def stage_datasets(config: TrainConfig, module: KarmmaModule, verbose: bool = Tr
     the media (decoded once into memory with ``cache.decode_once``), with the teacher's cached
     logits for a student, or the teacher's cached tokens."""
     say = print if verbose else (lambda *args, **kwargs: None)
-    if config.stage == "student" and config.teacher_logits == "cache":
+    spec = stage_spec(config.stage)
+    if spec.distillation and config.teacher_logits == "cache":
         if not config.cache.path:
             raise ValueError("teacher_logits=cache needs cache.path (written by karmma extract --logits)")
         train_set = CachedTeacherViews(
@@ -286,7 +284,7 @@ def stage_datasets(config: TrainConfig, module: KarmmaModule, verbose: bool = Tr
             f"(sha256 {teacher['sha256'][:12]}) cached in {config.cache.path}, validation: {len(val_set)} clips"
         )
         return train_set, val_set, collate_with_teacher_logits, collate_clips
-    if config.stage == "teacher" and config.cache.path:
+    if spec.frozen_extractors and config.cache.path:
         train_set = CachedFeatures(config, "train", module.modalities, config.cache.in_memory)
         val_set = CachedFeatures(config, "validation", module.modalities, config.cache.in_memory)
         say(
