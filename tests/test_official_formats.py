@@ -31,6 +31,10 @@ pytestmark = pytest.mark.e2e  # every stage of every real-data config
 FRAMES = 4
 GEOMETRY = [f"clip.frames={FRAMES}", "clip.size=32", "clip.audio_frames=64"]
 MODELS = ["teacher", "student", "baseline", "baseline_masked", "baseline_delta"]
+#: the models each dataset trains: Epic-Kitchens*'s configs differ from EPIC-100's only in their data section
+#: (its own split of the training set), which its teacher and student cover; the three baselines would repeat
+#: EPIC-100's runs on that split (about a minute of CI each)
+TRAINED = {"epic100": MODELS, "epic_star": ["teacher", "student"], "ssv2": MODELS}
 STRATEGIES = {
     "teacher": "learned",
     "student": "learned",
@@ -101,14 +105,14 @@ def test_every_stage_on_the_official_layout(dataset, request, tmp_path):
         teacher = runs / f"{dataset}_teacher" / "checkpoints" / "best.ckpt"
         karmma("extract", config["teacher"], *common, f"cache.path={cache}", *teacher_weights, "--logits", teacher)
         karmma("train", config["student"], *common, f"cache.path={cache}", f"teacher={teacher}")
-        for stage in ("baseline", "baseline_masked", "baseline_delta"):
+        for stage in (m for m in TRAINED[dataset] if m.startswith("baseline")):
             karmma("train", config[stage], *common)
 
         karmma(
             "evaluate",
-            *(runs / f"{dataset}_{m}" for m in MODELS),
+            *(runs / f"{dataset}_{m}" for m in TRAINED[dataset]),
             "--names",
-            ",".join(MODELS),
+            ",".join(TRAINED[dataset]),
             "--out",
             results / "results.json",
             "--workers",
@@ -119,7 +123,7 @@ def test_every_stage_on_the_official_layout(dataset, request, tmp_path):
             2,
         )
         evaluated = json.loads((results / "results.json").read_text())["models"]
-        assert set(evaluated) == set(MODELS)
+        assert set(evaluated) == set(TRAINED[dataset])
         subsets = {subset_name(s) for s in all_subsets(modalities)}
         for name, result in evaluated.items():
             assert result["missing_modality"] == STRATEGIES[name]
@@ -139,7 +143,7 @@ def test_every_stage_on_the_official_layout(dataset, request, tmp_path):
 
         karmma("report", results)
         report = (results / "report.md").read_text()
-        assert "baseline_masked" in report or "Masked Baseline" in report
+        assert dataset == "epic_star" or "baseline_masked" in report or "Masked Baseline" in report
 
         export = tmp_path / "export"
         karmma("export", runs / f"{dataset}_student", "--safetensors", export / "student.safetensors")
