@@ -104,6 +104,11 @@ def largest_first(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda name: (-len(parse_subset(name)), name))
 
 
+def largest_subset(names: Iterable[str]) -> str:
+    """The subset name with the most modalities (the first such): a model's full set."""
+    return max(names, key=lambda name: len(parse_subset(name)))
+
+
 def all_subsets(keys: Sequence[str]) -> list[tuple[str, ...]]:
     """Every non-empty subset of ``keys``, largest first (``V+F+A``, ``V+F``, ..., ``A``)."""
     subsets = []
