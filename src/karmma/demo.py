@@ -42,6 +42,7 @@ from pathlib import Path
 
 from karmma.data.synth import SynthSize
 from karmma.io import atomic_write_text
+from karmma.modalities import VIDEO_MODALITIES
 
 DEMO_MODELS = ("teacher", "baseline", "baseline_masked", "baseline_delta", "student")
 STUDENT_SIZED = ("student", "baseline", "baseline_masked", "baseline_delta")
@@ -221,7 +222,7 @@ def stage_overrides(root: Path, plan: DemoPlan, seed: int, workers: int = 2) -> 
     data = main_data(prepared / "main")
     configs = {}
     for size, prefix in UNIMODAL_RUN_PREFIXES.items():
-        for m in "VFA":
+        for m in VIDEO_MODALITIES:
             configs[f"{prefix}{m}"] = (
                 "unimodal",
                 [
@@ -233,13 +234,15 @@ def stage_overrides(root: Path, plan: DemoPlan, seed: int, workers: int = 2) -> 
                     f"optim.epochs={plan.unimodal_epochs[m]}",
                 ],
             )
-    extractors = [f"extractors.{m}={runs / f'unimodal_{m}' / 'checkpoints' / 'best.ckpt'}" for m in "VFA"]
+    extractors = [f"extractors.{m}={runs / f'unimodal_{m}' / 'checkpoints' / 'best.ckpt'}" for m in VIDEO_MODALITIES]
     configs["teacher"] = (
         "teacher",
         [f"cache.path={cache}", *extractors, *data, *common, f"optim.epochs={plan.teacher_epochs}"],
     )
     # the paper's regime: every student-sized model starts from the same pre-trained extractors
-    student_init = [f"pretrained.{m}={runs / f'unimodal_student_{m}' / 'checkpoints' / 'best.ckpt'}" for m in "VFA"]
+    student_init = [
+        f"pretrained.{m}={runs / f'unimodal_student_{m}' / 'checkpoints' / 'best.ckpt'}" for m in VIDEO_MODALITIES
+    ]
     shared = [*data, *common, *student_init, f"optim.epochs={plan.student_epochs}"]
     # the student reads its teacher's logits for the very views all four decode once (cache.decode_once)
     teacher = [
@@ -313,7 +316,7 @@ def demo_stages(
         for result in results["models"].values():
             result["source"] = str(Path(result["source"]).relative_to(out))  # the same file for any --out
         # what the data allows at best, per subset, computed from SynthKitchen's generative model
-        results["ceilings"] = information_ceilings(("V", "F", "A"))
+        results["ceilings"] = information_ceilings(VIDEO_MODALITIES)
         results["teacher_logits"] = json.loads((runs / "teacher" / "logit_statistics.json").read_text())
         results["extractors"] = evaluate_extractors(runs, prepared / "main", workers)
         _write_json(root / "results.json", results)
@@ -336,7 +339,7 @@ def demo_stages(
         Stage("prepare", s["prepare"], prepare_stage),
         *(
             Stage(f"unimodal_{m}", s["unimodal"] * plan.unimodal_epochs[m], unimodal_stage(f"unimodal_{m}"))
-            for m in "VFA"
+            for m in VIDEO_MODALITIES
         ),
         *(
             Stage(
@@ -344,7 +347,7 @@ def demo_stages(
                 s["unimodal"] * plan.unimodal_epochs[m] / 2,
                 unimodal_stage(f"unimodal_student_{m}"),
             )
-            for m in "VFA"
+            for m in VIDEO_MODALITIES
         ),
         Stage("extract", s["extract"], extract_stage),
         Stage("teacher", s["teacher"], teacher_stage),
@@ -366,7 +369,7 @@ def evaluate_extractors(runs: Path, main: Path, workers: int = 2) -> dict:
     settings = EvaluationSettings(split="test", probabilities=(0.0,), seeds=1, workers=workers, progress=False)
     extractors: dict[str, dict] = {}
     for size, prefix in UNIMODAL_RUN_PREFIXES.items():
-        for m in "VFA":
+        for m in VIDEO_MODALITIES:
             extractor = load_for_evaluation(runs / f"{prefix}{m}", f"{prefix}{m}", overrides=main_data(main))
             result = evaluate_model(extractor, settings)
             extractors.setdefault(size, {})[m] = result["subsets"][m]
@@ -479,7 +482,9 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
     def benchmark_stage():
         from karmma.benchmark import benchmark_preset_resources
 
-        results = benchmark_preset_resources("tiny", ["V", "F", "A"], ["teacher", "student"], repeats=10, warmup=2)
+        results = benchmark_preset_resources(
+            "tiny", list(VIDEO_MODALITIES), ["teacher", "student"], repeats=10, warmup=2
+        )
         _write_json(out / "benchmark.json", results)
 
     def report_stage():

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import ClassVar, Literal, get_args
 
 from karmma.configuration import MAX_SEED, check_range
-from karmma.modalities import MODALITY_ORDER
+from karmma.modalities import FRAME_MODALITIES, MODALITY_ORDER, VIDEO_MODALITIES
 
-MODALITY_KEYS = MODALITY_ORDER
 Stage = Literal["unimodal", "teacher", "student", "baseline", "baseline_masked", "baseline_delta"]
 STAGES: tuple[str, ...] = get_args(Stage)
 #: how a model stands in for a missing modality (docs/method.md, "Missing modalities")
@@ -31,10 +30,10 @@ DatasetFormat = Literal["epic", "epic_star", "ssv2", "manifest"]
 FORMATS: tuple[str, ...] = get_args(DatasetFormat)
 SPLITS = ("train", "validation", "test")
 DEFAULT_MODALITIES = {
-    "epic": ("V", "F", "A"),
-    "epic_star": ("V", "F", "A"),
-    "ssv2": ("V", "F", "D"),
-    "manifest": ("V", "F", "A", "D"),
+    "epic": VIDEO_MODALITIES,
+    "epic_star": VIDEO_MODALITIES,
+    "ssv2": FRAME_MODALITIES,  # its videos have no sound; the boxes come with its annotations
+    "manifest": MODALITY_ORDER,
 }
 #: How each stage's model stands in for a missing modality when the config does not say
 #: (docs/method.md, "Missing modalities"): the paper's choices, and ours for the teacher.
@@ -287,9 +286,9 @@ class TrainConfig:
 
     def __post_init__(self):
         for section in ("pretrained", "extractors"):
-            unknown = sorted(set(getattr(self, section)) - set(MODALITY_KEYS))
+            unknown = sorted(set(getattr(self, section)) - set(MODALITY_ORDER))
             if unknown:
-                raise ValueError(f"{section}.{unknown[0]}: not a modality key (use {', '.join(MODALITY_KEYS)})")
+                raise ValueError(f"{section}.{unknown[0]}: not a modality key (use {', '.join(MODALITY_ORDER)})")
         if self.fusion_dropout is not None:
             check_range("config", "fusion_dropout", self.fusion_dropout, 0, 1, high_open=True)
 

@@ -25,7 +25,7 @@ from karmma.data.recipe import PrepareSettings
 from karmma.deploy.onnx_export import export_onnx, export_split_onnx
 from karmma.deploy.preprocess import Preprocessor
 from karmma.deploy.runtime import OnnxRunner, SplitOnnxRunner, TorchRunner
-from karmma.modalities import all_subsets, subset_name
+from karmma.modalities import IMAGE_MODALITIES, all_subsets, subset_name
 from karmma.presets import EPIC_HEADS, SSV2_HEADS, build_student, get_preset
 from karmma.train_config import TrainConfig
 
@@ -40,7 +40,7 @@ def _random_student(preset_name: str, modalities: Sequence[str]):
     model = build_student(get_preset(preset_name), heads, modalities).eval()
     config = asdict(TrainConfig(preset=preset_name, modalities=list(modalities)))
     shapes = {k: tuple(model.specs[k].input_shape) for k in model.modalities}
-    size = next((s[-1] for k, s in shapes.items() if k in ("V", "F")), 224)
+    size = next((s[-1] for k, s in shapes.items() if k in IMAGE_MODALITIES), 224)
     # as if trained on frames prepared with DIS flow at the input size (256 px for 224-px inputs)
     recipe = PrepareSettings(flow="dis", short_side=256 if size >= 224 else size)
     return model, ModelInfo(config, heads, shapes, preparation=recipe)

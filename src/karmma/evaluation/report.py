@@ -36,14 +36,13 @@ from karmma.evaluation.paper import (
 )
 from karmma.evaluation.statistics import wilson_interval
 from karmma.io import atomic_savefig, atomic_write_text
-from karmma.modalities import largest_first, largest_subset
+from karmma.modalities import MODALITY_NAMES, MODALITY_ORDER, largest_first, largest_subset, order_keys
 
 STRATEGIES = {  # the ``missing_modality`` of each model (docs/method.md, "Missing modalities")
     "learned": "learned modality + position tokens stand in",
     "mask": "left out of attention and of the average (ours)",
     "zeros": "a zero input, run through its extractor and fused like any other (the paper's Baseline)",
 }
-MODALITY_NAMES = {"V": "RGB video", "F": "optical flow", "A": "audio", "D": "object detections"}
 PER_CLASS_ROWS = 15  # the most frequent classes shown per head (EPIC has 97 verbs and 300 nouns)
 METHOD_DOC = "docs/method.md in the karmma repository"
 
@@ -468,7 +467,7 @@ def extractors_section(results: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for size in ("teacher", "student"):
-        for m in ("V", "F", "A"):
+        for m in MODALITY_ORDER:
             rows = [seeded[size][m] for seeded in per_seed if m in seeded.get(size, {})]
             if not rows or m not in ceilings:
                 continue
@@ -783,7 +782,7 @@ def write_report(folder: str | Path) -> Path:
             "accuracy): nothing to report; evaluate a labelled split for a report, or submit the predictions"
         )
     first = next(iter(models.values()))
-    modalities = sorted({k for m in models.values() for k in m.get("modalities", [])}, key="VFAD".find)
+    modalities = order_keys(k for m in models.values() for k in m.get("modalities", []))
     heads = result_heads(results)
     paper = match_paper(results, heads)
     sources = ["`results.json` (karmma evaluate)"] + [
