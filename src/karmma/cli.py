@@ -11,6 +11,7 @@ from pathlib import Path
 
 from karmma.configuration import MAX_SEED
 from karmma.modalities import parse_subset, subset_name
+from karmma.train_config import PRESET_NAMES
 
 # ---- argument ranges, checked at parse time ---------------------------------------------
 
@@ -73,10 +74,8 @@ def _probabilities(text: str) -> tuple[float, ...]:
     return values
 
 
-# Mirrors of library names, kept here so that parsing does not import torchvision or Lightning
-# (tests/test_cli.py checks that they equal karmma.presets.PRESET_NAMES and
-# karmma.training.bench.TRAINING_BENCHMARKS).
-PRESET_NAMES = ("paper", "tiny")
+# A mirror of a library name, kept here so that parsing does not import Lightning
+# (tests/test_cli.py checks that it equals karmma.training.bench.TRAINING_BENCHMARKS).
 TRAINING_BENCHMARKS = ("cache", "distill", "steps")
 
 # Latency runs (timed repeats, untimed warm-up runs) when --repeats / --warmup are not given,

@@ -23,10 +23,10 @@ from karmma.models.audio_resnet import AudioResNetConfig, resnet18_config
 from karmma.models.box_transformer import BoxTransformerConfig
 from karmma.models.karmma import KARMMA, FusionConfig, MissingStrategy
 from karmma.models.video_swin import VideoSwinConfig, swin3d_b_config, swin3d_t_config
+from karmma.train_config import PRESET_NAMES
 
 EPIC_HEADS = {"verb": 97, "noun": 300}
 SSV2_HEADS = {"action": 174}
-PRESET_NAMES = ("paper", "tiny")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,9 @@ SPATIAL_POOLS: tuple[str, ...] = get_args(TokenPooling)
 DatasetFormat = Literal["epic", "epic_star", "ssv2", "manifest"]
 FORMATS: tuple[str, ...] = get_args(DatasetFormat)
 SPLITS = ("train", "validation", "test")
+#: the model sizes of presets.py (docs/method.md, "Architecture sizes"); here, without torch, for the CLI
+PresetName = Literal["paper", "tiny"]
+PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
 DEFAULT_MODALITIES = {
     "epic": VIDEO_MODALITIES,
     "epic_star": VIDEO_MODALITIES,
@@ -260,7 +263,7 @@ class TrainerConfig:
 @dataclass
 class TrainConfig:
     stage: Stage = "student"
-    preset: str = "tiny"
+    preset: PresetName = "tiny"
     modalities: list[str] = field(default_factory=list)  # default: the dataset's
     data: DatasetConfig = field(default_factory=DatasetConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
