@@ -4,7 +4,7 @@ import errno
 
 import pytest
 
-from karmma.io import atomic_open, atomic_path, atomic_savefig, atomic_write_text
+from karmma.io import atomic_open, atomic_path, atomic_savefig, atomic_write_text, write_json
 
 
 def test_atomic_write_replaces_the_file(tmp_path):
@@ -45,6 +45,15 @@ def test_a_write_failing_midway_keeps_the_previous_version(tmp_path, monkeypatch
     monkeypatch.undo()
     assert path.read_text() == '{"previous": 1}'
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_write_json_writes_one_json_document_atomically(tmp_path):
+    path = tmp_path / "sub" / "results.json"
+    path.parent.mkdir()
+    path.write_text("old")
+    assert write_json(path, {"models": {"student": [1, 2.5]}}) == path
+    assert path.read_text() == '{\n "models": {\n  "student": [\n   1,\n   2.5\n  ]\n }\n}\n'
+    assert [p.name for p in path.parent.iterdir()] == ["results.json"]
 
 
 def test_atomic_path_removes_the_temporary_when_the_writer_raises(tmp_path):

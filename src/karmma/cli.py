@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from karmma.configuration import MAX_SEED
+from karmma.io import write_json
 from karmma.modalities import parse_subset, subset_name
 from karmma.train_config import PRESET_NAMES
 
@@ -122,12 +123,6 @@ def resolve_device(device: str, option: str = "--device") -> str:
     return device
 
 
-def _write_json(path: str | Path, value) -> None:
-    from karmma.io import atomic_write_text
-
-    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
-
-
 def _benchmark_model(args: argparse.Namespace) -> int:
     import torch
 
@@ -149,7 +144,7 @@ def _benchmark_model(args: argparse.Namespace) -> int:
         f"{results['latency_repeats']} run(s) after {results['latency_warmup']} warm-up run(s)",
         file=sys.stderr,
     )
-    _write_json(args.json, results)
+    write_json(args.json, results)
     print(f"wrote {args.json}", file=sys.stderr)
     if args.plot:
         plot_benchmark(results, args.plot)
@@ -202,7 +197,7 @@ def _prepare(args: argparse.Namespace) -> int:
     for video, error in summary["failed"].items():
         print(f"  failed {video}: {error}", file=sys.stderr)
     if args.json:
-        _write_json(args.json, summary)
+        write_json(args.json, summary)
     return 1 if summary["failed"] else 0
 
 
@@ -243,7 +238,7 @@ def _benchmark_data(args: argparse.Namespace) -> int:
         args.steps,
     )
     if args.json:
-        _write_json(args.json, result)
+        write_json(args.json, result)
     return 0
 
 
@@ -329,7 +324,7 @@ def _benchmark_training(args: argparse.Namespace) -> int:
     result = benchmark_training(args.what, load_config(TrainConfig, args.config, args.overrides), args.cache_workers)
     print(json.dumps(result, indent=2))
     if args.json:
-        _write_json(args.json, result)
+        write_json(args.json, result)
     return 0
 
 
@@ -395,10 +390,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     if args.out:
-        from karmma.io import atomic_write_text
-
         out = Path(args.out)
-        atomic_write_text(out, json.dumps(results, indent=1) + "\n")
+        write_json(out, results)
         print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -561,7 +554,7 @@ def _benchmark_deploy(args: argparse.Namespace) -> int:
         results[preset] = benchmark_student_latency(preset, modalities, *runs, video, args.clip_seconds, log=log)
         print(format_table(results[preset]) + "\n")
     if args.json:
-        _write_json(args.json, results)
+        write_json(args.json, results)
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from karmma.data.synth import SynthSize
-from karmma.io import atomic_write_text
+from karmma.io import write_json
 from karmma.modalities import VIDEO_MODALITIES
 
 DEMO_MODELS = ("teacher", "baseline", "baseline_masked", "baseline_delta", "student")
@@ -297,9 +297,7 @@ def demo_stages(
         cache_teacher_logits(config, teacher_ckpt)
         # what the student will distil: the teacher's accuracy and soft-label entropy at its temperature
         temperature = _stage_config(*configs["student"]).loss.temperature
-        _write_json(
-            runs / "teacher" / "logit_statistics.json", teacher_logit_statistics(config.cache.path, temperature)
-        )
+        write_json(runs / "teacher" / "logit_statistics.json", teacher_logit_statistics(config.cache.path, temperature))
 
     def student_stage(name: str, knob: tuple[str, str] | None = None):
         tuned = [f"{knob[0]}={knob[1]}", f"trainer.name={tuning_run(name, *knob)}"] if knob else []
@@ -319,10 +317,10 @@ def demo_stages(
         results["ceilings"] = information_ceilings(VIDEO_MODALITIES)
         results["teacher_logits"] = json.loads((runs / "teacher" / "logit_statistics.json").read_text())
         results["extractors"] = evaluate_extractors(runs, prepared / "main", workers)
-        _write_json(root / "results.json", results)
+        write_json(root / "results.json", results)
 
     def tuning_stage():
-        _write_json(runs / "tuning.json", tuning_results(runs, knobs))
+        write_json(runs / "tuning.json", tuning_results(runs, knobs))
 
     s = plan.seconds
     tuning = [
@@ -485,7 +483,7 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
         results = benchmark_preset_resources(
             "tiny", list(VIDEO_MODALITIES), ["teacher", "student"], repeats=10, warmup=2
         )
-        _write_json(out / "benchmark.json", results)
+        write_json(out / "benchmark.json", results)
 
     def report_stage():
         from karmma.artifacts import load_model, save_student
@@ -496,10 +494,10 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
         first = roots[min(roots)]
         if len(roots) > 1:
             per_seed = {seed: json.loads((root / "results.json").read_text()) for seed, root in roots.items()}
-            _write_json(out / "results.json", aggregate_seeds(per_seed))
+            write_json(out / "results.json", aggregate_seeds(per_seed))
         if tuned:
             per_seed = {seed: json.loads((root / "runs" / "tuning.json").read_text()) for seed, root in roots.items()}
-            _write_json(out / "tuning.json", aggregate_tuning(per_seed))
+            write_json(out / "tuning.json", aggregate_tuning(per_seed))
         student, info = load_model(first / "runs" / "student" / "checkpoints" / "best.ckpt", stages=STUDENT_STAGES)
         save_student(student, info, out / "student.safetensors")
         write_report(out)
@@ -509,10 +507,6 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
         Stage("benchmark", s["benchmark"], benchmark_stage),
         Stage("report", s["report"], report_stage, refresh=True),
     ]
-
-
-def _write_json(path: Path, value: dict) -> None:
-    atomic_write_text(path, json.dumps(value, indent=1) + "\n")
 
 
 def run_demo(
@@ -562,7 +556,7 @@ def run_demo(
                 f"version {previous.get('version', 1)}); use another --out"
             )
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(marker, identity)
+    write_json(marker, identity)
     done_file = out / "stages.json"
     done = json.loads(done_file.read_text()) if done_file.is_file() else {}
 
@@ -599,7 +593,7 @@ def run_demo(
                 traceback.print_exc(file=log)
             raise DemoError(f"demo stage {stage.name} failed: {error} (log: {log_path})") from error
         done[stage.name] = round(time.perf_counter() - start, 1)
-        _write_json(done_file, done)
+        write_json(done_file, done)
         bar.update(stage.seconds)
         if not progress:
             print(f"{stage.name}: {done[stage.name]:.1f} s", file=sys.stderr)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, value) -> Path:
+    """Write ``value`` as JSON (indented one space per level) to ``path`` atomically; returns ``path``."""
+    return atomic_write_text(path, json.dumps(value, indent=1) + "\n")
 
 
 @contextlib.contextmanager
