@@ -425,7 +425,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _dropout_study(args: argparse.Namespace) -> int:
     from karmma.configuration import load_config
-    from karmma.evaluation.dropout_study import plot_dropout_study, study_table
+    from karmma.evaluation.dropout_study_report import plot_dropout_study, study_table
     from karmma.experiments.dropout_study import run_dropout_study
     from karmma.train_config import TrainConfig
 

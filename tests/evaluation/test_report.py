@@ -3,6 +3,7 @@ import re
 
 import pytest
 
+from karmma.cli import main
 from karmma.evaluation.report import claims_table, subset_table, wilson_half_width, write_report
 from one_seed_results import one_seed_results, with_per_class
 
@@ -229,7 +230,7 @@ def test_training_curves_give_every_run_its_own_colour(tmp_path, monkeypatch):
 
 
 def test_dropout_study_lines_stay_visible_and_the_title_names_the_split(tmp_path, monkeypatch):
-    from karmma.evaluation import dropout_study
+    from karmma.evaluation import dropout_study_report as dropout_study
 
     saved = _captured_figure(monkeypatch, dropout_study)
     same = {"action_top1": 20.0, "samples": 120}  # V and F equal at every rate: one would hide the other
@@ -280,3 +281,27 @@ def test_the_claims_table_marks_decisions_bold_and_no_verdict_in_italics():
     table = claims_table([{**claim, "claim": f"claim {i}", "verdict": v} for i, v in enumerate(verdicts)])
     cells = [line.split(" | ")[2] for line in table.splitlines()[2:]]
     assert cells == ["**holds**", "**does not hold**", "inconclusive", "*no verdict* (both at chance)"]
+
+
+@pytest.mark.e2e  # writes the report and its figures
+def test_report_includes_the_study(tmp_path):
+    study = {
+        "stage": "teacher",
+        "rates": {
+            r: {"run": "x", "subsets": {"V+F": {"action_top1": a}, "V": {"action_top1": a / 2}}}
+            for r, a in (("0", 20.0), ("0.5", 24.0))
+        },
+    }
+    model = {
+        "split": "validation",
+        "clips": 4,
+        "views": 1,
+        "subsets": {"V+F": {"action_top1": 10.0}},
+        "sweep": {"0.0": {"action_top1": 10.0, "std": 0.0}},
+    }
+    (tmp_path / "results.json").write_text(json.dumps({"models": {"student": model}}))
+    (tmp_path / "dropout_study.json").write_text(json.dumps(study))
+    assert main(["report", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| 0.5 | 24.00 | 12.00 |" in report and (tmp_path / "dropout_study.png").is_file()
+    assert main(["report", str(tmp_path / "nowhere")]) == 2

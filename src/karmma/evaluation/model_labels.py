@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelDescription:
+    """What the report calls a model of results.json and what it is (a model file's own metadata is
+    :class:`karmma.artifacts.ModelInfo`)."""
+
     label: str
     description: str
 

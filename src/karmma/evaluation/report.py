@@ -952,7 +952,7 @@ def write_report(folder: str | Path) -> Path:
 
     study_path = folder / "dropout_study.json"
     if study_path.is_file():
-        from karmma.evaluation.dropout_study import plot_dropout_study, study_split, study_table
+        from karmma.evaluation.dropout_study_report import plot_dropout_study, study_split, study_table
 
         study = json.loads(study_path.read_text())
         plot_dropout_study(

@@ -2,7 +2,7 @@
 
 Trains one teacher per rate (best from the feature cache: only the fusion
 block trains) and evaluates each on every modality subset; the table and the
-figure are :mod:`karmma.evaluation.dropout_study`.
+figure are :mod:`karmma.evaluation.dropout_study_report`.
 """
 
 from __future__ import annotations

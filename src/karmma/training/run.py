@@ -52,7 +52,7 @@ from karmma.training.cache import (
     collate_with_teacher_logits,
     training_view_clips,
 )
-from karmma.training.checkpoints import SafeCheckpointIO
+from karmma.training.checkpoint_io import SafeCheckpointIO
 from karmma.training.launch import LAUNCHER_PID, die_with_parent
 from karmma.training.memory import DecodedClips, DecodedViews
 from karmma.training.module import KarmmaModule
