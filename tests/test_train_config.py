@@ -27,6 +27,7 @@ def _literal_keys(cls, prefix: str = "") -> dict[str, tuple]:
 
 def test_the_string_choices_are_literals():
     assert set(_literal_keys(TrainConfig)) == {
+        "preset",
         "unimodal_size",
         "teacher_logits",
         "missing_modality",

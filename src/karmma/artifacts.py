@@ -51,7 +51,8 @@ log = logging.getLogger("karmma.artifacts")
 
 @dataclass
 class ModelInfo:
-    """Everything about a trained model that inference needs besides its weights.
+    """Everything about a trained model that inference needs besides its weights (how the report
+    describes a model is its stage's record, :class:`karmma.train_config.StageSpec`).
 
     Attributes:
         config: the training config (a ``TrainConfig`` as a dict).

@@ -1,7 +1,7 @@
 """Reading karmma checkpoints without unpickling arbitrary objects, and finding them in run folders.
 
 No Lightning here: evaluation and deployment read checkpoints too. Writing them
-(atomically, through Lightning) is :mod:`karmma.training.checkpoints`.
+(atomically, through Lightning) is :mod:`karmma.training.checkpoint_io`.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from karmma.data.synth import SynthSize
-from karmma.io import atomic_write_text
+from karmma.io import write_json
+from karmma.modalities import VIDEO_MODALITIES
 from karmma.train_config import STAGE_SPECS, stage_names, stage_spec
 
 #: the models each seed's pipeline trains and compares, in the stage table's order
@@ -227,7 +228,7 @@ def stage_overrides(root: Path, plan: DemoPlan, seed: int, workers: int = 2) -> 
     data = main_data(prepared / "main")
     configs = {}
     for size, prefix in UNIMODAL_RUN_PREFIXES.items():
-        for m in "VFA":
+        for m in VIDEO_MODALITIES:
             configs[f"{prefix}{m}"] = (
                 "unimodal",
                 [
@@ -239,13 +240,15 @@ def stage_overrides(root: Path, plan: DemoPlan, seed: int, workers: int = 2) -> 
                     f"optim.epochs={plan.unimodal_epochs[m]}",
                 ],
             )
-    extractors = [f"extractors.{m}={runs / f'unimodal_{m}' / 'checkpoints' / 'best.ckpt'}" for m in "VFA"]
+    extractors = [f"extractors.{m}={runs / f'unimodal_{m}' / 'checkpoints' / 'best.ckpt'}" for m in VIDEO_MODALITIES]
     configs["teacher"] = (
         "teacher",
         [f"cache.path={cache}", *extractors, *data, *common, f"optim.epochs={plan.teacher_epochs}"],
     )
     # the paper's regime: every student-sized model starts from the same pre-trained extractors
-    student_init = [f"pretrained.{m}={runs / f'unimodal_student_{m}' / 'checkpoints' / 'best.ckpt'}" for m in "VFA"]
+    student_init = [
+        f"pretrained.{m}={runs / f'unimodal_student_{m}' / 'checkpoints' / 'best.ckpt'}" for m in VIDEO_MODALITIES
+    ]
     shared = [*data, *common, *student_init, f"optim.epochs={plan.student_epochs}"]
     # the student reads its teacher's logits for the very views all four decode once (cache.decode_once)
     teacher = [
@@ -300,9 +303,7 @@ def demo_stages(
         cache_teacher_logits(config, teacher_ckpt)
         # what the student will distil: the teacher's accuracy and soft-label entropy at its temperature
         temperature = _stage_config(*configs["student"]).loss.temperature
-        _write_json(
-            runs / "teacher" / "logit_statistics.json", teacher_logit_statistics(config.cache.path, temperature)
-        )
+        write_json(runs / "teacher" / "logit_statistics.json", teacher_logit_statistics(config.cache.path, temperature))
 
     def student_stage(name: str, knob: tuple[str, str] | None = None):
         tuned = [f"{knob[0]}={knob[1]}", f"trainer.name={tuning_run(name, *knob)}"] if knob else []
@@ -317,7 +318,7 @@ def demo_stages(
         settings = EvaluationSettings(split="test", seeds=plan.sweep_seeds, workers=workers, progress=False)
         extra = {
             # what the data allows at best, per subset, computed from SynthKitchen's generative model
-            "ceilings": information_ceilings(("V", "F", "A")),
+            "ceilings": information_ceilings(VIDEO_MODALITIES),
             "teacher_logits": json.loads((runs / "teacher" / "logit_statistics.json").read_text()),
             "extractors": evaluate_extractors(runs, prepared / "main", workers),
         }
@@ -326,7 +327,7 @@ def demo_stages(
         evaluate_models(models, settings, root / "results.json", extra=extra, relative_to=out)
 
     def tuning_stage():
-        _write_json(runs / "tuning.json", tuning_results(runs, knobs))
+        write_json(runs / "tuning.json", tuning_results(runs, knobs))
 
     s = plan.seconds
     tuning = [
@@ -343,7 +344,7 @@ def demo_stages(
         Stage("prepare", s["prepare"], prepare_stage),
         *(
             Stage(f"unimodal_{m}", s["unimodal"] * plan.unimodal_epochs[m], unimodal_stage(f"unimodal_{m}"))
-            for m in "VFA"
+            for m in VIDEO_MODALITIES
         ),
         *(
             Stage(
@@ -351,7 +352,7 @@ def demo_stages(
                 s["unimodal"] * plan.unimodal_epochs[m] / 2,
                 unimodal_stage(f"unimodal_student_{m}"),
             )
-            for m in "VFA"
+            for m in VIDEO_MODALITIES
         ),
         Stage("extract", s["extract"], extract_stage),
         Stage("teacher", s["teacher"], teacher_stage),
@@ -373,7 +374,7 @@ def evaluate_extractors(runs: Path, main: Path, workers: int = 2) -> dict:
     settings = EvaluationSettings(split="test", probabilities=(0.0,), seeds=1, workers=workers, progress=False)
     extractors: dict[str, dict] = {}
     for size, prefix in UNIMODAL_RUN_PREFIXES.items():
-        for m in "VFA":
+        for m in VIDEO_MODALITIES:
             extractor = load_for_evaluation(runs / f"{prefix}{m}", f"{prefix}{m}", overrides=main_data(main))
             result = evaluate_model(extractor, settings)
             extractors.setdefault(size, {})[m] = result["subsets"][m]
@@ -486,8 +487,10 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
     def benchmark_stage():
         from karmma.benchmark import benchmark_preset_resources
 
-        results = benchmark_preset_resources("tiny", ["V", "F", "A"], ["teacher", "student"], repeats=10, warmup=2)
-        _write_json(out / "benchmark.json", results)
+        results = benchmark_preset_resources(
+            "tiny", list(VIDEO_MODALITIES), ["teacher", "student"], repeats=10, warmup=2
+        )
+        write_json(out / "benchmark.json", results)
 
     def report_stage():
         from karmma.artifacts import load_model, save_student
@@ -497,10 +500,10 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
         first = roots[min(roots)]
         if len(roots) > 1:
             per_seed = {seed: json.loads((root / "results.json").read_text()) for seed, root in roots.items()}
-            _write_json(out / "results.json", aggregate_seeds(per_seed))
+            write_json(out / "results.json", aggregate_seeds(per_seed))
         if tuned:
             per_seed = {seed: json.loads((root / "runs" / "tuning.json").read_text()) for seed, root in roots.items()}
-            _write_json(out / "tuning.json", aggregate_tuning(per_seed))
+            write_json(out / "tuning.json", aggregate_tuning(per_seed))
         student, info = load_model(
             first / "runs" / "student" / "checkpoints" / "best.ckpt", stages=stage_names("student")
         )
@@ -512,10 +515,6 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
         Stage("benchmark", s["benchmark"], benchmark_stage),
         Stage("report", s["report"], report_stage, refresh=True),
     ]
-
-
-def _write_json(path: Path, value: dict) -> None:
-    atomic_write_text(path, json.dumps(value, indent=1) + "\n")
 
 
 def run_demo(
@@ -565,7 +564,7 @@ def run_demo(
                 f"version {previous.get('version', 1)}); use another --out"
             )
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(marker, identity)
+    write_json(marker, identity)
     done_file = out / "stages.json"
     done = json.loads(done_file.read_text()) if done_file.is_file() else {}
 
@@ -602,7 +601,7 @@ def run_demo(
                 traceback.print_exc(file=log)
             raise DemoError(f"demo stage {stage.name} failed: {error} (log: {log_path})") from error
         done[stage.name] = round(time.perf_counter() - start, 1)
-        _write_json(done_file, done)
+        write_json(done_file, done)
         bar.update(stage.seconds)
         if not progress:
             print(f"{stage.name}: {done[stage.name]:.1f} s", file=sys.stderr)

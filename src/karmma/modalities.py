@@ -34,6 +34,14 @@ MODALITY_NAMES = {
     "A": "audio",
     "D": "object detections",
 }
+#: What a video with its sound track gives (EPIC-KITCHENS, SynthKitchen, a camera at deployment):
+#: frames, the optical flow between them and the audio; D needs a detector.
+VIDEO_MODALITIES = ("V", "F", "A")
+#: Sampled at the same frame numbers (so they ask for as many frames).
+FRAME_MODALITIES = ("V", "F", "D")
+#: A frame is an image, RGB (V) or flow's two channels (F): handed over as uint8 crops plus an
+#: affine map (see ``data/transforms.py::finish_inputs``).
+IMAGE_MODALITIES = ("V", "F")
 
 
 class ExtractorConfig(Protocol):
@@ -102,6 +110,11 @@ def parse_subset(name: str) -> list[str]:
 def largest_first(names: Iterable[str]) -> list[str]:
     """Subset names ordered as in the paper's tables: more modalities first, then by name."""
     return sorted(names, key=lambda name: (-len(parse_subset(name)), name))
+
+
+def largest_subset(names: Iterable[str]) -> str:
+    """The subset name with the most modalities (the first such): a model's full set."""
+    return max(names, key=lambda name: len(parse_subset(name)))
 
 
 def all_subsets(keys: Sequence[str]) -> list[tuple[str, ...]]:

@@ -18,15 +18,15 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from karmma.modalities import ModalitySpec
+from karmma.modalities import VIDEO_MODALITIES, ModalitySpec
 from karmma.models.audio_resnet import AudioResNetConfig, resnet18_config
 from karmma.models.box_transformer import BoxTransformerConfig
 from karmma.models.karmma import KARMMA, FusionConfig, MissingStrategy
 from karmma.models.video_swin import VideoSwinConfig, swin3d_b_config, swin3d_t_config
+from karmma.train_config import PRESET_NAMES
 
 EPIC_HEADS = {"verb": 97, "noun": 300}
 SSV2_HEADS = {"action": 174}
-PRESET_NAMES = ("paper", "tiny")
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Preset:
     student: Mapping[str, ModalitySpec]
     teacher_fusion: FusionConfig
     student_fusion: FusionConfig
-    default_modalities: tuple[str, ...] = ("V", "F", "A")
+    default_modalities: tuple[str, ...] = VIDEO_MODALITIES
     notes: str = field(default="", compare=False)
 
 

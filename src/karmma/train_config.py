@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import ClassVar, Literal, get_args
 
 from karmma.configuration import MAX_SEED, check_range
-from karmma.modalities import MODALITY_ORDER
+from karmma.modalities import FRAME_MODALITIES, MODALITY_ORDER, VIDEO_MODALITIES
 
-MODALITY_KEYS = MODALITY_ORDER
 #: how a model stands in for a missing modality (docs/method.md, "Missing modalities")
 MissingStrategy = Literal["learned", "zeros", "mask"]
 MISSING_STRATEGIES: tuple[str, ...] = get_args(MissingStrategy)
@@ -29,11 +28,14 @@ SPATIAL_POOLS: tuple[str, ...] = get_args(TokenPooling)
 DatasetFormat = Literal["epic", "epic_star", "ssv2", "manifest"]
 FORMATS: tuple[str, ...] = get_args(DatasetFormat)
 SPLITS = ("train", "validation", "test")
+#: the model sizes of presets.py (docs/method.md, "Architecture sizes"); here, without torch, for the CLI
+PresetName = Literal["paper", "tiny"]
+PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
 DEFAULT_MODALITIES = {
-    "epic": ("V", "F", "A"),
-    "epic_star": ("V", "F", "A"),
-    "ssv2": ("V", "F", "D"),
-    "manifest": ("V", "F", "A", "D"),
+    "epic": VIDEO_MODALITIES,
+    "epic_star": VIDEO_MODALITIES,
+    "ssv2": FRAME_MODALITIES,  # its videos have no sound; the boxes come with its annotations
+    "manifest": MODALITY_ORDER,
 }
 #: what a stage trains: one modality's extractor with fusion and heads (``unimodal_size`` picks
 #: the teacher's or the student's size), the teacher architecture (its extractors frozen), or the
@@ -408,7 +410,7 @@ class TrainerConfig:
 @dataclass
 class TrainConfig:
     stage: str = "student"  # a name in STAGE_SPECS
-    preset: str = "tiny"
+    preset: PresetName = "tiny"
     modalities: list[str] = field(default_factory=list)  # default: the dataset's
     data: DatasetConfig = field(default_factory=DatasetConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
@@ -435,9 +437,9 @@ class TrainConfig:
     def __post_init__(self):
         stage_spec(self.stage)  # a stage the table does not list is an error naming the ones it does
         for section in ("pretrained", "extractors"):
-            unknown = sorted(set(getattr(self, section)) - set(MODALITY_KEYS))
+            unknown = sorted(set(getattr(self, section)) - set(MODALITY_ORDER))
             if unknown:
-                raise ValueError(f"{section}.{unknown[0]}: not a modality key (use {', '.join(MODALITY_KEYS)})")
+                raise ValueError(f"{section}.{unknown[0]}: not a modality key (use {', '.join(MODALITY_ORDER)})")
         if self.fusion_dropout is not None:
             check_range("config", "fusion_dropout", self.fusion_dropout, 0, 1, high_open=True)
 

@@ -178,3 +178,11 @@ def test_something_else_json_of_the_wrong_shape_is_one_line(tmp_path):
     path.write_text('[{"name": "0001.jpg"}]')
     with pytest.raises(AnnotationError, match="boxes.json: expected a JSON object mapping video ids"):
         read_something_else(path)
+
+
+@pytest.mark.parametrize("reader", [read_ssv2_labels, lambda path: read_ssv2_split(path, None), read_something_else])
+def test_invalid_json_names_the_file_and_line(tmp_path, reader):
+    path = tmp_path / "annotations.json"
+    path.write_text('{\n "a": 1,\n "b": \n}\n')
+    with pytest.raises(AnnotationError, match=r"annotations\.json:4: invalid JSON: Expecting value"):
+        reader(path)

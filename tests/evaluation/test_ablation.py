@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from karmma.evaluation.claims import ablation, ablation_table
+from karmma.evaluation.claims import ablation
+from karmma.evaluation.report import ablation_table
 
 
 def _per_clip(correct: np.ndarray, sweep_correct: np.ndarray) -> dict:

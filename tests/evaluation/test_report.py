@@ -3,49 +3,13 @@ import re
 
 import pytest
 
-from karmma.evaluation.report import chance_levels, check_claims, subset_table, wilson_half_width, write_report
-
-SUBSETS = ["V+F+A", "V+F", "V+A", "F+A", "V", "F", "A"]
-
-
-def _model(subset_acc: dict, sweep: list[float]) -> dict:
-    return {
-        "split": "validation",
-        "clips": 10,
-        "views": 1,
-        "heads": {"verb": 5, "noun": 6},
-        "subsets": {
-            s: {"action_top1": a, "verb_top1": a, "noun_top1": a, "samples": 10} for s, a in subset_acc.items()
-        },
-        "sweep": {f"{i / 10:.1f}": {"action_top1": v, "std": 0.5} for i, v in enumerate(sweep)},
-    }
-
-
-def _results(student_bonus: float) -> dict:
-    base = dict(zip(SUBSETS, [40, 36, 37, 5, 32, 3, 2]))
-    delta = dict(zip(SUBSETS, [41, 39, 39, 27, 37, 25, 6]))
-    student = {s: v + student_bonus for s, v in delta.items()}
-    decay = [1 - 0.07 * i for i in range(10)]
-    return {
-        "models": {
-            "teacher": _model({"V+F+A": 34}, [34 * d for d in decay]),
-            "baseline": _model(base, [40 * (1 - 0.1 * i) for i in range(10)]),
-            "baseline_delta": _model(delta, [41 * d for d in decay]),
-            "student": _model(student, [(41 + student_bonus) * (1 - 0.06 * i) for i in range(10)]),
-        },
-        "settings": {"seeds": 3},
-    }
-
-
-def test_claims_hold_on_paper_like_numbers_and_fail_otherwise():
-    verdicts = [holds for _, holds, _ in check_claims(_results(student_bonus=1.0))]
-    assert verdicts == [True, True, True, True, True, True, None]
-    verdicts = [holds for _, holds, _ in check_claims(_results(student_bonus=-3.0))]
-    assert verdicts[0] is False and verdicts[1] is False and verdicts[2] is False
+from karmma.cli import main
+from karmma.evaluation.report import claims_table, subset_table, wilson_half_width, write_report
+from one_seed_results import one_seed_results, with_per_class
 
 
 def test_table_marks_the_best_student_sized_model():
-    table = subset_table(_results(1.0))
+    table = subset_table(one_seed_results(1.0))
     row = next(line for line in table.splitlines() if line.startswith("| V+F+A "))
     cells = [
         f"{v} ± {wilson_half_width(float(v.strip('*')), 10):.1f}" for v in ("34.00", "40.00", "41.00", "**42.00**")
@@ -54,7 +18,7 @@ def test_table_marks_the_best_student_sized_model():
 
 
 def test_report_is_written_from_the_files(tmp_path):
-    results = _results(1.0)
+    results = one_seed_results(1.0)
     (tmp_path / "results.json").write_text(json.dumps(results))
     runs = tmp_path / "runs" / "student"
     runs.mkdir(parents=True)
@@ -74,34 +38,14 @@ def test_report_is_written_from_the_files(tmp_path):
         assert f"]({figure})" in report
 
 
-def _with_per_class(results: dict) -> dict:
-    """Ten clips: verbs 0 (x6) and 1 (x4), nouns 2 (x7) and 3 (x3); the student gets 8 verbs right."""
-    student = results["models"]["student"]
-    student["confusion"] = {
-        "verb": [[0, 0, 6], [1, 0, 2], [1, 1, 2]],
-        "noun": [[2, 2, 7], [3, 2, 3]],
-        "action": [[2, 2, 7], [3, 2, 1], [8, 2, 2]],
-    }
-    student["classes"] = {"verb": ["take", "put", "v2", "v3", "v4"], "noun": ["n0", "n1", "cup", "plate", "n4", "n5"]}
-    return results
-
-
 def test_wilson_half_width():
     assert wilson_half_width(50, 100) == pytest.approx(9.62, abs=0.01)  # the textbook 95 % interval 40.4 - 59.6
     assert 0 < wilson_half_width(0, 32) < wilson_half_width(50, 32)  # not zero at 0 %: one clip more is plausible
     assert wilson_half_width(50, 10_000) < 1
 
 
-def test_chance_levels_uniform_and_most_frequent_class():
-    levels = chance_levels(_with_per_class(_results(1.0)))
-    assert levels["verb_top1"] == (20.0, 60.0)
-    assert levels["noun_top1"] == pytest.approx((100 / 6, 70.0))
-    assert levels["action_top1"] == pytest.approx((100 / 30, 70.0))
-    assert levels["verb_top5"] == (100.0, 100.0)
-
-
 def test_report_explains_models_chance_noise_and_classes(tmp_path):
-    results = _with_per_class(_results(1.0))
+    results = with_per_class(one_seed_results(1.0))
     results["models"]["baseline_masked"] = results["models"]["baseline"]
     results["models"]["my_model"] = results["models"]["baseline"]  # a name the report has no description of
     (tmp_path / "results.json").write_text(json.dumps(results))
@@ -121,7 +65,7 @@ def test_report_explains_models_chance_noise_and_classes(tmp_path):
 
 def test_training_curves_are_found_through_the_models_sources(tmp_path):
     """Run folders anywhere (named by results.json), a one-epoch run, and loss terms of several kinds."""
-    results = _results(1.0)
+    results = one_seed_results(1.0)
     elsewhere = tmp_path / "elsewhere" / "runs"
     for name, history in {
         "student": [
@@ -154,7 +98,7 @@ def test_ceilings_shown_beside_the_models_and_a_model_above_one_is_flagged():
     from karmma.data.synth_world import information_ceilings
     from karmma.evaluation.report import ceiling_violations
 
-    results = _results(student_bonus=1.0)
+    results = one_seed_results(student_bonus=1.0)
     results["ceilings"] = information_ceilings()
     table = subset_table(results)
     assert table.splitlines()[0].endswith("| ceiling |")
@@ -179,7 +123,7 @@ def test_the_report_shows_the_teacher_logits_the_student_distils(tmp_path):
         "entropy": {"verb": 0.5, "noun": 1.25},
         "uniform_entropy": {"verb": 2.197, "noun": 2.708},
     }
-    results = _results(student_bonus=1.0)
+    results = one_seed_results(student_bonus=1.0)
     assert teacher_logits_section(results) == []  # nothing cached: no section
     results["teacher_logits"] = {"train": row, "validation": {**row, "views": 120}}
     lines = teacher_logits_section(results)
@@ -224,7 +168,7 @@ def _demo_marker(folder, flavour: str) -> None:
 
 def test_a_quick_run_says_so_and_gives_no_verdict_where_models_are_at_chance(tmp_path):
     """The quick demo's case: KARMMA_S, Baseline w/ δ and Baseline all at 3.12 % on 32 clips of 30 actions."""
-    results = _results(1.0)
+    results = one_seed_results(1.0)
     for name in ("baseline", "baseline_delta", "student"):
         model = results["models"][name]
         model["clips"] = 32
@@ -242,19 +186,10 @@ def test_a_quick_run_says_so_and_gives_no_verdict_where_models_are_at_chance(tmp
     assert "A quick run" not in write_report(tmp_path).read_text()
 
 
-def test_claims_leave_out_numbers_where_every_compared_model_is_at_chance():
-    results = _results(1.0)  # 10 clips, 30 actions: chance 3.3 %; on A all three score 2-7 %
-    claims = {claim: (holds, evidence) for claim, holds, evidence in check_claims(results)}
-    holds, evidence = claims["the same order on at least 5 of the 6 subsets"]
-    assert holds is True and "; A left out: every compared model at chance" in evidence
-    singles = next(v for k, v in claims.items() if k.startswith("on every single-modality subset"))
-    assert singles == (True, "V: 32.00 vs 37.00, F: 3.00 vs 25.00")  # F: the Baseline alone is at chance
-
-
 def test_one_interval_per_number_on_the_clips_its_row_scored(tmp_path):
     """600 clips, 500 with audio: the Noise paragraph and the tables give the V+F+A numbers the
     interval of their 500 clips, and the sweep says why its p = 0 is another population."""
-    results = _results(1.0)
+    results = one_seed_results(1.0)
     for model in results["models"].values():
         model["clips"] = 600
         model["availability"] = {"V": 600, "F": 600, "A": 500}
@@ -295,7 +230,7 @@ def test_training_curves_give_every_run_its_own_colour(tmp_path, monkeypatch):
 
 
 def test_dropout_study_lines_stay_visible_and_the_title_names_the_split(tmp_path, monkeypatch):
-    from karmma.evaluation import dropout_study
+    from karmma.evaluation import dropout_study_report as dropout_study
 
     saved = _captured_figure(monkeypatch, dropout_study)
     same = {"action_top1": 20.0, "samples": 120}  # V and F equal at every rate: one would hide the other
@@ -338,3 +273,35 @@ def test_a_split_without_labels_has_no_report_and_says_why(tmp_path):
     with pytest.raises(ValueError, match="student scored a split without labels"):
         write_report(tmp_path)
     assert not (tmp_path / "report.md").exists()
+
+
+def test_the_claims_table_marks_decisions_bold_and_no_verdict_in_italics():
+    claim = {"source": "paper", "effect": 1.0, "ci": [0.5, 1.5], "clips": 100, "seeds": 3}
+    verdicts = ["holds", "does not hold", "inconclusive", "no verdict (both at chance)"]
+    table = claims_table([{**claim, "claim": f"claim {i}", "verdict": v} for i, v in enumerate(verdicts)])
+    cells = [line.split(" | ")[2] for line in table.splitlines()[2:]]
+    assert cells == ["**holds**", "**does not hold**", "inconclusive", "*no verdict* (both at chance)"]
+
+
+@pytest.mark.e2e  # writes the report and its figures
+def test_report_includes_the_study(tmp_path):
+    study = {
+        "stage": "teacher",
+        "rates": {
+            r: {"run": "x", "subsets": {"V+F": {"action_top1": a}, "V": {"action_top1": a / 2}}}
+            for r, a in (("0", 20.0), ("0.5", 24.0))
+        },
+    }
+    model = {
+        "split": "validation",
+        "clips": 4,
+        "views": 1,
+        "subsets": {"V+F": {"action_top1": 10.0}},
+        "sweep": {"0.0": {"action_top1": 10.0, "std": 0.0}},
+    }
+    (tmp_path / "results.json").write_text(json.dumps({"models": {"student": model}}))
+    (tmp_path / "dropout_study.json").write_text(json.dumps(study))
+    assert main(["report", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| 0.5 | 24.00 | 12.00 |" in report and (tmp_path / "dropout_study.png").is_file()
+    assert main(["report", str(tmp_path / "nowhere")]) == 2

@@ -185,6 +185,14 @@ def test_training_and_validation_steps_finish_the_loaders_uint8_inputs(synth_pre
     module.validation_step(finished, 0)
     assert from_uint8["val/ce"] == logged["val/ce"]
     assert seen and all(dtype == torch.float32 for dtypes in seen for dtype in dtypes.values())
+    # validation scores as karmma evaluate does (karmma.accuracy)
+    from karmma.evaluation.metrics import classification_metrics
+
+    with torch.no_grad():
+        logits = module.model(finished["inputs"], finished["availability"]).logits
+    evaluated = classification_metrics({h: v.softmax(dim=1) for h, v in logits.items()}, batch["labels"])
+    for name in [f"{h}_top1" for h in logits] + ["action_top1"]:
+        assert logged[f"val/{name}"].item() == pytest.approx(evaluated[name]), name
 
 
 def test_extractor_lr_scale_gives_the_extractors_their_own_learning_rate(synth_prepared, make_config, tmp_path):

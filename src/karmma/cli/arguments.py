@@ -42,10 +42,8 @@ POSITIVE_FLOAT = number(float, 0, low_open=True)
 NON_NEGATIVE_FLOAT = number(float, 0)
 
 
-# Mirrors of library names, kept here so that parsing does not import torchvision or Lightning
-# (tests/cli/test_cli.py checks that they equal karmma.presets.PRESET_NAMES and
-# karmma.training.bench.TRAINING_BENCHMARKS).
-PRESET_NAMES = ("paper", "tiny")
+# A mirror of a library name, kept here so that parsing does not import Lightning
+# (tests/cli/test_cli.py checks that it equals karmma.training.bench.TRAINING_BENCHMARKS).
 TRAINING_BENCHMARKS = ("cache", "distill", "steps")
 
 PRESET_HELP = "model sizes: paper (Swin3D-B teacher, 32 x 224 x 224 clips) or tiny (CPU-sized); default %(default)s"

@@ -12,11 +12,11 @@ from karmma.cli.arguments import (
     POSITIVE_FLOAT,
     POSITIVE_INT,
     PRESET_HELP,
-    PRESET_NAMES,
     command_parser,
 )
 from karmma.io import write_json
 from karmma.modalities import parse_subset
+from karmma.train_config import PRESET_NAMES
 
 # Latency runs (timed repeats, untimed warm-up runs) when --repeats / --warmup are not given,
 # per preset: a paper-size teacher forward pass takes about a minute on a CPU, a tiny one

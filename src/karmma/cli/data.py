@@ -12,11 +12,11 @@ from karmma.cli.arguments import (
     POSITIVE_FLOAT,
     POSITIVE_INT,
     PRESET_HELP,
-    PRESET_NAMES,
     command_parser,
     number,
 )
 from karmma.io import write_json
+from karmma.train_config import PRESET_NAMES
 
 
 def add_synth(commands) -> None:

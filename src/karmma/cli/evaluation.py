@@ -195,7 +195,7 @@ def add_dropout_study(commands) -> None:
 
 def dropout_study_command(args: argparse.Namespace) -> int:
     from karmma.configuration import load_config
-    from karmma.evaluation.dropout_study import plot_dropout_study, study_table
+    from karmma.evaluation.dropout_study_report import plot_dropout_study, study_table
     from karmma.experiments.dropout_study import run_dropout_study
     from karmma.train_config import TrainConfig
 

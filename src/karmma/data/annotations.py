@@ -42,6 +42,14 @@ class AnnotationError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+def read_json(path: Path):
+    """The JSON value in annotation file ``path``; invalid JSON is an :class:`AnnotationError` at its line."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise AnnotationError(path, error.lineno, f"invalid JSON: {error.msg}") from None
+
+
 @dataclass(frozen=True)
 class Segment:
     """One labelled (or test) action segment of a long video.
@@ -265,10 +273,7 @@ def split_train_validation(
 def read_ssv2_labels(path: str | Path) -> dict[str, int]:
     """``labels.json``: template (without brackets) -> class id (stored as a string)."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise AnnotationError(path, error.lineno, f"invalid JSON: {error.msg}") from None
+    raw = read_json(path)
     if not isinstance(raw, dict):
         raise AnnotationError(path, None, "expected an object mapping templates to class ids")
     labels = {}
@@ -294,10 +299,7 @@ def read_ssv2_split(path: str | Path, labels: dict[str, int] | None) -> list[Seg
     ``entry i`` since JSON files are often on a single line.
     """
     path = Path(path)
-    try:
-        entries = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise AnnotationError(path, error.lineno, f"invalid JSON: {error.msg}") from None
+    entries = read_json(path)
     if not isinstance(entries, list):
         raise AnnotationError(
             path,

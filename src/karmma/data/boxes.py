@@ -10,12 +10,11 @@ objects by placeholder index, so a slot tends to follow the same thing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from karmma.data.annotations import AnnotationError
+from karmma.data.annotations import AnnotationError, read_json
 
 if TYPE_CHECKING:  # imported where used: karmma.data.sources is read by the torch-free deployment
     import torch
@@ -44,10 +43,7 @@ def box_category(label: dict, num_categories: int = 4) -> int:
 def read_something_else(path: str | Path, num_categories: int = 4) -> dict[str, dict[int, list[Box]]]:
     """Something-Else JSON -> ``{video_id: {frame_number (1-based): [Box, ...]}}``."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise AnnotationError(path, error.lineno, f"invalid JSON: {error.msg}") from None
+    raw = read_json(path)
     if not isinstance(raw, dict) or not all(isinstance(frames, list) for frames in raw.values()):
         raise AnnotationError(path, None, "expected a JSON object mapping video ids to lists of frame entries")
     videos: dict[str, dict[int, list[Box]]] = {}

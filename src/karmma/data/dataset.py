@@ -58,13 +58,12 @@ from karmma.data.views import (
     log_mel_config,
     spectrogram_config,
 )
+from karmma.modalities import IMAGE_MODALITIES
 from karmma.train_config import ClipConfig
 
 log = logging.getLogger("karmma.data")
 
 PRESENT, MISSING, UNREADABLE = 0, 1, 2
-#: modalities handed over as uint8 crops plus a per-sample affine map (see finish_inputs)
-UINT8_MODALITIES = ("V", "F")
 STATUS_NAMES = {PRESENT: "present", MISSING: "missing", UNREADABLE: "unreadable"}
 
 
@@ -266,7 +265,7 @@ class ClipDataset(Dataset):
         given), the crop of V and F, and the map that finishes a uint8 input (else None)."""
         shape = self.input_shapes[key]
         key = modality_of(key)
-        if key in ("V", "F"):
+        if key in IMAGE_MODALITIES:
             with stage(f"{key} read+decode"):
                 frames = source.load(numbers)  # uint8 [T, C, H, W]: RGB, or quantised flow
             if crop is None:
@@ -325,7 +324,7 @@ def input_channels_last(key: str) -> bool:
 
 def input_dtype(key: str) -> torch.dtype:
     """The dtype input ``key`` is handed over in: uint8 for V and F (crops), float32 otherwise."""
-    return torch.uint8 if modality_of(key) in UINT8_MODALITIES else torch.float32
+    return torch.uint8 if modality_of(key) in IMAGE_MODALITIES else torch.float32
 
 
 def modality_of(key: str) -> str:

@@ -24,6 +24,7 @@ from karmma.data.annotations import Segment
 from karmma.data.recipe import PUBLISHED_EPIC, PrepareSettings
 from karmma.data.sources import AudioSource, FlowSource, FrameSource
 from karmma.data.views import ClipSample
+from karmma.modalities import VIDEO_MODALITIES
 
 DEFAULT_FPS = 59.94
 
@@ -84,7 +85,7 @@ def epic_samples(
     segments: list[Segment],
     layout: EpicLayout,
     video_info: dict | None = None,
-    modalities: tuple[str, ...] = ("V", "F", "A"),
+    modalities: tuple[str, ...] = VIDEO_MODALITIES,
 ) -> list[ClipSample]:
     """One :class:`ClipSample` per segment, with V/F/A sources on ``layout``."""
     samples = []

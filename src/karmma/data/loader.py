@@ -18,18 +18,23 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-# Negative slots of item_seed belong to no dataset item, so they never repeat an item's draws.
+# Negative slots of item_seed belong to no dataset item, so they never repeat an item's draws:
+# the named slots lie in -1 .. FIRST_STEP_SLOT + 1, the training steps' from FIRST_STEP_SLOT down.
 SHUFFLE_SLOT = -1  # the epoch's shuffling order (SeededSampler)
 SWEEP_NOISE_SLOT = -7  # evaluation: the missing-modality sweep's noise, item_seed(sweep seed, 0, SWEEP_NOISE_SLOT)
-# Training reseeds torch's global RNG (layer dropout, stochastic depth) at every step from
-# slot batch_idx * MAX_RANKS + rank: distinct for every (step, rank) with fewer than MAX_RANKS
-# ranks, and the same after a resume, so a resumed run draws as an uninterrupted one.
+FIRST_STEP_SLOT = -1000
+# Training reseeds torch's global RNG (layer dropout, stochastic depth) at every step from its own
+# slot: distinct for every (step, rank) with fewer than MAX_RANKS ranks, and the same after a
+# resume, so a resumed run draws as an uninterrupted one.
 MAX_RANKS = 1000
 
 
 def step_slot(batch_idx: int, rank: int) -> int:
-    """The item_seed slot of training step ``batch_idx`` on ``rank`` (see MAX_RANKS)."""
-    return batch_idx * MAX_RANKS + rank
+    """The item_seed slot of training step ``batch_idx`` on ``rank``: ``FIRST_STEP_SLOT - (batch_idx *
+    MAX_RANKS + rank)``, below every item's slot and every named slot."""
+    if not 0 <= rank < MAX_RANKS:
+        raise ValueError(f"rank {rank}: step seeds are distinct for ranks 0 .. {MAX_RANKS - 1} only")
+    return FIRST_STEP_SLOT - (batch_idx * MAX_RANKS + rank)
 
 
 #: The fixed views of the teacher cache and ``cache.decode_once``: view ``v`` of item ``index``

@@ -34,8 +34,9 @@ from karmma.data.media import MediaError, video_frame_count
 from karmma.data.recipe import PrepareSettings
 from karmma.data.sources import AudioSource, BoxSource, FlowSource, FrameSource, VideoSource
 from karmma.data.views import ClipSample
+from karmma.modalities import MODALITY_ORDER
 
-RESERVED = {"clip_id", "V", "F", "A", "D", "start", "stop", "fps", "frames"}
+RESERVED = {"clip_id", *MODALITY_ORDER, "start", "stop", "fps", "frames"}
 
 
 def _boxes(path: Path, manifest: Path, line: int) -> BoxSource:
@@ -53,7 +54,7 @@ def _boxes(path: Path, manifest: Path, line: int) -> BoxSource:
 
 def read_manifest(
     path: str | Path,
-    modalities: tuple[str, ...] = ("V", "F", "A", "D"),
+    modalities: tuple[str, ...] = MODALITY_ORDER,
     classes: dict[str, int] | None = None,
     recipe: PrepareSettings | None = None,
 ) -> tuple[list[ClipSample], list[str]]:

@@ -25,6 +25,7 @@ from karmma.data.boxes import Box
 from karmma.data.recipe import PrepareSettings
 from karmma.data.sources import BoxSource, FlowSource, FrameSource, VideoSource
 from karmma.data.views import ClipSample
+from karmma.modalities import FRAME_MODALITIES
 
 log = logging.getLogger("karmma.data")
 SSV2_FPS = 12.0
@@ -35,7 +36,7 @@ def ssv2_samples(
     root: Path,
     video_info: dict | None = None,
     boxes: dict[str, dict[int, list[Box]]] | None = None,
-    modalities: tuple[str, ...] = ("V", "F", "D"),
+    modalities: tuple[str, ...] = FRAME_MODALITIES,
     recipe: PrepareSettings | None = None,
 ) -> list[ClipSample]:
     """One :class:`ClipSample` per video; ``recipe``: how its frames were made (None: unknown)."""

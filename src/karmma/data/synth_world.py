@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from karmma.modalities import all_subsets
+from karmma.modalities import VIDEO_MODALITIES, all_subsets
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ def _bayes_top1(seen: Callable[[Instance], tuple], settings: WorldSettings) -> d
     }
 
 
-def information_ceilings(modalities: tuple[str, ...] = ("V", "F", "A"), settings: WorldSettings = WORLD) -> dict:
+def information_ceilings(modalities: tuple[str, ...] = VIDEO_MODALITIES, settings: WorldSettings = WORLD) -> dict:
     """``{"V+F+A": {"verb_top1", "noun_top1", "action_top1"}, ...}`` (percent) for every non-empty
     subset: the Bayes-optimal top-1 given exactly the cues the subset renders."""
     return {
@@ -274,7 +274,7 @@ def prior_top1(settings: WorldSettings = WORLD) -> dict[str, float]:
     return {head.removesuffix("_top1"): value for head, value in _bayes_top1(lambda instance: (), settings).items()}
 
 
-def ceiling_table(modalities: tuple[str, ...] = ("V", "F", "A"), settings: WorldSettings = WORLD) -> str:
+def ceiling_table(modalities: tuple[str, ...] = VIDEO_MODALITIES, settings: WorldSettings = WORLD) -> str:
     """The ceilings as a markdown table, with each subset's action ceiling over the full set's."""
     ceilings = information_ceilings(modalities, settings)
     full = ceilings["+".join(modalities)]["action_top1"]

@@ -32,6 +32,7 @@ from karmma.data.sources import FlowSource, FrameSource
 from karmma.data.timing import record_stages, stage
 from karmma.data.transforms import finish_inputs
 from karmma.data.views import ClipSample
+from karmma.modalities import IMAGE_MODALITIES
 
 
 @contextmanager
@@ -272,7 +273,7 @@ def benchmark_loader(
                 f"stages, {column} ms per clip ({'+'.join(everything)}, {breakdown_clips} clips, 1 thread): "
                 + ", ".join(f"{k} {v:.1f}" for k, v in stages[column].items())
             )
-        frames = next(s[0] for k, s in shapes.items() if k in ("V", "F"))
+        frames = next(s[0] for k, s in shapes.items() if k in IMAGE_MODALITIES)
         passes = [bare_decode_ms(dataset.samples, frames, breakdown_clips) for _ in range(repeats)]
         bare = {
             name: {

@@ -33,10 +33,9 @@ from typing import Any
 
 from karmma.data.audio import LogMelConfig
 from karmma.data.sampling import audio_centre
+from karmma.modalities import FRAME_MODALITIES
 from karmma.train_config import AudioConfig
 
-#: modalities sampled at the same frame numbers (so they ask for as many frames)
-FRAME_MODALITIES = ("V", "F", "D")
 #: media may end up to this many seconds (or a tenth of a shorter segment) before a segment does
 COVERAGE_TOLERANCE = 0.1
 

@@ -22,10 +22,11 @@ from karmma.artifacts import ModelInfo
 from karmma.availability import availability_for_subset
 from karmma.benchmark import measure_latency
 from karmma.data.recipe import PrepareSettings
+from karmma.data.synth import SAMPLE_RATE, write_mp4
 from karmma.deploy.onnx_export import export_onnx, export_split_onnx
 from karmma.deploy.preprocess import Preprocessor
 from karmma.deploy.runtime import OnnxRunner, SplitOnnxRunner, TorchRunner
-from karmma.modalities import all_subsets, subset_name
+from karmma.modalities import IMAGE_MODALITIES, all_subsets, subset_name
 from karmma.presets import EPIC_HEADS, SSV2_HEADS, build_student, get_preset
 from karmma.train_config import TrainConfig
 
@@ -40,27 +41,19 @@ def _random_student(preset_name: str, modalities: Sequence[str]):
     model = build_student(get_preset(preset_name), heads, modalities).eval()
     config = asdict(TrainConfig(preset=preset_name, modalities=list(modalities)))
     shapes = {k: tuple(model.specs[k].input_shape) for k in model.modalities}
-    size = next((s[-1] for k, s in shapes.items() if k in ("V", "F")), 224)
+    size = next((s[-1] for k, s in shapes.items() if k in IMAGE_MODALITIES), 224)
     # as if trained on frames prepared with DIS flow at the input size (256 px for 224-px inputs)
     recipe = PrepareSettings(flow="dis", short_side=256 if size >= 224 else size)
     return model, ModelInfo(config, heads, shapes, preparation=recipe)
 
 
 def synthetic_video(path: Path, seconds: float, short_side: int, fps: int = 30) -> Path:
-    """A smooth moving test pattern with a tone, 16:9 at ``short_side`` (H.264 + AAC)."""
-    import av
-
+    """A smooth moving test pattern with a tone, 16:9 at ``short_side`` (H.264 + AAC, as SynthKitchen's videos)."""
     height, width = short_side, (short_side * 16 // 9) // 2 * 2
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    rate = 24000
-    with av.open(str(path), "w", format="mp4") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        sound = container.add_stream("aac", rate=rate)
-        sound.layout = "mono"
-        for i in range(int(seconds * fps)):
-            phase = i / fps
-            frame = np.stack(
+    frames = np.stack(
+        [
+            np.stack(
                 [
                     128 + 100 * np.sin((x + 40 * phase) / 17),
                     128 + 100 * np.cos((y - 25 * phase) / 13),
@@ -68,18 +61,11 @@ def synthetic_video(path: Path, seconds: float, short_side: int, fps: int = 30) 
                 ],
                 axis=-1,
             ).astype(np.uint8)
-            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
-        for start in range(0, len(tone), 1024):
-            frame = av.AudioFrame.from_ndarray(tone[start : start + 1024][None], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = rate, start
-            for packet in sound.encode(frame):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
+            for phase in [i / fps for i in range(int(seconds * fps))]
+        ]
+    )
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE)).astype(np.float32)
+    write_mp4(path, frames, fps, tone)
     return path
 
 
@@ -155,16 +141,25 @@ def benchmark_student_latency(
     return {
         "preset": preset_name,
         "modalities": list(model.modalities),
+        "export_seconds": round(export_seconds, 1),
+        **_measured_with(repeats, warmup, video, clip_seconds, pre, preprocessing),
+        "subsets": subsets,
+    }
+
+
+def _measured_with(
+    repeats: int, warmup: int, video: Path, clip_seconds: float, pre: Preprocessor, preprocessing: dict
+) -> dict:
+    """How a latency table was measured: runs, threads, the clip and its pre-processing."""
+    return {
         "repeats": repeats,
         "warmup": warmup,
-        "export_seconds": round(export_seconds, 1),
         "threads": torch.get_num_threads(),
         "video": str(video) if video else "synthetic",
         "clip_seconds": clip_seconds,
         "short_side": pre.short_side,
         "flow": pre.recipe.flow,
         "preprocessing_ms": preprocessing,
-        "subsets": subsets,
     }
 
 
@@ -208,14 +203,7 @@ def benchmark_export(
         "model": str(path),
         "backend": type(runner).__name__,
         "modalities": list(info.modalities),
-        "repeats": repeats,
-        "warmup": warmup,
-        "threads": torch.get_num_threads(),
-        "video": str(video) if video else "synthetic",
-        "clip_seconds": clip_seconds,
-        "short_side": pre.short_side,
-        "flow": pre.recipe.flow,
-        "preprocessing_ms": preprocessing,
+        **_measured_with(repeats, warmup, video, clip_seconds, pre, preprocessing),
         "subsets": subsets,
     }
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from karmma.artifacts import METADATA_KEY, SPLIT_MANIFEST, ModelInfo
-from karmma.io import atomic_path, atomic_write_text
+from karmma.io import atomic_path, write_json
 from karmma.models.karmma import KARMMA
 
 OPSET = 18
@@ -147,5 +147,5 @@ def export_split_onnx(model: KARMMA, info: ModelInfo, folder: str | Path) -> Pat
         "fusion": "fusion.onnx",
         "token_shapes": {k: list(tokens[k].shape[1:]) for k in model.modalities},
     }
-    atomic_write_text(folder / SPLIT_MANIFEST, json.dumps(manifest, indent=2) + "\n")  # last: the folder is complete
+    write_json(folder / SPLIT_MANIFEST, manifest)  # last: the folder is complete
     return folder

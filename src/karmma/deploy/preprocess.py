@@ -40,9 +40,9 @@ from karmma.data.recipe import PrepareSettings
 from karmma.data.sampling import segment_frame_numbers
 from karmma.data.video import flow_calculator
 from karmma.data.views import audio_window_start, clip_frames, flow_pair, spectrogram_config
+from karmma.modalities import IMAGE_MODALITIES
 from karmma.train_config import ClipConfig
 
-RAW_MODALITIES = ("V", "F", "A")  # what a video file can give (D needs a detector)
 log = logging.getLogger("karmma.deploy")
 
 
@@ -88,7 +88,7 @@ class Preprocessor:
         and the ``fps`` stride rule, unless the arguments say otherwise."""
         recipe = info.preparation
         if recipe is None:
-            size = next((s[-1] for k, s in info.input_shapes.items() if k in ("V", "F")), 224)
+            size = next((s[-1] for k, s in info.input_shapes.items() if k in IMAGE_MODALITIES), 224)
             recipe = PrepareSettings(
                 flow=flow or "dis", short_side=short_side or (256 if size >= 224 else size), flow_stride="fps"
             )

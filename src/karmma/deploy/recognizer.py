@@ -36,10 +36,10 @@ from karmma.data.video import (
 )
 from karmma.data.views import coverage_problem, segment_frame_range
 from karmma.deploy.predictions import InputReport, Prediction
-from karmma.deploy.preprocess import RAW_MODALITIES, Preprocessor
+from karmma.deploy.preprocess import Preprocessor
 from karmma.deploy.runtime import open_runner
 from karmma.deploy.session import Session
-from karmma.modalities import MODALITY_NAMES, order_keys
+from karmma.modalities import IMAGE_MODALITIES, MODALITY_NAMES, VIDEO_MODALITIES, order_keys
 
 
 @dataclass
@@ -167,7 +167,7 @@ class Recognizer:
             return array[0].astype(np.float32, copy=False)
         pre = self.preprocessor
         start = time.perf_counter()
-        if key in ("V", "F") and array.ndim == 4 and array.shape[-1] == (3 if key == "V" else 2):
+        if key in IMAGE_MODALITIES and array.ndim == 4 and array.shape[-1] == (3 if key == "V" else 2):
             frames = [resize_short_side(f, pre.short_side) for f in array] if key == "V" else list(array)
             numbers = pre.frame_numbers(1, len(frames))
             if key == "V":
@@ -337,9 +337,9 @@ class Recognizer:
     def file_modalities(self, modalities: Sequence[str] | None) -> list[str]:
         """The requested modalities (default: those of V, F, A the model has), checked."""
         if modalities is None:
-            return [k for k in self.modalities if k in RAW_MODALITIES]
+            return [k for k in self.modalities if k in VIDEO_MODALITIES]
         self.check_modalities(modalities)
-        raw_only = [k for k in modalities if k not in RAW_MODALITIES]
+        raw_only = [k for k in modalities if k not in VIDEO_MODALITIES]
         if raw_only:
             raise ValueError(
                 f"modality {raw_only[0]} ({MODALITY_NAMES.get(raw_only[0])}) cannot be computed from a video file; use Recognizer.predict(boxes=...)"

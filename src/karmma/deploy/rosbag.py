@@ -29,6 +29,7 @@ from karmma.data.media import MediaError
 from karmma.deploy.recognizer import Recognizer
 from karmma.deploy.session import Session
 from karmma.deploy.stream import WindowPrediction
+from karmma.modalities import IMAGE_MODALITIES
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 AUDIO_TYPES = ("audio_common_msgs/msg/AudioData", "audio_common_msgs/msg/AudioDataStamped")
@@ -219,7 +220,7 @@ def bag_predictions(
             connections += _topic(reader, audio_topic, AUDIO_TYPES, "--audio-topic", path)
             audio_format = audio_format or _audio_format(reader, audio_topic)
         wanted = options.pop("modalities", None) or [
-            k for k in recognizer.modalities if (k in "VF" and image_topic) or (k == "A" and audio_topic)
+            k for k in recognizer.modalities if (k in IMAGE_MODALITIES and image_topic) or (k == "A" and audio_topic)
         ]
         session = Session(recognizer, window, hop, modalities=wanted, name=path.stem, **options)
         origin = None

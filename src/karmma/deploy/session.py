@@ -39,8 +39,7 @@ import numpy as np
 
 from karmma.data.video import resize_short_side
 from karmma.deploy.predictions import InputReport, WindowPrediction
-from karmma.deploy.preprocess import RAW_MODALITIES
-from karmma.modalities import order_keys
+from karmma.modalities import FRAME_MODALITIES, VIDEO_MODALITIES, order_keys
 
 if TYPE_CHECKING:  # annotations only: the recognizer makes sessions (Recognizer.session)
     from karmma.deploy.recognizer import Recognizer
@@ -305,7 +304,7 @@ class Session:
         for key in self.modalities:
             timeline, what = sensors[key]
             gap = timeline.uncovered(start, end)
-            if not timeline or gap > self.tolerance or (key in "VFD" and not rate):
+            if not timeline or gap > self.tolerance or (key in FRAME_MODALITIES and not rate):
                 unused[key] = f"no {what} for {min(gap, end - start):.2f} s of the window"
         used = [k for k in self.modalities if k not in unused]
         index, self.predicted = self.predicted, self.predicted + 1
@@ -314,7 +313,7 @@ class Session:
             return WindowPrediction(index, t - self.window, t, None, unused=missing)
         first = round(start * rate) + 1 if rate else 1  # frame numbers count grid steps from time 0
         frames = GridFrames(self.frames, start, rate, count) if rate else None
-        raw = [k for k in used if k in RAW_MODALITIES]
+        raw = [k for k in used if k in VIDEO_MODALITIES]
         audio, offset = self._audio_samples(start, end) if "A" in used else (None, 0.0)
         stride = pre.stride_for(self.name, rate) if rate else 1  # the model's frame recipe, as in training
         inputs, timings = pre.inputs(

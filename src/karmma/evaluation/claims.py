@@ -1,4 +1,6 @@
-"""The paper's claims decided over several seeds, and ``results.json`` aggregated over seeds.
+"""The one home of the paper's claims: decided over several seeds, checked on one seed's point
+estimates, and ``results.json`` aggregated over seeds. The report (:mod:`karmma.evaluation.report`)
+renders what this module decides.
 
 :func:`aggregate_seeds` turns one ``results.json`` per seed (``karmma
 evaluate``) into one with the same layout: every metric at its usual key is the
@@ -14,6 +16,10 @@ The claims (docs/method.md, "Evaluation protocol"; the paper's Table I and Fig. 
   the Baseline w/ δ than the Baseline, on every modality subset;
 * KARMMA_S loses less accuracy than the Baseline under random sensor dropouts;
 * (ours) KARMMA_S against our masked Baseline, and against its teacher.
+
+:func:`claims_at_chance` takes the verdict from a decided claim whose models are
+all at chance on the numbers it compares. With one seed, :func:`check_claims`
+compares point estimates and decides nothing beyond them.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ import math
 
 import numpy as np
 
+from karmma.evaluation.chance import chance_rate, row_clips
 from karmma.evaluation.model_labels import model_label
-from karmma.evaluation.statistics import BOOTSTRAP_RESAMPLES, paired_bootstrap, seed_interval
-from karmma.modalities import largest_first
+from karmma.evaluation.statistics import BOOTSTRAP_RESAMPLES, at_chance, paired_bootstrap, seed_interval
+from karmma.modalities import largest_first, largest_subset, parse_subset
 
 TEST = f"two-stage paired bootstrap over seeds and clips ({BOOTSTRAP_RESAMPLES} resamples), 95 % interval"
 #: (better, worse, source): pairwise accuracy claims checked on every subset
@@ -35,6 +42,11 @@ SUBSET_CLAIMS = (
     ("student", "baseline_masked", "ours"),
 )
 SWEEP_POINTS = ("0.3", "0.5", "0.7")
+#: the models the one-seed checks compare (:func:`check_claims`)
+COMPARED = ("baseline", "baseline_delta", "student")
+FAR_BELOW = 5.0  # "far below" on a single-modality subset: at least this many points lower, or under half
+AT_CHANCE = "at chance"  # how a checked claim's evidence starts when it gets no verdict: its numbers are noise
+NO_VERDICT = "no verdict"  # the verdict of a claim whose compared models are all at chance
 
 
 def _codes(text: str) -> np.ndarray:
@@ -130,6 +142,150 @@ def decide_claims(seeds: list[dict]) -> list[dict]:
     return claims
 
 
+def claims_at_chance(results: dict) -> list[dict]:
+    """The decided claims of a several-seed results.json, with the verdict of each claim whose two
+    models are both at chance on the numbers it compares replaced by no verdict (the mean over
+    seeds on all the seeds' clips; claims written before ``compared`` was recorded are kept)."""
+    chance = chance_rate(results)
+    models = results["models"]
+    out = []
+    for claim in results["claims"]:
+        condition, compared = claim.get("condition", ""), claim.get("compared", [])
+        if chance is not None and compared and all(n in models for n in compared):
+            if condition.startswith("p = "):
+                rows = [(models[n], models[n]["sweep"].get(condition[4:], {})) for n in compared]
+            else:
+                rows = [(models[n], models[n]["subsets"].get(condition, {})) for n in compared]
+            if all(
+                row.get("action_top1") is not None and at_chance(row["action_top1"], row_clips(row, m), chance)
+                for m, row in rows
+            ):
+                claim = {**claim, "verdict": f"{NO_VERDICT} (both at chance)"}
+        out.append(claim)
+    return out
+
+
+def _checked(claim: str, holds: bool | None, evidence: str) -> dict:
+    """One claim checked on point estimates: ``holds`` None where it only reports, or where every
+    model it compares is at chance (then its evidence starts with ``AT_CHANCE``: no verdict)."""
+    if holds is None:
+        verdict = NO_VERDICT if evidence.startswith(AT_CHANCE) else "reported"
+    else:
+        verdict = "holds" if holds else "does not hold"
+    return {"claim": claim, "verdict": verdict, "evidence": evidence}
+
+
+def check_claims(results: dict) -> list[dict]:
+    """The paper's qualitative claims on the point estimates of one seed's results:
+    ``{"claim", "verdict", "evidence"}``, the verdict ``holds``, ``does not hold``, ``reported``
+    (the claim only reports) or ``NO_VERDICT`` (every model it compares is at chance on every number
+    it compares, :func:`karmma.evaluation.statistics.at_chance`); numbers where all compared models
+    are at chance are left out of the others. Several seeds decide them: :func:`decide_claims`."""
+    models = results["models"]
+    if not all(n in models for n in COMPARED):
+        return [_checked("claims", None, f"needs models {', '.join(COMPARED)}; results have {', '.join(models)}")]
+    b, d, s = (models[n] for n in COMPARED)
+    full = largest_subset(s["subsets"])
+    chance = chance_rate(results)
+    claims: list[tuple[str, bool | None, str]] = []
+
+    def acc(model, subset):
+        return model["subsets"].get(subset, {}).get("action_top1")
+
+    def flat(*scored: tuple[dict, dict]) -> bool:
+        """Whether every ``(model, row)`` scores at chance (row: a subset's or a dropout rate's results)."""
+        return chance is not None and all(
+            at_chance(row["action_top1"], row_clips(row, model), chance) for model, row in scored
+        )
+
+    def subset_rows(subset, *compared):
+        return [(m, m["subsets"][subset]) for m in compared]
+
+    def sweep_rows(p, *compared):
+        return [(m, m["sweep"][p]) for m in compared]
+
+    left_out = f"left out: every compared model at chance (≤ {chance:.2f} %, the best trivial rate)" if chance else ""
+    fb, fd, fs = acc(b, full), acc(d, full), acc(s, full)
+    claim = f"KARMMA_S ≥ Baseline w/ δ ≥ Baseline on the full set ({full})"
+    evidence = f"{fs:.2f} / {fd:.2f} / {fb:.2f}"
+    if flat(*subset_rows(full, s, d, b)):
+        claims.append((claim, None, f"{AT_CHANCE}: {evidence}, each within noise of {chance:.2f} %"))
+    else:
+        claims.append((claim, fs >= fd >= fb, evidence))
+    scored = [k for k in s["subsets"] if all(acc(m, k) is not None for m in (b, d, s))]
+    subsets = [k for k in scored if not flat(*subset_rows(k, b, d, s))]
+    flat_subsets = [k for k in scored if k not in subsets]
+    note = f"; {', '.join(flat_subsets)} {left_out}" if flat_subsets else ""
+    ordered = [k for k in subsets if acc(s, k) >= acc(d, k) >= acc(b, k)]
+    beats = [k for k in subsets if acc(s, k) >= max(acc(d, k), acc(b, k))]
+    if subsets:
+        claims.append(
+            (
+                f"the same order on at least 5 of the {len(subsets)} subsets",
+                len(ordered) >= min(5, len(subsets)),
+                f"holds on {len(ordered)}: {', '.join(ordered) or 'none'}{note}",
+            )
+        )
+        claims.append(
+            (
+                "KARMMA_S at least as accurate as both baselines on every subset (docs/method.md)",
+                len(beats) == len(subsets),
+                f"on {len(beats)} of {len(subsets)}: {', '.join(beats) or 'none'}{note}",
+            )
+        )
+    else:
+        claims.append(("the same order on at least 5 subsets", None, f"{AT_CHANCE} on every subset"))
+        claims.append(
+            ("KARMMA_S at least as accurate as both baselines on every subset", None, f"{AT_CHANCE} on every subset")
+        )
+    singles = [k for k in subsets if len(parse_subset(k)) == 1]
+    far = [k for k in singles if acc(d, k) - acc(b, k) >= FAR_BELOW or acc(b, k) < acc(d, k) / 2]
+    claim = f"on every single-modality subset the Baseline falls far below Baseline w/ δ (≥ {FAR_BELOW:g} points lower, or under half)"
+    if singles:
+        claims.append(
+            (claim, len(far) == len(singles), ", ".join(f"{k}: {acc(b, k):.2f} vs {acc(d, k):.2f}" for k in singles))
+        )
+    else:
+        claims.append((claim, None, f"{AT_CHANCE} on every single-modality subset"))
+    high = [p for p in s["sweep"] if float(p) >= 0.3 and p in b["sweep"]]
+    informative = [p for p in high if not flat(*sweep_rows(p, s, b))]
+    claim = "along the sweep KARMMA_S keeps a larger share of its p = 0 accuracy than the Baseline at every p ≥ 0.3"
+    if not informative or flat(*sweep_rows("0.0", s)) or flat(*sweep_rows("0.0", b)):
+        claims.append((claim, None, f"{AT_CHANCE}: a share of an accuracy at chance says nothing"))
+    else:
+        share = {}
+        for name, m in (("student", s), ("baseline", b)):
+            zero = m["sweep"]["0.0"]["action_top1"]
+            share[name] = {p: (m["sweep"][p]["action_top1"] / zero if zero else 0.0) for p in informative}
+        better = [p for p in informative if share["student"][p] > share["baseline"][p]]
+        claims.append(
+            (
+                claim,
+                len(better) == len(informative),
+                ", ".join(f"p={p}: {share['student'][p]:.0%} vs {share['baseline'][p]:.0%}" for p in informative),
+            )
+        )
+    claim = "along the sweep KARMMA_S is more accurate than the Baseline at every p ≥ 0.3 (absolute accuracy)"
+    if informative:
+        above = [p for p in informative if s["sweep"][p]["action_top1"] > b["sweep"][p]["action_top1"]]
+        evidence = ", ".join(
+            f"p={p}: {s['sweep'][p]['action_top1']:.2f} vs {b['sweep'][p]['action_top1']:.2f}" for p in informative
+        )
+        claims.append((claim, len(above) == len(informative), evidence))
+    else:
+        claims.append((claim, None, f"{AT_CHANCE} at every p ≥ 0.3"))
+    if "teacher" in models:
+        t = acc(models["teacher"], largest_subset(models["teacher"]["subsets"]))
+        claims.append(
+            (
+                "the teacher's full-set accuracy, reported next to them (the paper's teacher is below its students)",
+                None,
+                f"KARMMA_T {t:.2f} vs KARMMA_S {fs:.2f}",
+            )
+        )
+    return [_checked(*claim) for claim in claims]
+
+
 #: the report's ablation (before, after, what the step adds): each step adds one thing to the model before it
 ABLATION_STEPS = (
     ("baseline", "baseline_delta", "+ modality dropout and learned tokens"),
@@ -166,18 +322,13 @@ def ablation(seeds: list[dict]) -> list[dict]:
     return rows
 
 
-def ablation_table(rows: list[dict]) -> str:
-    """Markdown: one row per condition (subset or dropout rate), one column per step."""
-    steps = list(dict.fromkeys(r["step"] for r in rows))
-    conditions = list(dict.fromkeys(r["condition"] for r in rows))
-    cell = {(r["step"], r["condition"]): r for r in rows}
-    lines = ["| condition | clips | " + " | ".join(steps) + " |", "|---" * (len(steps) + 2) + "|"]
-    for condition in conditions:
-        found = [cell.get((step, condition)) for step in steps]
-        clips = next((r["clips"] for r in found if r), 0)
-        texts = ["" if r is None else f"{r['effect']:+.1f} [{r['ci'][0]:+.1f}, {r['ci'][1]:+.1f}]" for r in found]
-        lines.append(f"| {condition} | {clips} | " + " | ".join(texts) + " |")
-    return "\n".join(lines)
+def ablation_rows(results: dict) -> list[dict]:
+    """The ablation of a results.json: the rows :func:`aggregate_seeds` recorded, else those of its
+    one seed's per-clip scores ([] without them)."""
+    rows = results.get("ablation")
+    if rows is None and all(m.get("per_clip") for m in results["models"].values()):
+        rows = ablation([results])
+    return rows or []
 
 
 def _mean_over_seeds(values: list[dict]) -> dict:
@@ -235,18 +386,3 @@ def _summed_confusion(confusions: list[dict]) -> dict:
                 key = (true, predicted)
                 total.setdefault(head, {})[key] = total.setdefault(head, {}).get(key, 0) + count
     return {head: [[t, p, c] for (t, p), c in sorted(cells.items())] for head, cells in total.items()}
-
-
-def claims_table(claims: list[dict]) -> str:
-    """Markdown: one row per claim, its verdict, the effect in points and its 95 % interval."""
-    lines = [
-        "| claim | source | verdict | effect (points) | 95 % interval | clips scored (seeds) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for c in claims:
-        verdict = {"holds": "**holds**", "does not hold": "**does not hold**"}.get(c["verdict"], c["verdict"])
-        lines.append(
-            f"| {c['claim']} | {c['source']} | {verdict} | {c['effect']:+.2f} | "
-            f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] | {c['clips']} ({c['seeds']}) |"
-        )
-    return "\n".join(lines)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from karmma.accuracy import every_head_correct
 from karmma.artifacts import load_model
 from karmma.availability import modality_dropout
 from karmma.checkpoints import resolve_checkpoint
@@ -41,7 +42,6 @@ from karmma.data.loader import SWEEP_NOISE_SLOT, item_seed, make_loader
 from karmma.data.recipe import check_same_recipe
 from karmma.data.transforms import finish_inputs
 from karmma.evaluation.metrics import (
-    action_correct,
     classification_metrics,
     confusion_counts,
     tail_metrics,
@@ -277,7 +277,7 @@ def evaluate_with_scores(
         clip_labels = {h: labels[h][seen] for h in heads}
         metrics = {**classification_metrics(probs, clip_labels), "samples": int(len(seen))}
         codes = ["."] * clips
-        for i, ok in zip(seen.tolist(), action_correct(probs, clip_labels).tolist()):
+        for i, ok in zip(seen.tolist(), every_head_correct(probs, clip_labels).tolist()):
             codes[i] = "1" if ok else "0"
         return metrics, "".join(codes)
 

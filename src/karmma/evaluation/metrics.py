@@ -3,6 +3,7 @@
 EPIC-KITCHENS convention: an action is a (verb, noun) pair scored by the
 product of the verb and noun softmax probabilities; its top-k is taken over
 all pairs. Single-head datasets (SSv2) report the head itself as the action.
+Which clip is right (top-k of a head, every head right) is :mod:`karmma.accuracy`, shared with training.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Mapping
 
 import torch
 
+from karmma.accuracy import every_head_correct, topk_correct
+
 ECE_BINS = 15
 
 
@@ -18,9 +21,7 @@ def topk_accuracy(probs: torch.Tensor, target: torch.Tensor, k: int) -> float:
     """``probs [N, C]``, ``target [N]`` -> percent of rows whose target is in the top ``k``."""
     if len(target) == 0:
         return float("nan")
-    k = min(k, probs.shape[1])
-    hit = (probs.topk(k, dim=1).indices == target[:, None]).any(dim=1)
-    return hit.float().mean().item() * 100
+    return topk_correct(probs, target, k).float().mean().item() * 100
 
 
 def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor, bins: int = ECE_BINS) -> float:
@@ -95,15 +96,9 @@ def classification_metrics(probs: Mapping[str, torch.Tensor], labels: Mapping[st
         head = next(iter(probs))
         metrics["action_top1"], metrics["action_top5"] = metrics[f"{head}_top1"], metrics[f"{head}_top5"]
     else:
-        right = torch.stack([p.argmax(dim=1) == labels[h] for h, p in probs.items()]).all(dim=0)
+        right = every_head_correct(probs, labels)
         metrics["action_top1"] = right.float().mean().item() * 100 if len(right) else float("nan")
     return metrics
-
-
-def action_correct(probs: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """``[N]`` bool: the clip's top-1 action is right. Every head's argmax must be right: the
-    product of the verb and noun probabilities is largest at the pair of their argmaxes."""
-    return torch.stack([p.argmax(dim=1) == labels[h] for h, p in probs.items()]).all(dim=0)
 
 
 def tail_metrics(

@@ -7,7 +7,8 @@ the training logs (metrics.json) of the run folders named in results.json
 sweep.png, per_class.png, training.png, resources.png and dropout_study.png.
 Every number in the report is read from those files; the text explains what
 the models are and how much the numbers can be trusted, for a reader who
-never saw the code.
+never saw the code. The claims are decided in :mod:`karmma.evaluation.claims`;
+this module renders them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from karmma.evaluation.chance import (
+    chance_levels,
+    class_totals,
+    counted_clips,
+    counted_model,
+    result_heads,
+    row_clips,
+)
+from karmma.evaluation.claims import NO_VERDICT, TEST, ablation_rows, check_claims, claims_at_chance
 from karmma.evaluation.model_labels import model_description, model_label
 from karmma.evaluation.paper import (
     beside,
@@ -24,18 +34,15 @@ from karmma.evaluation.paper import (
     reported_models,
     resource_paper_note,
 )
-from karmma.evaluation.statistics import at_chance, wilson_interval
+from karmma.evaluation.statistics import wilson_interval
 from karmma.io import atomic_savefig, atomic_write_text
-from karmma.modalities import largest_first, parse_subset
+from karmma.modalities import MODALITY_NAMES, MODALITY_ORDER, largest_first, largest_subset, order_keys
 
 STRATEGIES = {  # the ``missing_modality`` of each model (docs/method.md, "Missing modalities")
     "learned": "learned modality + position tokens stand in",
     "mask": "left out of attention and of the average (ours)",
     "zeros": "a zero input, run through its extractor and fused like any other (the paper's Baseline)",
 }
-MODALITY_NAMES = {"V": "RGB video", "F": "optical flow", "A": "audio", "D": "object detections"}
-COMPARED = ("baseline", "baseline_delta", "student")
-FAR_BELOW = 5.0  # "far below" on a single-modality subset: at least this many points lower, or under half
 PER_CLASS_ROWS = 15  # the most frequent classes shown per head (EPIC has 97 verbs and 300 nouns)
 METHOD_DOC = "docs/method.md in the karmma repository"
 
@@ -58,10 +65,6 @@ def _save(fig, path: Path) -> None:
     atomic_savefig(fig, path, dpi=110)
 
 
-def _full_subset(model: dict) -> str:
-    return max(model["subsets"], key=lambda k: len(parse_subset(k)))
-
-
 # ---------------------------------------------------------------- what the numbers mean
 
 
@@ -69,11 +72,6 @@ def wilson_half_width(accuracy: float, clips: int) -> float:
     """Half the width (percentage points) of the 95 % Wilson binomial interval of ``accuracy`` (%) on ``clips`` clips."""
     low, high = wilson_interval(accuracy, clips)
     return (high - low) / 2
-
-
-def row_clips(row: dict, model: dict) -> int:
-    """The clips one row of results scored: its ``samples``, else every clip of the model."""
-    return row.get("samples") or model["clips"]
 
 
 def interval(row: dict, metric: str, model: dict) -> float | None:
@@ -90,57 +88,6 @@ def interval(row: dict, metric: str, model: dict) -> float | None:
 
 def _with_interval(text: str, half: float | None) -> str:
     return text if half is None else f"{text} ± {half:.1f}"
-
-
-def _heads(results: dict) -> dict[str, int]:
-    for model in results["models"].values():
-        if model.get("heads"):
-            return dict(model["heads"])
-        if model.get("classes"):
-            return {h: len(names) for h, names in model["classes"].items()}
-    return {}
-
-
-def _counted_model(results: dict) -> dict:
-    """The first model with confusion counts (every model saw the same clips); {} when none has them."""
-    return next((m for m in results["models"].values() if m.get("confusion")), {})
-
-
-def _counted_clips(results: dict) -> int:
-    """The clips the confusion counts cover (0 without them): what the most-frequent-class rate is counted on."""
-    confusion = _counted_model(results).get("confusion", {})
-    return sum(count for _, _, count in next(iter(confusion.values()), []))
-
-
-def _class_totals(model: dict, head: str) -> dict[int, int]:
-    """Clips per true class of ``head``, from the stored confusion counts."""
-    totals: dict[int, int] = {}
-    for true, _, count in model.get("confusion", {}).get(head, []):
-        totals[true] = totals.get(true, 0) + count
-    return totals
-
-
-def chance_levels(results: dict) -> dict[str, tuple[float, float | None]]:
-    """``{"verb_top1": (uniform guess %, always-the-most-frequent-class %), ...}`` for top-1 and top-5."""
-    heads = _heads(results)
-    if not heads:
-        return {}
-    classes = dict(heads)
-    if "verb" in heads and "noun" in heads:
-        classes["action"] = heads["verb"] * heads["noun"]
-    elif len(heads) == 1:
-        classes["action"] = next(iter(heads.values()))
-    counted = _counted_model(results)
-    levels = {}
-    for head, n in classes.items():
-        key = (
-            head if head in counted.get("confusion", {}) or head != "action" else next(iter(heads))
-        )  # single head: it is the action
-        ranked = sorted(_class_totals(counted, key).values(), reverse=True)
-        clips = sum(ranked)
-        levels[f"{head}_top1"] = (100 / n, 100 * ranked[0] / clips if clips else None)
-        levels[f"{head}_top5"] = (100 * min(5, n) / n, 100 * sum(ranked[:5]) / clips if clips else None)
-    return levels
 
 
 def model_table(results: dict) -> str:
@@ -175,14 +122,14 @@ def trust_section(results: dict) -> list[str]:
     if levels:
         lines += [
             "**Chance levels** (%): what a model that learned nothing would score"
-            + (f", counted on the {counted} clips of the split" if (counted := _counted_clips(results)) else "")
+            + (f", counted on the {counted} clips of the split" if (counted := counted_clips(results)) else "")
             + ". A number whose 95 % interval reaches the larger of the two is *at chance*: no evidence that "
             "the model learned anything; a claim below gets no verdict where every model it compares is at chance.",
             "",
             "| metric | classes | uniform random guess | always the most frequent class of this split |",
             "|---|---|---|---|",
         ]
-        heads = _heads(results)
+        heads = result_heads(results)
         classes = {h: str(n) for h, n in heads.items()}
         if "verb" in heads and "noun" in heads:
             classes["action"] = f"{heads['verb']} verbs × {heads['noun']} nouns = {heads['verb'] * heads['noun']}"
@@ -194,7 +141,7 @@ def trust_section(results: dict) -> list[str]:
         lines.append("")
     examples = []
     for name, model in models.items():
-        row = model["subsets"].get(_full_subset(model), {})
+        row = model["subsets"].get(largest_subset(model["subsets"]), {})
         if row.get("action_top1") is not None:
             value = _with_interval(f"{row['action_top1']:.1f}", interval(row, "action_top1", model))
             examples.append(f"{model_label(name)} {value} ({row_clips(row, model)} clips)")
@@ -230,7 +177,7 @@ def ceiling_violations(results: dict) -> list[str]:
     for name, model in results["models"].items():
         for subset, scores in model["subsets"].items():
             for metric, ceiling in ceilings.get(subset, {}).items():
-                value, clips = scores.get(metric), scores.get("samples") or model["clips"]
+                value, clips = scores.get(metric), row_clips(scores, model)
                 if value is not None and value > ceiling + 2 * wilson_half_width(ceiling, clips):
                     found.append(f"{name} {metric} on {subset}: {value:.1f} > ceiling {ceiling:.1f} ({clips} clips)")
     return found
@@ -286,7 +233,7 @@ def full_set_table(results: dict, paper: dict | None = None) -> str:
     """Every model on its full modality set, with the clips it scored: top-1 and top-5, each ± its
     :func:`interval`; the paper's action top-1 and the difference beside ours (``paper``: the
     ``subsets`` table of paper_results.json)."""
-    heads = [h for h in _heads(results) if h != "action"] or ["verb", "noun"]
+    heads = [h for h in result_heads(results) if h != "action"] or ["verb", "noun"]
     columns = [f"{h}_top1" for h in heads] + ["action_top1", "action_top5"]
     paper = paper if paper and paper["metric"] in columns else None
     titles = [c.replace("_", " ") for c in columns]
@@ -295,7 +242,7 @@ def full_set_table(results: dict, paper: dict | None = None) -> str:
         titles[at:at] = ["paper", "Δ"]
     lines = ["| model | modalities | clips | " + " | ".join(titles) + " |", "|---" * (len(titles) + 3) + "|"]
     for name, model in results["models"].items():
-        full = _full_subset(model)
+        full = largest_subset(model["subsets"])
         row = model["subsets"][full]
         cells = []
         for column in columns:
@@ -330,7 +277,7 @@ def sweep_table(results: dict, paper: dict | None = None) -> str:
 def sweep_population(results: dict) -> str:
     """Why the sweep's p = 0 and the 'all modalities present' rows differ: which clips each scores."""
     model = next(iter(results["models"].values()))
-    full = _full_subset(model)
+    full = largest_subset(model["subsets"])
     complete = model["subsets"][full].get("samples", model["clips"])
     if complete == model["clips"]:
         return (
@@ -356,7 +303,7 @@ def _class_name(results: dict, head: str, index: int) -> str:
 
 def _frequent_classes(results: dict, head: str) -> list[tuple[int, int]]:
     """(class, clips) of ``head`` in the evaluated split, most frequent first, at most PER_CLASS_ROWS."""
-    totals = _class_totals(_counted_model(results), head)
+    totals = class_totals(counted_model(results), head)
     return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:PER_CLASS_ROWS]
 
 
@@ -412,6 +359,43 @@ def resource_table(benchmark: dict, paper: dict | None = None) -> str:
 
 
 # ---------------------------------------------------------------- claims
+
+
+def verdict_text(verdict: str) -> str:
+    """A claim's verdict as the report prints it: a decision in bold, no verdict in italics."""
+    if verdict in ("holds", "does not hold"):
+        return f"**{verdict}**"
+    if verdict.startswith(NO_VERDICT):
+        return f"*{NO_VERDICT}*{verdict[len(NO_VERDICT) :]}"
+    return verdict
+
+
+def ablation_table(rows: list[dict]) -> str:
+    """Markdown: one row per condition (subset or dropout rate), one column per step."""
+    steps = list(dict.fromkeys(r["step"] for r in rows))
+    conditions = list(dict.fromkeys(r["condition"] for r in rows))
+    cell = {(r["step"], r["condition"]): r for r in rows}
+    lines = ["| condition | clips | " + " | ".join(steps) + " |", "|---" * (len(steps) + 2) + "|"]
+    for condition in conditions:
+        found = [cell.get((step, condition)) for step in steps]
+        clips = next((r["clips"] for r in found if r), 0)
+        texts = ["" if r is None else f"{r['effect']:+.1f} [{r['ci'][0]:+.1f}, {r['ci'][1]:+.1f}]" for r in found]
+        lines.append(f"| {condition} | {clips} | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
+
+
+def claims_table(claims: list[dict]) -> str:
+    """Markdown: one row per claim, its verdict, the effect in points and its 95 % interval."""
+    lines = [
+        "| claim | source | verdict | effect (points) | 95 % interval | clips scored (seeds) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in claims:
+        lines.append(
+            f"| {c['claim']} | {c['source']} | {verdict_text(c['verdict'])} | {c['effect']:+.2f} | "
+            f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] | {c['clips']} ({c['seeds']}) |"
+        )
+    return "\n".join(lines)
 
 
 def teacher_logits_section(results: dict) -> list[str]:
@@ -482,7 +466,7 @@ def extractors_section(results: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for size in ("teacher", "student"):
-        for m in ("V", "F", "A"):
+        for m in MODALITY_ORDER:
             rows = [seeded[size][m] for seeded in per_seed if m in seeded.get(size, {})]
             if not rows or m not in ceilings:
                 continue
@@ -506,11 +490,7 @@ def extractors_section(results: dict) -> list[str]:
 
 def ablation_section(results: dict) -> list[str]:
     """What each step of Baseline -> Baseline w/ δ -> KARMMA_S adds, on every subset and dropout rate."""
-    from karmma.evaluation.claims import ablation, ablation_table
-
-    rows = results.get("ablation")
-    if rows is None and all(m.get("per_clip") for m in results["models"].values()):
-        rows = ablation([results])
+    rows = ablation_rows(results)
     if not rows:
         return []
     seeds = max(r["seeds"] for r in rows)
@@ -526,149 +506,6 @@ def ablation_section(results: dict) -> list[str]:
         ablation_table(rows),
         "",
     ]
-
-
-AT_CHANCE = "at chance"  # how a claim's evidence starts when it gets no verdict: its numbers are noise
-
-
-def chance_rate(results: dict, metric: str = "action_top1") -> float | None:
-    """What a model that learned nothing scores on ``metric`` at best (%): the larger of the uniform
-    guess and always answering the split's most frequent class; None when the heads are unknown."""
-    levels = chance_levels(results).get(metric)
-    return max(v for v in levels if v is not None) if levels else None
-
-
-def claims_at_chance(results: dict) -> list[dict]:
-    """The decided claims of a several-seed results.json, with the verdict of each claim whose two
-    models are both at chance on the numbers it compares replaced by no verdict (the mean over
-    seeds on all the seeds' clips; claims written before ``compared`` was recorded are kept)."""
-    chance = chance_rate(results)
-    models = results["models"]
-    out = []
-    for claim in results["claims"]:
-        condition, compared = claim.get("condition", ""), claim.get("compared", [])
-        if chance is not None and compared and all(n in models for n in compared):
-            if condition.startswith("p = "):
-                rows = [(models[n], models[n]["sweep"].get(condition[4:], {})) for n in compared]
-            else:
-                rows = [(models[n], models[n]["subsets"].get(condition, {})) for n in compared]
-            if all(
-                row.get("action_top1") is not None and at_chance(row["action_top1"], row_clips(row, m), chance)
-                for m, row in rows
-            ):
-                claim = {**claim, "verdict": "*no verdict* (both at chance)"}
-        out.append(claim)
-    return out
-
-
-def check_claims(results: dict) -> list[tuple[str, bool | None, str]]:
-    """The paper's qualitative claims on these results: (claim, holds, evidence). ``holds`` is None
-    when the claim only reports, and when every model it compares is at chance on every number it
-    compares (:func:`karmma.evaluation.statistics.at_chance`; the evidence then starts with
-    ``AT_CHANCE``); numbers where all compared models are at chance are left out of the others."""
-    models = results["models"]
-    if not all(n in models for n in COMPARED):
-        return [("claims", None, f"needs models {', '.join(COMPARED)}; results have {', '.join(models)}")]
-    b, d, s = (models[n] for n in COMPARED)
-    full = _full_subset(s)
-    chance = chance_rate(results)
-    claims = []
-
-    def acc(model, subset):
-        return model["subsets"].get(subset, {}).get("action_top1")
-
-    def flat(*scored: tuple[dict, dict]) -> bool:
-        """Whether every ``(model, row)`` scores at chance (row: a subset's or a dropout rate's results)."""
-        return chance is not None and all(
-            at_chance(row["action_top1"], row_clips(row, model), chance) for model, row in scored
-        )
-
-    def subset_rows(subset, *compared):
-        return [(m, m["subsets"][subset]) for m in compared]
-
-    def sweep_rows(p, *compared):
-        return [(m, m["sweep"][p]) for m in compared]
-
-    left_out = f"left out: every compared model at chance (≤ {chance:.2f} %, the best trivial rate)" if chance else ""
-    fb, fd, fs = acc(b, full), acc(d, full), acc(s, full)
-    claim = f"KARMMA_S ≥ Baseline w/ δ ≥ Baseline on the full set ({full})"
-    evidence = f"{fs:.2f} / {fd:.2f} / {fb:.2f}"
-    if flat(*subset_rows(full, s, d, b)):
-        claims.append((claim, None, f"{AT_CHANCE}: {evidence}, each within noise of {chance:.2f} %"))
-    else:
-        claims.append((claim, fs >= fd >= fb, evidence))
-    scored = [k for k in s["subsets"] if all(acc(m, k) is not None for m in (b, d, s))]
-    subsets = [k for k in scored if not flat(*subset_rows(k, b, d, s))]
-    flat_subsets = [k for k in scored if k not in subsets]
-    note = f"; {', '.join(flat_subsets)} {left_out}" if flat_subsets else ""
-    ordered = [k for k in subsets if acc(s, k) >= acc(d, k) >= acc(b, k)]
-    beats = [k for k in subsets if acc(s, k) >= max(acc(d, k), acc(b, k))]
-    if subsets:
-        claims.append(
-            (
-                f"the same order on at least 5 of the {len(subsets)} subsets",
-                len(ordered) >= min(5, len(subsets)),
-                f"holds on {len(ordered)}: {', '.join(ordered) or 'none'}{note}",
-            )
-        )
-        claims.append(
-            (
-                "KARMMA_S at least as accurate as both baselines on every subset (docs/method.md)",
-                len(beats) == len(subsets),
-                f"on {len(beats)} of {len(subsets)}: {', '.join(beats) or 'none'}{note}",
-            )
-        )
-    else:
-        claims.append(("the same order on at least 5 subsets", None, f"{AT_CHANCE} on every subset"))
-        claims.append(
-            ("KARMMA_S at least as accurate as both baselines on every subset", None, f"{AT_CHANCE} on every subset")
-        )
-    singles = [k for k in subsets if len(parse_subset(k)) == 1]
-    far = [k for k in singles if acc(d, k) - acc(b, k) >= FAR_BELOW or acc(b, k) < acc(d, k) / 2]
-    claim = f"on every single-modality subset the Baseline falls far below Baseline w/ δ (≥ {FAR_BELOW:g} points lower, or under half)"
-    if singles:
-        claims.append(
-            (claim, len(far) == len(singles), ", ".join(f"{k}: {acc(b, k):.2f} vs {acc(d, k):.2f}" for k in singles))
-        )
-    else:
-        claims.append((claim, None, f"{AT_CHANCE} on every single-modality subset"))
-    high = [p for p in s["sweep"] if float(p) >= 0.3 and p in b["sweep"]]
-    informative = [p for p in high if not flat(*sweep_rows(p, s, b))]
-    claim = "along the sweep KARMMA_S keeps a larger share of its p = 0 accuracy than the Baseline at every p ≥ 0.3"
-    if not informative or flat(*sweep_rows("0.0", s)) or flat(*sweep_rows("0.0", b)):
-        claims.append((claim, None, f"{AT_CHANCE}: a share of an accuracy at chance says nothing"))
-    else:
-        share = {}
-        for name, m in (("student", s), ("baseline", b)):
-            zero = m["sweep"]["0.0"]["action_top1"]
-            share[name] = {p: (m["sweep"][p]["action_top1"] / zero if zero else 0.0) for p in informative}
-        better = [p for p in informative if share["student"][p] > share["baseline"][p]]
-        claims.append(
-            (
-                claim,
-                len(better) == len(informative),
-                ", ".join(f"p={p}: {share['student'][p]:.0%} vs {share['baseline'][p]:.0%}" for p in informative),
-            )
-        )
-    claim = "along the sweep KARMMA_S is more accurate than the Baseline at every p ≥ 0.3 (absolute accuracy)"
-    if informative:
-        above = [p for p in informative if s["sweep"][p]["action_top1"] > b["sweep"][p]["action_top1"]]
-        evidence = ", ".join(
-            f"p={p}: {s['sweep'][p]['action_top1']:.2f} vs {b['sweep'][p]['action_top1']:.2f}" for p in informative
-        )
-        claims.append((claim, len(above) == len(informative), evidence))
-    else:
-        claims.append((claim, None, f"{AT_CHANCE} at every p ≥ 0.3"))
-    if "teacher" in models:
-        t = acc(models["teacher"], _full_subset(models["teacher"]))
-        claims.append(
-            (
-                "the teacher's full-set accuracy, reported next to them (the paper's teacher is below its students)",
-                None,
-                f"KARMMA_T {t:.2f} vs KARMMA_S {fs:.2f}",
-            )
-        )
-    return claims
 
 
 # ---------------------------------------------------------------- figures
@@ -770,10 +607,10 @@ def plot_per_class(results: dict, name: str, path: Path) -> list[str]:
         ax.set(
             xlabel=f"predicted {head}",
             ylabel=f"true {head}",
-            title=f"{head}: top-1 {model['subsets'][_full_subset(model)].get(f'{head}_top1', 0):.1f} %",
+            title=f"{head}: top-1 {model['subsets'][largest_subset(model['subsets'])].get(f'{head}_top1', 0):.1f} %",
         )
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of the true class's clips")
-    fig.suptitle(f"{model_label(name)} on {_full_subset(model)} (numbers: clips)")
+    fig.suptitle(f"{model_label(name)} on {largest_subset(model['subsets'])} (numbers: clips)")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -944,8 +781,8 @@ def write_report(folder: str | Path) -> Path:
             "accuracy): nothing to report; evaluate a labelled split for a report, or submit the predictions"
         )
     first = next(iter(models.values()))
-    modalities = sorted({k for m in models.values() for k in m.get("modalities", [])}, key="VFAD".find)
-    heads = _heads(results)
+    modalities = order_keys(k for m in models.values() for k in m.get("modalities", []))
+    heads = result_heads(results)
     paper = match_paper(results, heads)
     sources = ["`results.json` (karmma evaluate)"] + [
         f"`{f}`" for f in ("benchmark.json", "dropout_study.json") if (folder / f).is_file()
@@ -1017,8 +854,6 @@ def write_report(folder: str | Path) -> Path:
         lines += ["The paper reports action top-1 only: the verb and noun tables have no column of its.", ""]
     lines += ["## The paper's claims on these results", ""]
     if results.get("claims"):
-        from karmma.evaluation.claims import TEST, claims_table
-
         lines += [
             f"Each claim is decided over {len(results.get('seeds', {}))} seeds (each seed its own data, "
             f"initialisation and dropout draws) on the same test clips for both models: {TEST}. "
@@ -1035,12 +870,8 @@ def write_report(folder: str | Path) -> Path:
             "decides them with intervals).",
             "",
         ]
-        for claim, holds, evidence in check_claims(results):
-            if holds is None:
-                verdict = "*no verdict*" if evidence.startswith(AT_CHANCE) else "reported"
-            else:
-                verdict = "**holds**" if holds else "**does not hold**"
-            lines.append(f"- {claim}: {verdict} ({evidence})")
+        for claim in check_claims(results):
+            lines.append(f"- {claim['claim']}: {verdict_text(claim['verdict'])} ({claim['evidence']})")
         lines += [
             "",
             "Read each verdict against the noise above: with few clips a claim can hold or fail by one clip.",
@@ -1055,7 +886,7 @@ def write_report(folder: str | Path) -> Path:
     if any(m.get("confusion") for m in models.values()):
         lines += ["## Per class (all modalities present)", ""]
         drawn = plot_per_class(results, featured, folder / "per_class.png")
-        for head in [h for h in heads if h in _counted_model(results)["confusion"]]:
+        for head in [h for h in heads if h in counted_model(results)["confusion"]]:
             shown = len(_frequent_classes(results, head))
             lines += [
                 f"Top-1 (%) per true {head}, the {shown} most frequent of the split"
@@ -1120,7 +951,7 @@ def write_report(folder: str | Path) -> Path:
 
     study_path = folder / "dropout_study.json"
     if study_path.is_file():
-        from karmma.evaluation.dropout_study import plot_dropout_study, study_split, study_table
+        from karmma.evaluation.dropout_study_report import plot_dropout_study, study_split, study_table
 
         study = json.loads(study_path.read_text())
         plot_dropout_study(

@@ -2,17 +2,16 @@
 
 Trains one teacher per rate (best from the feature cache: only the fusion
 block trains) and evaluates each on every modality subset; the table and the
-figure are :mod:`karmma.evaluation.dropout_study`.
+figure are :mod:`karmma.evaluation.dropout_study_report`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation
-from karmma.io import atomic_write_text
+from karmma.io import write_json
 from karmma.train_config import TrainConfig
 from karmma.training.run import train
 
@@ -47,5 +46,5 @@ def run_dropout_study(config: TrainConfig, rates: list[float], out: str | Path, 
             "split": evaluated["split"],
             "subsets": evaluated["subsets"],
         }
-    atomic_write_text(out / "dropout_study.json", json.dumps(study, indent=1) + "\n")
+    write_json(out / "dropout_study.json", study)
     return study

@@ -26,24 +26,28 @@ from karmma.training.run import clip_dataset, stage_datasets
 
 
 def _epoch_seconds(module: KarmmaModule, loader: DataLoader) -> tuple[float, int]:
-    optimizer = torch.optim.AdamW(
-        [p for p in module.model.parameters() if p.requires_grad], lr=1e-4, foreach=True
-    )  # as in training
+    optimizer = _optimizer(module)
     module.train()
     steps = 0
     start = time.perf_counter()
     for batch in loader:
-        loss = _loss(module, batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        _train_step(module, optimizer, batch)
         steps += 1
     return time.perf_counter() - start, steps
 
 
-def _loss(module: KarmmaModule, batch) -> torch.Tensor:
-    module.log = module.log_dict = lambda *a, **k: None  # outside a Trainer: no logging
-    return module.training_step(batch, 0)
+def _optimizer(module: KarmmaModule) -> torch.optim.Optimizer:
+    """AdamW over the trained parameters, one fused update as in training."""
+    return torch.optim.AdamW([p for p in module.model.parameters() if p.requires_grad], lr=1e-4, foreach=True)
+
+
+def _train_step(module: KarmmaModule, optimizer: torch.optim.Optimizer, batch) -> None:
+    """One optimisation step of ``module`` on ``batch``, outside a Trainer (no logging)."""
+    module.log = module.log_dict = lambda *a, **k: None
+    loss = module.training_step(batch, 0)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
 
 
 def benchmark_cache(config: TrainConfig, cache_workers: int = 0) -> dict:
@@ -102,19 +106,14 @@ def benchmark_distillation(config: TrainConfig, batches: int = 8, repeats: int =
     memory = [batch for _, batch in zip(range(batches), loader)]
     views.close()
     models = {"baseline": baseline, "student": student, "student_no_dropout": student_no_dropout}
-    optimizers = {
-        name: torch.optim.AdamW(m.model.parameters(), lr=1e-4, foreach=True) for name, m in models.items()
-    }  # as in training
+    optimizers = {name: _optimizer(m) for name, m in models.items()}
     times: dict[str, list[float]] = {name: [] for name in models}
     for repeat in range(repeats):
         for batch in memory:
             for name, module in models.items():  # interleaved, so load changes hit all three alike
                 module.train()
                 start = time.perf_counter()
-                loss = _loss(module, batch)
-                optimizers[name].zero_grad()
-                loss.backward()
-                optimizers[name].step()
+                _train_step(module, optimizers[name], batch)
                 if repeat > 0:  # the first pass is warm-up
                     times[name].append(time.perf_counter() - start)
     timings = {name: statistics.median(values) for name, values in times.items()}
@@ -132,7 +131,7 @@ def benchmark_distillation(config: TrainConfig, batches: int = 8, repeats: int =
 
 def _epoch_split(module: KarmmaModule, loader: DataLoader) -> dict:
     """One epoch: seconds waiting for the next batch vs computing the step."""
-    optimizer = torch.optim.AdamW([p for p in module.model.parameters() if p.requires_grad], lr=1e-4, foreach=True)
+    optimizer = _optimizer(module)
     module.train()
     wait = compute = 0.0
     steps = 0
@@ -145,10 +144,7 @@ def _epoch_split(module: KarmmaModule, loader: DataLoader) -> dict:
             break
         arrived = time.perf_counter()
         wait += arrived - mark
-        loss = _loss(module, batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        _train_step(module, optimizer, batch)
         mark = time.perf_counter()
         compute += mark - arrived
         steps += 1

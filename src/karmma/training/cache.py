@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from karmma.accuracy import every_head_correct, topk_correct
 from karmma.configuration import flatten
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
@@ -694,6 +695,10 @@ def cache_teacher_logits(config: TrainConfig, teacher_checkpoint: str | Path) ->
     return write_teacher_logits(config.cache.path, teacher, source)
 
 
+def _percent(correct: torch.Tensor) -> float:
+    return round(100 * correct.double().mean().item(), 2)
+
+
 def teacher_logit_statistics(folder: str | Path, temperature: float) -> dict:
     """What the student distils from, per split of a cache with teacher logits: ``{split: {"views",
     "<head>_top1", "action_top1", "entropy": {head: nats}, "uniform_entropy": {head: nats}}}``.
@@ -716,7 +721,8 @@ def teacher_logit_statistics(folder: str | Path, temperature: float) -> dict:
                 for h in heads:
                     logits[h][rank::world] = f[f"logits/{h}"][rank::world]
         rows = np.flatnonzero(available)
-        correct = {h: logits[h][rows].argmax(axis=1) == labels[h][rows] for h in heads}
+        scores = {h: torch.from_numpy(logits[h][rows]) for h in heads}
+        targets = {h: torch.from_numpy(labels[h][rows]) for h in heads}
         entropy = {}
         for h in heads:
             scaled = logits[h][rows] / temperature
@@ -726,8 +732,8 @@ def teacher_logit_statistics(folder: str | Path, temperature: float) -> dict:
             entropy[h] = round(float(-(p * np.log(np.clip(p, 1e-12, None))).sum(axis=1).mean()), 3)
         out[split] = {
             "views": int(len(rows)),
-            **{f"{h}_top1": round(100 * float(correct[h].mean()), 2) for h in heads},
-            "action_top1": round(100 * float(np.logical_and.reduce([correct[h] for h in heads]).mean()), 2),
+            **{f"{h}_top1": _percent(topk_correct(scores[h], targets[h], 1)) for h in heads},
+            "action_top1": _percent(every_head_correct(scores, targets)),
             "temperature": temperature,
             "entropy": entropy,
             "uniform_entropy": {h: round(float(np.log(metadata["heads"][h])), 3) for h in heads},

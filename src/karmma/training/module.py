@@ -21,6 +21,7 @@ import math
 import lightning as L
 import torch
 
+from karmma.accuracy import every_head_correct, topk_correct
 from karmma.artifacts import load_model
 from karmma.availability import modality_dropout
 from karmma.checkpoints import CHECKPOINT_RECIPE, CheckpointError
@@ -59,11 +60,6 @@ def view_averaged_log_probabilities(logits: torch.Tensor, clips: torch.Tensor) -
     views = torch.bincount(clips, minlength=count).clamp_min(1)
     # a probability that underflowed to 0 stays finite as a logit
     return (sums / views[:, None]).clamp_min(torch.finfo(torch.float32).tiny).log()
-
-
-def topk_correct(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
-    k = min(k, logits.shape[1])
-    return (logits.topk(k, dim=1).indices == target[:, None]).any(dim=1)
 
 
 class KarmmaModule(L.LightningModule):
@@ -175,13 +171,8 @@ class KarmmaModule(L.LightningModule):
         else:
             clip_logits = self.model(finish_inputs(batch, keys=self.modalities), availability).logits
         batch_size = len(next(iter(batch["labels"].values())))
-        all_correct = torch.ones(batch_size, dtype=torch.bool, device=availability.device)
         metrics = {"val/ce": multihead_cross_entropy(clip_logits, batch["labels"])}
         for head, logits in clip_logits.items():
-            correct = topk_correct(logits, batch["labels"][head], 1)
-            all_correct &= correct
-            metrics[f"val/{head}_top1"] = correct.float().mean() * 100
-        # EPIC action = (verb, noun): the product of the softmaxes is maximised by the two argmaxes,
-        # so action top-1 is "every head right".
-        metrics["val/action_top1"] = all_correct.float().mean() * 100
+            metrics[f"val/{head}_top1"] = topk_correct(logits, batch["labels"][head], 1).float().mean() * 100
+        metrics["val/action_top1"] = every_head_correct(clip_logits, batch["labels"]).float().mean() * 100
         self.log_dict(metrics, on_epoch=True, prog_bar=True, batch_size=batch_size, sync_dist=True)

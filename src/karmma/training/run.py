@@ -43,7 +43,7 @@ from karmma.configuration import flatten, save_config, to_dict
 from karmma.data.config import load_split
 from karmma.data.dataset import ClipDataset, collate_clips
 from karmma.data.loader import make_loader
-from karmma.io import atomic_open, atomic_path, atomic_savefig, atomic_write_text
+from karmma.io import atomic_open, atomic_path, atomic_savefig, atomic_write_text, write_json
 from karmma.train_config import TrainConfig, stage_spec
 from karmma.training.cache import (
     CachedFeatures,
@@ -52,7 +52,7 @@ from karmma.training.cache import (
     collate_with_teacher_logits,
     training_view_clips,
 )
-from karmma.training.checkpoints import SafeCheckpointIO
+from karmma.training.checkpoint_io import SafeCheckpointIO
 from karmma.training.launch import LAUNCHER_PID, die_with_parent
 from karmma.training.memory import DecodedClips, DecodedViews
 from karmma.training.module import KarmmaModule
@@ -319,7 +319,7 @@ class EpochMetrics(Callback):
             if k.startswith("val/") or (k.startswith("train/") and k.endswith("_epoch"))
         }
         history.append({"epoch": trainer.current_epoch, **metrics})
-        atomic_write_text(path, json.dumps(history, indent=1))
+        write_json(path, history)
         plot_curves(history, self.folder / "curves.png")
 
 
@@ -511,5 +511,5 @@ def _train(config: TrainConfig, force_new: bool) -> dict:
         },
     }
     if trainer.is_global_zero:
-        atomic_write_text(folder / "result.json", json.dumps(result, indent=1))
+        write_json(folder / "result.json", result)
     return result

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from karmma.cli import main
-from karmma.evaluation.dropout_study import plot_dropout_study, study_table
+from karmma.evaluation.dropout_study_report import plot_dropout_study, study_table
 from karmma.experiments.dropout_study import run_dropout_study
 
 TEACHER_CONFIG = Path(__file__).resolve().parents[2] / "src" / "karmma" / "configs" / "synthkitchen" / "teacher.yaml"
@@ -82,27 +82,3 @@ def test_dropout_study_trains_one_teacher_per_rate(trained_runs, synth_prepared,
     ]
     plot_dropout_study(study, tmp_path / "study.png")
     assert (tmp_path / "study.png").stat().st_size > 1000
-
-
-@pytest.mark.e2e  # writes the report and its figures
-def test_report_includes_the_study(tmp_path):
-    study = {
-        "stage": "teacher",
-        "rates": {
-            r: {"run": "x", "subsets": {"V+F": {"action_top1": a}, "V": {"action_top1": a / 2}}}
-            for r, a in (("0", 20.0), ("0.5", 24.0))
-        },
-    }
-    model = {
-        "split": "validation",
-        "clips": 4,
-        "views": 1,
-        "subsets": {"V+F": {"action_top1": 10.0}},
-        "sweep": {"0.0": {"action_top1": 10.0, "std": 0.0}},
-    }
-    (tmp_path / "results.json").write_text(json.dumps({"models": {"student": model}}))
-    (tmp_path / "dropout_study.json").write_text(json.dumps(study))
-    assert main(["report", str(tmp_path)]) == 0
-    report = (tmp_path / "report.md").read_text()
-    assert "| 0.5 | 24.00 | 12.00 |" in report and (tmp_path / "dropout_study.png").is_file()
-    assert main(["report", str(tmp_path / "nowhere")]) == 2

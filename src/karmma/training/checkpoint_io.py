@@ -1,6 +1,6 @@
 """Lightning's checkpoint IO made safe: written atomically, read with ``weights_only=True``.
 
-Reading and resolving checkpoints lives in :mod:`karmma.checkpoints` (no Lightning)."""
+Reading and resolving checkpoints without Lightning (evaluation and deployment) is :mod:`karmma.checkpoints`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The dropout study's table and figure: accuracy per test subset against the teacher's
-training modality-dropout rate (paper Fig. 5). :mod:`karmma.experiments.dropout_study` runs it."""
+"""The dropout study's table and figure, for ``karmma report`` and ``karmma dropout-study``: accuracy
+per test subset against the teacher's training modality-dropout rate (paper Fig. 5).
+:mod:`karmma.experiments.dropout_study` runs the study (trains and scores the teachers)."""
 
 from __future__ import annotations
 
