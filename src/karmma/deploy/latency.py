@@ -69,6 +69,10 @@ def synthetic_video(path: Path, seconds: float, short_side: int, fps: int = 30) 
     return path
 
 
+#: the pre-processing step that builds each modality's input from decoded frames or samples
+MODALITY_STEPS = {"rgb": "V", "flow": "F", "spectrogram": "A"}
+
+
 def preprocessing_latency(pre: Preprocessor, video: Path, clip_seconds: float, repeats: int) -> dict[str, float]:
     """Median ms per clip of ``clip_seconds``: decoding it, and building each modality's input."""
     from karmma.data.video import iter_frames
@@ -90,6 +94,8 @@ def preprocessing_latency(pre: Preprocessor, video: Path, clip_seconds: float, r
         "flow": lambda: pre.flow(frames, numbers),
         "spectrogram": lambda: pre.audio(audio, 0.0, clip_seconds),
     }
+    # only the steps of the modalities the model takes: a V+A student has no flow input to build
+    steps = {name: step for name, step in steps.items() if name == "decode" or MODALITY_STEPS[name] in pre.input_shapes}
     result = {name: measure_latency(step, repeats, 1, CPU) for name, step in steps.items()}
     result["frames_decoded"] = len(frames)
     result["frame_size"] = list(frames[0].shape[:2])
@@ -165,8 +171,7 @@ def _measured_with(
 
 def subset_preprocessing_ms(preprocessing: dict, subset) -> float:
     """Pre-processing time of one clip for ``subset``: decoding plus each present modality's step."""
-    steps = (("V", "rgb"), ("F", "flow"), ("A", "spectrogram"))
-    return preprocessing["decode"] + sum(preprocessing[step] for key, step in steps if key in subset)
+    return preprocessing["decode"] + sum(preprocessing[step] for step, key in MODALITY_STEPS.items() if key in subset)
 
 
 def benchmark_export(
