@@ -52,8 +52,9 @@ from karmma.train_config import STAGE_SPECS, stage_names, stage_spec
 DEMO_MODELS = tuple(spec.name for spec in STAGE_SPECS if spec.demo)
 #: those of the student's architecture: one recipe, trained after the teacher (``--tune`` tunes them)
 STUDENT_SIZED = tuple(name for name in DEMO_MODELS if stage_spec(name).model == "student")
-#: part of a demo folder's identity: a folder written by a demo with other stages is not reused
-DEMO_VERSION = 7
+#: part of a demo folder's identity: a folder written by a demo with other stages (or other seeds for its
+#: training steps: version 8 gave each step its own seed slot) is not reused
+DEMO_VERSION = 8
 
 
 @dataclass(frozen=True)
