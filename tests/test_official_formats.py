@@ -1,9 +1,12 @@
-"""The end-to-end dry run: every stage of every shipped real-data config, with the paper's
+"""The end-to-end dry run: every stage of the shipped real-data configs, with the paper's
 architecture (Swin3D-B teacher, Swin3D-T / ResNet-18 student) at a small clip geometry, on
 media written in the official EPIC-KITCHENS-100 and Something-Something v2 layouts.
 
 extract -> teacher -> cached logits -> student -> the three baselines -> evaluate (every
-subset, sweep, tail / unseen) -> report -> export -> predict, all through ``karmma``'s CLI.
+subset, sweep, tail / unseen) -> report -> export -> predict, all through ``karmma``'s CLI,
+for EPIC-100 and SSv2. Epic-Kitchens*'s configs differ from EPIC-100's only in their data
+section (its own split of the training set, the official validation set as test), so its run
+takes one model of its own split through every step: the Baseline (no teacher needed).
 """
 
 from __future__ import annotations
@@ -31,10 +34,8 @@ pytestmark = pytest.mark.e2e  # every stage of every real-data config
 FRAMES = 4
 GEOMETRY = [f"clip.frames={FRAMES}", "clip.size=32", "clip.audio_frames=64"]
 MODELS = ["teacher", "student", "baseline", "baseline_masked", "baseline_delta"]
-#: the models each dataset trains: Epic-Kitchens*'s configs differ from EPIC-100's only in their data section
-#: (its own split of the training set), which its teacher and student cover; the three baselines would repeat
-#: EPIC-100's runs on that split (about a minute of CI each)
-TRAINED = {"epic100": MODELS, "epic_star": ["teacher", "student"], "ssv2": MODELS}
+#: the models each dataset trains (see the module docstring for Epic-Kitchens*)
+TRAINED = {"epic100": MODELS, "epic_star": ["baseline"], "ssv2": MODELS}
 STRATEGIES = {
     "teacher": "learned",
     "student": "learned",
@@ -94,17 +95,22 @@ def test_every_stage_on_the_official_layout(dataset, request, tmp_path):
         "clip.num_crops=1",
     ]  # one view: the multi-view protocol has its own tests
     modalities = ("V", "F", "D") if dataset == "ssv2" else ("V", "F", "A")
-    teacher_weights = [
-        "extractors={}",  # the EPIC-100 teacher names its unimodal runs' checkpoints: local files instead
-        *(f"pretrained.{k}={p}" for k, p in write_teacher_weights(tmp_path / "weights", modalities, FRAMES).items()),
-    ]
     config = {stage: config_path(dataset, stage) for stage in MODELS}
+    deployed = "student" if "student" in TRAINED[dataset] else TRAINED[dataset][0]  # the model exported and run
     try:
-        karmma("extract", config["teacher"], *common, f"cache.path={cache}", *teacher_weights, "--batch-size", 4)
-        karmma("train", config["teacher"], *common, f"cache.path={cache}", *teacher_weights)
-        teacher = runs / f"{dataset}_teacher" / "checkpoints" / "best.ckpt"
-        karmma("extract", config["teacher"], *common, f"cache.path={cache}", *teacher_weights, "--logits", teacher)
-        karmma("train", config["student"], *common, f"cache.path={cache}", f"teacher={teacher}")
+        if "teacher" in TRAINED[dataset]:
+            teacher_weights = [
+                "extractors={}",  # the EPIC-100 teacher names its unimodal runs' checkpoints: local files instead
+                *(
+                    f"pretrained.{k}={p}"
+                    for k, p in write_teacher_weights(tmp_path / "weights", modalities, FRAMES).items()
+                ),
+            ]
+            karmma("extract", config["teacher"], *common, f"cache.path={cache}", *teacher_weights, "--batch-size", 4)
+            karmma("train", config["teacher"], *common, f"cache.path={cache}", *teacher_weights)
+            teacher = runs / f"{dataset}_teacher" / "checkpoints" / "best.ckpt"
+            karmma("extract", config["teacher"], *common, f"cache.path={cache}", *teacher_weights, "--logits", teacher)
+            karmma("train", config["student"], *common, f"cache.path={cache}", f"teacher={teacher}")
         for stage in (m for m in TRAINED[dataset] if m.startswith("baseline")):
             karmma("train", config[stage], *common)
 
@@ -139,14 +145,14 @@ def test_every_stage_on_the_official_layout(dataset, request, tmp_path):
             assert evaluated["student"]["subsets"]["V+F+D"]["samples"] == boxed
             assert evaluated["student"]["subsets"]["V+F"]["samples"] == len(ids["validation"])
         else:
-            assert "tail" in evaluated["student"] and "unseen" in evaluated["student"]  # P18 is unseen
+            assert "tail" in evaluated[deployed] and "unseen" in evaluated[deployed]  # P18 is unseen
 
         karmma("report", results)
         report = (results / "report.md").read_text()
         assert dataset == "epic_star" or "baseline_masked" in report or "Masked Baseline" in report
 
         export = tmp_path / "export"
-        karmma("export", runs / f"{dataset}_student", "--safetensors", export / "student.safetensors")
+        karmma("export", runs / f"{dataset}_{deployed}", "--safetensors", export / "student.safetensors")
         video = (
             ids["raw"] / "videos" / f"{ids['validation'][0]}.webm"
             if dataset == "ssv2"
