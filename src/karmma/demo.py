@@ -53,8 +53,9 @@ DEMO_MODELS = tuple(spec.name for spec in STAGE_SPECS if spec.demo)
 #: those of the student's architecture: one recipe, trained after the teacher (``--tune`` tunes them)
 STUDENT_SIZED = tuple(name for name in DEMO_MODELS if stage_spec(name).model == "student")
 #: part of a demo folder's identity: a folder written by a demo with other stages (or other seeds for its
-#: training steps: version 8 gave each step its own seed slot) is not reused
-DEMO_VERSION = 8
+#: training steps: version 8 gave each step its own seed slot; version 9 normalises the teacher's audio
+#: input) is not reused
+DEMO_VERSION = 9
 
 
 @dataclass(frozen=True)
@@ -328,17 +329,20 @@ def demo_stages(
         evaluate_models(models, settings, root / "results.json", extra=extra, relative_to=out)
 
     def tuning_stage():
-        write_json(runs / "tuning.json", tuning_results(runs, knobs))
+        write_json(runs / "tuning.json", tuning_results(runs, knobs, own))
 
     s = plan.seconds
+    # a value the stage already trains with is its own run: scored from it, not trained again
+    own = {knob: own_value(knob, _stage_config(*configs[knob.stage])) for knob in knobs}
     tuning = [
         Stage(
             f"tune/{tuning_run(knob.stage, knob.key, value)}", s["train"], student_stage(knob.stage, (knob.key, value))
         )
         for knob in knobs
         for value in knob.values
+        if value != own[knob]
     ]
-    if tuning:
+    if knobs:
         tuning.append(Stage("tune/" + "+".join(knob.text for knob in knobs), 1, tuning_stage))
     return [
         Stage("synth", s["synth"], synth_stage),
@@ -403,8 +407,6 @@ class Knob:
         return f"{self.stage}:{self.key}={','.join(self.values)}"
 
     def __post_init__(self):
-        from karmma.configuration import to_dict
-
         where = f"--tune {self.written or self.text!r}"
         if self.stage not in STUDENT_SIZED:
             raise ValueError(f"{where}: the stage must be one of {', '.join(STUDENT_SIZED)}, got {self.stage!r}")
@@ -426,14 +428,22 @@ class Knob:
                 )
             except ValueError as error:
                 raise ValueError(f"{where}: {error}") from None
-            setting = to_dict(config)
-            for part in self.key.split("."):
-                setting = setting[part]
+            setting = config_setting(config, self.key)
             if repr(setting) in settings:
                 raise ValueError(
                     f"{where}: {settings[repr(setting)]!r} and {value!r} are the same value of {self.key} ({setting!r})"
                 )
             settings[repr(setting)] = value
+
+
+def config_setting(config, key: str):
+    """The value of a dotted ``key`` (``loss.distill_weight``) in a resolved config, as a plain value."""
+    from karmma.configuration import to_dict
+
+    setting = to_dict(config)
+    for part in key.split("."):
+        setting = setting[part]
+    return setting
 
 
 def parse_knob(text: str) -> Knob:
@@ -449,14 +459,27 @@ def tuning_run(stage: str, key: str, value: str) -> str:
     return f"tune_{stage}_{key}={value}"
 
 
-def tuning_results(runs: Path, knobs: tuple[Knob, ...]) -> dict:
+def own_value(knob: Knob, config) -> str | None:
+    """The value of ``knob`` (as written) that the stage's own ``config`` already has, if any."""
+    setting = config_setting(config, knob.key)
+    for value in knob.values:
+        if config_setting(_stage_config(knob.stage, [f"{knob.key}={value}"]), knob.key) == setting:
+            return value
+    return None
+
+
+def tuning_results(runs: Path, knobs: tuple[Knob, ...], own: dict[Knob, str | None] | None = None) -> dict:
     """``{knob text: {value: metrics}}``: the best validation metrics of every tuning run (what
-    checkpoint selection sees; no test clip)."""
+    checkpoint selection sees; no test clip). ``own[knob]``, the value the stage trains with, is
+    read from the stage's own run."""
+    own = own or {}
+
+    def run(knob: Knob, value: str) -> Path:
+        return runs / (knob.stage if value == own.get(knob) else tuning_run(knob.stage, knob.key, value))
+
     return {
         knob.text: {
-            value: json.loads((runs / tuning_run(knob.stage, knob.key, value) / "result.json").read_text())[
-                "best_checkpoint"
-            ]["metrics"]
+            value: json.loads((run(knob, value) / "result.json").read_text())["best_checkpoint"]["metrics"]
             for value in knob.values
         }
         for knob in knobs

@@ -52,7 +52,8 @@ def paper_preset(frames: int = 32, size: int = 224, box_slots: int = 8, audio_fr
         teacher={
             "V": ModalitySpec("V", (frames, 3, size, size), swin3d_b_config()),
             "F": ModalitySpec("F", (frames, 2, size, size), swin3d_b_config()),
-            "A": ModalitySpec("A", (frames, 1, size, size), swin3d_b_config()),
+            # log-mel images through a Swin, normalised on the way in (VideoSwinConfig.input_norm)
+            "A": ModalitySpec("A", (frames, 1, size, size), dataclasses.replace(swin3d_b_config(), input_norm=True)),
             "D": ModalitySpec("D", boxes, BoxTransformerConfig(dim=256, depth=4, num_heads=8)),
         },
         student={
@@ -79,7 +80,7 @@ def tiny_preset(frames: int = 8, size: int = 64, box_slots: int = 4, audio_frame
         teacher={
             "V": ModalitySpec("V", (frames, 3, size, size), teacher_swin),
             "F": ModalitySpec("F", (frames, 2, size, size), teacher_swin),
-            "A": ModalitySpec("A", (frames, 1, size, size), teacher_swin),
+            "A": ModalitySpec("A", (frames, 1, size, size), dataclasses.replace(teacher_swin, input_norm=True)),
             "D": ModalitySpec("D", boxes, BoxTransformerConfig(dim=64, depth=2, num_heads=4)),
         },
         student={

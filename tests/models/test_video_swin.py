@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 from torchvision.models.video import SwinTransformer3d
@@ -87,3 +89,27 @@ def test_max_pooling_keeps_a_small_moving_patch_that_the_mean_dilutes():
 def test_unknown_spatial_pool_is_a_clear_error():
     with pytest.raises(ValueError, match="spatial_pool must be one of mean, max"):
         VideoSwinConfig(spatial_pool="median")
+
+
+def test_input_norm_takes_away_the_constant_offset_of_log_mel_images():
+    """A log-mel image sits at a large constant offset (log of a small power, about -5 on
+    SynthKitchen); after the patch embedding's LayerNorm that offset outweighs the content, so
+    different clips give nearly the same tokens. ``input_norm`` (the teacher's audio) removes it."""
+    torch.manual_seed(0)
+    shape = (4, 1, 32, 32)
+    config = VideoSwinConfig(
+        embed_dim=8, depths=(1, 1), num_heads=(1, 2), window_size=(2, 4, 4), stochastic_depth_prob=0.0, input_norm=True
+    )
+    clips = torch.randn(6, *shape)
+    normed = config.build(shape).train()  # batch statistics, as in training
+    torch.testing.assert_close(normed(clips - 5.0), normed(clips), atol=1e-4, rtol=1e-4)
+
+    def similarity_between_clips(extractor) -> float:
+        with torch.no_grad():
+            tokens = torch.nn.functional.normalize(extractor(clips - 5.0).flatten(1), dim=1)
+        pairs = tokens @ tokens.T
+        return pairs[~torch.eye(len(pairs), dtype=torch.bool)].mean().item()
+
+    torch.manual_seed(0)
+    plain = dataclasses.replace(config, input_norm=False).build(shape).train()
+    assert similarity_between_clips(plain) > 0.95 > similarity_between_clips(normed) + 0.1

@@ -36,6 +36,11 @@ class VideoSwinConfig:
     #: (the spec's example, what Kinetics weights were trained with) or ``"max"`` (ours: keeps a
     #: small moving hand/object from being averaged away by the whole frame's camera motion)
     spatial_pool: str = "mean"
+    #: a BatchNorm over the input channels before the patch embedding (ours, like PANNs' ``bn0`` on
+    #: log-mel input): a log-mel image sits at a large constant offset (log of a small power), which
+    #: otherwise outweighs every patch's content after the embedding's LayerNorm, so that all clips
+    #: start with nearly the same tokens (docs/method.md, "Audio as images")
+    input_norm: bool = False
     #: local checkpoint path or torchvision weights name (``"KINETICS400_V1"``)
     weights: str | None = None
 
@@ -100,6 +105,7 @@ class VideoSwinTokens(nn.Module):
                 embed_dim=config.embed_dim,
                 norm_layer=nn.LayerNorm,
             )
+        self.input_norm = nn.BatchNorm3d(in_channels) if config.input_norm else nn.Identity()
         # Classification head and global pool are unused: tokens come from the feature map.
         self.swin.head = nn.Identity()
         self.swin.avgpool = nn.Identity()
@@ -113,7 +119,7 @@ class VideoSwinTokens(nn.Module):
             )
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        x = clip.transpose(1, 2)  # [B, C, T, H, W], torchvision's layout
+        x = self.input_norm(clip.transpose(1, 2))  # [B, C, T, H, W], torchvision's layout
         x = self.swin.patch_embed(x)  # [B, T', H', W', C0]
         x = self.swin.pos_drop(x)
         x = self.swin.features(x)  # [B, T', H'', W'', C]
