@@ -110,7 +110,8 @@ def test_fetch_skips_present_files_and_names_what_no_one_publishes(server, torch
     monkeypatch.chdir(ROOT)
     torch_home.mkdir(parents=True)
     (torch_home / SWIN3D_B).write_bytes(b"not torchvision's swin3d_b")
-    assert main(["weights", "fetch", "configs/epic100/teacher.yaml", "--base-url", base]) == 0
+    # F and A are still missing: no one publishes them, so the check still fails
+    assert main(["weights", "fetch", "configs/epic100/teacher.yaml", "--base-url", base]) == 1
     err = capsys.readouterr().err
     assert "not torchvision's file" in err and "24f7c7c6" in err  # present, but its hash says it is another file
     assert (torch_home / SWIN3D_B).read_bytes() == b"not torchvision's swin3d_b"  # never overwritten
@@ -130,7 +131,7 @@ def test_fetch_skips_present_files_and_names_what_no_one_publishes(server, torch
 def test_the_epic100_teacher_lists_each_file_present_or_missing(torch_home, tmp_path, capsys, monkeypatch):
     """`karmma weights configs/epic100/teacher.yaml` from the repository root: nothing there yet."""
     monkeypatch.chdir(ROOT)
-    assert main(["weights", "configs/epic100/teacher.yaml"]) == 0
+    assert main(["weights", "configs/epic100/teacher.yaml"]) == 1  # a run would stop: files are missing
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:5]}
     assert rows["pretrained.V"][1:] == ["KINETICS400_V1", "missing", "-", str(torch_home / SWIN3D_B)]
     for key in ("F", "A"):
@@ -144,7 +145,7 @@ def test_the_epic100_teacher_lists_each_file_present_or_missing(torch_home, tmp_
     flow = tmp_path / "runs" / "epic100_unimodal_F" / "checkpoints" / "best.ckpt"
     flow.parent.mkdir(parents=True)
     flow.write_bytes(b"F")
-    assert main(["weights", str(CONFIGS / "epic100" / "teacher.yaml")]) == 0
+    assert main(["weights", str(CONFIGS / "epic100" / "teacher.yaml")]) == 1  # A is still missing
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:5]}
     assert "present, not torchvision's file" in rows["pretrained.V"]
     assert hashlib.sha256(b"V").hexdigest() in rows["pretrained.V"]
@@ -180,7 +181,7 @@ def test_the_table_names_the_files_a_run_reads(torch_home, monkeypatch):
 
 
 def test_every_shipped_config_is_listed_by_default(torch_home, capsys):
-    assert main(["weights"]) == 0
+    assert main(["weights"]) == 1  # the real-data configs' weights are not here
     out = capsys.readouterr().out
     for path in CONFIGS.glob("*/*.yaml"):
         assert f"{path.parent.name}/{path.name}" in out
@@ -197,7 +198,7 @@ def test_overrides_change_what_is_listed_and_the_fetch_hint_repeats_them(torch_h
     """docs/epic.md's unimodal run of F: only its Kinetics Swin3D-B, fetched with the same overrides."""
     monkeypatch.chdir(ROOT)
     overrides = ["stage=unimodal", "unimodal_modality=F", "pretrained={F: KINETICS400_V1}"]
-    assert main(["weights", "configs/epic100/teacher.yaml", *overrides]) == 0
+    assert main(["weights", "configs/epic100/teacher.yaml", *overrides]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[2:]] == ["pretrained.F", "pretrained.F:"]
     assert lines[2].split()[1:] == ["KINETICS400_V1", "missing", "-", str(torch_home / SWIN3D_B)]
@@ -205,3 +206,17 @@ def test_overrides_change_what_is_listed_and_the_fetch_hint_repeats_them(torch_h
         "karmma weights fetch configs/epic100/teacher.yaml stage=unimodal unimodal_modality=F "
         "'pretrained={F: KINETICS400_V1}'"
     )
+
+
+def test_the_check_passes_once_every_file_a_run_reads_is_there(torch_home, tmp_path, capsys, monkeypatch):
+    """Exit 0 only when nothing a run reads is missing: the student's three torchvision files here."""
+    monkeypatch.chdir(tmp_path)
+    config = str(CONFIGS / "epic100" / "student.yaml")
+    assert main(["weights", config]) == 1
+    assert "3 file(s) a run reads are missing" in capsys.readouterr().err
+    files = [f for f in config_weight_files(load_config(TrainConfig, config), "student") if f.needed]
+    torch_home.mkdir(parents=True)
+    for file in files:
+        file.path.write_bytes(b"weights")
+    assert main(["weights", config]) == 0
+    assert capsys.readouterr().err == ""

@@ -157,6 +157,11 @@ def file_status(file: WeightFile) -> tuple[str, str]:
     return ("present" if file.needed else "present, not read"), sha256
 
 
+def missing_files(files: Sequence[WeightFile]) -> list[WeightFile]:
+    """The files a run reads (``needed``) that are not on disk or not set: the run would stop on them."""
+    return [file for file in files if file.needed and file_status(file)[0].startswith(("missing", "not set"))]
+
+
 def weights_table(configs: Sequence[tuple[str, list[WeightFile]]], overrides: Sequence[str] = ()) -> str:
     """The table ``karmma weights`` prints: per config, each file with its status, SHA-256 and
     path, then what to do about the missing ones (``overrides``: the command line's, repeated there)."""
@@ -172,8 +177,8 @@ def weights_table(configs: Sequence[tuple[str, list[WeightFile]]], overrides: Se
         for file in files:
             status, sha256 = file_status(file)
             rows.append((file.setting, file.weights or "-", status, sha256 or "-", str(file.path or "-")))
-            if status.startswith(("missing", "not set")) and file.needed:
-                (published if file.url else unpublished).append(file)
+        for file in missing_files(files):
+            (published if file.url else unpublished).append(file)
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4] for row in rows]
         if published:

@@ -146,7 +146,8 @@ def add_weights(commands) -> None:
         "the SHA-256 prefix in torchvision's file name, and leaves no file on a truncated\n"
         "download or another hash; it names the files no one publishes (the teacher's F and\n"
         "A extractors) and the command of docs/epic.md that makes them. Only 'fetch' uses\n"
-        "the network.",
+        "the network. Exit status 1 while a file a run reads is missing (after 'fetch': one\n"
+        "that no one publishes), so a script can check before a long run.",
     )
     weights.add_argument(
         "items",
@@ -165,7 +166,13 @@ def weights_command(args: argparse.Namespace) -> int:
     from karmma.configs import shipped_configs
     from karmma.configuration import load_config
     from karmma.train_config import TrainConfig
-    from karmma.weight_files import config_display_name, config_weight_files, fetch_weight_files, weights_table
+    from karmma.weight_files import (
+        config_display_name,
+        config_weight_files,
+        fetch_weight_files,
+        missing_files,
+        weights_table,
+    )
 
     fetch = args.items[:1] == ["fetch"]
     items = args.items[1:] if fetch else args.items
@@ -181,11 +188,15 @@ def weights_command(args: argparse.Namespace) -> int:
         listed.append((name, config_weight_files(load_config(TrainConfig, path, overrides), name)))
     if not fetch:
         print(weights_table(listed, overrides), end="")
-        return 0
+        # exit 1 when a run of a listed config would stop for a missing file: a check for scripts
+        missing = sum(len(missing_files(files)) for _, files in listed)
+        if missing:
+            print(f"{missing} file(s) a run reads are missing or not set (above)", file=sys.stderr)
+        return 1 if missing else 0
     unpublished = fetch_weight_files(listed[0][1], args.base_url, report=lambda line: print(line, file=sys.stderr))
     if unpublished:
         print(f"{len(unpublished)} file(s) above no one publishes: make them as said, then re-run", file=sys.stderr)
-    return 0
+    return 1 if unpublished else 0
 
 
 def add_benchmark_training(measurements) -> None:
