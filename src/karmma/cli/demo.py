@@ -70,7 +70,8 @@ def add_demo(commands) -> None:
         default=[],
         metavar="[STAGE:]KEY=V1,V2,...",
         help="also train the student (or STAGE) once per value and score each on validation only "
-        "(OUT/tuning.json, a report section); repeatable, e.g. loss.distill_weight=0,0.3,1",
+        "(OUT/tuning.json, a report section; the value the stage already has is scored from its own run); "
+        "repeatable, e.g. loss.distill_weight=0,0.3,1",
     )
     demo.add_argument(
         "--workers",
