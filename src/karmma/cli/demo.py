@@ -31,7 +31,7 @@ def add_demo(commands) -> None:
         commands,
         "demo",
         "the whole method on embedded SynthKitchen data: synth, train all stages, evaluate, report",
-        "  karmma demo --quick     # writes karmma-demo-quick/: 4.5 min on a 2-core CPU (README, Quick start)\n"
+        "  karmma demo --quick     # writes karmma-demo-quick/: 2.7 min on a 2-core CPU (README, Quick start)\n"
         "  karmma demo             # writes karmma-demo/: about 28 min on a 2-core CPU\n",
         "Synthesises SynthKitchen recordings (nothing is downloaded), prepares them,\n"
         "pre-trains the teacher's extractors, trains the teacher, distils the student,\n"
