@@ -157,9 +157,14 @@ def file_status(file: WeightFile) -> tuple[str, str]:
     return ("present" if file.needed else "present, not read"), sha256
 
 
+def _absent(file: WeightFile) -> bool:
+    """Not set, or not on disk (decided without reading, let alone hashing, the file)."""
+    return file.path is None or not file.path.is_file()
+
+
 def missing_files(files: Sequence[WeightFile]) -> list[WeightFile]:
     """The files a run reads (``needed``) that are not on disk or not set: the run would stop on them."""
-    return [file for file in files if file.needed and file_status(file)[0].startswith(("missing", "not set"))]
+    return [file for file in files if file.needed and _absent(file)]
 
 
 def weights_table(configs: Sequence[tuple[str, list[WeightFile]]], overrides: Sequence[str] = ()) -> str:
@@ -239,7 +244,7 @@ def fetch_weight_files(
         if file.path in done or not file.needed:
             continue
         if not file.url:
-            if file.path is None or not file.path.is_file():
+            if _absent(file):
                 unpublished.append(file)
             continue
         done.add(file.path)
