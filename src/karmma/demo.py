@@ -96,15 +96,15 @@ PLANS = {
         student_epochs=3,
         sweep_seeds=2,
         train_views=2,
-        seconds={
-            "synth": 14,
-            "prepare": 14,
-            "unimodal": 3.5,  # per epoch
-            "extract": 15,
-            "teacher": 5,
-            "train": 8,
-            "evaluate": 8,
-            "benchmark": 10,
+        seconds={  # karmma demo --quick on a quiet 2-core CPU (session 10: 160 s wall)
+            "synth": 22,
+            "prepare": 16,
+            "unimodal": 3,  # per epoch
+            "extract": 9,
+            "teacher": 7,
+            "train": 10,
+            "evaluate": 16,
+            "benchmark": 13,
             "report": 3,
         },
     ),
@@ -138,16 +138,16 @@ PLANS = {
         # epoch's action top-1: KARMMA_S 22 % in 12 epochs, 36 % in 24 at epoch 17; docs/evaluation.md, "Knobs")
         student_epochs=24,
         sweep_seeds=3,
-        seconds={
-            "synth": 70,
-            "prepare": 120,
-            "unimodal": 4,  # per epoch
-            "extract": 61,
-            "teacher": 70,
-            "train": 50,
-            "evaluate": 60,
-            "benchmark": 9,
-            "report": 3,
+        seconds={  # karmma demo --seed 32 on a quiet 2-core CPU (session 10; docs/evaluation.md's stage table)
+            "synth": 126,
+            "prepare": 96,
+            "unimodal": 10,  # per epoch of a teacher-sized extractor (all three: 359 s over 36 epochs)
+            "extract": 47,
+            "teacher": 77,
+            "train": 147,
+            "evaluate": 156,
+            "benchmark": 15,
+            "report": 5,
         },
     ),
 }
