@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from karmma.demo import DEMO_MODELS, PLANS, DemoError, demo_stages, run_demo
+from karmma.evaluation.report import ceiling_violations
 
 
 @pytest.mark.e2e  # runs the quick demo
@@ -40,12 +41,18 @@ def test_quick_demo_writes_every_artefact(quick_demo):
         assert list(model["sweep"]) == [f"{i / 10:.1f}" for i in range(10)]
     # what the data allows at best travels with the results, and no model beats it beyond noise
     from karmma.data.synth_world import information_ceilings
-    from karmma.evaluation.report import ceiling_violations
 
     assert results["ceilings"] == information_ceilings()
     assert ceiling_violations(results) == []
     report = (quick_demo / "report.md").read_text()
     assert "| ceiling |" in report and "## What each part adds (ablation)" in report
+    # what the student distils and what its extractors start from, each against what the data allows
+    assert {"train", "validation"} <= set(results["teacher_logits"]) and set(results["extractors"]) == {
+        "teacher",
+        "student",
+    }
+    assert "## What the student distils: the teacher's logits" in report
+    assert "## The pre-trained extractors against the data's ceilings" in report
     student_full = results["models"]["student"]["subsets"]["V+F+A"]["action_top1"]
     assert f"{student_full:.2f}" in report  # numbers in the report come from results.json
 
@@ -90,6 +97,7 @@ def test_several_seeds_give_intervals_and_verdicts_and_the_same_seed_the_same_re
     claims = results["claims"]
     assert claims and all(c["verdict"] in ("holds", "does not hold", "inconclusive") for c in claims)
     assert all(set(c) >= {"claim", "verdict", "effect", "ci"} for c in claims)
+    assert results["ceilings"] == single["ceilings"] and ceiling_violations(results) == []  # every seed's models
     report = (tmp_path / "report.md").read_text()
     assert "decided over 2 seeds" in report and "95 % interval over 2 training seeds" in report
 

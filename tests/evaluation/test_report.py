@@ -4,7 +4,7 @@ import re
 import pytest
 
 from karmma.cli import main
-from karmma.evaluation.report import claims_table, subset_table, wilson_half_width, write_report
+from karmma.evaluation.report import claims_table, full_set_table, subset_table, wilson_half_width, write_report
 from one_seed_results import one_seed_results, with_per_class
 
 
@@ -109,6 +109,37 @@ def test_ceilings_shown_beside_the_models_and_a_model_above_one_is_flagged():
     assert ceiling_violations(results) == ["student action_top1 on A: 95.0 > ceiling 14.7 (10 clips)"]
     results["models"]["student"]["subsets"]["A"]["action_top1"] = 30.0  # above the ceiling, within the noise
     assert ceiling_violations(results) == []
+    # the full-set table gives the ceilings of each model's full set too
+    full = full_set_table(results).splitlines()
+    c = results["ceilings"]["V+F+A"]
+    assert full[0].endswith("| ceiling (verb / noun / action) |")
+    assert full[2].endswith(f"| {c['verb_top1']:.2f} / {c['noun_top1']:.2f} / {c['action_top1']:.2f} |")
+
+
+def test_a_pre_trained_extractor_above_its_modalitys_ceiling_is_flagged_in_every_seed():
+    from karmma.data.synth_world import information_ceilings
+    from karmma.evaluation.report import ceiling_violations
+
+    def extractors(flow_verb: float) -> dict:
+        return {"student": {"F": {"verb_top1": flow_verb, "noun_top1": 1.0, "action_top1": 1.0, "samples": 600}}}
+
+    results = one_seed_results(student_bonus=1.0)
+    results["ceilings"] = information_ceilings()
+    verb = results["ceilings"]["F"]["verb_top1"]
+    results["extractors"] = extractors(verb)  # at the ceiling: fine
+    assert ceiling_violations(results) == []
+    results["extractors"] = extractors(verb + 10)  # 10 points above on 600 clips: beyond twice the noise
+    assert ceiling_violations(results) == [
+        f"F extractor, student-sized verb_top1 on F: {verb + 10:.1f} > ceiling {verb:.1f} (600 clips)"
+    ]
+    over_seeds = {
+        "models": {},
+        "ceilings": results["ceilings"],
+        "seeds": {"0": {"extractors": extractors(verb)}, "1": results},
+    }
+    assert ceiling_violations(over_seeds) == [
+        f"F extractor, student-sized (seed 1) verb_top1 on F: {verb + 10:.1f} > ceiling {verb:.1f} (600 clips)"
+    ]
 
 
 def test_the_report_shows_the_teacher_logits_the_student_distils(tmp_path):
@@ -150,9 +181,9 @@ def test_the_report_holds_each_extractor_against_its_modalitys_ceiling():
     lines = extractors_section({"models": {}, "ceilings": ceilings, **seed})
     table = {line.split(" | ")[0]: line for line in lines if line.startswith("| ") and "-sized" in line}
     # 48 of a 60 ceiling is 0.80 of it; 20 of 40 is 0.50: below the target
-    assert table["| V, teacher-sized"].endswith("| 0.80 | 0.90 |")
-    assert table["| F, teacher-sized"].endswith("| 0.50 (below) | 0.89 |")
-    assert table["| A, student-sized"].endswith("| 0.50 (below) | 0.50 (below) |")
+    assert table["| V, teacher-sized"].endswith("| 0.80 | 0.90 | 0.88 |")
+    assert table["| F, teacher-sized"].endswith("| 0.50 (below) | 0.89 | 0.60 (below) |")
+    assert table["| A, student-sized"].endswith("| 0.50 (below) | 0.50 (below) | 0.50 (below) |")
     # over seeds: the mean of the seeds and their clips summed
     other = {
         "extractors": {**seed["extractors"], "student": {**seed["extractors"]["student"], "V": row(40.0, 60.0, 30.0)}}

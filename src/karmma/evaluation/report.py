@@ -171,15 +171,24 @@ def ceiling_violations(results: dict) -> list[str]:
     """Every (model, subset, metric) whose accuracy beats the data's information ceiling by more than
     test noise: twice the 95 % Wilson half-width at the ceiling on the clips scored (about a
     Bonferroni bound over the 105 numbers of five models x seven subsets x three heads). A ceiling
-    is an upper bound, so each entry means a bug in the generator, its ceilings or the scoring."""
+    is an upper bound, so each entry means a bug in the generator, its ceilings or the scoring.
+    The pre-trained extractors of every seed (``extractors``) are checked on their own modality too."""
     ceilings = results.get("ceilings", {})
+    scored = [  # (who, subset, scores, clips when the scores do not say)
+        (name, subset, scores, model["clips"])
+        for name, model in results["models"].items()
+        for subset, scores in model["subsets"].items()
+    ]
+    for seed, seeded in (results.get("seeds") or {"": results}).items():  # each seed's pre-trained extractors
+        for size, extractors in seeded.get("extractors", {}).items():
+            where = f" (seed {seed})" if seed else ""
+            scored += [(f"{m} extractor, {size}-sized{where}", m, scores, 0) for m, scores in extractors.items()]
     found = []
-    for name, model in results["models"].items():
-        for subset, scores in model["subsets"].items():
-            for metric, ceiling in ceilings.get(subset, {}).items():
-                value, clips = scores.get(metric), row_clips(scores, model)
-                if value is not None and value > ceiling + 2 * wilson_half_width(ceiling, clips):
-                    found.append(f"{name} {metric} on {subset}: {value:.1f} > ceiling {ceiling:.1f} ({clips} clips)")
+    for who, subset, scores, clips in scored:
+        for metric, ceiling in ceilings.get(subset, {}).items():
+            value, clips = scores.get(metric), scores.get("samples") or clips
+            if value is not None and value > ceiling + 2 * wilson_half_width(ceiling, clips):
+                found.append(f"{who} {metric} on {subset}: {value:.1f} > ceiling {ceiling:.1f} ({clips} clips)")
     return found
 
 
@@ -232,7 +241,7 @@ def subset_table(results: dict, metric: str = "action_top1", paper: dict | None 
 def full_set_table(results: dict, paper: dict | None = None) -> str:
     """Every model on its full modality set, with the clips it scored: top-1 and top-5, each ± its
     :func:`interval`; the paper's action top-1 and the difference beside ours (``paper``: the
-    ``subsets`` table of paper_results.json)."""
+    ``subsets`` table of paper_results.json); the data's ceilings of the full set last, where results.json has them."""
     heads = [h for h in result_heads(results) if h != "action"] or ["verb", "noun"]
     columns = [f"{h}_top1" for h in heads] + ["action_top1", "action_top5"]
     paper = paper if paper and paper["metric"] in columns else None
@@ -240,6 +249,10 @@ def full_set_table(results: dict, paper: dict | None = None) -> str:
     if paper:
         at = columns.index(paper["metric"]) + 1
         titles[at:at] = ["paper", "Δ"]
+    ceilings = results.get("ceilings", {})
+    bounded = [c for c in columns if c.endswith("_top1")]  # the Bayes-optimal top-1 of the model's full set
+    if ceilings:
+        titles.append("ceiling (" + " / ".join(c.removesuffix("_top1") for c in bounded) + ")")
     lines = ["| model | modalities | clips | " + " | ".join(titles) + " |", "|---" * (len(titles) + 3) + "|"]
     for name, model in results["models"].items():
         full = largest_subset(model["subsets"])
@@ -249,6 +262,8 @@ def full_set_table(results: dict, paper: dict | None = None) -> str:
             cells.append(_with_interval(_fmt(row.get(column)), interval(row, column, model)))
             if paper and column == paper["metric"]:
                 cells += beside(row.get(column), paper_value(paper, name, full))
+        if ceilings:
+            cells.append(" / ".join(_fmt(ceilings.get(full, {}).get(c)) for c in bounded))
         lines.append(f"| {model_label(name)} | {full} | {row_clips(row, model)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -454,6 +469,7 @@ def extractors_section(results: dict) -> list[str]:
     if not per_seed or not ceilings:
         return []
     metrics = ("verb_top1", "noun_top1", "action_top1")
+    ratios = ("action_top1", "verb_top1", "noun_top1")  # the last three columns, in order
     lines = [
         "## The pre-trained extractors against the data's ceilings",
         "",
@@ -462,8 +478,8 @@ def extractors_section(results: dict) -> list[str]:
         f"with that modality (docs/data.md); the target is {EXTRACTOR_TARGET:.0%} of it.",
         "",
         "| extractor | clips | verb top-1 | noun top-1 | action top-1 | ceiling (verb / noun / action) "
-        "| action / ceiling | verb / ceiling |",
-        "|---|---|---|---|---|---|---|---|",
+        "| action / ceiling | verb / ceiling | noun / ceiling |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for size in ("teacher", "student"):
         for m in MODALITY_ORDER:
@@ -472,17 +488,14 @@ def extractors_section(results: dict) -> list[str]:
                 continue
             mean = {k: sum(r[k] for r in rows) / len(rows) for k in metrics}
             ceiling = ceilings[m]
-            ratio = {k: mean[k] / ceiling[k] if ceiling[k] else float("nan") for k in ("verb_top1", "action_top1")}
+            ratio = {k: mean[k] / ceiling[k] if ceiling[k] else float("nan") for k in ratios}
             lines.append(
                 f"| {m}, {size}-sized | {sum(r['samples'] for r in rows)} | "
                 + " | ".join(f"{mean[k]:.1f}" for k in metrics)
                 + " | "
                 + " / ".join(f"{ceiling[k]:.1f}" for k in metrics)
                 + " | "
-                + " | ".join(
-                    f"{ratio[k]:.2f}" + ("" if ratio[k] >= EXTRACTOR_TARGET else " (below)")
-                    for k in ("action_top1", "verb_top1")
-                )
+                + " | ".join(f"{ratio[k]:.2f}" + ("" if ratio[k] >= EXTRACTOR_TARGET else " (below)") for k in ratios)
                 + " |"
             )
     return [*lines, ""]
