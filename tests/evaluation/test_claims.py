@@ -68,6 +68,8 @@ def test_aggregated_results_keep_the_layout():
     assert student["subsets"]["V"]["action_top1"] == pytest.approx(np.mean(values))
     assert student["subsets"]["V"]["action_top1_ci95"] == pytest.approx(12.706 * np.std(values, ddof=1) / np.sqrt(2))
     assert student["clips"] == 1200 and student["split"] == "test"
+    # the clips a row scored add up over seeds like the model's (a report's clips column), not a mean of them
+    assert student["subsets"]["V"]["samples"] == 1200 and "samples_ci95" not in student["subsets"]["V"]
     assert set(aggregated["seeds"]) == {"0", "1"} and "0.5" in student["sweep"]
 
 

@@ -335,13 +335,13 @@ def _mean_over_seeds(values: list[dict]) -> dict:
     """``{metric: mean, metric_ci95: half-width}`` of numeric entries present in every seed."""
     out = {}
     for key, value in values[0].items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and all(key in v for v in values):
+        if key == "samples":  # clips scored: summed over seeds, like a model's clips
+            out[key] = sum(v.get(key, 0) for v in values)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and all(key in v for v in values):
             mean, half = seed_interval([v[key] for v in values])
             out[key] = mean
-            if not key.endswith("_std") and key not in ("samples", "std"):
+            if not key.endswith("_std") and key != "std":
                 out[f"{key}_ci95"] = half
-        elif key == "samples":
-            out[key] = sum(v.get(key, 0) for v in values)
     return out
 
 
