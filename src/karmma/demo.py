@@ -126,8 +126,12 @@ PLANS = {
         # student-sized V extractor was still improving at 48 epochs (verb 23 -> 43 -> 52 % top-1 at
         # 4 / 24 / 48), F reached 93 % verb in 12 and 98 % in 24, A its ceiling within 8; V gets 20,
         # not more, to keep the default demo near 15 minutes on 2 cores.
-        # A: 4 since its input is normalised (validation cross-entropy flat from epoch 3 of 6, seed 31)
-        unimodal_epochs={"V": 20, "F": 12, "A": 4},
+        # A: 4 since its input is normalised (validation cross-entropy flat from epoch 3 of 6, seed 31).
+        # V 40 and F 24, from 20 and 12: every extractor was still learning at its last epoch (training CE
+        # = validation CE); on seed 0's pre-training validation participants, best validation CE
+        # teacher-sized V 3.32 -> 2.70, student-sized V 2.65 -> 2.08, teacher-sized F 3.89 -> 3.46,
+        # student-sized F 3.64 -> 3.27 (docs/evaluation.md, "Knobs"; about 2.5 min more per seed)
+        unimodal_epochs={"V": 40, "F": 24, "A": 4},
         # chosen on the pre-training recordings' validation participants (seed 31's, 8 epochs, validation
         # cross-entropy at the last epoch): student-sized V 3.11 / 2.77 / 2.62 / 3.15 at lr 0.0005 / 0.001 /
         # 0.002 / 0.004, teacher-sized V 3.06 / 2.65 at 0.0005 / 0.002; student-sized F 3.91 / 4.16 at
