@@ -167,6 +167,12 @@ def trust_section(results: dict) -> list[str]:
 # ---------------------------------------------------------------- tables
 
 
+def _each_seed(results: dict) -> dict[str, dict]:
+    """Each seed's results.json by seed: those a several-seed results.json keeps under ``seeds``, else
+    ``{"": results}`` (one seed)."""
+    return results.get("seeds") or {"": results}
+
+
 def ceiling_violations(results: dict) -> list[str]:
     """Every (model, subset, metric) whose accuracy beats the data's information ceiling by more than
     test noise: twice the 95 % Wilson half-width at the ceiling on the clips scored (about a
@@ -174,19 +180,22 @@ def ceiling_violations(results: dict) -> list[str]:
     is an upper bound, so each entry means a bug in the generator, its ceilings or the scoring.
     The pre-trained extractors of every seed (``extractors``) are checked on their own modality too."""
     ceilings = results.get("ceilings", {})
-    scored = [  # (who, subset, scores, clips when the scores do not say)
-        (name, subset, scores, model["clips"])
+    scored = [  # (who, subset, scores, the clips they were scored on)
+        (name, subset, scores, row_clips(scores, model))
         for name, model in results["models"].items()
         for subset, scores in model["subsets"].items()
     ]
-    for seed, seeded in (results.get("seeds") or {"": results}).items():  # each seed's pre-trained extractors
+    for seed, seeded in _each_seed(results).items():  # each seed's pre-trained extractors
         for size, extractors in seeded.get("extractors", {}).items():
             where = f" (seed {seed})" if seed else ""
-            scored += [(f"{m} extractor, {size}-sized{where}", m, scores, 0) for m, scores in extractors.items()]
+            scored += [
+                (f"{m} extractor, {size}-sized{where}", m, scores, scores.get("samples", 0))
+                for m, scores in extractors.items()
+            ]
     found = []
     for who, subset, scores, clips in scored:
         for metric, ceiling in ceilings.get(subset, {}).items():
-            value, clips = scores.get(metric), scores.get("samples") or clips
+            value = scores.get(metric)
             if value is not None and value > ceiling + 2 * wilson_half_width(ceiling, clips):
                 found.append(f"{who} {metric} on {subset}: {value:.1f} > ceiling {ceiling:.1f} ({clips} clips)")
     return found
@@ -417,9 +426,7 @@ def teacher_logits_section(results: dict) -> list[str]:
     """The teacher's logits the student distils (``teacher_logits`` of each seed's results.json):
     accuracy on the cached views and the soft labels' entropy at the distillation temperature."""
     per_seed = {
-        seed: seeded["teacher_logits"]
-        for seed, seeded in (results.get("seeds") or {"": results}).items()
-        if seeded.get("teacher_logits")
+        seed: seeded["teacher_logits"] for seed, seeded in _each_seed(results).items() if seeded.get("teacher_logits")
     }
     if not per_seed:
         return []
@@ -462,9 +469,7 @@ EXTRACTOR_TARGET = 0.75
 def extractors_section(results: dict) -> list[str]:
     """The pre-trained extractors against their modality's information ceiling (``extractors`` of each
     seed's results.json, ``ceilings`` of the data): what the fusion models start from."""
-    per_seed = [
-        seeded["extractors"] for seeded in (results.get("seeds") or {"": results}).values() if "extractors" in seeded
-    ]
+    per_seed = [seeded["extractors"] for seeded in _each_seed(results).values() if "extractors" in seeded]
     ceilings = results.get("ceilings")
     if not per_seed or not ceilings:
         return []
