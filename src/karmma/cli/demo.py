@@ -32,7 +32,7 @@ def add_demo(commands) -> None:
         "demo",
         "the whole method on embedded SynthKitchen data: synth, train all stages, evaluate, report",
         "  karmma demo --quick     # writes karmma-demo-quick/: 1-3 min on a 2-core CPU (README, Quick start)\n"
-        "  karmma demo             # writes karmma-demo/: 12 min on a fast 2-core CPU, more on a slower one (README)\n",
+        "  karmma demo             # writes karmma-demo/: 14 min on a fast 2-core CPU, more on a slower one (README)\n",
         "Synthesises SynthKitchen recordings (nothing is downloaded), prepares them,\n"
         "pre-trains the teacher's extractors, trains the teacher, distils the student,\n"
         "trains the three baselines, evaluates every model on every modality subset and\n"
