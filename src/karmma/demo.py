@@ -122,18 +122,12 @@ PLANS = {
         pretrain_data=SynthSize(
             participants=16, validation_participants=2, videos_per_participant=3, actions_per_video=10
         ),
-        # Chosen on the pre-training recordings' own validation participants (seed 0, lr 0.0005): the
-        # student-sized V extractor was still improving at 48 epochs (verb 23 -> 43 -> 52 % top-1 at
-        # 4 / 24 / 48), F reached 93 % verb in 12 and 98 % in 24, A its ceiling within 8; V gets 20,
-        # not more, to keep the default demo near 15 minutes on 2 cores.
-        # A: 4 since its input is normalised (validation cross-entropy flat from epoch 3 of 6, seed 31).
-        # V 40 and F 24, from 20 and 12: every extractor was still learning at its last epoch (training CE
-        # = validation CE); on seed 0's pre-training validation participants, best validation CE
-        # teacher-sized V 3.32 -> 2.70, student-sized V 2.65 -> 2.08, teacher-sized F 3.89 -> 3.46,
-        # student-sized F 3.64 -> 3.27 (docs/evaluation.md, "Knobs"; about 2.5 min more per seed)
-        # V 64, from 40: both sizes still learnt at 40 and at 80 (seed 0, best validation CE teacher-sized
-        # 2.70 -> 1.84, student-sized 2.08 -> 1.67 at 80); 64 is what the 15 minutes a seed leave (about
-        # 4.7 s an epoch for the two V extractors on a 2-core CPU)
+        # Chosen on the pre-training recordings' own validation participants (docs/evaluation.md, "Knobs"):
+        # V and F underfit (training CE = validation CE) and keep learning with more epochs (seed 0, best
+        # validation CE teacher-sized V 2.70 / 1.84 and student-sized V 2.08 / 1.67 at 40 / 80 epochs,
+        # F 3.89 / 3.46 and 3.64 / 3.27 at 12 / 24); V gets 64 and F 24, what 15 minutes a seed leave on a
+        # 2-core CPU (4.7 s an epoch for the two V extractors). A: 4 since its input is normalised
+        # (validation cross-entropy flat from epoch 3 of 6, seed 31).
         unimodal_epochs={"V": 64, "F": 24, "A": 4},
         # chosen on the pre-training recordings' validation participants (seed 31's, 8 epochs, validation
         # cross-entropy at the last epoch): student-sized V 3.11 / 2.77 / 2.62 / 3.15 at lr 0.0005 / 0.001 /

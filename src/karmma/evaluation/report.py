@@ -189,7 +189,7 @@ def ceiling_violations(results: dict) -> list[str]:
         for size, extractors in seeded.get("extractors", {}).items():
             where = f" (seed {seed})" if seed else ""
             scored += [
-                (f"{m} extractor, {size}-sized{where}", m, scores, scores.get("samples", 0))
+                (f"{m} extractor, {size}-sized{where}", m, scores, scores.get("samples") or 0)
                 for m, scores in extractors.items()
             ]
     found = []
