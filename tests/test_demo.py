@@ -59,13 +59,49 @@ def test_quick_demo_writes_every_artefact(quick_demo):
 
 @pytest.mark.e2e  # runs the quick demo
 def test_rerun_reuses_finished_stages_and_refuses_other_settings(quick_demo):
+    """Every stage is recorded with its fingerprint; the same command again runs nothing."""
     stages = json.loads((quick_demo / "stages.json").read_text())
+    assert all(set(entry) == {"seconds", "fingerprint"} for entry in stages.values())
     results = (quick_demo / "results.json").read_text()
     run_demo(quick_demo, quick=True, seeds=(0,), progress=False)  # everything done: nothing reruns
     assert json.loads((quick_demo / "stages.json").read_text()) == stages
     assert (quick_demo / "results.json").read_text() == results
     with pytest.raises(DemoError, match="another --out"):
         run_demo(quick_demo, quick=True, seeds=(1,), progress=False)
+
+
+@pytest.mark.e2e  # runs the quick demo
+def test_a_stage_whose_settings_changed_runs_again_with_the_stages_that_read_it(quick_demo, tmp_path, monkeypatch):
+    from karmma import demo
+
+    out = tmp_path / "demo"
+    shutil.copytree(quick_demo, out)  # a copy: paths under it count relative to it, so nothing is stale yet
+    before = json.loads((out / "stages.json").read_text())
+    shipped = demo._stage_config
+    # as if configs/synthkitchen/baseline_delta.yaml had been edited after the demo ran
+    monkeypatch.setattr(
+        demo,
+        "_stage_config",
+        lambda name, overrides: shipped(name, [*overrides, *(["optim.lr=0.0007"] if name == "baseline_delta" else [])]),
+    )
+    run_demo(out, quick=True, seeds=(0,), progress=False)
+    after = json.loads((out / "stages.json").read_text())
+    assert {name for name in after if after[name] != before.get(name)} == {"baseline_delta", "evaluate", "report"}
+    assert "lr: 0.0007" in (out / "runs" / "baseline_delta" / "config.yaml").read_text()
+    (earlier,) = (out / "runs").glob("baseline_delta.replaced-*")  # moved aside, not deleted
+    assert "lr: 0.0007" not in (earlier / "config.yaml").read_text()
+
+
+def test_stage_fingerprints_follow_settings_and_inputs_not_the_folder(tmp_path):
+    from karmma.demo import Stage, stage_fingerprint
+
+    here, there = tmp_path / "a", tmp_path / "b"
+    assert stage_fingerprint({"root": str(here / "prepared")}, [], here) == stage_fingerprint(
+        {"root": str(there / "prepared")}, [], there
+    )
+    assert stage_fingerprint({"lr": 0.001}, [], here) != stage_fingerprint({"lr": 0.002}, [], here)
+    one, other = (Stage("prepare", 1, lambda: None, fingerprint=f) for f in ("1", "2"))
+    assert stage_fingerprint({"lr": 0.001}, [one], here) != stage_fingerprint({"lr": 0.001}, [other], here)
 
 
 @pytest.mark.e2e  # runs the quick demo
@@ -107,7 +143,8 @@ def test_tuning_trains_one_run_per_value_on_validation_and_leaves_the_test_resul
     from karmma.demo import parse_knob
 
     results = (quick_demo / "results.json").read_text()
-    run_demo(quick_demo, quick=True, seeds=(0,), progress=False, tune=(parse_knob("loss.distill_weight=0,0.3"),))
+    knobs = (parse_knob("loss.distill_weight=0,0.3"), parse_knob("teacher:loss.modality_dropout=0,0.3"))
+    run_demo(quick_demo, quick=True, seeds=(0,), progress=False, tune=knobs)
     tuning = json.loads((quick_demo / "tuning.json").read_text())
     assert tuning["split"] == "validation" and tuning["seeds"] == [0]
     knob = tuning["knobs"]["student:loss.distill_weight=0,0.3"]
@@ -119,6 +156,14 @@ def test_tuning_trains_one_run_per_value_on_validation_and_leaves_the_test_resul
     assert not (quick_demo / "runs" / "tune_student_loss.distill_weight=0.3").exists()
     own = json.loads((quick_demo / "runs" / "student" / "result.json").read_text())["best_checkpoint"]["metrics"]
     assert knob["values"]["0.3"]["val/action_top1"] == own["val/action_top1"]
+    # the teacher trains again from its cached features; its 0.3 is its own run
+    teacher = tuning["knobs"]["teacher:loss.modality_dropout=0,0.3"]["values"]
+    assert (
+        "modality_dropout: 0.0"
+        in (quick_demo / "runs" / "tune_teacher_loss.modality_dropout=0" / "config.yaml").read_text()
+    )
+    own = json.loads((quick_demo / "runs" / "teacher" / "result.json").read_text())["best_checkpoint"]["metrics"]
+    assert teacher["0.3"]["val/action_top1"] == pytest.approx(own["val/action_top1"], abs=0.005)  # rounded mean
     assert (quick_demo / "results.json").read_text() == results  # the reported (test) numbers are untouched
     assert "Knobs tuned on validation" in (quick_demo / "report.md").read_text()
 
@@ -127,7 +172,7 @@ def test_tuning_trains_one_run_per_value_on_validation_and_leaves_the_test_resul
     "text,message",
     [
         ("loss.distill_weight=0.3", "at least two distinct values"),
-        ("teacher:loss.distill_weight=0,1", "the stage must be one of"),
+        ("unimodal_V:optim.lr=0.1,0.2", "the stage must be one of teacher, baseline"),
         ("loss.no_such_knob=0,1", "unknown key"),
         ("data.root=a/b,c/d", r"data.root is set by the demo itself \(data, run folders, seed, caches"),
         ("baseline:trainer.seed=1,2", "trainer.seed is set by the demo itself"),

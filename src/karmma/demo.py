@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import sys
@@ -52,10 +53,13 @@ from karmma.train_config import STAGE_SPECS, stage_names, stage_spec
 DEMO_MODELS = tuple(spec.name for spec in STAGE_SPECS if spec.demo)
 #: those of the student's architecture: one recipe, trained after the teacher (``--tune`` tunes them)
 STUDENT_SIZED = tuple(name for name in DEMO_MODELS if stage_spec(name).model == "student")
+#: the stages ``--tune`` can sweep: the teacher (trained from its cached features) and the student-sized models
+TUNABLE = ("teacher", *STUDENT_SIZED)
 #: part of a demo folder's identity: a folder written by a demo with other stages (or other seeds for its
 #: training steps: version 8 gave each step its own seed slot; version 9 normalises the teacher's audio
-#: input; version 10 trains KARMMA_S and the Baseline w/ δ with modality dropout 0.1, not 0.3) is not reused
-DEMO_VERSION = 10
+#: input; version 10 trains KARMMA_S and the Baseline w/ δ with modality dropout 0.1, not 0.3; version 11
+#: records each finished stage's fingerprint in stages.json) is not reused
+DEMO_VERSION = 11
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,28 @@ class Stage:
     seconds: float
     run: Callable[[], None]
     refresh: bool = False  # run again whenever an earlier stage ran (the report: new tuning runs)
+    # what the stage's output depends on: a hash of its settings (a training run's resolved config) and of
+    # the fingerprints of the stages it reads. A finished stage whose fingerprint differs runs again.
+    fingerprint: str = ""
+    output: Path | None = None  # moved aside (nothing is deleted) before the stage runs again with other settings
+
+
+def stage_fingerprint(settings, needs: list[Stage], root: Path) -> str:
+    """A short hash of ``settings`` (JSON-able) and of the fingerprints of the stages ``needs``. Paths under
+    the seed's folder ``root`` count relative to it, so a moved or copied folder keeps its fingerprints."""
+    text = json.dumps(
+        {"settings": settings, "needs": [stage.fingerprint for stage in needs]}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(text.replace(str(root), "<seed folder>").encode()).hexdigest()[:16]
+
+
+def move_aside(path: Path) -> Path | None:
+    """Rename ``path`` (a stage's earlier output) to ``<path>.replaced-<time>``; None if it does not exist."""
+    if not path.exists():
+        return None
+    target = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.rename(target)
+    return target
 
 
 class DemoError(ValueError):
@@ -301,8 +327,8 @@ def demo_stages(
             if summary.get("failed"):
                 raise DemoError(f"preparing {raw / name} failed for {summary['failed']} video(s); see {root / 'logs'}")
 
-    def unimodal_stage(name: str):
-        return lambda: _train_stage(*configs[name])
+    def training_stage(run: tuple[str, list[str]]):
+        return lambda: _train_stage(*run)
 
     def extract_stage():
         from karmma.training.cache import extract_teacher_cache
@@ -320,10 +346,10 @@ def demo_stages(
         temperature = _stage_config(*configs["student"]).loss.temperature
         write_json(runs / "teacher" / "logit_statistics.json", teacher_logit_statistics(config.cache.path, temperature))
 
-    def student_stage(name: str, knob: tuple[str, str] | None = None):
-        tuned = [f"{knob[0]}={knob[1]}", f"trainer.name={tuning_run(name, *knob)}"] if knob else []
+    def tuning_value(name: str, key: str, value: str) -> tuple[str, list[str]]:
+        """The training run of one value of a knob of the stage ``name`` (the teacher or a student-sized one)."""
         config_name, overrides = configs[name]
-        return lambda: _train_stage(config_name, [*overrides, *tuned])
+        return config_name, [*overrides, f"{key}={value}", f"trainer.name={tuning_run(name, key, value)}"]
 
     def evaluate_stage():
         from karmma.data.synth_world import information_ceilings
@@ -345,39 +371,63 @@ def demo_stages(
         write_json(runs / "tuning.json", tuning_results(runs, knobs, own))
 
     s = plan.seconds
+    stages: dict[str, Stage] = {}
+
+    def add(name: str, seconds: float, run: Callable[[], None], settings, needs=(), output: Path | None = None):
+        fingerprint = stage_fingerprint(settings, [stages[n] for n in needs], root)
+        stages[name] = Stage(name, seconds, run, fingerprint=fingerprint, output=output)
+
+    def run_settings(config_name: str, overrides: list[str]) -> dict:
+        """A training run's resolved config, less what does not change its result (workers, progress bars)."""
+        from karmma.configuration import flatten, to_dict
+        from karmma.training.run import RESUMABLE_CHANGES
+
+        config = flatten(to_dict(_stage_config(config_name, overrides)))
+        return {key: value for key, value in config.items() if key not in RESUMABLE_CHANGES}
+
+    def student_needs(name: str) -> list[str]:
+        return [f"unimodal_student_{m}" for m in VIDEO_MODALITIES] + (
+            ["teacher"] if stage_spec(name).distillation else []
+        )
+
+    def tuned_needs(name: str) -> list[str]:  # what a tuning run of the stage ``name`` reads
+        return ["extract"] if name == "teacher" else student_needs(name)
+
+    sizes = {"pretrain": dataclasses.asdict(plan.pretrain_data), "main": dataclasses.asdict(plan.data)}
+    add("synth", s["synth"], synth_stage, {**sizes, "seed": seed}, output=raw)
+    add("prepare", s["prepare"], prepare_stage, dataclasses.asdict(settings), ["synth"], output=prepared)
+    for prefix, share in (("unimodal_", 1), ("unimodal_student_", 0.5)):  # the student-sized ones cost about half
+        for m in VIDEO_MODALITIES:
+            name = f"{prefix}{m}"
+            seconds = s["unimodal"] * plan.unimodal_epochs[m] * share
+            add(name, seconds, training_stage(configs[name]), run_settings(*configs[name]), ["prepare"], runs / name)
+    teacher_extractors = [f"unimodal_{m}" for m in VIDEO_MODALITIES]
+    add("extract", s["extract"], extract_stage, run_settings(*configs["teacher"]), teacher_extractors, root / "cache")
+    temperature = _stage_config(*configs["student"]).loss.temperature  # of the logit statistics it writes
+    teacher_settings = {**run_settings(*configs["teacher"]), "logit statistics at temperature": temperature}
+    add("teacher", s["teacher"], teacher_stage, teacher_settings, ["extract"], runs / "teacher")
+    for name in STUDENT_SIZED:
+        run = configs[name]
+        add(name, s["train"], training_stage(run), run_settings(*run), student_needs(name), runs / name)
+    evaluated = [*DEMO_MODELS, *(f"{p}{m}" for p in UNIMODAL_RUN_PREFIXES.values() for m in VIDEO_MODALITIES)]
+    evaluation = {"split": "test", "sweep seeds": plan.sweep_seeds, "models": list(DEMO_MODELS)}
+    add("evaluate", s["evaluate"], evaluate_stage, evaluation, evaluated)
+
     # a value the stage already trains with is its own run: scored from it, not trained again
     own = {knob: own_value(knob, _stage_config(*configs[knob.stage])) for knob in knobs}
-    tuning = [
-        Stage(
-            f"tune/{tuning_run(knob.stage, knob.key, value)}", s["train"], student_stage(knob.stage, (knob.key, value))
-        )
-        for knob in knobs
-        for value in knob.values
-        if value != own[knob]
-    ]
+    tuned = []
+    for knob in knobs:
+        for value in knob.values:
+            if value != own[knob]:
+                run_name = tuning_run(knob.stage, knob.key, value)
+                run = tuning_value(knob.stage, knob.key, value)
+                tuned.append(f"tune/{run_name}")
+                needs = tuned_needs(knob.stage)
+                add(tuned[-1], s["train"], training_stage(run), run_settings(*run), needs, runs / run_name)
     if knobs:
-        tuning.append(Stage("tune/" + "+".join(knob.text for knob in knobs), 1, tuning_stage))
-    return [
-        Stage("synth", s["synth"], synth_stage),
-        Stage("prepare", s["prepare"], prepare_stage),
-        *(
-            Stage(f"unimodal_{m}", s["unimodal"] * plan.unimodal_epochs[m], unimodal_stage(f"unimodal_{m}"))
-            for m in VIDEO_MODALITIES
-        ),
-        *(
-            Stage(
-                f"unimodal_student_{m}",
-                s["unimodal"] * plan.unimodal_epochs[m] / 2,
-                unimodal_stage(f"unimodal_student_{m}"),
-            )
-            for m in VIDEO_MODALITIES
-        ),
-        Stage("extract", s["extract"], extract_stage),
-        Stage("teacher", s["teacher"], teacher_stage),
-        *(Stage(name, s["train"], student_stage(name)) for name in STUDENT_SIZED),
-        Stage("evaluate", s["evaluate"], evaluate_stage),
-        *tuning,
-    ]
+        scored = [*tuned, *(knob.stage for knob in knobs)]
+        add("tune/" + "+".join(knob.text for knob in knobs), 1, tuning_stage, [k.text for k in knobs], scored)
+    return list(stages.values())
 
 
 def evaluate_extractors(runs: Path, main: Path, workers: int = 2) -> dict:
@@ -421,8 +471,8 @@ class Knob:
 
     def __post_init__(self):
         where = f"--tune {self.written or self.text!r}"
-        if self.stage not in STUDENT_SIZED:
-            raise ValueError(f"{where}: the stage must be one of {', '.join(STUDENT_SIZED)}, got {self.stage!r}")
+        if self.stage not in TUNABLE:
+            raise ValueError(f"{where}: the stage must be one of {', '.join(TUNABLE)}, got {self.stage!r}")
         if "." not in self.key or len(self.values) < 2:
             raise ValueError(
                 f"{where}: expected [STAGE:]SECTION.KEY=V1,V2,... with at least two distinct values, "
@@ -520,12 +570,13 @@ def aggregate_tuning(per_seed: dict[int, dict]) -> dict:
 
 def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool = False) -> list[Stage]:
     """After every seed: the resource benchmark, results over seeds, the exported student, the report."""
+    benchmark = {"preset": "tiny", "models": ["teacher", "student"], "repeats": 10, "warmup": 2}
 
     def benchmark_stage():
         from karmma.benchmark import benchmark_preset_resources
 
         results = benchmark_preset_resources(
-            "tiny", list(VIDEO_MODALITIES), ["teacher", "student"], repeats=10, warmup=2
+            benchmark["preset"], list(VIDEO_MODALITIES), benchmark["models"], benchmark["repeats"], benchmark["warmup"]
         )
         write_json(out / "benchmark.json", results)
 
@@ -549,7 +600,7 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
 
     s = plan.seconds
     return [
-        Stage("benchmark", s["benchmark"], benchmark_stage),
+        Stage("benchmark", s["benchmark"], benchmark_stage, fingerprint=stage_fingerprint(benchmark, [], out)),
         Stage("report", s["report"], report_stage, refresh=True),
     ]
 
@@ -622,10 +673,16 @@ def run_demo(
     )
     ran = False
     for stage in stages:
-        if stage.name in done and not (stage.refresh and ran):
+        finished = done.get(stage.name)
+        changed = finished is not None and finished["fingerprint"] != stage.fingerprint
+        if finished is not None and not changed and not (stage.refresh and ran):
             bar.update(stage.seconds)
             continue
         ran = True
+        if changed:  # its settings (or a stage it reads) changed since it ran: its output is stale
+            moved = move_aside(stage.output) if stage.output else None
+            aside = f"; its earlier output is now {moved}" if moved else ""
+            tqdm.write(f"{stage.name}: settings changed since it ran, running it again{aside}", file=sys.stderr)
         bar.set_description(f"karmma demo ({stage.name})")
         log_path = out / "logs" / f"{stage.name}.log"
         start = time.perf_counter()
@@ -637,10 +694,10 @@ def run_demo(
             with open(log_path, "a") as log:
                 traceback.print_exc(file=log)
             raise DemoError(f"demo stage {stage.name} failed: {error} (log: {log_path})") from error
-        done[stage.name] = round(time.perf_counter() - start, 1)
+        done[stage.name] = {"seconds": round(time.perf_counter() - start, 1), "fingerprint": stage.fingerprint}
         write_json(done_file, done)
         bar.update(stage.seconds)
         if not progress:
-            print(f"{stage.name}: {done[stage.name]:.1f} s", file=sys.stderr)
+            print(f"{stage.name}: {done[stage.name]['seconds']:.1f} s", file=sys.stderr)
     bar.close()
     return out / "report.md"

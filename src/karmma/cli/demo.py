@@ -69,7 +69,8 @@ def add_demo(commands) -> None:
         action="append",
         default=[],
         metavar="[STAGE:]KEY=V1,V2,...",
-        help="also train the student (or STAGE) once per value and score each on validation only "
+        help="also train the student (or STAGE: teacher or another student-sized model) once per value and "
+        "score each on validation only "
         "(OUT/tuning.json, a report section; the value the stage already has is scored from its own run); "
         "repeatable, e.g. loss.distill_weight=0,0.3,1",
     )
