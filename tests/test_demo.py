@@ -58,25 +58,33 @@ def test_quick_demo_writes_every_artefact(quick_demo):
 
 
 @pytest.mark.e2e  # runs the quick demo
-def test_rerun_reuses_finished_stages_and_refuses_other_settings(quick_demo):
+def test_rerun_reuses_finished_stages_and_refuses_other_settings(quick_demo, capsys):
     """Every stage is recorded with its fingerprint; the same command again runs nothing."""
     stages = json.loads((quick_demo / "stages.json").read_text())
     assert all(set(entry) == {"seconds", "fingerprint"} for entry in stages.values())
     results = (quick_demo / "results.json").read_text()
+    capsys.readouterr()
     run_demo(quick_demo, quick=True, seeds=(0,), progress=False)  # everything done: nothing reruns
+    assert ran_stages(capsys.readouterr().err) == set()
     assert json.loads((quick_demo / "stages.json").read_text()) == stages
     assert (quick_demo / "results.json").read_text() == results
     with pytest.raises(DemoError, match="another --out"):
         run_demo(quick_demo, quick=True, seeds=(1,), progress=False)
 
 
+def ran_stages(captured: str) -> set[str]:
+    """The stages a ``run_demo(..., progress=False)`` ran, from its ``<stage>: <seconds> s`` lines."""
+    return {line.rsplit(": ", 1)[0] for line in captured.splitlines() if re.fullmatch(r".+: [0-9.]+ s", line)}
+
+
 @pytest.mark.e2e  # runs the quick demo
-def test_a_stage_whose_settings_changed_runs_again_with_the_stages_that_read_it(quick_demo, tmp_path, monkeypatch):
+def test_a_stage_whose_settings_changed_runs_again_with_the_stages_that_read_it(
+    quick_demo, tmp_path, monkeypatch, capsys
+):
     from karmma import demo
 
     out = tmp_path / "demo"
     shutil.copytree(quick_demo, out)  # a copy: paths under it count relative to it, so nothing is stale yet
-    before = json.loads((out / "stages.json").read_text())
     shipped = demo._stage_config
     # as if configs/synthkitchen/baseline_delta.yaml had been edited after the demo ran
     monkeypatch.setattr(
@@ -84,9 +92,11 @@ def test_a_stage_whose_settings_changed_runs_again_with_the_stages_that_read_it(
         "_stage_config",
         lambda name, overrides: shipped(name, [*overrides, *(["optim.lr=0.0007"] if name == "baseline_delta" else [])]),
     )
+    capsys.readouterr()
     run_demo(out, quick=True, seeds=(0,), progress=False)
-    after = json.loads((out / "stages.json").read_text())
-    assert {name for name in after if after[name] != before.get(name)} == {"baseline_delta", "evaluate", "report"}
+    printed = capsys.readouterr().err
+    assert ran_stages(printed) == {"baseline_delta", "evaluate", "report"}
+    assert "evaluate: settings changed since it ran, running it again" in printed
     assert "lr: 0.0007" in (out / "runs" / "baseline_delta" / "config.yaml").read_text()
     (earlier,) = (out / "runs").glob("baseline_delta.replaced-*")  # moved aside, not deleted
     assert "lr: 0.0007" not in (earlier / "config.yaml").read_text()
@@ -139,7 +149,7 @@ def test_several_seeds_give_intervals_and_verdicts_and_the_same_seed_the_same_re
 
 
 @pytest.mark.e2e  # runs the quick demo
-def test_tuning_trains_one_run_per_value_on_validation_and_leaves_the_test_results_alone(quick_demo):
+def test_tuning_trains_one_run_per_value_on_validation_and_leaves_the_test_results_alone(quick_demo, capsys):
     from karmma.demo import parse_knob
 
     results = (quick_demo / "results.json").read_text()
@@ -166,6 +176,19 @@ def test_tuning_trains_one_run_per_value_on_validation_and_leaves_the_test_resul
     assert teacher["0.3"]["val/action_top1"] == pytest.approx(own["val/action_top1"], abs=0.005)  # rounded mean
     assert (quick_demo / "results.json").read_text() == results  # the reported (test) numbers are untouched
     assert "Knobs tuned on validation" in (quick_demo / "report.md").read_text()
+
+    # scored again along the dropout sweep: only the scoring runs again, no tuning run is trained again
+    capsys.readouterr()
+    run_demo(quick_demo, quick=True, seeds=(0,), progress=False, tune=knobs, tune_by="sweep")
+    assert ran_stages(capsys.readouterr().err) == {
+        "tune/student:loss.distill_weight=0,0.3+teacher:loss.modality_dropout=0,0.3",
+        "report",
+    }
+    tuning = json.loads((quick_demo / "tuning.json").read_text())
+    assert tuning["by"] == "sweep" and tuning["key"] == "val/sweep_action_top1"
+    for knob in tuning["knobs"].values():
+        assert all(0 <= scores["val/sweep_action_top1"] <= 100 for scores in knob["values"].values())
+    assert "validation action top-1, mean over the sweep" in (quick_demo / "report.md").read_text()
 
 
 @pytest.mark.parametrize(
@@ -197,7 +220,8 @@ def test_each_flavour_has_its_own_default_folder(tmp_path, monkeypatch, flags, f
     calls = []
     monkeypatch.setattr(demo, "run_demo", lambda out, **settings: calls.append((out, settings)) or Path(out) / "r.md")
     assert main(["demo", *flags]) == 0
-    assert calls == [(folder, {"quick": bool(flags), "seeds": (0,), "progress": True, "workers": 2, "tune": ()})]
+    defaults = {"progress": True, "workers": 2, "tune": (), "tune_by": "best-epoch"}
+    assert calls == [(folder, {"quick": bool(flags), "seeds": (0,), **defaults})]
 
 
 @pytest.mark.parametrize(
@@ -206,6 +230,7 @@ def test_each_flavour_has_its_own_default_folder(tmp_path, monkeypatch, flags, f
         ({"seeds": (2**32,)}, r"seed 4294967296 is outside 0..4294967295"),
         ({"seeds": (0, -1)}, r"seed -1 is outside 0..4294967295"),
         ({"workers": 0}, r"--workers must be >= 1, got 0"),
+        ({"tune_by": "last-epoch"}, r"--tune-by must be one of best-epoch, sweep, got 'last-epoch'"),
         (
             {"tune": ("loss.distill_weight=0,1", "loss.distill_weight=0.5,2")},
             "--tune: student:loss.distill_weight is tuned twice",

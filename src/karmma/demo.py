@@ -303,11 +303,17 @@ def stage_overrides(root: Path, plan: DemoPlan, seed: int, workers: int = 2) -> 
 
 
 def demo_stages(
-    root: Path, plan: DemoPlan, seed: int, workers: int = 2, out: Path | None = None, knobs: tuple[Knob, ...] = ()
+    root: Path,
+    plan: DemoPlan,
+    seed: int,
+    workers: int = 2,
+    out: Path | None = None,
+    knobs: tuple[Knob, ...] = (),
+    tune_by: str = "best-epoch",
 ) -> list[Stage]:
     """One seed's pipeline as a list of stages; each writes only under ``root`` (``out``, the
     demo folder, is what results.json's paths are relative to). ``knobs`` add one training
-    run per value, scored on validation only (``tuning.json``)."""
+    run per value, scored on validation only (``tuning.json``) by ``tune_by`` (:data:`TUNING_METRICS`)."""
     from karmma.data.prepare import PrepareSettings, prepare
     from karmma.data.synth import synthesize
 
@@ -368,7 +374,8 @@ def demo_stages(
         evaluate_models(models, settings, root / "results.json", extra=extra, relative_to=out)
 
     def tuning_stage():
-        write_json(runs / "tuning.json", tuning_results(runs, knobs, own))
+        sweep = (plan.sweep_seeds, workers) if tune_by == "sweep" else None
+        write_json(runs / "tuning.json", tuning_results(runs, knobs, own, sweep))
 
     s = plan.seconds
     stages: dict[str, Stage] = {}
@@ -426,7 +433,8 @@ def demo_stages(
                 add(tuned[-1], s["train"], training_stage(run), run_settings(*run), needs, runs / run_name)
     if knobs:
         scored = [*tuned, *(knob.stage for knob in knobs)]
-        add("tune/" + "+".join(knob.text for knob in knobs), 1, tuning_stage, [k.text for k in knobs], scored)
+        scoring = {"knobs": [k.text for k in knobs], "by": tune_by}
+        add("tune/" + "+".join(knob.text for knob in knobs), 1, tuning_stage, scoring, scored)
     return list(stages.values())
 
 
@@ -531,44 +539,68 @@ def own_value(knob: Knob, config) -> str | None:
     return None
 
 
-def tuning_results(runs: Path, knobs: tuple[Knob, ...], own: dict[Knob, str | None] | None = None) -> dict:
+#: what ``--tune-by`` scores each value by (all on the validation participants): its key in tuning.json, and in words
+TUNING_METRICS = {
+    "best-epoch": ("val/action_top1", "the best epoch's validation action top-1, the one checkpoint selection uses"),
+    "sweep": (
+        "val/sweep_action_top1",
+        "validation action top-1 of the selected checkpoint averaged over the dropout sweep (p = 0, 0.1, ... 0.9), "
+        "for knobs of robustness such as the dropout rate",
+    ),
+}
+
+
+def tuning_results(
+    runs: Path, knobs: tuple[Knob, ...], own: dict[Knob, str | None] | None = None, sweep: tuple[int, int] | None = None
+) -> dict:
     """``{knob text: {value: metrics}}``: the best validation metrics of every tuning run (what
     checkpoint selection sees; no test clip). ``own[knob]``, the value the stage trains with, is
-    read from the stage's own run."""
+    read from the stage's own run. ``sweep`` (sweep seeds, workers): each run's selected checkpoint
+    is also scored along the dropout sweep on validation (``val/sweep_action_top1``)."""
     own = own or {}
 
     def run(knob: Knob, value: str) -> Path:
         return runs / (knob.stage if value == own.get(knob) else tuning_run(knob.stage, knob.key, value))
 
-    return {
-        knob.text: {
-            value: json.loads((run(knob, value) / "result.json").read_text())["best_checkpoint"]["metrics"]
-            for value in knob.values
-        }
-        for knob in knobs
-    }
+    def metrics(folder: Path) -> dict:
+        scores = json.loads((folder / "result.json").read_text())["best_checkpoint"]["metrics"]
+        if sweep:
+            from karmma.evaluation.evaluate import EvaluationSettings, evaluate_model, load_for_evaluation
+
+            settings = EvaluationSettings(split="validation", seeds=sweep[0], workers=sweep[1], progress=False)
+            rates = evaluate_model(load_for_evaluation(folder), settings)["sweep"].values()
+            scores = {**scores, "val/sweep_action_top1": sum(r["action_top1"] for r in rates) / len(rates)}
+        return scores
+
+    return {knob.text: {value: metrics(run(knob, value)) for value in knob.values} for knob in knobs}
 
 
-def aggregate_tuning(per_seed: dict[int, dict]) -> dict:
-    """Tuning results of every seed -> ``{"split", "seeds", "knobs": {knob: {value: {"val/action_top1":
-    mean over seeds, "per_seed": {seed: value}}}}}``, the value with the best mean marked ``chosen``."""
+def aggregate_tuning(per_seed: dict[int, dict], tune_by: str = "best-epoch") -> dict:
+    """Tuning results of every seed -> ``{"split", "by", "metric", "seeds", "knobs": {knob: {value: {KEY:
+    mean over seeds, "per_seed": {seed: value}}}}}`` (KEY: ``tune_by``'s, :data:`TUNING_METRICS`), the value
+    with the best mean marked ``chosen``."""
+    key, described = TUNING_METRICS[tune_by]
     knobs = {}
     for knob in next(iter(per_seed.values())):
         values = {}
         for value in per_seed[min(per_seed)][knob]:
-            scores = {str(seed): results[knob][value]["val/action_top1"] for seed, results in per_seed.items()}
-            values[value] = {"val/action_top1": round(sum(scores.values()) / len(scores), 2), "per_seed": scores}
-        chosen = max(values, key=lambda v: values[v]["val/action_top1"])
+            scores = {str(seed): results[knob][value][key] for seed, results in per_seed.items()}
+            values[value] = {key: round(sum(scores.values()) / len(scores), 2), "per_seed": scores}
+        chosen = max(values, key=lambda v: values[v][key])
         knobs[knob] = {"values": values, "chosen": chosen}
     return {
         "split": "validation",
-        "metric": "val/action_top1 of the best epoch",
+        "by": tune_by,
+        "key": key,
+        "metric": described,
         "seeds": sorted(per_seed),
         "knobs": knobs,
     }
 
 
-def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool = False) -> list[Stage]:
+def final_stages(
+    out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool = False, tune_by: str = "best-epoch"
+) -> list[Stage]:
     """After every seed: the resource benchmark, results over seeds, the exported student, the report."""
     benchmark = {"preset": "tiny", "models": ["teacher", "student"], "repeats": 10, "warmup": 2}
 
@@ -591,7 +623,7 @@ def final_stages(out: Path, roots: dict[int, Path], plan: DemoPlan, tuned: bool 
             write_json(out / "results.json", aggregate_seeds(per_seed))
         if tuned:
             per_seed = {seed: json.loads((root / "runs" / "tuning.json").read_text()) for seed, root in roots.items()}
-            write_json(out / "tuning.json", aggregate_tuning(per_seed))
+            write_json(out / "tuning.json", aggregate_tuning(per_seed, tune_by))
         student, info = load_model(
             first / "runs" / "student" / "checkpoints" / "best.ckpt", stages=stage_names("student")
         )
@@ -612,6 +644,7 @@ def run_demo(
     progress: bool = True,
     workers: int = 2,
     tune: tuple[Knob, ...] = (),
+    tune_by: str = "best-epoch",
 ) -> Path:
     """Run (or finish) the demo under ``out`` for every seed; returns the report path.
 
@@ -619,7 +652,7 @@ def run_demo(
     ``out/seed_<s>/`` and ``out/results.json`` holds the results over seeds
     (means, 95 % intervals, per-seed results and the claims' verdicts). ``tune``
     adds, per seed, one training run per value of each knob, scored on
-    validation only; ``out/tuning.json`` holds them (mean over seeds)."""
+    validation only, by ``tune_by`` (:data:`TUNING_METRICS`); ``out/tuning.json`` holds them (mean over seeds)."""
     from tqdm import tqdm
 
     from karmma.configuration import MAX_SEED
@@ -633,6 +666,8 @@ def run_demo(
             raise DemoError(f"--seeds: seed {seed} is outside 0..{MAX_SEED}")
     if workers < 1:
         raise DemoError(f"--workers must be >= 1, got {workers}")
+    if tune_by not in TUNING_METRICS:
+        raise DemoError(f"--tune-by must be one of {', '.join(TUNING_METRICS)}, got {tune_by!r}")
     tuned = [f"{knob.stage}:{knob.key}" for knob in tune]
     twice = next((name for name in tuned if tuned.count(name) > 1), None)
     if twice:
@@ -659,11 +694,11 @@ def run_demo(
     roots = {seed: out if len(seeds) == 1 else out / f"seed_{seed}" for seed in seeds}
     stages = []
     for seed, root in roots.items():
-        for stage in demo_stages(root, plan, seed, workers, out, knobs=tune):
+        for stage in demo_stages(root, plan, seed, workers, out, knobs=tune, tune_by=tune_by):
             if len(seeds) > 1:
                 stage.name = f"seed_{seed}/{stage.name}"
             stages.append(stage)
-    stages += final_stages(out, roots, plan, tuned=bool(tune))
+    stages += final_stages(out, roots, plan, tuned=bool(tune), tune_by=tune_by)
     bar = tqdm(
         total=sum(st.seconds for st in stages),
         desc="karmma demo",

@@ -75,6 +75,14 @@ def add_demo(commands) -> None:
         "repeatable, e.g. loss.distill_weight=0,0.3,1",
     )
     demo.add_argument(
+        "--tune-by",
+        choices=("best-epoch", "sweep"),
+        default="best-epoch",
+        help="what --tune scores each value by, on validation: the best epoch's action top-1 (default), or the "
+        "selected checkpoint's action top-1 averaged over the dropout sweep (for robustness knobs such as "
+        "loss.modality_dropout)",
+    )
+    demo.add_argument(
         "--workers",
         type=POSITIVE_INT,
         default=2,
@@ -94,6 +102,7 @@ def demo_command(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         workers=args.workers,
         tune=tuple(args.tune),
+        tune_by=args.tune_by,
     )
     print(
         f"done: {report}\nresults: {report.parent / 'results.json'}, student: {report.parent / 'student.safetensors'}",

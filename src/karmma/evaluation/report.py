@@ -745,27 +745,33 @@ def find_runs(results: dict, folder: Path) -> dict[str, Path]:
 # ---------------------------------------------------------------- the report
 
 
+#: how the tuning table's number was scored when tuning.json does not say (before ``--tune-by``)
+TUNING_DEFAULT = "the best epoch's validation action top-1, the one checkpoint selection uses"
+
+
 def tuning_section(tuning: dict) -> list[str]:
     """The ``--tune`` sweeps: validation action top-1 per value (never a test number)."""
     seeds = tuning.get("seeds", [])
+    key = tuning.get("key", "val/action_top1")  # tuning.json files older than --tune-by have only this one
+    metric = tuning.get("metric") if "key" in tuning else None
+    column = (
+        "validation action top-1, mean over the sweep" if key == "val/sweep_action_top1" else "validation action top-1"
+    )
     lines = [
         "## Knobs tuned on validation (`karmma demo --tune`)",
         "",
         f"One training run per value on the validation participants, {len(seeds)} seed(s) "
-        f"({', '.join(map(str, seeds))}); the number is the best epoch's validation action top-1, the one "
-        "checkpoint selection uses. No test clip was used: take the chosen value into the stage's config "
-        "and rerun to report it on test.",
+        f"({', '.join(map(str, seeds))}); the number is {metric or TUNING_DEFAULT}. No test clip was used: "
+        "take the chosen value into the stage's config and rerun to report it on test.",
         "",
-        "| knob | value | validation action top-1 (mean) | per seed | |",
+        f"| knob | value | {column} (mean) | per seed | |",
         "|---|---|---|---|---|",
     ]
     for knob, entry in tuning["knobs"].items():
         for value, scores in entry["values"].items():
             per_seed = ", ".join(f"{v:.1f}" for v in scores["per_seed"].values())
             chosen = "best" if value == entry["chosen"] else ""
-            lines.append(
-                f"| `{knob.split('=')[0]}` | {value} | {scores['val/action_top1']:.1f} | {per_seed} | {chosen} |"
-            )
+            lines.append(f"| `{knob.split('=')[0]}` | {value} | {scores[key]:.1f} | {per_seed} | {chosen} |")
     return lines + [""]
 
 
