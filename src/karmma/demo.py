@@ -35,8 +35,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -100,16 +102,16 @@ PLANS = {
         student_epochs=3,
         sweep_seeds=2,
         train_views=2,
-        seconds={  # karmma demo --quick on a quiet 2-core CPU (session 10: 160 s wall)
-            "synth": 22,
-            "prepare": 16,
-            "unimodal": 3,  # per epoch
-            "extract": 9,
-            "teacher": 7,
-            "train": 10,
-            "evaluate": 16,
-            "benchmark": 13,
-            "report": 3,
+        seconds={  # karmma demo --quick on a quiet 2-core CPU (session 13: 59 s wall)
+            "synth": 9.5,
+            "prepare": 6.6,
+            "unimodal": 1.0,  # per epoch
+            "extract": 2.8,
+            "teacher": 1.9,
+            "train": 3.9,
+            "evaluate": 6.4,
+            "benchmark": 3.4,
+            "report": 0.9,
         },
     ),
     "default": DemoPlan(
@@ -143,16 +145,16 @@ PLANS = {
         # epoch's action top-1: KARMMA_S 22 % in 12 epochs, 36 % in 24 at epoch 17; docs/evaluation.md, "Knobs")
         student_epochs=24,
         sweep_seeds=3,
-        seconds={  # karmma demo --seed 32 on a quiet 2-core CPU (session 10; docs/evaluation.md's stage table)
-            "synth": 126,
-            "prepare": 96,
-            "unimodal": 10,  # per epoch of a teacher-sized extractor (all three: 359 s over 36 epochs)
-            "extract": 47,
-            "teacher": 77,
-            "train": 147,
-            "evaluate": 156,
-            "benchmark": 15,
-            "report": 5,
+        seconds={  # karmma demo --seeds 0,1,2 on a quiet 2-core CPU (session 12; docs/evaluation.md's stage table)
+            "synth": 44,
+            "prepare": 38,
+            "unimodal": 3.0,  # per epoch of a teacher-sized RGB or flow extractor (V: 190 s over 64 epochs)
+            "extract": 22,
+            "teacher": 24,
+            "train": 50,
+            "evaluate": 48,
+            "benchmark": 3,
+            "report": 2,
         },
     ),
 }
@@ -187,22 +189,31 @@ class Stage:
     # the fingerprints of the stages it reads. A finished stage whose fingerprint differs runs again.
     fingerprint: str = ""
     output: Path | None = None  # moved aside (nothing is deleted) before the stage runs again with other settings
+    root: Path | None = None  # the seed folder ``output`` lies in
 
 
 def stage_fingerprint(settings, needs: list[Stage], root: Path) -> str:
     """A short hash of ``settings`` (JSON-able) and of the fingerprints of the stages ``needs``. Paths under
-    the seed's folder ``root`` count relative to it, so a moved or copied folder keeps its fingerprints."""
+    the seed's folder ``root`` (absolute, as :func:`run_demo` makes it) count relative to it, so a moved or
+    copied folder keeps its fingerprints."""
     text = json.dumps(
         {"settings": settings, "needs": [stage.fingerprint for stage in needs]}, sort_keys=True, default=str
     )
-    return hashlib.sha256(text.replace(str(root), "<seed folder>").encode()).hexdigest()[:16]
+    return hashlib.sha256(text.replace(f"{root}{os.sep}", f"<seed folder>{os.sep}").encode()).hexdigest()[:16]
 
 
-def move_aside(path: Path) -> Path | None:
-    """Rename ``path`` (a stage's earlier output) to ``<path>.replaced-<time>``; None if it does not exist."""
+def move_aside(path: Path, root: Path) -> Path | None:
+    """Move ``path`` (a stage's earlier output, under ``root``) to ``root/replaced/<time>/<the same relative
+    path>``, out of the way of the stages that read it; None if it does not exist. Nothing is deleted."""
     if not path.exists():
         return None
-    target = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = root / "replaced" / stamp / path.relative_to(root)
+    for n in itertools.count(2):  # two moves of one path within a second
+        if not target.exists():
+            break
+        target = root / "replaced" / f"{stamp}-{n}" / path.relative_to(root)
+    target.parent.mkdir(parents=True, exist_ok=True)
     path.rename(target)
     return target
 
@@ -321,6 +332,8 @@ def demo_stages(
     raw, prepared, runs = root / "recordings", root / "prepared", root / "runs"
     configs = stage_overrides(root, plan, seed, workers)
     teacher_ckpt = runs / "teacher" / "checkpoints" / "best.ckpt"
+    cache = root / "cache"  # the teacher's frozen tokens for every view, then its logits (extract, teacher)
+    temperature = _stage_config(*configs["student"]).loss.temperature  # at which the report reads the teacher's logits
     settings = PrepareSettings(flow="dis", short_side=64)
 
     def synth_stage():
@@ -342,15 +355,12 @@ def demo_stages(
         extract_teacher_cache(_stage_config(*configs["teacher"]), rank=0, world_size=1, progress=False)
 
     def teacher_stage():
-        from karmma.training.cache import cache_teacher_logits, teacher_logit_statistics
+        from karmma.training.cache import cache_teacher_logits
         from karmma.training.run import train
 
         config = _stage_config(*configs["teacher"])
         train(config)
         cache_teacher_logits(config, teacher_ckpt)
-        # what the student will distil: the teacher's accuracy and soft-label entropy at its temperature
-        temperature = _stage_config(*configs["student"]).loss.temperature
-        write_json(runs / "teacher" / "logit_statistics.json", teacher_logit_statistics(config.cache.path, temperature))
 
     def tuning_value(name: str, key: str, value: str) -> tuple[str, list[str]]:
         """The training run of one value of a knob of the stage ``name`` (the teacher or a student-sized one)."""
@@ -360,13 +370,15 @@ def demo_stages(
     def evaluate_stage():
         from karmma.data.synth_world import information_ceilings
         from karmma.evaluation.evaluate import EvaluationSettings, evaluate_models, load_for_evaluation
+        from karmma.training.cache import teacher_logit_statistics
 
         # checkpoints were chosen on validation; every reported number is on the test participants
         settings = EvaluationSettings(split="test", seeds=plan.sweep_seeds, workers=workers, progress=False)
         extra = {
             # what the data allows at best, per subset, computed from SynthKitchen's generative model
             "ceilings": information_ceilings(VIDEO_MODALITIES),
-            "teacher_logits": json.loads((runs / "teacher" / "logit_statistics.json").read_text()),
+            # what the student distils: the teacher's accuracy and soft-label entropy at the student's temperature
+            "teacher_logits": teacher_logit_statistics(cache, temperature),
             "extractors": evaluate_extractors(runs, prepared / "main", workers),
         }
         models = [load_for_evaluation(runs / name, name) for name in DEMO_MODELS]
@@ -382,7 +394,7 @@ def demo_stages(
 
     def add(name: str, seconds: float, run: Callable[[], None], settings, needs=(), output: Path | None = None):
         fingerprint = stage_fingerprint(settings, [stages[n] for n in needs], root)
-        stages[name] = Stage(name, seconds, run, fingerprint=fingerprint, output=output)
+        stages[name] = Stage(name, seconds, run, fingerprint=fingerprint, output=output, root=root)
 
     def run_settings(config_name: str, overrides: list[str]) -> dict:
         """A training run's resolved config, less what does not change its result (workers, progress bars)."""
@@ -409,15 +421,13 @@ def demo_stages(
             seconds = s["unimodal"] * plan.unimodal_epochs[m] * share
             add(name, seconds, training_stage(configs[name]), run_settings(*configs[name]), ["prepare"], runs / name)
     teacher_extractors = [f"unimodal_{m}" for m in VIDEO_MODALITIES]
-    add("extract", s["extract"], extract_stage, run_settings(*configs["teacher"]), teacher_extractors, root / "cache")
-    temperature = _stage_config(*configs["student"]).loss.temperature  # of the logit statistics it writes
-    teacher_settings = {**run_settings(*configs["teacher"]), "logit statistics at temperature": temperature}
-    add("teacher", s["teacher"], teacher_stage, teacher_settings, ["extract"], runs / "teacher")
+    add("extract", s["extract"], extract_stage, run_settings(*configs["teacher"]), teacher_extractors, cache)
+    add("teacher", s["teacher"], teacher_stage, run_settings(*configs["teacher"]), ["extract"], runs / "teacher")
     for name in STUDENT_SIZED:
         run = configs[name]
         add(name, s["train"], training_stage(run), run_settings(*run), student_needs(name), runs / name)
     evaluated = [*DEMO_MODELS, *(f"{p}{m}" for p in UNIMODAL_RUN_PREFIXES.values() for m in VIDEO_MODALITIES)]
-    evaluation = {"split": "test", "sweep seeds": plan.sweep_seeds, "models": list(DEMO_MODELS)}
+    evaluation = {"split": "test", "sweep seeds": plan.sweep_seeds, "models": list(DEMO_MODELS), "T": temperature}
     add("evaluate", s["evaluate"], evaluate_stage, evaluation, evaluated)
 
     # a value the stage already trains with is its own run: scored from it, not trained again
@@ -433,8 +443,8 @@ def demo_stages(
                 add(tuned[-1], s["train"], training_stage(run), run_settings(*run), needs, runs / run_name)
     if knobs:
         scored = [*tuned, *(knob.stage for knob in knobs)]
-        scoring = {"knobs": [k.text for k in knobs], "by": tune_by}
-        add("tune/" + "+".join(knob.text for knob in knobs), 1, tuning_stage, scoring, scored)
+        # one stage whatever the knobs (they are in its fingerprint): tuning.json holds the latest --tune's
+        add("tune", 1, tuning_stage, {"knobs": [k.text for k in knobs], "by": tune_by}, scored)
     return list(stages.values())
 
 
@@ -460,6 +470,8 @@ def evaluate_extractors(runs: Path, main: Path, workers: int = 2) -> dict:
 #: config sections the demo sets itself in every run (data, run folders, seed, caches, initial
 #: weights): a tuned value there would not tune the model, and could break the pipeline
 DEMO_SECTIONS = ("data", "trainer", "cache", "pretrained", "extractors")
+#: keys only a distilling stage reads
+DISTILLATION_KEYS = ("loss.distill_weight", "loss.temperature")
 
 
 @dataclass(frozen=True)
@@ -490,6 +502,13 @@ class Knob:
             raise ValueError(
                 f"{where}: {self.key} is set by the demo itself (data, run folders, seed, caches and initial "
                 f"weights: sections {', '.join(DEMO_SECTIONS)}); tune a model or training setting, e.g. loss.distill_weight"
+            )
+        if self.key in DISTILLATION_KEYS and not stage_spec(self.stage).distillation:
+            raise ValueError(f"{where}: {self.stage} is trained without distillation, so {self.key} changes nothing")
+        if self.stage == "teacher" and self.key.split(".")[0] == "clip":
+            raise ValueError(
+                f"{where}: the teacher trains on its cached features, whose views were extracted once with its "
+                "clip settings; tune its loss or optim"
             )
         settings: dict = {}  # each value as the config reads it: 0.3 and 0.30 are one value
         for value in self.values:  # an unknown key or a bad value fails now, not after the pipeline
@@ -624,6 +643,8 @@ def final_stages(
         if tuned:
             per_seed = {seed: json.loads((root / "runs" / "tuning.json").read_text()) for seed, root in roots.items()}
             write_json(out / "tuning.json", aggregate_tuning(per_seed, tune_by))
+        else:  # an earlier --tune's table, whose runs may not match what has run since: not in this report
+            move_aside(out / "tuning.json", out)
         student, info = load_model(
             first / "runs" / "student" / "checkpoints" / "best.ckpt", stages=stage_names("student")
         )
@@ -657,7 +678,7 @@ def run_demo(
 
     from karmma.configuration import MAX_SEED
 
-    out = Path(out)
+    out = Path(out).resolve()  # stage fingerprints count paths relative to it
     seeds = tuple(dict.fromkeys(seeds))
     if not seeds:
         raise DemoError("--seeds needs at least one seed")
@@ -668,6 +689,8 @@ def run_demo(
         raise DemoError(f"--workers must be >= 1, got {workers}")
     if tune_by not in TUNING_METRICS:
         raise DemoError(f"--tune-by must be one of {', '.join(TUNING_METRICS)}, got {tune_by!r}")
+    if tune_by != "best-epoch" and not tune:
+        raise DemoError(f"--tune-by {tune_by} scores --tune's runs: give at least one --tune")
     tuned = [f"{knob.stage}:{knob.key}" for knob in tune]
     twice = next((name for name in tuned if tuned.count(name) > 1), None)
     if twice:
@@ -708,16 +731,19 @@ def run_demo(
     )
     ran = False
     for stage in stages:
-        finished = done.get(stage.name)
-        changed = finished is not None and finished["fingerprint"] != stage.fingerprint
-        if finished is not None and not changed and not (stage.refresh and ran):
+        entry = done.get(stage.name)  # seconds None: started, not finished (interrupted or failed)
+        stale = entry is not None and entry["fingerprint"] != stage.fingerprint
+        if entry is not None and not stale and entry["seconds"] is not None and not (stage.refresh and ran):
             bar.update(stage.seconds)
             continue
         ran = True
-        if changed:  # its settings (or a stage it reads) changed since it ran: its output is stale
-            moved = move_aside(stage.output) if stage.output else None
-            aside = f"; its earlier output is now {moved}" if moved else ""
+        if stale:  # its settings (or a stage it reads) changed since it ran: its output is stale
+            moved = move_aside(stage.output, stage.root) if stage.output else None
+            aside = f"; its earlier output is now in {moved}" if moved else ""
             tqdm.write(f"{stage.name}: settings changed since it ran, running it again{aside}", file=sys.stderr)
+        # recorded before it runs, so that an interrupted stage resumes only under the same settings
+        done[stage.name] = {"seconds": None, "fingerprint": stage.fingerprint}
+        write_json(done_file, done)
         bar.set_description(f"karmma demo ({stage.name})")
         log_path = out / "logs" / f"{stage.name}.log"
         start = time.perf_counter()
