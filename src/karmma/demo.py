@@ -427,7 +427,12 @@ def demo_stages(
         run = configs[name]
         add(name, s["train"], training_stage(run), run_settings(*run), student_needs(name), runs / name)
     evaluated = [*DEMO_MODELS, *(f"{p}{m}" for p in UNIMODAL_RUN_PREFIXES.values() for m in VIDEO_MODALITIES)]
-    evaluation = {"split": "test", "sweep seeds": plan.sweep_seeds, "models": list(DEMO_MODELS), "T": temperature}
+    evaluation = {
+        "split": "test",
+        "sweep seeds": plan.sweep_seeds,
+        "models": list(DEMO_MODELS),
+        "logits at T": temperature,
+    }
     add("evaluate", s["evaluate"], evaluate_stage, evaluation, evaluated)
 
     # a value the stage already trains with is its own run: scored from it, not trained again
