@@ -174,6 +174,23 @@ def test_the_report_of_an_epic_run_shows_the_paper_beside_it_and_every_row_its_c
     assert all(row[1] == str(student["clips"]) for row in sweep[1:])
     assert [row[3] for row in sweep[1:]] == ["40.0", "–", "13.0"]  # the paper's Baseline end points
 
+    # each ablation step beside the paper's difference between its two models, where the paper has both
+    ablation = _table(report, "## What each part adds (ablation)")
+    assert ablation[0] == [
+        "condition",
+        "clips",
+        "Baseline → Baseline w/ δ (+ modality dropout and learned tokens)",
+        "paper",
+        "Baseline w/ δ → KARMMA_S (+ distillation)",
+        "paper",
+    ]
+    rows = {row[0]: row for row in ablation[1:]}
+    assert rows["V+F+A"][3] == "+1.49" and rows["V+F+A"][5] == "+1.06"  # 41.49 - 40.00, 42.55 - 41.49
+    assert rows["F"][3] == "+23.06" and rows["F"][5] == "+3.03"
+    assert rows["dropout p = 0.9"][3] == "+10.50" and rows["dropout p = 0.9"][5] == "+2.50"
+    assert rows["dropout p = 0.5"][3] == rows["dropout p = 0.5"][5] == ""  # the paper's figure: end points only
+    assert "not a paired effect, so compare it with our interval" in report
+
     for heading in ("### Verb top-1", "### Noun top-1"):
         table = _table(report, heading)
         assert table[0][:2] == ["subset", "clips"] and "paper" not in table[0]

@@ -24,9 +24,10 @@ from karmma.evaluation.chance import (
     result_heads,
     row_clips,
 )
-from karmma.evaluation.claims import NO_VERDICT, TEST, ablation_rows, check_claims, claims_at_chance
+from karmma.evaluation.claims import ABLATION_STEPS, NO_VERDICT, TEST, ablation_rows, check_claims, claims_at_chance
 from karmma.evaluation.model_labels import model_description, model_label
 from karmma.evaluation.paper import (
+    PaperMatch,
     beside,
     match_paper,
     paper_resources,
@@ -394,16 +395,45 @@ def verdict_text(verdict: str) -> str:
     return verdict
 
 
-def ablation_table(rows: list[dict]) -> str:
-    """Markdown: one row per condition (subset or dropout rate), one column per step."""
+def paper_step_effect(step: str, condition: str, subsets: dict | None, sweep: dict | None) -> float | None:
+    """What the paper reports for one ablation step (``step``: a row's label) under ``condition`` (a subset,
+    or ``dropout p = 0.0``): the difference of its two models' accuracies in the paper's ``subsets`` or
+    ``sweep`` table of paper_results.json, where it has both; None elsewhere."""
+    for before, after, adds in ABLATION_STEPS:
+        if step == f"{model_label(before)} → {model_label(after)} ({adds})":
+            if condition.startswith("dropout p = "):
+                table, key = sweep, condition.removeprefix("dropout p = ")
+            else:
+                table, key = subsets, condition
+            models = (table or {}).get("models", {})
+            if key in models.get(before, {}) and key in models.get(after, {}):
+                return round(models[after][key] - models[before][key], 2)
+    return None
+
+
+def ablation_table(rows: list[dict], subsets: dict | None = None, sweep: dict | None = None) -> str:
+    """Markdown: one row per condition (subset or dropout rate), one column per step; with the paper's
+    ``subsets`` / ``sweep`` tables (paper_results.json), each step's column is followed by what the paper
+    reports for it."""
     steps = list(dict.fromkeys(r["step"] for r in rows))
     conditions = list(dict.fromkeys(r["condition"] for r in rows))
     cell = {(r["step"], r["condition"]): r for r in rows}
-    lines = ["| condition | clips | " + " | ".join(steps) + " |", "|---" * (len(steps) + 2) + "|"]
+    paper = {
+        (step, condition): paper_step_effect(step, condition, subsets, sweep)
+        for step in steps
+        for condition in conditions
+    }
+    with_paper = [step for step in steps if any(paper[step, c] is not None for c in conditions)]
+    header = [text for step in steps for text in ([step, "paper"] if step in with_paper else [step])]
+    lines = ["| condition | clips | " + " | ".join(header) + " |", "|---" * (len(header) + 2) + "|"]
     for condition in conditions:
         found = [cell.get((step, condition)) for step in steps]
         clips = next((r["clips"] for r in found if r), 0)
-        texts = ["" if r is None else f"{r['effect']:+.1f} [{r['ci'][0]:+.1f}, {r['ci'][1]:+.1f}]" for r in found]
+        texts = []
+        for step, r in zip(steps, found):
+            texts.append("" if r is None else f"{r['effect']:+.1f} [{r['ci'][0]:+.1f}, {r['ci'][1]:+.1f}]")
+            if step in with_paper:
+                texts.append("" if paper[step, condition] is None else f"{paper[step, condition]:+.2f}")
         lines.append(f"| {condition} | {clips} | " + " | ".join(texts) + " |")
     return "\n".join(lines)
 
@@ -506,12 +536,22 @@ def extractors_section(results: dict) -> list[str]:
     return [*lines, ""]
 
 
-def ablation_section(results: dict) -> list[str]:
-    """What each step of Baseline -> Baseline w/ δ -> KARMMA_S adds, on every subset and dropout rate."""
+def ablation_section(results: dict, paper: PaperMatch | None = None) -> list[str]:
+    """What each step of Baseline -> Baseline w/ δ -> KARMMA_S adds, on every subset and dropout rate;
+    beside each step, what the paper reports for it where ``paper`` (the run's data set in the paper) has it."""
     rows = ablation_rows(results)
     if not rows:
         return []
     seeds = max(r["seeds"] for r in rows)
+    subsets, sweep = (paper.table("subsets"), paper.table("sweep")) if paper else (None, None)
+    compared = any(paper_step_effect(r["step"], r["condition"], subsets, sweep) is not None for r in rows)
+    said = (
+        " *paper*: the difference between the step's two models in the paper's tables (its accuracy table; "
+        "at p = 0 and 0.9 its dynamic-dropout figure): one training run each, not a paired effect, so compare "
+        "it with our interval, not with our point."
+        if compared
+        else ""
+    )
     return [
         "## What each part adds (ablation)",
         "",
@@ -519,9 +559,9 @@ def ablation_section(results: dict) -> list[str]:
         "augmentation, epochs, learning rates, initialisation). Paired effect on action top-1 (points) over the "
         f"same test clips{f' and {seeds} seeds' if seeds > 1 else ''}, with its 95 % bootstrap interval; "
         "a subset row scores the clips that have its modalities, a dropout row all clips (the mean over the "
-        "sweep's draws).",
+        f"sweep's draws).{said}",
         "",
-        ablation_table(rows),
+        ablation_table(rows, subsets, sweep),
         "",
     ]
 
@@ -902,7 +942,7 @@ def write_report(folder: str | Path) -> Path:
             "",
         ]
 
-    lines += ablation_section(results)
+    lines += ablation_section(results, paper)
     lines += teacher_logits_section(results)
     lines += extractors_section(results)
 
