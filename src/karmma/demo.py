@@ -421,8 +421,9 @@ def demo_stages(
             seconds = s["unimodal"] * plan.unimodal_epochs[m] * share
             add(name, seconds, training_stage(configs[name]), run_settings(*configs[name]), ["prepare"], runs / name)
     teacher_extractors = [f"unimodal_{m}" for m in VIDEO_MODALITIES]
-    add("extract", s["extract"], extract_stage, run_settings(*configs["teacher"]), teacher_extractors, cache)
-    add("teacher", s["teacher"], teacher_stage, run_settings(*configs["teacher"]), ["extract"], runs / "teacher")
+    teacher = run_settings(*configs["teacher"])  # the cache is extracted with the teacher's config
+    add("extract", s["extract"], extract_stage, teacher, teacher_extractors, cache)
+    add("teacher", s["teacher"], teacher_stage, teacher, ["extract"], runs / "teacher")
     for name in STUDENT_SIZED:
         run = configs[name]
         add(name, s["train"], training_stage(run), run_settings(*run), student_needs(name), runs / name)

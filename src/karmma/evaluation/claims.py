@@ -293,6 +293,15 @@ ABLATION_STEPS = (
 )
 
 
+#: an ablation row's condition at a dropout rate of the sweep: ``dropout p = 0.3``
+SWEEP_CONDITION = "dropout p = "
+
+
+def ablation_step(before: str, after: str, adds: str) -> str:
+    """An ablation row's step label: ``Baseline → Baseline w/ δ (+ modality dropout and learned tokens)``."""
+    return f"{model_label(before)} → {model_label(after)} ({adds})"
+
+
 def ablation(seeds: list[dict]) -> list[dict]:
     """What each step of Baseline -> Baseline w/ δ -> KARMMA_S adds: per step, the paired effect
     (action top-1 points, 95 % interval over seeds and clips) on every subset and at every
@@ -304,13 +313,14 @@ def ablation(seeds: list[dict]) -> list[dict]:
             continue
         conditions = [(s, lambda c, s=s: _codes(c["subsets"][s])) for s in largest_first(first[after]["subsets"])]
         conditions += [
-            (f"dropout p = {p}", lambda c, p=p: _sweep_mean(c, p)) for p in first[after]["per_clip"].get("sweep", {})
+            (f"{SWEEP_CONDITION}{p}", lambda c, p=p: _sweep_mean(c, p))
+            for p in first[after]["per_clip"].get("sweep", {})
         ]
         for condition, select in conditions:
             effect = paired_bootstrap(_paired(seeds, after, before, select))
             rows.append(
                 {
-                    "step": f"{model_label(before)} → {model_label(after)} ({adds})",
+                    "step": ablation_step(before, after, adds),
                     "condition": condition,
                     "effect": round(effect.effect, 2),
                     "ci": [round(effect.low, 2), round(effect.high, 2)],

@@ -24,7 +24,16 @@ from karmma.evaluation.chance import (
     result_heads,
     row_clips,
 )
-from karmma.evaluation.claims import ABLATION_STEPS, NO_VERDICT, TEST, ablation_rows, check_claims, claims_at_chance
+from karmma.evaluation.claims import (
+    ABLATION_STEPS,
+    NO_VERDICT,
+    SWEEP_CONDITION,
+    TEST,
+    ablation_rows,
+    ablation_step,
+    check_claims,
+    claims_at_chance,
+)
 from karmma.evaluation.model_labels import model_description, model_label
 from karmma.evaluation.paper import (
     PaperMatch,
@@ -400,9 +409,9 @@ def paper_step_effect(step: str, condition: str, subsets: dict | None, sweep: di
     or ``dropout p = 0.0``): the difference of its two models' accuracies in the paper's ``subsets`` or
     ``sweep`` table of paper_results.json, where it has both; None elsewhere."""
     for before, after, adds in ABLATION_STEPS:
-        if step == f"{model_label(before)} → {model_label(after)} ({adds})":
-            if condition.startswith("dropout p = "):
-                table, key = sweep, condition.removeprefix("dropout p = ")
+        if step == ablation_step(before, after, adds):
+            if condition.startswith(SWEEP_CONDITION):
+                table, key = sweep, condition.removeprefix(SWEEP_CONDITION)
             else:
                 table, key = subsets, condition
             models = (table or {}).get("models", {})
