@@ -205,7 +205,7 @@ def stage_fingerprint(settings, needs: list[Stage], root: Path) -> str:
     return hashlib.sha256(text.replace(f"{root}{os.sep}", f"<seed folder>{os.sep}").encode()).hexdigest()[:16]
 
 
-def move_aside(path: Path, root: Path) -> Path | None:
+def move_to_replaced(path: Path, root: Path) -> Path | None:
     """Move ``path`` (a stage's earlier output, under ``root``) to ``root/replaced/<time>/<the same relative
     path>``, out of the way of the stages that read it; None if it does not exist. Nothing is deleted."""
     if not path.exists():
@@ -653,7 +653,7 @@ def final_stages(
             per_seed = {seed: json.loads((root / "runs" / "tuning.json").read_text()) for seed, root in roots.items()}
             write_json(out / "tuning.json", aggregate_tuning(per_seed, tune_by))
         else:  # an earlier --tune's table, whose runs may not match what has run since: not in this report
-            move_aside(out / "tuning.json", out)
+            move_to_replaced(out / "tuning.json", out)
         student, info = load_model(
             first / "runs" / "student" / "checkpoints" / "best.ckpt", stages=stage_names("student")
         )
@@ -747,7 +747,7 @@ def run_demo(
             continue
         ran = True
         if stale:  # its settings (or a stage it reads) changed since it ran: its output is stale
-            moved = move_aside(stage.output, stage.root) if stage.output else None
+            moved = move_to_replaced(stage.output, stage.root) if stage.output else None
             aside = f"; its earlier output is now in {moved}" if moved else ""
             tqdm.write(f"{stage.name}: settings changed since it ran, running it again{aside}", file=sys.stderr)
         # recorded before it runs, so that an interrupted stage resumes only under the same settings
