@@ -6,19 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from karmma.demo import PLANS, _stage_config, stage_overrides
+from karmma.demo import DISTILLATION_KEYS, PLANS, _stage_config, stage_overrides
 
 # pair -> the keys allowed to differ (beyond the stage's name and run folder)
 PAIRS = {
-    # distillation, and nothing else (the temperature acts only through the distillation term, weight 0 for the
-    # Baseline w/ δ: module.py)
-    ("baseline_delta", "student"): {
-        "teacher",
-        "teacher_logits",
-        "cache.path",
-        "loss.distill_weight",
-        "loss.temperature",
-    },
+    # distillation, and nothing else: its teacher and cached logits, and the keys only a distilling stage reads
+    ("baseline_delta", "student"): {"teacher", "teacher_logits", "cache.path", *DISTILLATION_KEYS},
     # the paper's Baseline and ours: how a missing modality reaches the fusion
     ("baseline", "baseline_masked"): {"missing_modality"},
     # the ablation's first step: modality dropout and learned tokens
