@@ -100,6 +100,8 @@ def test_a_stage_whose_settings_changed_runs_again_with_the_stages_that_read_it(
     assert "lr: 0.0007" in (out / "runs" / "baseline_delta" / "config.yaml").read_text()
     (earlier,) = (out / "replaced").glob("*/runs/baseline_delta")  # moved aside, not deleted
     assert "lr: 0.0007" not in (earlier / "config.yaml").read_text()
+    (earlier_results,) = (out / "replaced").glob("*/results.json")  # the evaluation's too
+    assert earlier_results.read_bytes() == (quick_demo / "results.json").read_bytes()
 
 
 def test_stage_fingerprints_follow_settings_and_inputs_not_the_folder(tmp_path):

@@ -437,7 +437,7 @@ def demo_stages(
         "models": list(DEMO_MODELS),
         "logits at T": temperature,
     }
-    add("evaluate", s["evaluate"], evaluate_stage, evaluation, evaluated)
+    add("evaluate", s["evaluate"], evaluate_stage, evaluation, evaluated, root / "results.json")
 
     # a value the stage already trains with is its own run: scored from it, not trained again
     own = {knob: own_value(knob, _stage_config(*configs[knob.stage])) for knob in knobs}
