@@ -19,6 +19,10 @@ from karmma.data.views import (
 def test_frames_per_clip_come_from_the_visual_inputs_and_must_agree():
     assert clip_frames({"V": (16, 3, 224, 224), "A": (1, 128, 400), "F": (16, 2, 224, 224)}) == 16
     assert clip_frames({"A": (1, 128, 400)}) == 8  # audio only: the default
+    # the teacher's audio, one log-mel image per sampled frame, alone or beside video
+    assert clip_frames({"A": (4, 1, 32, 32)}) == 4
+    with pytest.raises(ValueError, match="same number of frames"):
+        clip_frames({"V": (8, 3, 32, 32), "A": (4, 1, 32, 32)})
     with pytest.raises(ValueError, match="same number of frames"):
         clip_frames({"V": (16, 3, 32, 32), "D": (8, 4, 6)})
 

@@ -4,7 +4,7 @@
 and :class:`~karmma.deploy.preprocess.Preprocessor` (a raw video in memory)
 build the same inputs through these rules:
 
-* ``T`` frames per clip for V, F and D (:func:`clip_frames`), at the centre of
+* ``T`` frames per clip for V, F, D and the teacher's A images (:func:`clip_frames`), at the centre of
   ``T`` equal parts of the segment in the evaluation view
   (:func:`~karmma.data.sampling.segment_frame_numbers`);
 * F at a sampled RGB frame is the flow of its pair of RGB frames ``stride``
@@ -56,12 +56,19 @@ class ClipSample:
 
 
 def clip_frames(input_shapes: Mapping[str, tuple[int, ...]]) -> int:
-    """Frames per clip of the V, F and D inputs (``[T, ...]``; 8 when the model has none of them).
+    """Frames per clip of the V, F and D inputs (``[T, ...]``), and of an A input of log-mel images,
+    one per sampled frame (``[T, 1, S, S]``, the teacher's); 8 when the model has none of them.
 
     Raises ``ValueError`` when they ask for different numbers of frames."""
-    counts = {k: s[0] for k, s in input_shapes.items() if k.split(":", 1)[0] in FRAME_MODALITIES}
+    counts = {
+        k: s[0]
+        for k, s in input_shapes.items()
+        if k.split(":", 1)[0] in FRAME_MODALITIES or (k.split(":", 1)[0] == "A" and len(s) == 4)
+    }
     if len(set(counts.values())) > 1:
-        raise ValueError(f"the video, flow and box inputs must have the same number of frames, got {counts}")
+        raise ValueError(
+            f"the video, flow, box and audio-image inputs must have the same number of frames, got {counts}"
+        )
     return next(iter(counts.values()), 8)
 
 
