@@ -58,6 +58,21 @@ def test_quick_demo_writes_every_artefact(quick_demo):
 
 
 @pytest.mark.e2e  # runs the quick demo
+def test_the_quick_demos_teacher_and_student_learn(quick_demo):
+    """Teacher and student above chance with every sensor: their 95 % interval clears the most frequent
+    action of the test clips (seed 0 measured 30.0 and 25.0 % on 60 clips, chance 6.25 %; the issue asks
+    for three times chance, which the quick demo is timed and sized for, docs/evaluation.md)."""
+    from karmma.evaluation.chance import chance_levels
+    from karmma.evaluation.statistics import at_chance
+
+    results = json.loads((quick_demo / "results.json").read_text())
+    chance = max(chance_levels(results)["action_top1"])
+    for name in ("teacher", "student"):
+        full = results["models"][name]["subsets"]["V+F+A"]
+        assert not at_chance(full["action_top1"], full["samples"], chance), (name, full["action_top1"], chance)
+
+
+@pytest.mark.e2e  # runs the quick demo
 def test_rerun_reuses_finished_stages_and_refuses_other_settings(quick_demo, capsys):
     """Every stage is recorded with its fingerprint; the same command again runs nothing."""
     stages = json.loads((quick_demo / "stages.json").read_text())

@@ -81,38 +81,52 @@ class DemoPlan:
     student_epochs: int  # student and the three baselines
     sweep_seeds: int
     train_views: int = 4  # augmented views per training clip: the teacher's cache and the decoded views
+    short_side: int = 64  # pixels of the prepared frames' and flow's short side (karmma prepare --short-side)
     overrides: tuple[str, ...] = ()  # applied to every training stage
     seconds: dict[str, float] = field(default_factory=dict)
 
 
 PLANS = {
     "quick": DemoPlan(
+        # 120 / 40 / 80 fusion clips (train / validation / test), 300 / 20 pre-training clips: what about three
+        # minutes on a 2-core CPU allow with clips of 4 x 32 x 32 (overrides, below)
         data=SynthSize(
-            participants=7,
+            participants=12,
             validation_participants=2,
-            test_participants=2,
+            test_participants=4,
             videos_per_participant=2,
-            actions_per_video=8,
+            actions_per_video=10,
         ),
         pretrain_data=SynthSize(
-            participants=4, validation_participants=1, videos_per_participant=2, actions_per_video=8
+            participants=16, validation_participants=1, videos_per_participant=2, actions_per_video=10
         ),
-        unimodal_epochs={"V": 2, "F": 2, "A": 2},
-        unimodal_lr={"V": 0.002, "F": 0.0005, "A": 0.0005},
-        teacher_epochs=4,
-        student_epochs=3,
+        # RGB carries most of what a quick run can learn: it gets the epochs the three minutes leave (as in the
+        # default plan); audio stays at chance in 2 epochs and in 4. Teacher lr 0.001 kept on validation
+        # (seeds 0-2, mean best-epoch action top-1 31.7 / 30.8 / 30.8 % at 0.001 / 0.003 / 0.01; 40 clips a seed)
+        unimodal_epochs={"V": 32, "F": 8, "A": 2},
+        unimodal_lr={"V": 0.001, "F": 0.001, "A": 0.002},
+        teacher_epochs=40,
+        student_epochs=8,
         sweep_seeds=2,
         train_views=2,
-        seconds={  # karmma demo --quick on a quiet 2-core CPU (session 13: 59 s wall)
-            "synth": 9.5,
-            "prepare": 6.6,
-            "unimodal": 1.0,  # per epoch
-            "extract": 2.8,
-            "teacher": 1.9,
-            "train": 3.9,
-            "evaluate": 6.4,
-            "benchmark": 3.4,
-            "report": 0.9,
+        # 4 frames of 32 x 32, not the default's 8 x 64 x 64: on the default demo's pre-training recordings
+        # (seed 0, 8 epochs, validation action top-1 of 60 clips, wall time with start-up) the student-sized RGB
+        # extractor learned more per epoch in less time: 8 x 64 x 64 18 % in 19 s, 8 x 32 x 32 27 % in
+        # 13 s, 4 x 32 x 32 28 % in 11 s (flow loses verb with 4 frames, 58 -> 47 %). Frames prepared at 32
+        # pixels, not 64: writing 4x the JPEGs made `prepare` wait on the disk (15-39 s a seed). Session 16,
+        # docs/evaluation.md
+        overrides=("clip.size=32", "clip.frames=4"),
+        short_side=32,
+        seconds={  # karmma demo --quick on a quiet 2-core CPU (session 16: 162 s wall)
+            "synth": 17,
+            "prepare": 15,
+            "unimodal": 0.9,  # per epoch of a teacher-sized extractor
+            "extract": 2.7,
+            "teacher": 14,
+            "train": 6.8,
+            "evaluate": 5,
+            "benchmark": 3.2,
+            "report": 1.1,
         },
     ),
     "default": DemoPlan(
@@ -337,7 +351,7 @@ def demo_stages(
     teacher_ckpt = runs / "teacher" / "checkpoints" / "best.ckpt"
     cache = root / "cache"  # the teacher's frozen tokens for every view, then its logits (extract, teacher)
     temperature = _stage_config(*configs["student"]).loss.temperature  # at which the report reads the teacher's logits
-    settings = PrepareSettings(flow="dis", short_side=64)
+    settings = PrepareSettings(flow="dis", short_side=plan.short_side)
 
     def synth_stage():
         synthesize(raw / "pretrain", seed=seed + 100, size=plan.pretrain_data, workers=workers, progress=False)
