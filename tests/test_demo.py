@@ -83,8 +83,19 @@ def test_rerun_reuses_finished_stages_and_refuses_other_settings(quick_demo, cap
     assert ran_stages(capsys.readouterr().err) == set()
     assert json.loads((quick_demo / "stages.json").read_text()) == stages
     assert (quick_demo / "results.json").read_text() == results
-    with pytest.raises(DemoError, match="another --out"):
+    with pytest.raises(DemoError, match=r"differs in seeds\); use another --out"):
         run_demo(quick_demo, quick=True, seeds=(1,), progress=False)
+
+
+def test_a_folder_of_another_plan_is_refused_with_what_differs():
+    from karmma.demo import identity_differences
+
+    plan = {"epochs": {"V": 32, "F": 8}, "short_side": 32}
+    same = {"version": 12, "flavour": "quick", "seeds": [0], "plan": plan}
+    older = {**same, "plan": {"epochs": {"V": 2, "F": 8}}}  # before short_side existed
+    assert identity_differences(older, same) == ["plan.epochs.V", "plan.short_side"]
+    assert identity_differences(same, same) == []
+    assert identity_differences(older, same, shown=1) == ["plan.epochs.V", "1 more"]
 
 
 def ran_stages(captured: str) -> set[str]:

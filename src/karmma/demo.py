@@ -681,6 +681,17 @@ def final_stages(
     ]
 
 
+def identity_differences(previous: dict, identity: dict, shown: int = 4) -> list[str]:
+    """The dotted keys in which two demo folders' ``demo.json`` differ (``plan.unimodal_epochs.V``), at
+    most ``shown`` of them and a count of the rest: a plan that changed between karmma versions
+    otherwise reads as the same flavour, seeds and version."""
+    from karmma.configuration import flatten
+
+    old, new = flatten(previous), flatten(identity)
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return keys[:shown] + ([f"{len(keys) - shown} more"] if len(keys) > shown else [])
+
+
 def run_demo(
     out: str | Path,
     quick: bool = False,
@@ -730,7 +741,8 @@ def run_demo(
         if previous != identity:
             raise DemoError(
                 f"{out} holds a demo with other settings ({previous.get('flavour')}, seeds {previous.get('seeds', previous.get('seed'))}, "
-                f"version {previous.get('version', 1)}); use another --out"
+                f"version {previous.get('version', 1)}; differs in {', '.join(identity_differences(previous, identity))}); "
+                "use another --out"
             )
     out.mkdir(parents=True, exist_ok=True)
     write_json(marker, identity)
