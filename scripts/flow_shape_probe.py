@@ -1,0 +1,116 @@
+"""How much of a moved object's shape survives in SynthKitchen's stored DIS flow (docs/evaluation.md,
+"Session 16: what more compute and smaller clips give the extractors").
+
+The information ceilings count the object's outline as seen by flow whenever the hand moves it
+(every verb but *cut*). This probe asks how much of it the prepared flow keeps: a linear
+classifier of the annotated noun's shape (round, tall, flat, long) from the clip's mean flow
+magnitude (camera shake removed per frame), cropped around its peak, beside the verb, against the
+verb alone. A linear probe is a lower bound on what a model could read; the gap to the verb alone
+is what the outline adds.
+
+    python scripts/flow_shape_probe.py DEMO_SEED_FOLDER     # e.g. karmma-demo/seed_0 (8 x 64 x 64 demo)
+
+Trains on the pre-training recordings (train and validation) and the main recordings' train and
+validation splits; scores on the main recordings' test split.
+"""
+
+import argparse
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from karmma.data.synth_world import NOUNS, VERBS
+
+SHAPES = ("round", "tall", "flat", "long")
+SHAPE_OF = {noun.name: SHAPES.index(noun.shape) for noun in NOUNS}
+VERB_NAMES = [verb.name for verb in VERBS]
+HALF = 12  # the crop around the motion peak is 24 x 24 pixels of the 64-pixel flow
+
+
+def segments(root: Path, part: str, split: str) -> list[dict]:
+    with open(root / "recordings" / part / "annotations" / f"EPIC_100_{split}.csv", newline="") as f:
+        return [{**row, "part": part} for row in csv.DictReader(f)]
+
+
+def flow_frame(folder: Path, component: str, number: int) -> np.ndarray:
+    image = cv2.imread(str(folder / component / f"frame_{number:010d}.jpg"), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise FileNotFoundError(folder / component / f"frame_{number:010d}.jpg")
+    return image.astype(np.float32) - 128  # quantised around 128
+
+
+def mean_motion_crop(root: Path, row: dict) -> np.ndarray:
+    """``[2 * HALF, 2 * HALF]`` mean flow magnitude over the segment, around its peak, scaled to 1."""
+    prepared = root / "prepared" / row["part"] / row["participant_id"]
+    flow = prepared / "flow_frames" / row["video_id"]
+    count = len(list((flow / "u").iterdir()))
+    ratio = len(list((prepared / "rgb_frames" / row["video_id"]).iterdir())) / count  # half-rate flow: 2
+    first = max(1, round(int(row["start_frame"]) / ratio))
+    last = min(count, round(int(row["stop_frame"]) / ratio))
+    magnitudes = []
+    for number in range(first, last + 1, max(1, round(2 / ratio))):  # every other RGB frame's flow
+        u, v = flow_frame(flow, "u", number), flow_frame(flow, "v", number)
+        u, v = u - np.median(u), v - np.median(v)  # camera shake moves the whole frame
+        magnitudes.append(np.hypot(u, v))
+    mean = np.mean(magnitudes, axis=0)
+    y, x = np.unravel_index(np.argmax(cv2.GaussianBlur(mean, (0, 0), 3)), mean.shape)
+    crop = np.pad(mean, HALF)[y : y + 2 * HALF, x : x + 2 * HALF]
+    return crop / (crop.max() + 1e-6)
+
+
+def probe_data(root: Path, sets: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    rows = [row for part, split in sets for row in segments(root, part, split)]
+    crops = np.stack([mean_motion_crop(root, row).ravel() for row in rows])
+    shapes = torch.tensor([SHAPE_OF[row["noun"]] for row in rows])  # the annotated noun, as models are scored
+    return torch.from_numpy(crops), shapes, [row["verb"] for row in rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="one seed's demo folder: recordings/ and prepared/ in it")
+    root = parser.parse_args().folder
+    train = [("pretrain", "train"), ("pretrain", "validation"), ("main", "train"), ("main", "validation")]
+    x_train, y_train, verbs_train = probe_data(root, train)
+    x_test, y_test, verbs_test = probe_data(root, [("main", "test")])
+
+    # the verb alone: the most frequent shape of each verb's training clips
+    by_verb = {
+        verb: int(np.bincount(y_train[[i for i, v in enumerate(verbs_train) if v == verb]], minlength=4).argmax())
+        for verb in set(verbs_train)
+    }
+    verb_alone = torch.tensor([by_verb.get(verb, 0) for verb in verbs_test])
+
+    def inputs(crops: torch.Tensor, verbs: list[str]) -> torch.Tensor:
+        verb = torch.nn.functional.one_hot(torch.tensor([VERB_NAMES.index(v) for v in verbs]), len(VERB_NAMES))
+        return torch.cat([(crops - mean) / std, 3 * verb.float()], dim=1)
+
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    torch.manual_seed(0)
+    probe = torch.nn.Linear(x_train.shape[1] + len(VERB_NAMES), len(SHAPES))
+    optimizer = torch.optim.Adam(probe.parameters(), lr=0.01, weight_decay=0.01)
+    features = inputs(x_train, verbs_train)
+    for _ in range(300):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(probe(features), y_train).backward()
+        optimizer.step()
+    with torch.no_grad():
+        predicted = probe(inputs(x_test, verbs_test)).argmax(1)
+
+    def accuracy(guess: torch.Tensor, index: list[int] | None = None) -> float:
+        index = torch.arange(len(y_test)) if index is None else torch.tensor(index)
+        return 100 * (guess[index] == y_test[index]).float().mean().item()
+
+    print(f"{len(y_train)} training clips, {len(y_test)} test clips; shape top-1 (%)")
+    print(f"{'verb':8s} {'clips':>5s} {'flow + verb':>11s} {'verb alone':>10s}")
+    for verb in [*VERB_NAMES, None]:
+        index = [i for i, v in enumerate(verbs_test) if verb is None or v == verb]
+        if index:
+            name = verb or "all"
+            print(f"{name:8s} {len(index):5d} {accuracy(predicted, index):11.1f} {accuracy(verb_alone, index):10.1f}")
+
+
+if __name__ == "__main__":
+    main()
