@@ -101,8 +101,9 @@ PLANS = {
             participants=16, validation_participants=1, videos_per_participant=2, actions_per_video=10
         ),
         # RGB carries most of what a quick run can learn: it gets the epochs the three minutes leave (as in the
-        # default plan); audio stays at chance in 2 epochs and in 4. Teacher lr 0.001 kept on validation
-        # (seeds 0-2, mean best-epoch action top-1 31.7 / 30.8 / 30.8 % at 0.001 / 0.003 / 0.01; 40 clips a seed)
+        # default plan); audio stays at chance in 2 epochs (and stayed in 4, in a candidate with 220 pre-training
+        # clips). Teacher lr 0.001 kept on validation (seeds 0-2, mean best-epoch action top-1 32.5 / 30.8 /
+        # 30.8 % at 0.001 / 0.003 / 0.01; 40 clips a seed)
         unimodal_epochs={"V": 32, "F": 8, "A": 2},
         unimodal_lr={"V": 0.001, "F": 0.001, "A": 0.002},
         teacher_epochs=40,
