@@ -22,7 +22,9 @@ import cv2
 import numpy as np
 import torch
 
+from karmma.data.recipe import read_recipe
 from karmma.data.synth_world import NOUNS, VERBS
+from karmma.data.views import flow_frame
 
 SHAPES = ("round", "tall", "flat", "long")
 SHAPE_OF = {noun.name: SHAPES.index(noun.shape) for noun in NOUNS}
@@ -35,7 +37,7 @@ def segments(root: Path, part: str, split: str) -> list[dict]:
         return [{**row, "part": part} for row in csv.DictReader(f)]
 
 
-def flow_frame(folder: Path, component: str, number: int) -> np.ndarray:
+def flow_image(folder: Path, component: str, number: int) -> np.ndarray:
     image = cv2.imread(str(folder / component / f"frame_{number:010d}.jpg"), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise FileNotFoundError(folder / component / f"frame_{number:010d}.jpg")
@@ -44,15 +46,15 @@ def flow_frame(folder: Path, component: str, number: int) -> np.ndarray:
 
 def mean_motion_crop(root: Path, row: dict) -> np.ndarray:
     """``[2 * HALF, 2 * HALF]`` mean flow magnitude over the segment, around its peak, scaled to 1."""
-    prepared = root / "prepared" / row["part"] / row["participant_id"]
-    flow = prepared / "flow_frames" / row["video_id"]
+    prepared = root / "prepared" / row["part"]
+    stride = read_recipe(prepared).stride(row["video_id"], None)  # the recipe karmma prepare recorded
+    flow = prepared / row["participant_id"] / "flow_frames" / row["video_id"]
     count = len(list((flow / "u").iterdir()))
-    ratio = len(list((prepared / "rgb_frames" / row["video_id"]).iterdir())) / count  # half-rate flow: 2
-    first = max(1, round(int(row["start_frame"]) / ratio))
-    last = min(count, round(int(row["stop_frame"]) / ratio))
+    first = flow_frame(int(row["start_frame"]), stride)
+    last = min(count, flow_frame(int(row["stop_frame"]), stride))
     magnitudes = []
-    for number in range(first, last + 1, max(1, round(2 / ratio))):  # every other RGB frame's flow
-        u, v = flow_frame(flow, "u", number), flow_frame(flow, "v", number)
+    for number in range(first, last + 1, max(1, 2 // stride)):  # the flow of every other RGB frame
+        u, v = flow_image(flow, "u", number), flow_image(flow, "v", number)
         u, v = u - np.median(u), v - np.median(v)  # camera shake moves the whole frame
         magnitudes.append(np.hypot(u, v))
     mean = np.mean(magnitudes, axis=0)

@@ -56,6 +56,7 @@ from karmma.data.views import (
     clip_frames,
     coverage_problem,
     log_mel_config,
+    modality_of,
     spectrogram_config,
 )
 from karmma.modalities import IMAGE_MODALITIES
@@ -325,11 +326,6 @@ def input_channels_last(key: str) -> bool:
 def input_dtype(key: str) -> torch.dtype:
     """The dtype input ``key`` is handed over in: uint8 for V and F (crops), float32 otherwise."""
     return torch.uint8 if modality_of(key) in IMAGE_MODALITIES else torch.float32
-
-
-def modality_of(key: str) -> str:
-    """``"A:teacher"`` (a second form of a modality, e.g. the teacher's audio images) -> ``"A"``."""
-    return key.split(":", 1)[0]
 
 
 def crop_boxes(boxes: torch.Tensor, crop) -> torch.Tensor:

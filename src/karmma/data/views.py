@@ -55,6 +55,11 @@ class ClipSample:
     group: str = ""  # video or participant, for splits and reports
 
 
+def modality_of(key: str) -> str:
+    """``"A:teacher"`` (a second form of a modality, e.g. the teacher's audio images) -> ``"A"``."""
+    return key.split(":", 1)[0]
+
+
 def clip_frames(input_shapes: Mapping[str, tuple[int, ...]]) -> int:
     """Frames per clip of the V, F and D inputs (``[T, ...]``), and of an A input of log-mel images,
     one per sampled frame (``[T, 1, S, S]``, the teacher's); 8 when the model has none of them.
@@ -63,7 +68,7 @@ def clip_frames(input_shapes: Mapping[str, tuple[int, ...]]) -> int:
     counts = {
         k: s[0]
         for k, s in input_shapes.items()
-        if k.split(":", 1)[0] in FRAME_MODALITIES or (k.split(":", 1)[0] == "A" and len(s) == 4)
+        if modality_of(k) in FRAME_MODALITIES or (modality_of(k) == "A" and len(s) == 4)
     }
     if len(set(counts.values())) > 1:
         raise ValueError(
