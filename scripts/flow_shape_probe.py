@@ -6,7 +6,9 @@ The information ceilings count the object's outline as seen by flow whenever the
 classifier of the annotated noun's shape (round, tall, flat, long) from the clip's mean flow
 magnitude (camera shake removed per frame), cropped around its peak, beside the verb, against the
 verb alone. A linear probe is a lower bound on what a model could read; the gap to the verb alone
-is what the outline adds.
+is what the outline adds. It first prints the moving blob's proportions (width over height at the
+segment's frame of most motion) for each drawn shape on the *take* / *put* test clips: how much of
+the outline reaches the flow at all.
 
     python scripts/flow_shape_probe.py DEMO_SEED_FOLDER     # e.g. karmma-demo/seed_0 (8 x 64 x 64 demo)
 
@@ -63,6 +65,29 @@ def mean_motion_crop(root: Path, row: dict) -> np.ndarray:
     return crop / (crop.max() + 1e-6)
 
 
+def blob_aspect(root: Path, row: dict) -> float:
+    """Width over height (spread of x over spread of y) of the moving blob in the segment's flow frame
+    of most motion, away from its first and last three frames; pixels above half the frame's peak
+    magnitude, camera shake removed."""
+    prepared = root / "prepared" / row["part"]
+    stride = read_recipe(prepared).stride(row["video_id"], None)
+    flow = prepared / row["participant_id"] / "flow_frames" / row["video_id"]
+    count = len(list((flow / "u").iterdir()))
+    first = flow_frame(int(row["start_frame"]), stride)
+    last = min(count, flow_frame(int(row["stop_frame"]), stride))
+    best, energy = None, -1.0
+    for number in range(first + 3, last - 2):
+        u, v = flow_image(flow, "u", number), flow_image(flow, "v", number)
+        magnitude = np.hypot(u - np.median(u), v - np.median(v))
+        top = np.sort(magnitude.ravel())[-100:].sum()
+        if top > energy:
+            best, energy = magnitude, top
+    if best is None:
+        return float("nan")
+    ys, xs = np.nonzero(best > 0.5 * best.max())
+    return float(xs.std() / (ys.std() + 1e-6))
+
+
 def probe_data(root: Path, sets: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     rows = [row for part, split in sets for row in segments(root, part, split)]
     crops = np.stack([mean_motion_crop(root, row).ravel() for row in rows])
@@ -104,6 +129,14 @@ def main() -> None:
     def accuracy(guess: torch.Tensor, index: list[int] | None = None) -> float:
         index = torch.arange(len(y_test)) if index is None else torch.tensor(index)
         return 100 * (guess[index] == y_test[index]).float().mean().item()
+
+    # how the outline reaches the flow: the moving blob's proportions for each drawn shape
+    lifted = [row for row in segments(root, "main", "test") if row["verb"] in ("take", "put")]
+    aspects: dict[str, list[float]] = {shape: [] for shape in SHAPES}
+    for row in lifted:
+        aspects[SHAPES[SHAPE_OF[row["noun"]]]].append(blob_aspect(root, row))
+    print(f"moving blob's width / height in {len(lifted)} take / put test clips (median, by annotated shape):")
+    print("  " + ", ".join(f"{shape} {np.nanmedian(a):.2f} ({len(a)})" for shape, a in aspects.items() if a))
 
     print(f"{len(y_train)} training clips, {len(y_test)} test clips; shape top-1 (%)")
     print(f"{'verb':8s} {'clips':>5s} {'flow + verb':>11s} {'verb alone':>10s}")

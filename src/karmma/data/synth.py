@@ -43,6 +43,7 @@ from karmma.data.synth_world import (
     VERB_NAMES,
     WORLD,
     ActionLatent,
+    Instance,
     sample_action,
 )
 from karmma.data.synth_world import (
@@ -458,6 +459,32 @@ def participant_splits(size: SynthSize) -> dict[str, str]:
     }
 
 
+#: what no annotator wrote: each segment's true classes and latent flags (the fields of
+#: ``synth_world.Instance``), so a model can be scored against the Bayes-optimal guess clip by clip
+#: (``synth_world.bayes_classifier``; scripts/extractor_per_verb.py)
+LATENTS_FILE = "SynthKitchen_latents.csv"
+LATENT_COLUMNS = ["narration_id", "verb_class", "noun_class", "knock", "rattle", "masked"]
+
+
+def read_latents(path: Path) -> dict[str, Instance]:
+    """``{narration_id: Instance}`` from a :data:`LATENTS_FILE` (``karmma synth`` writes it beside the
+    annotations; ``karmma prepare`` copies it to ``OUT/annotations``)."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        if next(reader, None) != LATENT_COLUMNS:
+            raise ValueError(f"{path}: expected the columns {', '.join(LATENT_COLUMNS)}")
+        out = {}
+        for line, row in enumerate(reader, start=2):
+            try:
+                verb, noun, *flags = (int(x) for x in row[1:])
+                if len(flags) != 3 or not (0 <= verb < len(VERBS) and 0 <= noun < len(NOUNS)):
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{path}, line {line}: not a SynthKitchen latent row: {row}") from None
+            out[row[0]] = Instance(verb, noun, *map(bool, flags))
+    return out
+
+
 def write_annotations(folder: Path, results: list, size: SynthSize, splits: dict[str, str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, keys in (("verb", VERBS), ("noun", NOUNS)):
@@ -468,9 +495,12 @@ def write_annotations(folder: Path, results: list, size: SynthSize, splits: dict
                 writer.writerow([i, key, str([key]), "synthetic"])
     header = [*EPIC_TIMESTAMP_COLUMNS, *EPIC_LABEL_COLUMNS]
     rows: dict[str, list] = {"train": [], "validation": [], **({"test": []} if size.test_participants else {})}
+    latents = []
     for participant, video_id, actions, _, _ in results:
         split = splits[participant]
         for k, a in enumerate(actions):
+            instance = a.latent.instance
+            latents.append([f"{video_id}_{k}", instance.verb, instance.noun, *map(int, instance[2:])])
             # frames from the written timestamps, by the rule every reader applies (EPIC's convention)
             start_frame, stop_frame = segment_frame_range(
                 parse_timestamp(epic_timestamp(a.start)), parse_timestamp(epic_timestamp(a.stop)), size.fps
@@ -498,6 +528,8 @@ def write_annotations(folder: Path, results: list, size: SynthSize, splits: dict
     for split, split_rows in rows.items():
         with atomic_open(folder / f"EPIC_100_{split}.csv", newline="") as f:
             csv.writer(f).writerows([header, *split_rows])
+    with atomic_open(folder / LATENTS_FILE, newline="") as f:
+        csv.writer(f).writerows([LATENT_COLUMNS, *latents])
     with atomic_open(folder / "EPIC_100_video_info.csv", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["video_id", "duration", "fps", "resolution"])

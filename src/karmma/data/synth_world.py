@@ -236,36 +236,54 @@ def instances(settings: WorldSettings = WORLD):
                 yield Instance(v, n, *values), weight
 
 
-def _bayes_top1(seen: Callable[[Instance], tuple], settings: WorldSettings) -> dict[str, float]:
-    """``{"verb_top1", "noun_top1", "action_top1"}`` (percent) of the Bayes-optimal classifier of the
-    *annotated* labels that sees ``seen(instance)`` of each instance, computed exactly by enumerating
+def _cue_scores(seen: Callable[[Instance], tuple], settings: WorldSettings) -> dict[str, dict]:
+    """``{"verb", "noun", "action"}`` -> ``{cue: {annotated label: P(cue, label)}}``, by enumerating
     the latent instances."""
-    verb_scores: dict = defaultdict(lambda: defaultdict(float))
-    noun_scores: dict = defaultdict(lambda: defaultdict(float))
-    action_scores: dict = defaultdict(lambda: defaultdict(float))
+    scores: dict[str, dict] = {head: defaultdict(lambda: defaultdict(float)) for head in ("verb", "noun", "action")}
     for instance, p in instances(settings):
         cues = seen(instance)
         verbs = verb_label_distribution(instance.verb, settings)
         nouns = noun_label_distribution(instance.noun, settings)
         for lv, pv in verbs.items():
-            verb_scores[cues][lv] += p * pv
+            scores["verb"][cues][lv] += p * pv
             for ln, pn in nouns.items():
-                action_scores[cues][(lv, ln)] += p * pv * pn
+                scores["action"][cues][(lv, ln)] += p * pv * pn
         for ln, pn in nouns.items():
-            noun_scores[cues][ln] += p * pn
+            scores["noun"][cues][ln] += p * pn
+    return scores
+
+
+def _bayes_top1(seen: Callable[[Instance], tuple], settings: WorldSettings) -> dict[str, float]:
+    """``{"verb_top1", "noun_top1", "action_top1"}`` (percent) of the Bayes-optimal classifier of the
+    *annotated* labels that sees ``seen(instance)`` of each instance, computed exactly by enumerating
+    the latent instances."""
     return {
-        f"{head}_top1": round(100 * sum(max(s.values()) for s in scores.values()), 2)
-        for head, scores in (("verb", verb_scores), ("noun", noun_scores), ("action", action_scores))
+        f"{head}_top1": round(100 * sum(max(s.values()) for s in by_cue.values()), 2)
+        for head, by_cue in _cue_scores(seen, settings).items()
     }
+
+
+def seen_by(modalities: tuple[str, ...]) -> Callable[[Instance], tuple]:
+    """What the subset ``modalities`` renders of an instance: the tuple of their cues."""
+    return lambda instance: tuple(cue(m, instance) for m in modalities)
+
+
+def bayes_classifier(seen: Callable[[Instance], tuple], settings: WorldSettings = WORLD) -> Callable[[Instance], dict]:
+    """The Bayes-optimal guess of the annotated labels from ``seen(instance)`` (``seen_by(("F",))``,
+    or e.g. the verb alone): ``instance -> {"verb": id, "noun": id, "action": (verb id, noun id)}``.
+    Scored on each clip's latents (``SynthKitchen_latents.csv``) it is the ceiling clip by clip, so a
+    model can be compared with it on any group of clips (per verb, say)."""
+    guesses = {
+        head: {cues: max(s, key=s.get) for cues, s in by_cue.items()}
+        for head, by_cue in _cue_scores(seen, settings).items()
+    }
+    return lambda instance: {head: table[seen(instance)] for head, table in guesses.items()}
 
 
 def information_ceilings(modalities: tuple[str, ...] = VIDEO_MODALITIES, settings: WorldSettings = WORLD) -> dict:
     """``{"V+F+A": {"verb_top1", "noun_top1", "action_top1"}, ...}`` (percent) for every non-empty
     subset: the Bayes-optimal top-1 given exactly the cues the subset renders."""
-    return {
-        "+".join(subset): _bayes_top1(lambda instance, subset=subset: tuple(cue(m, instance) for m in subset), settings)
-        for subset in all_subsets(modalities)
-    }
+    return {"+".join(subset): _bayes_top1(seen_by(subset), settings) for subset in all_subsets(modalities)}
 
 
 def prior_top1(settings: WorldSettings = WORLD) -> dict[str, float]:
