@@ -3,7 +3,9 @@
 ``karmma synth OUT --seed S --size quick`` writes real recordings
 (``OUT/P01/videos/P01_101.MP4``: H.264 video, AAC mono audio at 24 kHz) and
 EPIC-KITCHENS-100 annotation files (``OUT/annotations/``), so ``karmma
-prepare`` and the EPIC dataset code run on it exactly as on real data.
+prepare`` and the EPIC dataset code run on it exactly as on real data. Beside
+them, ``SynthKitchen_latents.csv`` holds what no annotator wrote: each
+segment's true classes and latent flags (:func:`read_latents`).
 
 The generative model (the classes, the latent variables of an action, what
 each sensor can know of them, the annotators' noise and the information
@@ -500,7 +502,8 @@ def write_annotations(folder: Path, results: list, size: SynthSize, splits: dict
         split = splits[participant]
         for k, a in enumerate(actions):
             instance = a.latent.instance
-            latents.append([f"{video_id}_{k}", instance.verb, instance.noun, *map(int, instance[2:])])
+            flags = (instance.knock, instance.rattle, instance.masked)
+            latents.append([f"{video_id}_{k}", instance.verb, instance.noun, *map(int, flags)])
             # frames from the written timestamps, by the rule every reader applies (EPIC's convention)
             start_frame, stop_frame = segment_frame_range(
                 parse_timestamp(epic_timestamp(a.start)), parse_timestamp(epic_timestamp(a.stop)), size.fps
