@@ -88,6 +88,28 @@ def test_rerun_reuses_finished_stages_and_refuses_other_settings(quick_demo, cap
         run_demo(quick_demo, quick=True, seeds=(1,), progress=False)
 
 
+def test_a_demo_folder_in_use_is_refused_and_a_refusal_frees_it(tmp_path):
+    """Two `karmma demo` on one folder would interleave their stages: the second stops in one line,
+    before writing; a demo that stops (here: a folder of other settings) leaves the folder free."""
+    import os
+
+    from karmma.training.run import RunLock
+
+    out = tmp_path / "demo"
+    held = RunLock(out, what="demo folder").acquire()
+    try:
+        with pytest.raises(DemoError, match=rf"demo folder {out} is in use by process {os.getpid()} .*another --out"):
+            run_demo(out, quick=True, progress=False)
+    finally:
+        held.release()
+    assert not (out / "demo.json").exists()
+
+    (out / "demo.json").write_text(json.dumps({"version": 1, "flavour": "default", "seeds": [0], "plan": {}}))
+    with pytest.raises(DemoError, match="holds a demo with other settings"):
+        run_demo(out, quick=True, progress=False)
+    RunLock(out).acquire().release()  # the refusing demo let go of the folder
+
+
 def test_a_folder_of_another_plan_is_refused_with_what_differs():
     from karmma.demo import identity_differences
 

@@ -712,6 +712,7 @@ def run_demo(
     from tqdm import tqdm
 
     from karmma.configuration import MAX_SEED
+    from karmma.training.run import RunFolderError, RunLock
 
     out = Path(out).resolve()  # stage fingerprints count paths relative to it
     seeds = tuple(dict.fromkeys(seeds))
@@ -736,65 +737,73 @@ def run_demo(
     identity = json.loads(
         json.dumps({"version": DEMO_VERSION, "flavour": flavour, "seeds": list(seeds), "plan": settings})
     )
-    marker = out / "demo.json"
-    if marker.is_file():
-        previous = json.loads(marker.read_text())
-        if previous != identity:
-            raise DemoError(
-                f"{out} holds a demo with other settings ({previous.get('flavour')}, seeds {previous.get('seeds', previous.get('seed'))}, "
-                f"version {previous.get('version', 1)}; differs in {', '.join(identity_differences(previous, identity))}); "
-                "use another --out"
-            )
     out.mkdir(parents=True, exist_ok=True)
-    write_json(marker, identity)
-    done_file = out / "stages.json"
-    done = json.loads(done_file.read_text()) if done_file.is_file() else {}
+    # one process writes a demo folder: a second `karmma demo` on it would interleave its stages and results
+    try:
+        lock = RunLock(out, what="demo folder", advice="wait for it to finish, or use another --out").acquire()
+    except RunFolderError as error:
+        raise DemoError(str(error)) from None
+    try:
+        marker = out / "demo.json"
+        if marker.is_file():
+            previous = json.loads(marker.read_text())
+            if previous != identity:
+                raise DemoError(
+                    f"{out} holds a demo with other settings ({previous.get('flavour')}, seeds {previous.get('seeds', previous.get('seed'))}, "
+                    f"version {previous.get('version', 1)}; differs in {', '.join(identity_differences(previous, identity))}); "
+                    "use another --out"
+                )
+        write_json(marker, identity)
+        done_file = out / "stages.json"
+        done = json.loads(done_file.read_text()) if done_file.is_file() else {}
 
-    roots = {seed: out if len(seeds) == 1 else out / f"seed_{seed}" for seed in seeds}
-    stages = []
-    for seed, root in roots.items():
-        for stage in demo_stages(root, plan, seed, workers, out, knobs=tune, tune_by=tune_by):
-            if len(seeds) > 1:
-                stage.name = f"seed_{seed}/{stage.name}"
-            stages.append(stage)
-    stages += final_stages(out, roots, plan, tuned=bool(tune), tune_by=tune_by)
-    bar = tqdm(
-        total=sum(st.seconds for st in stages),
-        desc="karmma demo",
-        disable=not progress,
-        bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed} elapsed, about {remaining} left]",
-        file=sys.stderr,
-    )
-    ran = False
-    for stage in stages:
-        entry = done.get(stage.name)  # seconds None: started, not finished (interrupted or failed)
-        stale = entry is not None and entry["fingerprint"] != stage.fingerprint
-        if entry is not None and not stale and entry["seconds"] is not None and not (stage.refresh and ran):
+        roots = {seed: out if len(seeds) == 1 else out / f"seed_{seed}" for seed in seeds}
+        stages = []
+        for seed, root in roots.items():
+            for stage in demo_stages(root, plan, seed, workers, out, knobs=tune, tune_by=tune_by):
+                if len(seeds) > 1:
+                    stage.name = f"seed_{seed}/{stage.name}"
+                stages.append(stage)
+        stages += final_stages(out, roots, plan, tuned=bool(tune), tune_by=tune_by)
+        bar = tqdm(
+            total=sum(st.seconds for st in stages),
+            desc="karmma demo",
+            disable=not progress,
+            bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed} elapsed, about {remaining} left]",
+            file=sys.stderr,
+        )
+        ran = False
+        for stage in stages:
+            entry = done.get(stage.name)  # seconds None: started, not finished (interrupted or failed)
+            stale = entry is not None and entry["fingerprint"] != stage.fingerprint
+            if entry is not None and not stale and entry["seconds"] is not None and not (stage.refresh and ran):
+                bar.update(stage.seconds)
+                continue
+            ran = True
+            if stale:  # its settings (or a stage it reads) changed since it ran: its output is stale
+                moved = move_to_replaced(stage.output, stage.root) if stage.output else None
+                aside = f"; its earlier output is now in {moved}" if moved else ""
+                tqdm.write(f"{stage.name}: settings changed since it ran, running it again{aside}", file=sys.stderr)
+            # recorded before it runs, so that an interrupted stage resumes only under the same settings
+            done[stage.name] = {"seconds": None, "fingerprint": stage.fingerprint}
+            write_json(done_file, done)
+            bar.set_description(f"karmma demo ({stage.name})")
+            log_path = out / "logs" / f"{stage.name}.log"
+            start = time.perf_counter()
+            try:
+                with _output_to(log_path):
+                    stage.run()
+            except Exception as error:
+                bar.close()
+                with open(log_path, "a") as log:
+                    traceback.print_exc(file=log)
+                raise DemoError(f"demo stage {stage.name} failed: {error} (log: {log_path})") from error
+            done[stage.name] = {"seconds": round(time.perf_counter() - start, 1), "fingerprint": stage.fingerprint}
+            write_json(done_file, done)
             bar.update(stage.seconds)
-            continue
-        ran = True
-        if stale:  # its settings (or a stage it reads) changed since it ran: its output is stale
-            moved = move_to_replaced(stage.output, stage.root) if stage.output else None
-            aside = f"; its earlier output is now in {moved}" if moved else ""
-            tqdm.write(f"{stage.name}: settings changed since it ran, running it again{aside}", file=sys.stderr)
-        # recorded before it runs, so that an interrupted stage resumes only under the same settings
-        done[stage.name] = {"seconds": None, "fingerprint": stage.fingerprint}
-        write_json(done_file, done)
-        bar.set_description(f"karmma demo ({stage.name})")
-        log_path = out / "logs" / f"{stage.name}.log"
-        start = time.perf_counter()
-        try:
-            with _output_to(log_path):
-                stage.run()
-        except Exception as error:
-            bar.close()
-            with open(log_path, "a") as log:
-                traceback.print_exc(file=log)
-            raise DemoError(f"demo stage {stage.name} failed: {error} (log: {log_path})") from error
-        done[stage.name] = {"seconds": round(time.perf_counter() - start, 1), "fingerprint": stage.fingerprint}
-        write_json(done_file, done)
-        bar.update(stage.seconds)
-        if not progress:
-            print(f"{stage.name}: {done[stage.name]['seconds']:.1f} s", file=sys.stderr)
-    bar.close()
-    return out / "report.md"
+            if not progress:
+                print(f"{stage.name}: {done[stage.name]['seconds']:.1f} s", file=sys.stderr)
+        bar.close()
+        return out / "report.md"
+    finally:
+        lock.release()

@@ -72,14 +72,22 @@ class RunFolderError(ValueError):
 
 
 class RunLock:
-    """Exclusive ownership of a run folder: ``<folder>/.lock`` holds the owner's pid and host.
+    """Exclusive ownership of a run folder (or of another folder one process writes, ``what``, such
+    as a demo's): ``<folder>/.lock`` holds the owner's pid and host.
 
     The lock is an ``flock`` on that file: the kernel frees it when the owner dies,
     so a lock file left by a killed run (a stale pid) is detected and taken over.
+    ``advice`` ends the message of a folder in use.
     """
 
-    def __init__(self, folder: Path):
+    def __init__(
+        self,
+        folder: Path,
+        what: str = "run folder",
+        advice: str = "wait for it to finish, or train under another trainer.name",
+    ):
         self.path = folder / ".lock"
+        self.what, self.advice = what, advice
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
@@ -91,14 +99,12 @@ class RunLock:
             owner = os.pread(fd, 200, 0).decode(errors="replace").split()
             os.close(fd)
             who = f"process {owner[0]} on {owner[1]}" if len(owner) >= 2 else "another process"
-            raise RunFolderError(
-                f"run folder {self.path.parent} is in use by {who}: wait for it to finish, "
-                "or train under another trainer.name"
-            ) from None
+            raise RunFolderError(f"{self.what} {self.path.parent} is in use by {who}: {self.advice}") from None
         previous = os.pread(fd, 200, 0).decode(errors="replace").split()
         if previous:
             log.warning(
-                "run folder %s: taking over the stale lock of process %s (no longer running)",
+                "%s %s: taking over the stale lock of process %s (no longer running)",
+                self.what,
                 self.path.parent,
                 previous[0],
             )
