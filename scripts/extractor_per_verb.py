@@ -7,7 +7,10 @@ cues a modality renders. Scored on each test clip's latents (``SynthKitchen_late
 the clips of each true verb. Beside it, the Bayes guess from the verb alone: where a model's noun sits
 at that level, it reads the motion and none of the object.
 
-    python scripts/extractor_per_verb.py DEMO_SEED_FOLDER [RUN ...]   # e.g. karmma-demo/seed_0
+    python scripts/extractor_per_verb.py DEMO_SEED_FOLDER [RUN ...]
+
+DEMO_SEED_FOLDER is one seed's pipeline: ``karmma-demo`` after ``karmma demo``, ``karmma-demo/seed_0``
+after ``karmma demo --seeds 0,1,2``.
 
 RUN are run names under the folder's runs/ (default: the six pre-trained extractors); each is scored
 on the main recordings' test split, with every modality it has.
@@ -63,6 +66,9 @@ def main() -> None:
     with open(main_set / "annotations" / "EPIC_100_test.csv", newline="") as f:
         labels = {row["narration_id"]: (int(row["verb_class"]), int(row["noun_class"])) for row in csv.DictReader(f)}
     runs = args.runs or [prefix + m for prefix in UNIMODAL_RUN_PREFIXES.values() for m in ("V", "F", "A")]
+    missing = [name for name in runs if not (args.folder / "runs" / name).is_dir()]
+    if missing:
+        parser.error(f"no run folder {', '.join(missing)} under {args.folder / 'runs'}")
     for name in runs:
         rows = per_verb(args.folder / "runs" / name, main_set, latents, labels)
         print(f"\n{name}: top-1 (%) on the test clips of each true verb")
