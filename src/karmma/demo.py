@@ -709,8 +709,6 @@ def run_demo(
     (means, 95 % intervals, per-seed results and the claims' verdicts). ``tune``
     adds, per seed, one training run per value of each knob, scored on
     validation only, by ``tune_by`` (:data:`TUNING_METRICS`); ``out/tuning.json`` holds them (mean over seeds)."""
-    from tqdm import tqdm
-
     from karmma.configuration import MAX_SEED
     from karmma.training.run import RunFolderError, RunLock
 
@@ -744,66 +742,83 @@ def run_demo(
     except RunFolderError as error:
         raise DemoError(str(error)) from None
     try:
-        marker = out / "demo.json"
-        if marker.is_file():
-            previous = json.loads(marker.read_text())
-            if previous != identity:
-                raise DemoError(
-                    f"{out} holds a demo with other settings ({previous.get('flavour')}, seeds {previous.get('seeds', previous.get('seed'))}, "
-                    f"version {previous.get('version', 1)}; differs in {', '.join(identity_differences(previous, identity))}); "
-                    "use another --out"
-                )
-        write_json(marker, identity)
-        done_file = out / "stages.json"
-        done = json.loads(done_file.read_text()) if done_file.is_file() else {}
-
-        roots = {seed: out if len(seeds) == 1 else out / f"seed_{seed}" for seed in seeds}
-        stages = []
-        for seed, root in roots.items():
-            for stage in demo_stages(root, plan, seed, workers, out, knobs=tune, tune_by=tune_by):
-                if len(seeds) > 1:
-                    stage.name = f"seed_{seed}/{stage.name}"
-                stages.append(stage)
-        stages += final_stages(out, roots, plan, tuned=bool(tune), tune_by=tune_by)
-        bar = tqdm(
-            total=sum(st.seconds for st in stages),
-            desc="karmma demo",
-            disable=not progress,
-            bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed} elapsed, about {remaining} left]",
-            file=sys.stderr,
-        )
-        ran = False
-        for stage in stages:
-            entry = done.get(stage.name)  # seconds None: started, not finished (interrupted or failed)
-            stale = entry is not None and entry["fingerprint"] != stage.fingerprint
-            if entry is not None and not stale and entry["seconds"] is not None and not (stage.refresh and ran):
-                bar.update(stage.seconds)
-                continue
-            ran = True
-            if stale:  # its settings (or a stage it reads) changed since it ran: its output is stale
-                moved = move_to_replaced(stage.output, stage.root) if stage.output else None
-                aside = f"; its earlier output is now in {moved}" if moved else ""
-                tqdm.write(f"{stage.name}: settings changed since it ran, running it again{aside}", file=sys.stderr)
-            # recorded before it runs, so that an interrupted stage resumes only under the same settings
-            done[stage.name] = {"seconds": None, "fingerprint": stage.fingerprint}
-            write_json(done_file, done)
-            bar.set_description(f"karmma demo ({stage.name})")
-            log_path = out / "logs" / f"{stage.name}.log"
-            start = time.perf_counter()
-            try:
-                with _output_to(log_path):
-                    stage.run()
-            except Exception as error:
-                bar.close()
-                with open(log_path, "a") as log:
-                    traceback.print_exc(file=log)
-                raise DemoError(f"demo stage {stage.name} failed: {error} (log: {log_path})") from error
-            done[stage.name] = {"seconds": round(time.perf_counter() - start, 1), "fingerprint": stage.fingerprint}
-            write_json(done_file, done)
-            bar.update(stage.seconds)
-            if not progress:
-                print(f"{stage.name}: {done[stage.name]['seconds']:.1f} s", file=sys.stderr)
-        bar.close()
-        return out / "report.md"
+        return _run_stages(out, identity, plan, seeds, workers, tune, tune_by, progress)
     finally:
         lock.release()
+
+
+def _run_stages(
+    out: Path,
+    identity: dict,
+    plan: DemoPlan,
+    seeds: tuple[int, ...],
+    workers: int,
+    tune: tuple[Knob, ...],
+    tune_by: str,
+    progress: bool,
+) -> Path:
+    """:func:`run_demo`'s work once its arguments are checked and it holds ``out``: refuse a folder of
+    other settings (``identity``), then run every stage not yet done under the same settings."""
+    from tqdm import tqdm
+
+    marker = out / "demo.json"
+    if marker.is_file():
+        previous = json.loads(marker.read_text())
+        if previous != identity:
+            raise DemoError(
+                f"{out} holds a demo with other settings ({previous.get('flavour')}, seeds {previous.get('seeds', previous.get('seed'))}, "
+                f"version {previous.get('version', 1)}; differs in {', '.join(identity_differences(previous, identity))}); "
+                "use another --out"
+            )
+    write_json(marker, identity)
+    done_file = out / "stages.json"
+    done = json.loads(done_file.read_text()) if done_file.is_file() else {}
+
+    roots = {seed: out if len(seeds) == 1 else out / f"seed_{seed}" for seed in seeds}
+    stages = []
+    for seed, root in roots.items():
+        for stage in demo_stages(root, plan, seed, workers, out, knobs=tune, tune_by=tune_by):
+            if len(seeds) > 1:
+                stage.name = f"seed_{seed}/{stage.name}"
+            stages.append(stage)
+    stages += final_stages(out, roots, plan, tuned=bool(tune), tune_by=tune_by)
+    bar = tqdm(
+        total=sum(st.seconds for st in stages),
+        desc="karmma demo",
+        disable=not progress,
+        bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed} elapsed, about {remaining} left]",
+        file=sys.stderr,
+    )
+    ran = False
+    for stage in stages:
+        entry = done.get(stage.name)  # seconds None: started, not finished (interrupted or failed)
+        stale = entry is not None and entry["fingerprint"] != stage.fingerprint
+        if entry is not None and not stale and entry["seconds"] is not None and not (stage.refresh and ran):
+            bar.update(stage.seconds)
+            continue
+        ran = True
+        if stale:  # its settings (or a stage it reads) changed since it ran: its output is stale
+            moved = move_to_replaced(stage.output, stage.root) if stage.output else None
+            aside = f"; its earlier output is now in {moved}" if moved else ""
+            tqdm.write(f"{stage.name}: settings changed since it ran, running it again{aside}", file=sys.stderr)
+        # recorded before it runs, so that an interrupted stage resumes only under the same settings
+        done[stage.name] = {"seconds": None, "fingerprint": stage.fingerprint}
+        write_json(done_file, done)
+        bar.set_description(f"karmma demo ({stage.name})")
+        log_path = out / "logs" / f"{stage.name}.log"
+        start = time.perf_counter()
+        try:
+            with _output_to(log_path):
+                stage.run()
+        except Exception as error:
+            bar.close()
+            with open(log_path, "a") as log:
+                traceback.print_exc(file=log)
+            raise DemoError(f"demo stage {stage.name} failed: {error} (log: {log_path})") from error
+        done[stage.name] = {"seconds": round(time.perf_counter() - start, 1), "fingerprint": stage.fingerprint}
+        write_json(done_file, done)
+        bar.update(stage.seconds)
+        if not progress:
+            print(f"{stage.name}: {done[stage.name]['seconds']:.1f} s", file=sys.stderr)
+    bar.close()
+    return out / "report.md"
