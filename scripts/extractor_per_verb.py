@@ -17,10 +17,10 @@ on the main recordings' test split, with every modality it has.
 """
 
 import argparse
-import csv
 from collections import defaultdict
 from pathlib import Path
 
+from karmma.data.annotations import read_epic_segments
 from karmma.data.synth import LATENTS_FILE, read_latents
 from karmma.data.synth_world import VERB_NAMES, bayes_classifier, seen_by
 from karmma.demo import UNIMODAL_RUN_PREFIXES, main_data
@@ -63,8 +63,8 @@ def main() -> None:
             f"{latents_path} not found: recordings made before the latents were written; run karmma synth again"
         )
     latents = read_latents(latents_path)
-    with open(main_set / "annotations" / "EPIC_100_test.csv", newline="") as f:
-        labels = {row["narration_id"]: (int(row["verb_class"]), int(row["noun_class"])) for row in csv.DictReader(f)}
+    test = read_epic_segments(main_set / "annotations" / "EPIC_100_test.csv", require_labels=True)
+    labels = {segment.id: (segment.labels["verb"], segment.labels["noun"]) for segment in test}
     runs = args.runs or [prefix + m for prefix in UNIMODAL_RUN_PREFIXES.values() for m in ("V", "F", "A")]
     missing = [name for name in runs if not (args.folder / "runs" / name).is_dir()]
     if missing:

@@ -46,14 +46,19 @@ def flow_image(folder: Path, component: str, number: int) -> np.ndarray:
     return image.astype(np.float32) - 128  # quantised around 128
 
 
-def mean_motion_crop(root: Path, row: dict) -> np.ndarray:
-    """``[2 * HALF, 2 * HALF]`` mean flow magnitude over the segment, around its peak, scaled to 1."""
+def segment_flow(root: Path, row: dict) -> tuple[Path, int, int, int]:
+    """The segment's flow folder, its first and last flow frame numbers, and the flow stride in RGB frames."""
     prepared = root / "prepared" / row["part"]
     stride = read_recipe(prepared).stride(row["video_id"], None)  # the recipe karmma prepare recorded
     flow = prepared / row["participant_id"] / "flow_frames" / row["video_id"]
     count = len(list((flow / "u").iterdir()))
     first = flow_frame(int(row["start_frame"]), stride)
-    last = min(count, flow_frame(int(row["stop_frame"]), stride))
+    return flow, first, min(count, flow_frame(int(row["stop_frame"]), stride)), stride
+
+
+def mean_motion_crop(root: Path, row: dict) -> np.ndarray:
+    """``[2 * HALF, 2 * HALF]`` mean flow magnitude over the segment, around its peak, scaled to 1."""
+    flow, first, last, stride = segment_flow(root, row)
     magnitudes = []
     for number in range(first, last + 1, max(1, 2 // stride)):  # the flow of every other RGB frame
         u, v = flow_image(flow, "u", number), flow_image(flow, "v", number)
@@ -69,12 +74,7 @@ def blob_aspect(root: Path, row: dict) -> float:
     """Width over height (spread of x over spread of y) of the moving blob in the segment's flow frame
     of most motion, away from its first and last three frames; pixels above half the frame's peak
     magnitude, camera shake removed."""
-    prepared = root / "prepared" / row["part"]
-    stride = read_recipe(prepared).stride(row["video_id"], None)
-    flow = prepared / row["participant_id"] / "flow_frames" / row["video_id"]
-    count = len(list((flow / "u").iterdir()))
-    first = flow_frame(int(row["start_frame"]), stride)
-    last = min(count, flow_frame(int(row["stop_frame"]), stride))
+    flow, first, last, _ = segment_flow(root, row)
     best, energy = None, -1.0
     for number in range(first + 3, last - 2):
         u, v = flow_image(flow, "u", number), flow_image(flow, "v", number)
